@@ -1,0 +1,149 @@
+//! Commands: what a client asks for. The state machine decides each one
+//! ([`crate::state::State::decide`]) into events, or a [`Rejection`].
+//!
+//! A command carries everything its outcome depends on (the accepting node's
+//! clock, a password hash computed there), so that deciding it is a pure
+//! function of the state and the command.
+
+use serde::{Deserialize, Serialize};
+
+use crate::event::*;
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub enum Command {
+    Register {
+        username: String,
+        password_hash: String,
+        email: String,
+        display_name: String,
+        phone_number: Option<String>,
+        at: Micros,
+    },
+    RecordLogin {
+        user_id: UserId,
+        at: Micros,
+    },
+    /// Returns the pair's existing direct conversation, or creates it.
+    CreateDirect {
+        by: UserId,
+        other: UserId,
+        at: Micros,
+    },
+    CreateGroup {
+        by: UserId,
+        title: String,
+        description: String,
+        is_public: bool,
+        member_ids: Vec<UserId>,
+        at: Micros,
+    },
+    AddMember {
+        by: UserId,
+        conv_id: ConvId,
+        user_id: UserId,
+        at: Micros,
+    },
+    RemoveMember {
+        by: UserId,
+        conv_id: ConvId,
+        user_id: UserId,
+        at: Micros,
+    },
+    PostMessage {
+        sender: UserId,
+        conv_id: ConvId,
+        content: String,
+        message_type: String,
+        reply_to: Option<MessageId>,
+        forwarded_from: Option<MessageId>,
+        /// Idempotency key: a retry with the same (sender, conv, client_id)
+        /// returns the original message and appends nothing.
+        client_id: Option<String>,
+        at: Micros,
+    },
+    EditMessage {
+        by: UserId,
+        conv_id: ConvId,
+        message_id: MessageId,
+        content: String,
+        at: Micros,
+    },
+    DeleteMessage {
+        by: UserId,
+        conv_id: ConvId,
+        message_id: MessageId,
+        at: Micros,
+    },
+    MarkRead {
+        by: UserId,
+        conv_id: ConvId,
+        message_id: MessageId,
+        at: Micros,
+    },
+    /// Adds the reaction, or removes it when the user already has it.
+    ToggleReaction {
+        by: UserId,
+        conv_id: ConvId,
+        message_id: MessageId,
+        emoji: String,
+        at: Micros,
+    },
+    StoreAttachment {
+        by: UserId,
+        conv_id: ConvId,
+        message_id: MessageId,
+        file_name: String,
+        file_size: u64,
+        mime_type: String,
+        blob_key: String,
+        at: Micros,
+    },
+}
+
+/// What the caller learns besides the events: which object the command
+/// resolved to, and whether it was created now.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Reply {
+    User(UserId),
+    Conversation {
+        conv_id: ConvId,
+        created: bool,
+    },
+    Message {
+        message_id: MessageId,
+        created: bool,
+    },
+    Reaction {
+        reaction_id: ReactionId,
+        added: bool,
+    },
+    Attachment(AttachmentId),
+    Done,
+}
+
+/// Why a command was refused. The state is unchanged.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Rejection {
+    #[error("unknown user")]
+    UnknownUser,
+    #[error("unknown conversation")]
+    UnknownConversation,
+    #[error("not a member of this conversation")]
+    NotAMember,
+    #[error("only admins can do this")]
+    NotAnAdmin,
+    #[error("a user with that username already exists")]
+    UsernameTaken,
+    #[error("a user with that phone number already exists")]
+    PhoneTaken,
+    #[error("unknown message")]
+    UnknownMessage,
+    #[error("you can only change your own messages")]
+    NotYourMessage,
+    #[error("the message was deleted")]
+    MessageDeleted,
+    #[error("already a member")]
+    AlreadyMember,
+    #[error("{0}")]
+    Invalid(&'static str),
+}

@@ -1,0 +1,177 @@
+//! The events: the only persistent state of Vato. Everything else (users,
+//! conversations, unread counts, ...) is derived from them by
+//! [`crate::state::State::apply`].
+
+use serde::{Deserialize, Serialize};
+
+pub type UserId = u64;
+pub type ConvId = u64;
+pub type MessageId = u64;
+pub type ReactionId = u64;
+pub type AttachmentId = u64;
+/// Position of an event in the global log (0, 1, 2, ...).
+pub type Offset = u64;
+/// Position of an event within its conversation (1, 2, 3, ... gap-free).
+pub type Seq = u64;
+/// Microseconds since the Unix epoch, UTC. Always chosen by the node that
+/// accepted the request and carried in the command, so that applying the log
+/// is deterministic.
+pub type Micros = i64;
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ConvKind {
+    Direct,
+    Group,
+}
+
+impl ConvKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConvKind::Direct => "direct",
+            ConvKind::Group => "group",
+        }
+    }
+}
+
+/// One chat event. Conversation-scoped events that a client sees on a socket
+/// carry that conversation's `seq`; `ConversationCreated` starts the
+/// conversation at seq 0 and has none.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub enum Event {
+    UserRegistered {
+        user_id: UserId,
+        username: String,
+        /// Argon2 PHC string; the password itself never reaches the log.
+        password_hash: String,
+        email: String,
+        display_name: String,
+        phone_number: Option<String>,
+        at: Micros,
+    },
+    /// A successful login: `is_online` and `last_seen_at`, as the original.
+    UserSeen { user_id: UserId, at: Micros },
+    ConversationCreated {
+        conv_id: ConvId,
+        kind: ConvKind,
+        title: String,
+        owner: UserId,
+        description: String,
+        is_public: bool,
+        /// (user, is_admin), in the order they were given.
+        members: Vec<(UserId, bool)>,
+        at: Micros,
+    },
+    MemberAdded {
+        conv_id: ConvId,
+        seq: Seq,
+        user_id: UserId,
+        is_admin: bool,
+        by: UserId,
+        at: Micros,
+    },
+    MemberRemoved {
+        conv_id: ConvId,
+        seq: Seq,
+        user_id: UserId,
+        by: UserId,
+        at: Micros,
+    },
+    MessagePosted {
+        message_id: MessageId,
+        conv_id: ConvId,
+        seq: Seq,
+        sender: UserId,
+        content: String,
+        message_type: String,
+        reply_to: Option<MessageId>,
+        forwarded_from: Option<MessageId>,
+        client_id: Option<String>,
+        at: Micros,
+    },
+    MessageEdited {
+        message_id: MessageId,
+        conv_id: ConvId,
+        seq: Seq,
+        content: String,
+        at: Micros,
+    },
+    /// A tombstone: the message stays (ids and seqs never move) but is hidden.
+    MessageDeleted {
+        message_id: MessageId,
+        conv_id: ConvId,
+        seq: Seq,
+        at: Micros,
+    },
+    /// `user_id` has read everything in the conversation up to `up_to`.
+    MessagesRead {
+        conv_id: ConvId,
+        seq: Seq,
+        user_id: UserId,
+        up_to: MessageId,
+        at: Micros,
+    },
+    ReactionAdded {
+        reaction_id: ReactionId,
+        message_id: MessageId,
+        conv_id: ConvId,
+        seq: Seq,
+        user_id: UserId,
+        emoji: String,
+        at: Micros,
+    },
+    ReactionRemoved {
+        reaction_id: ReactionId,
+        message_id: MessageId,
+        conv_id: ConvId,
+        seq: Seq,
+        user_id: UserId,
+        emoji: String,
+        at: Micros,
+    },
+    AttachmentStored {
+        attachment_id: AttachmentId,
+        message_id: MessageId,
+        conv_id: ConvId,
+        seq: Seq,
+        file_name: String,
+        file_size: u64,
+        mime_type: String,
+        /// Where the bytes live (content address in the blob store).
+        blob_key: String,
+        at: Micros,
+    },
+}
+
+impl Event {
+    /// The conversation and seq of a conversation-scoped event, if it has one.
+    pub fn conv_seq(&self) -> Option<(ConvId, Seq)> {
+        use Event::*;
+        match self {
+            UserRegistered { .. } | UserSeen { .. } | ConversationCreated { .. } => None,
+            MemberAdded { conv_id, seq, .. }
+            | MemberRemoved { conv_id, seq, .. }
+            | MessagePosted { conv_id, seq, .. }
+            | MessageEdited { conv_id, seq, .. }
+            | MessageDeleted { conv_id, seq, .. }
+            | MessagesRead { conv_id, seq, .. }
+            | ReactionAdded { conv_id, seq, .. }
+            | ReactionRemoved { conv_id, seq, .. }
+            | AttachmentStored { conv_id, seq, .. } => Some((*conv_id, *seq)),
+        }
+    }
+
+    /// The conversation an event belongs to (including its creation).
+    pub fn conv_id(&self) -> Option<ConvId> {
+        match self {
+            Event::ConversationCreated { conv_id, .. } => Some(*conv_id),
+            other => other.conv_seq().map(|(c, _)| c),
+        }
+    }
+}
+
+/// An event at its place in the global log.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct Envelope {
+    pub offset: Offset,
+    pub event: Event,
+}

@@ -1,0 +1,368 @@
+//! The store: the log, the live state, and the single writer that turns
+//! commands into durable events with group commit.
+//!
+//! The writer is one OS thread. It takes every command waiting in its
+//! queue (up to `max_batch`), decides and applies each against the live
+//! state in arrival order, appends the resulting events in one sled
+//! transaction, makes them durable once (flush + fdatasync), and only then
+//! answers every waiter and hands the batch to the fan-out. One fsync thus
+//! pays for the whole batch: durability does not cost throughput.
+//!
+//! Readers see the state through a read lock. They may see a batch a few
+//! hundred microseconds before it is durable; nobody is *told* it is done
+//! before it is. If the disk fails, the writer stops, every waiter gets an
+//! error, and [`Store::failed`] turns true: the process should exit and
+//! restart from the log.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use parking_lot::{Mutex, RwLock, RwLockReadGuard};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::command::{Command, Rejection, Reply};
+use crate::event::{ConvId, Envelope, Seq};
+use crate::log::{Log, LogError};
+use crate::snapshot;
+use crate::state::State;
+
+#[derive(Clone, Debug)]
+pub struct StoreConfig {
+    pub dir: PathBuf,
+    /// Write a snapshot every this many events (and on clean close).
+    pub snapshot_every: u64,
+    /// Most commands one group commit takes.
+    pub max_batch: usize,
+    /// Commands that may wait for the writer before `submit` waits too.
+    pub queue: usize,
+}
+
+impl StoreConfig {
+    pub fn new(dir: impl Into<PathBuf>) -> StoreConfig {
+        StoreConfig {
+            dir: dir.into(),
+            snapshot_every: 250_000,
+            max_batch: 4096,
+            queue: 65_536,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error(transparent)]
+    Log(#[from] LogError),
+    #[error("the store is closed")]
+    Closed,
+    #[error("the store stopped after a storage failure")]
+    Failed,
+}
+
+/// A command that was accepted and is durable.
+#[derive(Clone, Debug)]
+pub struct Applied {
+    pub reply: Reply,
+    /// The events it appended (none for an idempotent repeat).
+    pub events: Vec<Envelope>,
+}
+
+/// The answer to a queued command: decided, and durable if accepted.
+pub type Answer = oneshot::Receiver<Result<Result<Applied, Rejection>, StoreError>>;
+
+/// Batches of durable events, in log order, for the fan-out.
+pub type CommittedRx = mpsc::UnboundedReceiver<Arc<[Envelope]>>;
+
+struct Request {
+    command: Command,
+    /// Cluster mode: the command's place in the stream, recorded with the
+    /// batch so a restart resumes right after it.
+    position: Option<u64>,
+    reply: oneshot::Sender<Result<Result<Applied, Rejection>, StoreError>>,
+}
+
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    tx: Mutex<Option<mpsc::Sender<Request>>>,
+    state: Arc<RwLock<State>>,
+    log: Arc<Log>,
+    failed: Arc<AtomicBool>,
+    writer: Mutex<Option<JoinHandle<()>>>,
+    dir: PathBuf,
+}
+
+impl Store {
+    /// Opens (or creates) the store in `config.dir`: loads the latest
+    /// snapshot, replays the log's tail, and starts the writer.
+    pub fn open(config: StoreConfig) -> Result<(Store, CommittedRx), StoreError> {
+        let log = Arc::new(Log::open(&config.dir)?);
+        let state = recover(&log)?;
+        let state = Arc::new(RwLock::new(state));
+        let failed = Arc::new(AtomicBool::new(false));
+        let (tx, rx) = mpsc::channel(config.queue.max(1));
+        let (committed_tx, committed_rx) = mpsc::unbounded_channel();
+        let writer = Writer {
+            rx,
+            state: state.clone(),
+            log: log.clone(),
+            committed: committed_tx,
+            failed: failed.clone(),
+            max_batch: config.max_batch.max(1),
+            snapshot_every: config.snapshot_every.max(1),
+            dir: config.dir.clone(),
+        };
+        let handle = std::thread::Builder::new()
+            .name("vato-log-writer".into())
+            .spawn(move || writer.run())
+            .map_err(LogError::Io)?;
+        let store = Store {
+            inner: Arc::new(Inner {
+                tx: Mutex::new(Some(tx)),
+                state,
+                log,
+                failed,
+                writer: Mutex::new(Some(handle)),
+                dir: config.dir,
+            }),
+        };
+        Ok((store, committed_rx))
+    }
+
+    /// Submits a command and waits until it is decided and, if accepted,
+    /// durable. The outer error is the store's; the inner one the command's.
+    pub async fn submit(&self, command: Command) -> Result<Result<Applied, Rejection>, StoreError> {
+        let answer = self.enqueue(command, None).await?;
+        answer.await.map_err(|_| self.stopped_error())?
+    }
+
+    /// Queues a command and returns at once with the receiver of its answer.
+    /// Commands are decided in the order they are queued: the cluster's
+    /// applier queues the stream in stream order without waiting for each
+    /// fsync, so a whole run of commands shares one group commit.
+    pub async fn enqueue(
+        &self,
+        command: Command,
+        position: Option<u64>,
+    ) -> Result<Answer, StoreError> {
+        let tx = self.inner.tx.lock().clone().ok_or(StoreError::Closed)?;
+        let (reply, answer) = oneshot::channel();
+        tx.send(Request {
+            command,
+            position,
+            reply,
+        })
+        .await
+        .map_err(|_| self.stopped_error())?;
+        Ok(answer)
+    }
+
+    fn stopped_error(&self) -> StoreError {
+        if self.failed() {
+            StoreError::Failed
+        } else {
+            StoreError::Closed
+        }
+    }
+
+    /// The live read models.
+    pub fn state(&self) -> RwLockReadGuard<'_, State> {
+        self.inner.state.read()
+    }
+
+    pub fn log(&self) -> &Log {
+        &self.inner.log
+    }
+
+    /// Cluster mode: the stream sequence of the last command made durable.
+    pub fn position(&self) -> Result<Option<u64>, StoreError> {
+        Ok(self.inner.log.position()?)
+    }
+
+    /// True once the writer stopped on a storage error.
+    pub fn failed(&self) -> bool {
+        self.inner.failed.load(Ordering::SeqCst)
+    }
+
+    /// Up to `limit` events of a conversation with seq > `after`, oldest
+    /// first: the replay behind `since`.
+    pub fn conv_after(
+        &self,
+        conv: ConvId,
+        after: Seq,
+        limit: usize,
+    ) -> Result<Vec<Envelope>, StoreError> {
+        Ok(self.inner.log.conv_after(conv, after, limit)?)
+    }
+
+    /// Stops the writer after the commands already queued, and writes a
+    /// snapshot. Further submits get [`StoreError::Closed`].
+    pub fn close(&self) -> Result<(), StoreError> {
+        self.inner.tx.lock().take();
+        if let Some(handle) = self.inner.writer.lock().take() {
+            let _ = handle.join();
+        }
+        if !self.failed() {
+            let state = self.inner.state.read().clone();
+            snapshot::write(&self.inner.dir, &state).map_err(LogError::Io)?;
+        }
+        Ok(())
+    }
+}
+
+/// Rebuilds the state: the latest snapshot (if usable) plus the log's tail.
+pub fn recover(log: &Log) -> Result<State, StoreError> {
+    let next = log.next_offset()?;
+    let mut state = match snapshot::read(log.dir()) {
+        Some(state) if state.next_offset <= next => state,
+        Some(state) => {
+            tracing::warn!(
+                snapshot = state.next_offset,
+                log = next,
+                "snapshot is ahead of the log; replaying the whole log"
+            );
+            State::default()
+        }
+        None => State::default(),
+    };
+    replay_into(log, &mut state)?;
+    Ok(state)
+}
+
+/// Applies every event after `state.next_offset` to `state`.
+pub fn replay_into(log: &Log, state: &mut State) -> Result<(), StoreError> {
+    for envelope in log.read_from(state.next_offset) {
+        let envelope = envelope?;
+        if envelope.offset != state.next_offset {
+            return Err(LogError::Corrupt {
+                offset: state.next_offset,
+                source: crate::codec::CodecError::Payload(format!(
+                    "missing entry (next present is {})",
+                    envelope.offset
+                )),
+            }
+            .into());
+        }
+        state.apply(&envelope);
+    }
+    Ok(())
+}
+
+/// The state a full replay from offset 0 gives (what `verify` compares).
+pub fn rebuild(dir: &Path) -> Result<State, StoreError> {
+    let log = Log::open(dir)?;
+    let mut state = State::default();
+    replay_into(&log, &mut state)?;
+    Ok(state)
+}
+
+struct Writer {
+    rx: mpsc::Receiver<Request>,
+    state: Arc<RwLock<State>>,
+    log: Arc<Log>,
+    committed: mpsc::UnboundedSender<Arc<[Envelope]>>,
+    failed: Arc<AtomicBool>,
+    max_batch: usize,
+    snapshot_every: u64,
+    dir: PathBuf,
+}
+
+impl Writer {
+    fn run(mut self) {
+        let mut since_snapshot = 0u64;
+        let snapshot_busy = Arc::new(AtomicBool::new(false));
+        // Joined before the writer exits, so that close() (which joins the
+        // writer, then writes its own snapshot) never races a background
+        // snapshot on `snapshot.bin.tmp`.
+        let mut snapshot_thread = None;
+        let mut batch = Vec::with_capacity(self.max_batch);
+        while let Some(first) = self.rx.blocking_recv() {
+            batch.push(first);
+            while batch.len() < self.max_batch {
+                match self.rx.try_recv() {
+                    Ok(request) => batch.push(request),
+                    Err(_) => break,
+                }
+            }
+            let (envelopes, outcomes) = self.decide_and_apply(&batch);
+            let position = batch.iter().filter_map(|r| r.position).max();
+            if !envelopes.is_empty() || position.is_some() {
+                if let Err(e) = self.log.append_batch_at(&envelopes, position) {
+                    tracing::error!("log append failed, the store stops: {e}");
+                    self.failed.store(true, Ordering::SeqCst);
+                    for request in batch.drain(..) {
+                        let _ = request.reply.send(Err(StoreError::Failed));
+                    }
+                    return;
+                }
+            }
+            for (request, outcome) in batch.drain(..).zip(outcomes) {
+                let answer = outcome.map(|(reply, range)| Applied {
+                    reply,
+                    events: envelopes[range].to_vec(),
+                });
+                let _ = request.reply.send(Ok(answer));
+            }
+            since_snapshot += envelopes.len() as u64;
+            if !envelopes.is_empty() {
+                let _ = self.committed.send(envelopes.into());
+            }
+            if since_snapshot >= self.snapshot_every && !snapshot_busy.swap(true, Ordering::SeqCst)
+            {
+                since_snapshot = 0;
+                snapshot_thread = Some(self.snapshot_in_background(snapshot_busy.clone()));
+            }
+        }
+        if let Some(handle) = snapshot_thread {
+            let _ = handle.join();
+        }
+    }
+
+    /// Decides and applies each command in order; returns the new events
+    /// and, per command, its reply and the range of its events.
+    #[allow(clippy::type_complexity)]
+    fn decide_and_apply(
+        &self,
+        batch: &[Request],
+    ) -> (
+        Vec<Envelope>,
+        Vec<Result<(Reply, std::ops::Range<usize>), Rejection>>,
+    ) {
+        let mut state = self.state.write();
+        let mut envelopes = Vec::new();
+        let outcomes = batch
+            .iter()
+            .map(|request| {
+                let decision = state.decide(&request.command)?;
+                let start = envelopes.len();
+                for event in decision.events {
+                    let envelope = Envelope {
+                        offset: state.next_offset,
+                        event,
+                    };
+                    state.apply(&envelope);
+                    envelopes.push(envelope);
+                }
+                Ok((decision.reply, start..envelopes.len()))
+            })
+            .collect();
+        (envelopes, outcomes)
+    }
+
+    /// Clones the state (the writer pauses for that) and writes it from
+    /// another thread.
+    fn snapshot_in_background(&self, busy: Arc<AtomicBool>) -> JoinHandle<()> {
+        let state = self.state.read().clone();
+        let dir = self.dir.clone();
+        std::thread::spawn(move || {
+            if let Err(e) = snapshot::write(&dir, &state) {
+                tracing::warn!("snapshot failed: {e}");
+            }
+            busy.store(false, Ordering::SeqCst);
+        })
+    }
+}
