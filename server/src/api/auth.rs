@@ -1,0 +1,203 @@
+//! `/api/auth/`: register, login, token refresh, own profile.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::{json, Map, Value};
+use vato_eventlog::{Command, Rejection, Reply};
+
+use super::{json_body, opt_str};
+use crate::app::App;
+use crate::auth::{hash_password, verify_password, AuthUser, MaybeAuthUser, TokenType};
+use crate::clock::now_micros;
+use crate::error::{token_not_valid_body, ApiError, ApiResult};
+use crate::render;
+
+pub fn router() -> Router<Arc<App>> {
+    Router::new()
+        .route("/api/auth/register/", post(register))
+        .route("/api/auth/login/", post(login))
+        .route("/api/auth/token/refresh/", post(refresh))
+        .route("/api/auth/profile/me/", get(profile_me))
+        .route("/api/auth/users/me/", get(users_me))
+}
+
+/// Django's username rule: 1–150 characters of letters, digits and @.+-_.
+fn valid_username(name: &str) -> bool {
+    !name.is_empty()
+        && name.chars().count() <= 150
+        && name
+            .chars()
+            .all(|c| c.is_alphanumeric() || "@.+-_".contains(c))
+}
+
+async fn register(
+    State(app): State<Arc<App>>,
+    _: MaybeAuthUser,
+    body: Bytes,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let body = json_body(&body)?;
+    let mut errors = Map::new();
+    let username = opt_str(&body, "username")?.unwrap_or_default();
+    let password = opt_str(&body, "password")?.unwrap_or_default();
+    let password2 = opt_str(&body, "password2")?.unwrap_or_default();
+    let email = opt_str(&body, "email")?.unwrap_or_default();
+    let display_name = opt_str(&body, "display_name")?.unwrap_or_default();
+    let phone_number = opt_str(&body, "phone_number")?.filter(|p| !p.trim().is_empty());
+    if username.is_empty() {
+        errors.insert("username".into(), json!(["This field is required."]));
+    } else if !valid_username(&username) {
+        errors.insert(
+            "username".into(),
+            json!(["Enter a valid username. This value may contain only letters, numbers, and @/./+/-/_ characters."]),
+        );
+    }
+    for (field, value) in [("password", &password), ("password2", &password2)] {
+        if value.is_empty() {
+            errors.insert(field.into(), json!(["This field is required."]));
+        } else if value.chars().count() < 8 {
+            errors.insert(
+                field.into(),
+                json!(["Ensure this field has at least 8 characters."]),
+            );
+        }
+    }
+    if errors.is_empty() && password != password2 {
+        errors.insert("password2".into(), json!(["Passwords do not match."]));
+    }
+    if display_name.chars().count() > 150 || email.chars().count() > 254 {
+        errors.insert("non_field_errors".into(), json!(["A field is too long."]));
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::BadRequest(Value::Object(errors)));
+    }
+    // Cheap early answer; the state machine decides for real.
+    if app.store.state().user_by_name(&username).is_some() {
+        return Err(Rejection::UsernameTaken.into());
+    }
+    let password_hash = hash_password(password).await?;
+    let applied = app
+        .submit(Command::Register {
+            username,
+            password_hash,
+            email,
+            display_name,
+            phone_number,
+            at: now_micros(),
+        })
+        .await??;
+    let Reply::User(user_id) = applied.reply else {
+        return Err(ApiError::Internal("register did not return a user".into()));
+    };
+    let body = token_response(&app, user_id)?;
+    Ok((StatusCode::CREATED, Json(body)))
+}
+
+fn token_response(app: &App, user_id: u64) -> ApiResult<Value> {
+    let state = app.store.state();
+    let user = state
+        .user(user_id)
+        .ok_or_else(|| ApiError::Internal("user vanished".into()))?;
+    Ok(json!({
+        "user": render::user(user, Some(user_id)),
+        "access": app.jwt.issue(user_id, TokenType::Access)?,
+        "refresh": app.jwt.issue(user_id, TokenType::Refresh)?,
+    }))
+}
+
+async fn login(
+    State(app): State<Arc<App>>,
+    _: MaybeAuthUser,
+    body: Bytes,
+) -> ApiResult<Json<Value>> {
+    let body = json_body(&body)?;
+    let username = opt_str(&body, "username")?.filter(|s| !s.is_empty());
+    let phone = opt_str(&body, "phone_number")?.filter(|s| !s.is_empty());
+    let password = opt_str(&body, "password")?.filter(|s| !s.is_empty());
+    let Some(password) = password else {
+        return Err(ApiError::field("password", "This field is required."));
+    };
+    let candidate = {
+        let state = app.store.state();
+        let user = match (&username, &phone) {
+            (Some(name), _) => state.user_by_name(name),
+            (None, Some(phone)) => state.user_by_phone(phone),
+            (None, None) => {
+                return Err(ApiError::field(
+                    "non_field_errors",
+                    "Username or phone number is required.",
+                ));
+            }
+        };
+        user.map(|u| (u.id, u.password_hash.clone()))
+    };
+    let (user_id, hash) = candidate.unzip();
+    if !verify_password(password, hash).await {
+        return Err(ApiError::field(
+            "non_field_errors",
+            "Unable to log in with provided credentials.",
+        ));
+    }
+    let user_id = user_id.ok_or_else(|| ApiError::Internal("verified without a user".into()))?;
+    // `is_online`/`last_seen_at` are a courtesy: if the sequencer is away
+    // (cluster mode, NATS down) the login still succeeds.
+    match app
+        .submit(Command::RecordLogin {
+            user_id,
+            at: now_micros(),
+        })
+        .await
+    {
+        Ok(outcome) => {
+            outcome?;
+        }
+        Err(ApiError::Unavailable) => {
+            tracing::warn!(user_id, "login not recorded: sequencer unavailable")
+        }
+        Err(e) => return Err(e),
+    }
+    Ok(Json(token_response(&app, user_id)?))
+}
+
+/// A bad refresh token is a 401 here, not the original's 500.
+async fn refresh(State(app): State<Arc<App>>, body: Bytes) -> ApiResult<Json<Value>> {
+    let body = json_body(&body)?;
+    let Some(token) = opt_str(&body, "refresh")?.filter(|s| !s.is_empty()) else {
+        return Err(ApiError::detail("Refresh token required."));
+    };
+    let user_id = app
+        .jwt
+        .verify(&token, TokenType::Refresh)
+        .filter(|id| app.store.state().user(*id).is_some());
+    match user_id {
+        Some(user_id) => Ok(Json(
+            json!({ "access": app.jwt.issue(user_id, TokenType::Access)? }),
+        )),
+        None => Err(ApiError::Unauthorized(token_not_valid_body(
+            "RefreshToken",
+            "refresh",
+        ))),
+    }
+}
+
+async fn profile_me(
+    State(app): State<Arc<App>>,
+    AuthUser(user_id): AuthUser,
+) -> ApiResult<Json<Value>> {
+    let state = app.store.state();
+    let user = state.user(user_id).ok_or(ApiError::InvalidToken)?;
+    Ok(Json(render::profile(user)))
+}
+
+async fn users_me(
+    State(app): State<Arc<App>>,
+    AuthUser(user_id): AuthUser,
+) -> ApiResult<Json<Value>> {
+    let state = app.store.state();
+    let user = state.user(user_id).ok_or(ApiError::InvalidToken)?;
+    Ok(Json(render::user(user, Some(user_id))))
+}

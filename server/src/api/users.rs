@@ -1,0 +1,61 @@
+//! User directory: everyone but the caller, and search.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::extract::{Query, State};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::Value;
+
+use crate::app::App;
+use crate::auth::AuthUser;
+use crate::error::ApiResult;
+use crate::render;
+
+pub fn router() -> Router<Arc<App>> {
+    Router::new()
+        .route("/api/auth/users/", get(list))
+        .route("/api/chat/users/search/", get(search))
+}
+
+async fn list(State(app): State<Arc<App>>, AuthUser(me): AuthUser) -> ApiResult<Json<Vec<Value>>> {
+    let state = app.store.state();
+    let users = state
+        .users
+        .values()
+        .filter(|u| u.id != me)
+        .map(|u| render::user(u, Some(me)))
+        .collect();
+    Ok(Json(users))
+}
+
+/// At least 2 characters; at most 20 results; username, display name or
+/// phone number, case-insensitive.
+async fn search(
+    State(app): State<Arc<App>>,
+    AuthUser(me): AuthUser,
+    Query(query): Query<HashMap<String, String>>,
+) -> ApiResult<Json<Vec<Value>>> {
+    let q = query
+        .get("q")
+        .map(|q| q.trim().to_lowercase())
+        .unwrap_or_default();
+    if q.chars().count() < 2 {
+        return Ok(Json(Vec::new()));
+    }
+    let state = app.store.state();
+    let users = state
+        .users
+        .values()
+        .filter(|u| u.id != me)
+        .filter(|u| {
+            u.username.to_lowercase().contains(&q)
+                || u.display_name.to_lowercase().contains(&q)
+                || u.phone_number.as_deref().is_some_and(|p| p.contains(&q))
+        })
+        .take(20)
+        .map(|u| render::user(u, Some(me)))
+        .collect();
+    Ok(Json(users))
+}

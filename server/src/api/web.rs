@@ -1,0 +1,146 @@
+//! The web client (static files compiled into the binary), the API index,
+//! health, and the development-only test hooks.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{header, HeaderMap, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::{json, Value};
+
+use super::{json_body, opt_id};
+use crate::app::App;
+use crate::error::{ApiError, ApiResult};
+
+const INDEX_HTML: &str = include_str!("../../static/index.html");
+const APP_JS: &str = include_str!("../../static/app.js");
+const APP_CSS: &str = include_str!("../../static/app.css");
+
+pub fn router() -> Router<Arc<App>> {
+    Router::new()
+        .route("/", get(root))
+        .route("/api/", get(api_index))
+        .route("/healthz", get(|| async { "ok" }))
+        .route(
+            "/static/app.js",
+            get(|| async {
+                (
+                    [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+                    APP_JS,
+                )
+            }),
+        )
+        .route(
+            "/static/app.css",
+            get(|| async { ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], APP_CSS) }),
+        )
+        .route("/api/dev/drop-sockets/", post(drop_sockets))
+        .route("/metrics", get(metrics))
+}
+
+fn index() -> Value {
+    json!({
+        "message": "Vatochito Chat API",
+        "version": "1.0.0",
+        "endpoints": {
+            "auth": "/api/auth/",
+            "chat": "/api/chat/",
+            "websocket": "/ws/chat/<conversation_id>/",
+        }
+    })
+}
+
+/// A browser gets the web client; an API client gets the contract's index.
+async fn root(headers: HeaderMap) -> Response {
+    let wants_html = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("text/html"));
+    if wants_html {
+        (
+            [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+            INDEX_HTML,
+        )
+            .into_response()
+    } else {
+        Json(index()).into_response()
+    }
+}
+
+async fn api_index() -> Json<Value> {
+    Json(index())
+}
+
+/// Test hook (only with --dev/--demo): closes a user's sockets from the
+/// server side with 1012, to exercise client reconnects.
+async fn drop_sockets(State(app): State<Arc<App>>, body: Bytes) -> ApiResult<Json<Value>> {
+    if !app.config.dev_mode() {
+        return Err(ApiError::NotFound("Not found."));
+    }
+    let body = json_body(&body)?;
+    let Some(user_id) = opt_id(&body, "user_id")? else {
+        return Err(ApiError::detail("user_id required."));
+    };
+    let closed = app.hub.close_user(user_id, 1012);
+    Ok(Json(json!({ "closed": closed })))
+}
+
+/// Unknown paths: a GET without the trailing slash is redirected, as
+/// Django's APPEND_SLASH does; everything else is a JSON 404.
+pub async fn fallback(uri: Uri, method: axum::http::Method) -> Response {
+    let path = uri.path();
+    if method == axum::http::Method::GET
+        && (path.starts_with("/api/") || path.starts_with("/ws/"))
+        && !path.ends_with('/')
+    {
+        let location = match uri.query() {
+            Some(q) => format!("{path}/?{q}"),
+            None => format!("{path}/"),
+        };
+        return (
+            StatusCode::MOVED_PERMANENTLY,
+            [(header::LOCATION, location)],
+        )
+            .into_response();
+    }
+    ApiError::NotFound("Not found.").into_response()
+}
+
+/// Prometheus text format: a few gauges and counters operators watch.
+async fn metrics(State(app): State<Arc<App>>) -> Response {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let connections = app.connections.load(std::sync::atomic::Ordering::Relaxed);
+    let events = app.store.state().next_offset;
+    let _ = writeln!(
+        out,
+        "# TYPE vato_ws_connections gauge\nvato_ws_connections {connections}"
+    );
+    let _ = writeln!(
+        out,
+        "# TYPE vato_log_events gauge\nvato_log_events {events}"
+    );
+    if let Some(cluster) = &app.cluster {
+        let slow = cluster
+            .slow_consumers
+            .load(std::sync::atomic::Ordering::Relaxed);
+        let _ = writeln!(
+            out,
+            "# TYPE vato_nats_slow_consumer_total counter\nvato_nats_slow_consumer_total {slow}"
+        );
+        let _ = writeln!(
+            out,
+            "# TYPE vato_nats_connected gauge\nvato_nats_connected {}",
+            u8::from(cluster.connected())
+        );
+        let _ = writeln!(
+            out,
+            "# TYPE vato_stream_applied_position gauge\nvato_stream_applied_position {}",
+            cluster.applied_position()
+        );
+    }
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
+}

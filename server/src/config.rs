@@ -1,0 +1,108 @@
+//! Command line and environment: every flag is also a `VATO_*` variable.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::Parser;
+
+#[derive(Parser, Debug, Clone)]
+#[command(
+    name = "vato-server",
+    version,
+    about = "Vato: the Vatochito chat API (REST + WebSocket) on a durable event log"
+)]
+pub struct Config {
+    /// Address to listen on (host:port). Port 0 picks a free port; the
+    /// chosen address is printed as `vato-server listening on http://ADDR`.
+    #[arg(long, env = "VATO_LISTEN", default_value = "127.0.0.1:8000")]
+    pub listen: SocketAddr,
+
+    /// Directory of the event log, its index and snapshots.
+    #[arg(long, env = "VATO_DATA_DIR", default_value = "vato-data")]
+    pub data_dir: PathBuf,
+
+    /// Secret that signs the JWTs (HS256). Required unless --dev or --demo.
+    #[arg(long, env = "VATO_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+
+    /// Development mode: a JWT secret is generated and kept in the data
+    /// directory, and test hooks (`/api/dev/...`) are served.
+    #[arg(long, env = "VATO_DEV")]
+    pub dev: bool,
+
+    /// --dev, plus the demo accounts lalo/lalo123 and kalu/kalu123 and their
+    /// direct conversation (created once; restarts keep them).
+    #[arg(long, env = "VATO_DEMO")]
+    pub demo: bool,
+
+    /// NATS URL(s), comma-separated, for cluster mode: JetStream becomes
+    /// the sequencer and log of record. Without it: embedded mode.
+    #[arg(long, env = "VATO_NATS_URL")]
+    pub nats_url: Option<String>,
+
+    /// Cluster mode: the JetStream stream's name.
+    #[arg(long, env = "VATO_STREAM_NAME", default_value = "VATO")]
+    pub stream_name: String,
+
+    /// Cluster mode: stream replicas (3 on a 3-node NATS cluster).
+    #[arg(long, env = "VATO_STREAM_REPLICAS", default_value_t = 1)]
+    pub stream_replicas: usize,
+
+    /// Cluster mode: stream storage, `file` or `memory`.
+    #[arg(long, env = "VATO_STREAM_STORAGE", default_value = "file", value_parser = ["file", "memory"])]
+    pub stream_storage: String,
+
+    /// Cluster mode: drop stream entries older than this (seconds; 0 keeps
+    /// everything). A node whose data dir is older than that cannot catch up.
+    #[arg(long, env = "VATO_STREAM_MAX_AGE_SECS", default_value_t = 0)]
+    pub stream_max_age_secs: u64,
+
+    /// Cluster mode: how long a publish may take before a request fails with
+    /// 503 (the wait for the node's own applier is five times this).
+    #[arg(long, env = "VATO_NATS_TIMEOUT_MS", default_value_t = 2000)]
+    pub nats_timeout_ms: u64,
+
+    /// Access token lifetime, minutes.
+    #[arg(long, env = "VATO_ACCESS_TOKEN_MINUTES", default_value_t = 15)]
+    pub access_token_minutes: u64,
+
+    /// Refresh token lifetime, days.
+    #[arg(long, env = "VATO_REFRESH_TOKEN_DAYS", default_value_t = 30)]
+    pub refresh_token_days: u64,
+
+    /// Allowed CORS origins, comma-separated, or `*` for any.
+    #[arg(long, env = "VATO_CORS_ORIGINS", default_value = "")]
+    pub cors_origins: String,
+
+    /// Largest WebSocket message accepted (bytes); larger closes with 1009.
+    #[arg(long, env = "VATO_MAX_FRAME_BYTES", default_value_t = 65_536)]
+    pub max_frame_bytes: usize,
+
+    /// Longest message content, in characters.
+    #[arg(long, env = "VATO_MAX_MESSAGE_CHARS", default_value_t = 4096)]
+    pub max_message_chars: usize,
+
+    /// Largest REST request body (bytes); larger is a 413.
+    #[arg(long, env = "VATO_MAX_BODY_BYTES", default_value_t = 262_144)]
+    pub max_body_bytes: usize,
+
+    /// Frames a socket may have waiting; a reader slower than that is
+    /// closed with 4408 and resumes with `since`.
+    #[arg(long, env = "VATO_OUTBOUND_QUEUE", default_value_t = 1024)]
+    pub outbound_queue: usize,
+
+    /// Most simultaneous WebSocket connections; more get HTTP 503.
+    #[arg(long, env = "VATO_MAX_CONNECTIONS", default_value_t = 200_000)]
+    pub max_connections: usize,
+
+    /// Write a read-model snapshot every this many events.
+    #[arg(long, env = "VATO_SNAPSHOT_EVERY", default_value_t = 250_000)]
+    pub snapshot_every: u64,
+}
+
+impl Config {
+    /// Test hooks and a generated secret are allowed.
+    pub fn dev_mode(&self) -> bool {
+        self.dev || self.demo
+    }
+}

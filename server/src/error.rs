@@ -1,0 +1,156 @@
+//! One error type for the REST API, mapped to an HTTP status and the
+//! original's DRF-shaped JSON body in one place.
+
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::{json, Value};
+use vato_eventlog::{Rejection, StoreError};
+
+#[derive(Debug)]
+pub enum ApiError {
+    /// 400 with a body in DRF's shape (`{"field": ["msg"]}` or `{"detail"}`).
+    BadRequest(Value),
+    /// 401: no `Authorization` header.
+    NotAuthenticated,
+    /// 401: a token that is malformed, expired, or of the wrong type.
+    InvalidToken,
+    /// 401 with a given body (a bad refresh token).
+    Unauthorized(Value),
+    Forbidden(&'static str),
+    NotFound(&'static str),
+    /// 404 with a given body (the custom views' `{"error": ...}` shape).
+    NotFoundBody(Value),
+    /// 503: the log cannot take writes now.
+    Unavailable,
+    /// 500: logged, never shown to the client.
+    Internal(String),
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;
+
+impl ApiError {
+    pub fn field(field: &str, message: &str) -> ApiError {
+        ApiError::BadRequest(json!({ field: [message] }))
+    }
+
+    pub fn detail(message: &str) -> ApiError {
+        ApiError::BadRequest(json!({ "detail": message }))
+    }
+}
+
+pub fn token_not_valid_body(token_class: &str, token_type: &str) -> Value {
+    json!({
+        "detail": "Given token not valid for any token type",
+        "code": "token_not_valid",
+        "messages": [{
+            "token_class": token_class,
+            "token_type": token_type,
+            "message": "Token is invalid or expired"
+        }]
+    })
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, body) = match self {
+            ApiError::BadRequest(body) => (StatusCode::BAD_REQUEST, body),
+            ApiError::NotAuthenticated => {
+                let body = json!({"detail": "Authentication credentials were not provided."});
+                return (
+                    StatusCode::UNAUTHORIZED,
+                    [(header::WWW_AUTHENTICATE, "Bearer realm=\"api\"")],
+                    Json(body),
+                )
+                    .into_response();
+            }
+            ApiError::InvalidToken => {
+                let body = token_not_valid_body("AccessToken", "access");
+                return (
+                    StatusCode::UNAUTHORIZED,
+                    [(header::WWW_AUTHENTICATE, "Bearer realm=\"api\"")],
+                    Json(body),
+                )
+                    .into_response();
+            }
+            ApiError::Unauthorized(body) => (StatusCode::UNAUTHORIZED, body),
+            ApiError::NotFoundBody(body) => (StatusCode::NOT_FOUND, body),
+            ApiError::Forbidden(detail) => (StatusCode::FORBIDDEN, json!({ "detail": detail })),
+            ApiError::NotFound(detail) => (StatusCode::NOT_FOUND, json!({ "detail": detail })),
+            ApiError::Unavailable => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                json!({"detail": "The message log is unavailable; try again."}),
+            ),
+            ApiError::Internal(message) => {
+                tracing::error!("internal error: {message}");
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    json!({"detail": "Internal server error."}),
+                )
+            }
+        };
+        (status, Json(body)).into_response()
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> ApiError {
+        match e {
+            StoreError::Closed | StoreError::Failed => ApiError::Unavailable,
+            other => ApiError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<crate::cluster::ClusterError> for ApiError {
+    fn from(e: crate::cluster::ClusterError) -> ApiError {
+        match e {
+            crate::cluster::ClusterError::Unavailable => ApiError::Unavailable,
+            crate::cluster::ClusterError::Store(e) => e.into(),
+        }
+    }
+}
+
+/// The default mapping of a state-machine rejection; handlers that owe the
+/// contract a specific message map the cases they know first.
+impl From<Rejection> for ApiError {
+    fn from(r: Rejection) -> ApiError {
+        match r {
+            Rejection::UnknownUser => ApiError::NotFound("User not found."),
+            Rejection::UnknownConversation => {
+                ApiError::NotFound("No Conversation matches the given query.")
+            }
+            Rejection::NotAMember => {
+                ApiError::Forbidden("You are not a member of this conversation.")
+            }
+            Rejection::NotAnAdmin => ApiError::Forbidden("Only admins can do this."),
+            Rejection::UsernameTaken => {
+                ApiError::field("username", "A user with that username already exists.")
+            }
+            Rejection::PhoneTaken => ApiError::field(
+                "phone_number",
+                "A user with that phone number already exists.",
+            ),
+            Rejection::UnknownMessage => ApiError::NotFound("No Message matches the given query."),
+            Rejection::NotYourMessage => {
+                ApiError::Forbidden("You can only edit your own messages.")
+            }
+            Rejection::MessageDeleted => ApiError::detail("The message was deleted."),
+            Rejection::AlreadyMember => ApiError::detail("Already a member."),
+            Rejection::Invalid(message) => ApiError::detail(message),
+        }
+    }
+}
+
+/// axum answers an over-limit body with a plain-text 413; give it the
+/// API's JSON shape.
+pub async fn json_413(response: Response) -> Response {
+    if response.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        return (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            Json(json!({"detail": "Request body too large."})),
+        )
+            .into_response();
+    }
+    response
+}

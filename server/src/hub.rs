@@ -1,0 +1,259 @@
+//! Fan-out: routes durable events and ephemeral signals to the sockets of
+//! each conversation.
+//!
+//! Every socket has a bounded queue. The hub never waits on a socket: when
+//! a queue is full the socket is closed with 4408 and its client resumes
+//! with `since` — a slow reader never slows the others, and nothing is
+//! dropped silently.
+//!
+//! The hub also knows, per conversation, the last seq it has fanned out.
+//! A socket registers and reads that seq under the same lock, so every
+//! event after it reaches the socket's queue and every event up to it is
+//! in the log: that is the seam that makes `since` resume exact.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use serde_json::Value;
+use tokio::sync::{mpsc, watch, Notify};
+use vato_eventlog::{ConvId, Envelope, Event, Offset, Seq, State, UserId};
+
+use crate::render;
+
+/// What a socket's writer receives from the hub.
+pub enum Out {
+    /// A conversation event, rendered for its actor and for everyone else.
+    Event(Arc<RenderedEvent>),
+    /// An ephemeral frame (typing): not stored, no seq.
+    Ephemeral(Arc<str>),
+}
+
+pub struct RenderedEvent {
+    pub seq: Seq,
+    pub actor: Option<UserId>,
+    pub for_actor: String,
+    pub for_others: String,
+}
+
+impl RenderedEvent {
+    pub fn text_for(&self, user: UserId) -> &str {
+        if self.actor == Some(user) {
+            &self.for_actor
+        } else {
+            &self.for_others
+        }
+    }
+}
+
+/// The hub's side of one socket.
+pub struct SocketHandle {
+    pub id: u64,
+    pub user_id: UserId,
+    pub conv_id: ConvId,
+    queue: mpsc::Sender<Out>,
+    /// Wakes the socket's writer to close with `close_code`.
+    pub kill: Notify,
+    pub close_code: AtomicU16,
+}
+
+impl SocketHandle {
+    pub fn close(&self, code: u16) {
+        // The first reason wins: a 4408 is not turned into a 1001.
+        let _ = self
+            .close_code
+            .compare_exchange(0, code, Ordering::SeqCst, Ordering::SeqCst);
+        self.kill.notify_one();
+    }
+}
+
+#[derive(Default)]
+struct Room {
+    /// Last seq fanned out (durable and delivered to the queues).
+    last_seq: Seq,
+    sockets: Vec<Arc<SocketHandle>>,
+}
+
+#[derive(Default)]
+pub struct Hub {
+    rooms: Mutex<HashMap<ConvId, Room>>,
+    next_id: AtomicU64,
+    /// Log offset of the last batch fanned out. Requests wait for it, so
+    /// an acknowledged event is already queued for every socket and
+    /// counted in its room's `last_seq` (a `since` replay right after a
+    /// 201 includes it before `sync.done`).
+    fanned_out: watch::Sender<Offset>,
+}
+
+impl Hub {
+    /// A hub that knows every conversation's last seq at start.
+    pub fn new(state: &State) -> Hub {
+        let rooms = state
+            .conversations
+            .values()
+            .map(|c| {
+                (
+                    c.id,
+                    Room {
+                        last_seq: c.last_seq,
+                        sockets: Vec::new(),
+                    },
+                )
+            })
+            .collect();
+        Hub {
+            rooms: Mutex::new(rooms),
+            next_id: AtomicU64::new(1),
+            fanned_out: watch::Sender::new(0),
+        }
+    }
+
+    /// Adds a socket; returns its handle, its queue, and the seq up to
+    /// which everything is in the log (and nothing after it is missed).
+    pub fn register(
+        &self,
+        conv_id: ConvId,
+        user_id: UserId,
+        queue: usize,
+    ) -> (Arc<SocketHandle>, mpsc::Receiver<Out>, Seq) {
+        let (tx, rx) = mpsc::channel(queue.max(1));
+        let handle = Arc::new(SocketHandle {
+            id: self.next_id.fetch_add(1, Ordering::Relaxed),
+            user_id,
+            conv_id,
+            queue: tx,
+            kill: Notify::new(),
+            close_code: AtomicU16::new(0),
+        });
+        let mut rooms = self.rooms.lock();
+        let room = rooms.entry(conv_id).or_default();
+        room.sockets.push(handle.clone());
+        (handle, rx, room.last_seq)
+    }
+
+    pub fn unregister(&self, handle: &SocketHandle) {
+        let mut rooms = self.rooms.lock();
+        if let Some(room) = rooms.get_mut(&handle.conv_id) {
+            room.sockets.retain(|s| s.id != handle.id);
+        }
+    }
+
+    /// Fans out one durable batch. Renders each event once per audience,
+    /// only for conversations with sockets.
+    pub fn fan_out(&self, state: &State, batch: &[Envelope]) {
+        let mut rooms = self.rooms.lock();
+        for envelope in batch {
+            let Some((conv_id, seq)) = envelope.event.conv_seq() else {
+                continue;
+            };
+            let room = rooms.entry(conv_id).or_default();
+            room.last_seq = room.last_seq.max(seq);
+            if room.sockets.is_empty() {
+                continue;
+            }
+            let actor = render::actor(&envelope.event, state);
+            let Some(for_others) = render::event_frame(state, envelope, None) else {
+                continue;
+            };
+            let for_actor = match actor {
+                Some(actor) => {
+                    render::event_frame(state, envelope, Some(actor)).unwrap_or_default()
+                }
+                None => Value::Null,
+            };
+            let rendered = Arc::new(RenderedEvent {
+                seq,
+                actor,
+                for_actor: to_text(for_actor),
+                for_others: to_text(for_others),
+            });
+            let removed = match &envelope.event {
+                Event::MemberRemoved { user_id, .. } => Some(*user_id),
+                _ => None,
+            };
+            for socket in &room.sockets {
+                if removed == Some(socket.user_id) {
+                    socket.close(4403);
+                    continue;
+                }
+                deliver(socket, Out::Event(rendered.clone()));
+            }
+        }
+    }
+
+    /// Waits until the batch holding log offset `offset` has been fanned
+    /// out.
+    pub async fn fanned_out_to(&self, offset: Offset) {
+        let _ = self.fanned_out.subscribe().wait_for(|o| *o >= offset).await;
+    }
+
+    /// Sends an ephemeral frame to every socket of the conversation except
+    /// those of `except_user`.
+    pub fn ephemeral(&self, conv_id: ConvId, except_user: UserId, frame: &Value) {
+        let text: Arc<str> = frame.to_string().into();
+        let rooms = self.rooms.lock();
+        if let Some(room) = rooms.get(&conv_id) {
+            for socket in room.sockets.iter().filter(|s| s.user_id != except_user) {
+                deliver(socket, Out::Ephemeral(text.clone()));
+            }
+        }
+    }
+
+    /// Closes every socket (shutdown: 1001).
+    pub fn close_all(&self, code: u16) {
+        for room in self.rooms.lock().values() {
+            for socket in &room.sockets {
+                socket.close(code);
+            }
+        }
+    }
+
+    /// Closes the sockets of one user; returns how many.
+    pub fn close_user(&self, user_id: UserId, code: u16) -> usize {
+        let mut count = 0;
+        for room in self.rooms.lock().values() {
+            for socket in room.sockets.iter().filter(|s| s.user_id == user_id) {
+                socket.close(code);
+                count += 1;
+            }
+        }
+        count
+    }
+
+    pub fn socket_count(&self) -> usize {
+        self.rooms.lock().values().map(|r| r.sockets.len()).sum()
+    }
+}
+
+fn to_text(value: Value) -> String {
+    if value.is_null() {
+        String::new()
+    } else {
+        value.to_string()
+    }
+}
+
+fn deliver(socket: &SocketHandle, out: Out) {
+    match socket.queue.try_send(out) {
+        Ok(()) => {}
+        Err(mpsc::error::TrySendError::Full(_)) => socket.close(4408),
+        // The socket is going away; it unregisters itself.
+        Err(mpsc::error::TrySendError::Closed(_)) => {}
+    }
+}
+
+/// The fan-out task: every durable batch from the store, in log order.
+pub async fn run_fan_out(
+    hub: Arc<Hub>,
+    store: vato_eventlog::Store,
+    mut committed: vato_eventlog::CommittedRx,
+) {
+    while let Some(batch) = committed.recv().await {
+        let state = store.state();
+        hub.fan_out(&state, &batch);
+        if let Some(last) = batch.last() {
+            hub.fanned_out.send_modify(|o| *o = (*o).max(last.offset));
+        }
+    }
+}

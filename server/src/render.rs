@@ -1,0 +1,307 @@
+//! The contract's JSON objects (user, profile, message, conversation) and
+//! the WebSocket frames built from events, rendered from the read models.
+//!
+//! `viewer` is the user the object is rendered for: another user's email
+//! and phone number are hidden from them (the original showed both to every
+//! conversation partner).
+
+use serde_json::{json, Map, Value};
+use vato_eventlog::state::{Conversation, Message, User};
+use vato_eventlog::{Envelope, Event, State, UserId};
+
+use crate::clock::format;
+
+/// The 20-key user object (contract 1.1).
+pub fn user(u: &User, viewer: Option<UserId>) -> Value {
+    let own = viewer == Some(u.id);
+    json!({
+        "id": u.id,
+        "username": u.username,
+        "email": if own { u.email.as_str() } else { "" },
+        "display_name": u.display_name,
+        "phone_number": if own { u.phone_number.as_deref() } else { None },
+        "avatar": Value::Null,
+        "status_message": "",
+        "bio": "",
+        "is_online": u.is_online,
+        "last_seen_at": u.last_seen_at.map(format),
+        "date_of_birth": Value::Null,
+        "country": "",
+        "city": "",
+        "website": "",
+        "show_phone_number": false,
+        "show_last_seen": true,
+        "show_profile_photo": true,
+        "allow_calls": true,
+        "allow_group_invite": true,
+        "settings": Value::Null,
+    })
+}
+
+/// The user object of `id`, or null if unknown.
+pub fn user_id_json(state: &State, id: UserId, viewer: Option<UserId>) -> Value {
+    state.user(id).map_or(Value::Null, |u| user(u, viewer))
+}
+
+/// The 22-key profile object (contract 1.2), keys in the contract's order.
+pub fn profile(u: &User) -> Value {
+    let base = user(u, Some(u.id));
+    let mut out = Map::new();
+    for key in [
+        "id",
+        "username",
+        "email",
+        "display_name",
+        "phone_number",
+        "avatar",
+    ] {
+        out.insert(key.into(), base[key].clone());
+    }
+    out.insert("avatar_url".into(), Value::Null);
+    for key in [
+        "status_message",
+        "bio",
+        "date_of_birth",
+        "country",
+        "city",
+        "website",
+        "show_phone_number",
+        "show_last_seen",
+        "show_profile_photo",
+        "allow_calls",
+        "allow_group_invite",
+        "is_online",
+        "last_seen_at",
+    ] {
+        out.insert(key.into(), base[key].clone());
+    }
+    out.insert("date_joined".into(), json!(format(u.date_joined)));
+    out.insert("settings".into(), Value::Null);
+    Value::Object(out)
+}
+
+/// The message object: the contract's 15 keys plus `seq` and `client_id`.
+/// A deleted message's content is blanked.
+pub fn message(state: &State, m: &Message, viewer: Option<UserId>) -> Value {
+    let reply_to_message = m.reply_to.and_then(|id| state.message(id)).map(|r| {
+        let content: String = if r.is_deleted {
+            String::new()
+        } else {
+            r.content.chars().take(100).collect()
+        };
+        json!({"id": r.id, "sender": user_id_json(state, r.sender, viewer), "content": content})
+    });
+    let forwarded_from_message = m
+        .forwarded_from
+        .and_then(|id| state.message(id))
+        .map(|f| json!({"id": f.id, "sender": user_id_json(state, f.sender, viewer)}));
+    let mut receipts = vec![json!({
+        "user": user_id_json(state, m.sender, viewer),
+        "state": "sent",
+        "updated_at": format(m.created_at),
+    })];
+    if let Some(conv) = state.conversation(m.conv_id) {
+        for (reader, at) in state.readers_of(conv, m.id) {
+            if reader != m.sender {
+                receipts.push(json!({
+                    "user": user_id_json(state, reader, viewer),
+                    "state": "read",
+                    "updated_at": format(at),
+                }));
+            }
+        }
+    }
+    let attachments: Vec<Value> = m
+        .attachments
+        .iter()
+        .map(|a| {
+            json!({
+                "id": a.id,
+                "file": format!("/media/attachments/{}", a.blob_key),
+                "file_name": a.file_name,
+                "file_size": a.file_size,
+                "mime_type": a.mime_type,
+                "download_url": format!("/api/chat/attachments/{}/download/", a.id),
+            })
+        })
+        .collect();
+    let reactions: Vec<Value> = m
+        .reactions
+        .iter()
+        .map(|r| reaction(state, r, viewer))
+        .collect();
+    json!({
+        "id": m.id,
+        "conversation": m.conv_id,
+        "sender": user_id_json(state, m.sender, viewer),
+        "message_type": m.message_type,
+        "content": if m.is_deleted { "" } else { m.content.as_str() },
+        "created_at": format(m.created_at),
+        "edited_at": m.edited_at.map(format),
+        "reply_to": m.reply_to,
+        "reply_to_message": reply_to_message,
+        "forwarded_from": m.forwarded_from,
+        "forwarded_from_message": forwarded_from_message,
+        "is_deleted": m.is_deleted,
+        "attachments": attachments,
+        "receipts": receipts,
+        "reactions": reactions,
+        "seq": m.seq,
+        "client_id": m.client_id,
+    })
+}
+
+pub fn reaction(
+    state: &State,
+    r: &vato_eventlog::state::Reaction,
+    viewer: Option<UserId>,
+) -> Value {
+    json!({
+        "id": r.id,
+        "user": user_id_json(state, r.user_id, viewer),
+        "emoji": r.emoji,
+        "created_at": format(r.created_at),
+    })
+}
+
+/// The 13-key conversation object (contract 1.4), for `viewer`.
+pub fn conversation(state: &State, c: &Conversation, viewer: UserId) -> Value {
+    let members: Vec<Value> = c
+        .members
+        .iter()
+        .map(|(uid, m)| {
+            json!({
+                "id": m.id,
+                "user": user_id_json(state, *uid, Some(viewer)),
+                "nickname": "",
+                "is_admin": m.is_admin,
+                "joined_at": format(m.joined_at),
+                "muted_until": Value::Null,
+            })
+        })
+        .collect();
+    let last_message = c
+        .last_message
+        .and_then(|id| state.message(id))
+        .map(|m| message(state, m, Some(viewer)));
+    json!({
+        "id": c.id,
+        "title": c.title,
+        "conversation_type": c.kind.as_str(),
+        "owner": c.owner,
+        "description": c.description,
+        "created_at": format(c.created_at),
+        "updated_at": format(c.updated_at),
+        "avatar": Value::Null,
+        "is_public": c.is_public,
+        "invite_link": Value::Null,
+        "members": members,
+        "last_message": last_message,
+        "unread_count": state.unread_count(c, viewer),
+    })
+}
+
+/// The user who caused a conversation event.
+pub fn actor(event: &Event, state: &State) -> Option<UserId> {
+    match event {
+        Event::MemberAdded { by, .. } | Event::MemberRemoved { by, .. } => Some(*by),
+        Event::MessagePosted { sender, .. } => Some(*sender),
+        Event::MessageEdited { message_id, .. }
+        | Event::MessageDeleted { message_id, .. }
+        | Event::AttachmentStored { message_id, .. } => {
+            state.message(*message_id).map(|m| m.sender)
+        }
+        Event::MessagesRead { user_id, .. }
+        | Event::ReactionAdded { user_id, .. }
+        | Event::ReactionRemoved { user_id, .. } => Some(*user_id),
+        _ => None,
+    }
+}
+
+/// The WebSocket frame of a conversation event, for `viewer`. Objects are
+/// rendered as they are now (a replayed `message.new` of a message edited
+/// since shows the edit; the `message.edited` frame follows it anyway).
+pub fn event_frame(state: &State, envelope: &Envelope, viewer: Option<UserId>) -> Option<Value> {
+    let (_, seq) = envelope.event.conv_seq()?;
+    let frame = match &envelope.event {
+        Event::MessagePosted {
+            message_id,
+            client_id,
+            ..
+        } => json!({
+            "type": "message.new",
+            "data": message(state, state.message(*message_id)?, viewer),
+            "seq": seq,
+            "client_id": client_id,
+        }),
+        Event::MessageEdited { message_id, .. } | Event::AttachmentStored { message_id, .. } => {
+            json!({
+                "type": "message.edited",
+                "data": message(state, state.message(*message_id)?, viewer),
+                "seq": seq,
+            })
+        }
+        Event::MessageDeleted { message_id, .. } => json!({
+            "type": "message.deleted",
+            "message_id": message_id,
+            "seq": seq,
+        }),
+        Event::MessagesRead { user_id, up_to, .. } => json!({
+            "type": "message.read",
+            "message_id": up_to,
+            "user_id": user_id,
+            "seq": seq,
+        }),
+        Event::ReactionAdded {
+            reaction_id,
+            message_id,
+            user_id,
+            emoji,
+            at,
+            ..
+        }
+        | Event::ReactionRemoved {
+            reaction_id,
+            message_id,
+            user_id,
+            emoji,
+            at,
+            ..
+        } => {
+            let kind = if matches!(envelope.event, Event::ReactionAdded { .. }) {
+                "reaction.added"
+            } else {
+                "reaction.removed"
+            };
+            json!({
+                "type": kind,
+                "message_id": message_id,
+                "reaction": {
+                    "id": reaction_id,
+                    "user": user_id_json(state, *user_id, viewer),
+                    "emoji": emoji,
+                    "created_at": format(*at),
+                },
+                "seq": seq,
+            })
+        }
+        Event::MemberAdded {
+            conv_id, user_id, ..
+        } => json!({
+            "type": "member.added",
+            "conversation": conv_id,
+            "user": user_id_json(state, *user_id, viewer),
+            "seq": seq,
+        }),
+        Event::MemberRemoved {
+            conv_id, user_id, ..
+        } => json!({
+            "type": "member.removed",
+            "conversation": conv_id,
+            "user_id": user_id,
+            "seq": seq,
+        }),
+        _ => return None,
+    };
+    Some(frame)
+}

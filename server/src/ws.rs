@@ -1,0 +1,693 @@
+//! The WebSocket endpoint: handshake checks, then one reader task and one
+//! writer task per socket.
+//!
+//! `fastwebsockets`' `read_frame` is not cancel-safe, so the reader is a
+//! dedicated task that is never put in a `select!`; it is aborted only when
+//! the socket is being torn down anyway. The writer owns the write half and
+//! is the only task that writes: event frames from the hub, replies and
+//! control frames from the reader, and replays for `since`.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{Path, Query, Request, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use fastwebsockets::{upgrade, Frame, OpCode, Payload, WebSocketError};
+use hyper_util::rt::TokioIo;
+use serde_json::{json, Value};
+use tokio::io::{BufWriter, ReadHalf, WriteHalf};
+use tokio::sync::mpsc;
+use tracing::Instrument;
+use vato_eventlog::{Command, ConvId, Rejection, Reply, Seq, UserId};
+
+use crate::app::{App, Pending};
+use crate::auth::TokenType;
+use crate::clock::now_micros;
+use crate::hub::{Out, SocketHandle};
+use crate::render;
+
+type Upgraded = TokioIo<hyper::upgrade::Upgraded>;
+type Writer = fastwebsockets::WebSocketWrite<BufWriter<WriteHalf<Upgraded>>>;
+
+/// Commands one socket may have in flight before its reader waits.
+const IN_FLIGHT: usize = 256;
+/// Events replayed per log read; the writer yields between chunks.
+const REPLAY_CHUNK: usize = 512;
+
+/// What the reader asks the writer to do.
+enum Ctrl {
+    /// A text frame for this socket only (pong, error, idempotent echo).
+    Text(String),
+    /// A control frame the protocol owes the peer (pong, close echo).
+    Control(OpCode, Vec<u8>),
+    /// Close with this code.
+    Close(u16),
+    /// Replay everything after this seq, then continue live.
+    Sync(Seq),
+}
+
+fn refuse(status: StatusCode, detail: &str) -> Response {
+    (status, Json(json!({ "detail": detail }))).into_response()
+}
+
+/// `GET /ws/conversations/<id>/` and `GET /ws/chat/<id>/`.
+pub async fn handshake(
+    State(app): State<Arc<App>>,
+    Path(conv): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+    mut request: Request<Body>,
+) -> Response {
+    let Some(token) = query.get("token").filter(|t| !t.is_empty()) else {
+        return refuse(
+            StatusCode::UNAUTHORIZED,
+            "Authentication credentials were not provided.",
+        );
+    };
+    let Some(user_id) = app.jwt.verify(token, TokenType::Access) else {
+        return refuse(StatusCode::UNAUTHORIZED, "Token is invalid or expired.");
+    };
+    let since = match query.get("since").map(|s| s.parse::<Seq>()) {
+        None => None,
+        Some(Ok(since)) => Some(since),
+        Some(Err(_)) => {
+            return refuse(
+                StatusCode::BAD_REQUEST,
+                "since must be a non-negative integer.",
+            )
+        }
+    };
+    let Ok(conv_id) = conv.parse::<ConvId>() else {
+        return refuse(StatusCode::NOT_FOUND, "No such conversation.");
+    };
+    {
+        let state = app.store.state();
+        if state.user(user_id).is_none() {
+            return refuse(StatusCode::UNAUTHORIZED, "User not found.");
+        }
+        let Some(conversation) = state.conversation(conv_id) else {
+            return refuse(StatusCode::NOT_FOUND, "No such conversation.");
+        };
+        if !conversation.members.contains_key(&user_id) {
+            return refuse(
+                StatusCode::FORBIDDEN,
+                "You are not a member of this conversation.",
+            );
+        }
+    }
+    if !upgrade::is_upgrade_request(&request) {
+        return refuse(StatusCode::UPGRADE_REQUIRED, "WebSocket upgrade expected.");
+    }
+    if app.connections.fetch_add(1, Ordering::SeqCst) >= app.config.max_connections {
+        app.connections.fetch_sub(1, Ordering::SeqCst);
+        return refuse(StatusCode::SERVICE_UNAVAILABLE, "Too many connections.");
+    }
+    let (response, upgrade) = match upgrade::upgrade(&mut request) {
+        Ok(pair) => pair,
+        Err(e) => {
+            app.connections.fetch_sub(1, Ordering::SeqCst);
+            return refuse(StatusCode::BAD_REQUEST, &e.to_string());
+        }
+    };
+    // Register before the handshake completes, as the original joins its
+    // group first: a frame sent right after the handshake is not missed.
+    let (handle, queue, live_seq) = app
+        .hub
+        .register(conv_id, user_id, app.config.outbound_queue);
+    let span = tracing::info_span!("ws", user = user_id, conv = conv_id, socket = handle.id);
+    let task_app = app.clone();
+    tokio::spawn(
+        async move {
+            match upgrade.await {
+                Ok(ws) => serve(task_app.clone(), ws, handle.clone(), queue, live_seq, since).await,
+                Err(e) => tracing::debug!("upgrade failed: {e}"),
+            }
+            task_app.hub.unregister(&handle);
+            task_app.connections.fetch_sub(1, Ordering::SeqCst);
+        }
+        .instrument(span),
+    );
+    let (parts, _) = response.into_parts();
+    Response::from_parts(parts, Body::empty())
+}
+
+async fn serve(
+    app: Arc<App>,
+    ws: fastwebsockets::WebSocket<Upgraded>,
+    handle: Arc<SocketHandle>,
+    queue: mpsc::Receiver<Out>,
+    live_seq: Seq,
+    since: Option<Seq>,
+) {
+    let (mut read, write) = ws.split(|stream| {
+        let (r, w) = tokio::io::split(stream);
+        // Buffered: a burst of frames goes out in one write, flushed when
+        // the queue runs dry.
+        (r, BufWriter::new(w))
+    });
+    // Fragments are reassembled (and capped) by the reader itself.
+    read.set_max_message_size(app.config.max_frame_bytes);
+    let (ctrl_tx, ctrl_rx) = mpsc::channel(64);
+    if let Some(since) = since {
+        let _ = ctrl_tx.send(Ctrl::Sync(since)).await;
+    }
+    let mut writer = tokio::spawn(write_loop(
+        app.clone(),
+        write,
+        queue,
+        ctrl_rx,
+        handle.clone(),
+        live_seq,
+    ));
+    let mut reader = tokio::spawn(read_loop(app.clone(), read, ctrl_tx, handle.clone()));
+    tokio::select! {
+        _ = &mut reader => {
+            // The reader dropped its Ctrl sender: the writer ends by itself.
+            let _ = tokio::time::timeout(Duration::from_secs(2), &mut writer).await;
+            writer.abort();
+        }
+        _ = &mut writer => {
+            // Give the peer a moment to answer our close frame.
+            let _ = tokio::time::timeout(Duration::from_secs(1), &mut reader).await;
+            reader.abort();
+        }
+    }
+}
+
+type Reader = fastwebsockets::WebSocketRead<ReadHalf<Upgraded>>;
+
+async fn read_loop(
+    app: Arc<App>,
+    mut read: Reader,
+    ctrl: mpsc::Sender<Ctrl>,
+    handle: Arc<SocketHandle>,
+) {
+    let max = app.config.max_frame_bytes;
+    let (in_flight_tx, in_flight_rx) = mpsc::channel(IN_FLIGHT);
+    tokio::spawn(respond(
+        app.clone(),
+        handle.user_id,
+        ctrl.clone(),
+        in_flight_rx,
+    ));
+    // Control frames the protocol owes the peer go through the writer.
+    let owed = ctrl.clone();
+    let mut send_owed = move |frame: Frame<'_>| {
+        let owed = owed.clone();
+        let message = Ctrl::Control(frame.opcode, frame.payload.to_vec());
+        async move { owed.send(message).await.map_err(|_| "writer gone") }
+    };
+    // A fragmented message being reassembled: (opcode, bytes so far).
+    let mut partial: Option<(OpCode, Vec<u8>)> = None;
+    loop {
+        let frame = match read.read_frame(&mut send_owed).await {
+            Ok(frame) => frame,
+            Err(WebSocketError::FrameTooLarge) => {
+                let _ = ctrl.send(Ctrl::Close(1009)).await;
+                return;
+            }
+            Err(e) => {
+                tracing::debug!("read ended: {e}");
+                return;
+            }
+        };
+        let message = match frame.opcode {
+            OpCode::Text | OpCode::Binary if frame.fin => frame.payload.to_vec(),
+            OpCode::Text | OpCode::Binary => {
+                partial = Some((frame.opcode, frame.payload.to_vec()));
+                continue;
+            }
+            OpCode::Continuation => {
+                let Some((_, bytes)) = partial.as_mut() else {
+                    let _ = ctrl.send(Ctrl::Close(1002)).await;
+                    return;
+                };
+                bytes.extend_from_slice(&frame.payload);
+                if bytes.len() >= max {
+                    let _ = ctrl.send(Ctrl::Close(1009)).await;
+                    return;
+                }
+                if !frame.fin {
+                    continue;
+                }
+                match partial.take() {
+                    Some((_, bytes)) => bytes,
+                    None => continue,
+                }
+            }
+            OpCode::Close => return,
+            OpCode::Ping | OpCode::Pong => continue,
+        };
+        let reply = match handle_message(&app, &handle, &ctrl, &message).await {
+            Handled::Reply(reply) => reply,
+            Handled::Command {
+                command,
+                is_send,
+                client_id,
+            } => {
+                // Queued, not awaited: the next frame is read at once, and a
+                // burst from one socket shares group commits. Outcomes are
+                // answered in order by the responder.
+                let outcome = app.begin(command).await;
+                let in_flight = InFlight {
+                    outcome,
+                    is_send,
+                    client_id,
+                };
+                if in_flight_tx.send(in_flight).await.is_err() {
+                    return;
+                }
+                None
+            }
+        };
+        if let Some(reply) = reply {
+            if ctrl.send(Ctrl::Text(reply.to_string())).await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+/// A command of this socket whose outcome is still to come.
+struct InFlight {
+    outcome: Pending,
+    is_send: bool,
+    client_id: Option<Value>,
+}
+
+/// Answers this socket's commands in the order they were sent: nothing on
+/// success (the event arrives through the hub), the original message for
+/// an idempotent retry, an error frame for a rejection or an outage.
+async fn respond(
+    app: Arc<App>,
+    user_id: UserId,
+    ctrl: mpsc::Sender<Ctrl>,
+    mut in_flight: mpsc::Receiver<InFlight>,
+) {
+    while let Some(InFlight {
+        outcome,
+        is_send,
+        client_id,
+    }) = in_flight.recv().await
+    {
+        let client_id = client_id.as_ref();
+        let frame = match outcome.await {
+            Ok(Ok(applied)) => match applied.reply {
+                Reply::Message {
+                    message_id,
+                    created: false,
+                } if is_send => {
+                    let state = app.store.state();
+                    state.message(message_id).map(|message| {
+                        json!({
+                            "type": "message.new",
+                            "data": render::message(&state, message, Some(user_id)),
+                            "seq": message.seq,
+                            "client_id": message.client_id,
+                        })
+                    })
+                }
+                _ => None,
+            },
+            Ok(Err(rejection)) => Some(rejection_frame(&rejection, client_id)),
+            Err(e) => {
+                tracing::warn!("sequencer unavailable: {e:?}");
+                Some(error_frame(
+                    "unavailable",
+                    "the message log is unavailable; retry with the same client_id",
+                    client_id,
+                ))
+            }
+        };
+        if let Some(frame) = frame {
+            if ctrl.send(Ctrl::Text(frame.to_string())).await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+fn error_frame(code: &str, detail: &str, client_id: Option<&Value>) -> Value {
+    let mut frame = json!({"type": "error", "code": code, "detail": detail});
+    if let Some(client_id) = client_id.filter(|c| !c.is_null()) {
+        frame["client_id"] = client_id.clone();
+    }
+    frame
+}
+
+fn rejection_frame(rejection: &Rejection, client_id: Option<&Value>) -> Value {
+    let code = match rejection {
+        Rejection::NotAMember | Rejection::NotAnAdmin | Rejection::NotYourMessage => "forbidden",
+        Rejection::UnknownMessage | Rejection::UnknownConversation | Rejection::UnknownUser => {
+            "not_found"
+        }
+        _ => "invalid",
+    };
+    error_frame(code, &rejection.to_string(), client_id)
+}
+
+fn message_id_field(frame: &Value) -> Option<u64> {
+    frame.get("message_id").and_then(|v| match v {
+        Value::Number(n) => n.as_u64(),
+        Value::String(s) => s.parse().ok(),
+        _ => None,
+    })
+}
+
+/// What one inbound message asks for.
+enum Handled {
+    /// Done already; maybe a frame for this socket only.
+    Reply(Option<Value>),
+    /// A command for the sequencer.
+    Command {
+        command: Command,
+        is_send: bool,
+        client_id: Option<Value>,
+    },
+}
+
+/// Parses and validates one inbound message. Frames take effect in arrival
+/// order, as the original's did.
+async fn handle_message(
+    app: &App,
+    handle: &SocketHandle,
+    ctrl: &mpsc::Sender<Ctrl>,
+    bytes: &[u8],
+) -> Handled {
+    let Ok(frame) = serde_json::from_slice::<Value>(bytes) else {
+        return reply(error_frame("bad_json", "frame is not valid JSON", None));
+    };
+    let Some(kind) = frame.get("type").and_then(Value::as_str) else {
+        return reply(error_frame("unknown_type", "frame has no \"type\"", None));
+    };
+    let (user_id, conv_id) = (handle.user_id, handle.conv_id);
+    let client_id = frame.get("client_id");
+    let at = now_micros();
+    let command = match kind {
+        "ping" => return reply(json!({"type": "pong"})),
+        "sync" => {
+            let Some(since) = frame.get("since").and_then(Value::as_u64) else {
+                return reply(error_frame(
+                    "invalid",
+                    "sync needs an integer \"since\"",
+                    None,
+                ));
+            };
+            let _ = ctrl.send(Ctrl::Sync(since)).await;
+            return Handled::Reply(None);
+        }
+        "typing" => {
+            let is_typing = frame
+                .get("is_typing")
+                .and_then(Value::as_bool)
+                .unwrap_or(true);
+            let username = {
+                let state = app.store.state();
+                if !state.is_member(conv_id, user_id) {
+                    return reply(error_frame(
+                        "forbidden",
+                        "not a member of this conversation",
+                        None,
+                    ));
+                }
+                state
+                    .user(user_id)
+                    .map(|u| u.username.clone())
+                    .unwrap_or_default()
+            };
+            let signal = json!({"type": "typing", "user_id": user_id, "username": username, "is_typing": is_typing});
+            app.signal(conv_id, user_id, signal).await;
+            return Handled::Reply(None);
+        }
+        "message.send" => {
+            let content = match frame.get("content") {
+                None | Some(Value::Null) => String::new(),
+                Some(Value::String(s)) => s.clone(),
+                Some(_) => {
+                    return reply(error_frame(
+                        "invalid",
+                        "content must be a string",
+                        client_id,
+                    ))
+                }
+            };
+            if content.chars().count() > app.config.max_message_chars {
+                return reply(error_frame("invalid", "content is too long", client_id));
+            }
+            let message_type = frame
+                .get("message_type")
+                .and_then(Value::as_str)
+                .unwrap_or("text")
+                .to_string();
+            let client_key = match client_id {
+                None | Some(Value::Null) => None,
+                Some(Value::String(s)) if !s.is_empty() && s.len() <= 64 => Some(s.clone()),
+                Some(_) => {
+                    return reply(error_frame(
+                        "invalid",
+                        "client_id must be a string of 1 to 64 characters",
+                        client_id,
+                    ))
+                }
+            };
+            let reply_to = match frame.get("reply_to") {
+                None | Some(Value::Null) => None,
+                Some(v) => match v.as_u64() {
+                    Some(id) => Some(id),
+                    None => {
+                        return reply(error_frame(
+                            "invalid",
+                            "reply_to must be a message id",
+                            client_id,
+                        ))
+                    }
+                },
+            };
+            Command::PostMessage {
+                sender: user_id,
+                conv_id,
+                content,
+                message_type,
+                reply_to,
+                forwarded_from: None,
+                client_id: client_key,
+                at,
+            }
+        }
+        "message.read" | "message.edit" | "message.delete" => {
+            let Some(message_id) = message_id_field(&frame) else {
+                return reply(error_frame(
+                    "invalid",
+                    "message_id must be a message id",
+                    None,
+                ));
+            };
+            match kind {
+                "message.read" => Command::MarkRead {
+                    by: user_id,
+                    conv_id,
+                    message_id,
+                    at,
+                },
+                "message.delete" => Command::DeleteMessage {
+                    by: user_id,
+                    conv_id,
+                    message_id,
+                    at,
+                },
+                _ => {
+                    let Some(content) = frame.get("content").and_then(Value::as_str) else {
+                        return reply(error_frame("invalid", "content required", None));
+                    };
+                    if content.chars().count() > app.config.max_message_chars {
+                        return reply(error_frame("invalid", "content is too long", None));
+                    }
+                    Command::EditMessage {
+                        by: user_id,
+                        conv_id,
+                        message_id,
+                        content: content.to_string(),
+                        at,
+                    }
+                }
+            }
+        }
+        other => {
+            return reply(error_frame(
+                "unknown_type",
+                &format!("unknown frame type {other:?}"),
+                None,
+            ));
+        }
+    };
+    Handled::Command {
+        command,
+        is_send: kind == "message.send",
+        client_id: client_id.cloned(),
+    }
+}
+
+fn reply(frame: Value) -> Handled {
+    Handled::Reply(Some(frame))
+}
+
+async fn write_loop(
+    app: Arc<App>,
+    mut write: Writer,
+    mut queue: mpsc::Receiver<Out>,
+    mut ctrl: mpsc::Receiver<Ctrl>,
+    handle: Arc<SocketHandle>,
+    live_seq: Seq,
+) {
+    // Highest seq this socket has been sent (or was current when it
+    // joined); events at or below it are never sent twice.
+    let mut cursor = live_seq;
+    let user = handle.user_id;
+    loop {
+        let step = tokio::select! {
+            biased;
+            _ = handle.kill.notified() => {
+                let code = handle.close_code.load(Ordering::SeqCst);
+                close(&mut write, code).await;
+                return;
+            }
+            c = ctrl.recv() => match c {
+                None => Step::Stop,
+                Some(c) => Step::Ctrl(c),
+            },
+            o = queue.recv() => match o {
+                None => Step::Stop,
+                Some(o) => Step::Out(o),
+            },
+        };
+        let result = match step {
+            Step::Stop => return,
+            Step::Ctrl(Ctrl::Close(code)) => {
+                close(&mut write, code).await;
+                return;
+            }
+            Step::Ctrl(Ctrl::Control(opcode, payload)) => {
+                let is_close = opcode == OpCode::Close;
+                let r = write
+                    .write_frame(Frame::new(true, opcode, None, Payload::Owned(payload)))
+                    .await;
+                if is_close {
+                    let _ = write.flush().await;
+                    return;
+                }
+                r
+            }
+            Step::Ctrl(Ctrl::Text(text)) => write_text(&mut write, &text).await,
+            Step::Ctrl(Ctrl::Sync(since)) => {
+                replay(&app, &mut write, handle.conv_id, user, since, cursor).await
+            }
+            Step::Out(out) => write_out(&mut write, out, user, &mut cursor).await,
+        };
+        if result.is_err() {
+            return;
+        }
+        // Drain what is already queued before paying for a flush.
+        let mut drained = 0;
+        while drained < 256 {
+            let Ok(out) = queue.try_recv() else { break };
+            if write_out(&mut write, out, user, &mut cursor).await.is_err() {
+                return;
+            }
+            drained += 1;
+        }
+        if write.flush().await.is_err() {
+            return;
+        }
+    }
+}
+
+enum Step {
+    Stop,
+    Ctrl(Ctrl),
+    Out(Out),
+}
+
+async fn write_text(write: &mut Writer, text: &str) -> Result<(), WebSocketError> {
+    write
+        .write_frame(Frame::text(Payload::Borrowed(text.as_bytes())))
+        .await
+}
+
+async fn write_out(
+    write: &mut Writer,
+    out: Out,
+    user: UserId,
+    cursor: &mut Seq,
+) -> Result<(), WebSocketError> {
+    match out {
+        Out::Event(event) => {
+            if event.seq <= *cursor {
+                return Ok(());
+            }
+            *cursor = event.seq;
+            write_text(write, event.text_for(user)).await
+        }
+        Out::Ephemeral(text) => write_text(write, &text).await,
+    }
+}
+
+/// Sends the log's events with seq in (since, upto], then `sync.done`.
+/// Everything after `upto` is (or will be) in the socket's queue.
+async fn replay(
+    app: &App,
+    write: &mut Writer,
+    conv_id: ConvId,
+    user: UserId,
+    since: Seq,
+    upto: Seq,
+) -> Result<(), WebSocketError> {
+    let mut after = since;
+    while after < upto {
+        let chunk = match app.store.conv_after(conv_id, after, REPLAY_CHUNK) {
+            Ok(chunk) => chunk,
+            Err(e) => {
+                tracing::error!("replay read failed: {e}");
+                let frame = error_frame("unavailable", "replay failed; reconnect with since", None);
+                write_text(write, &frame.to_string()).await?;
+                return Ok(());
+            }
+        };
+        if chunk.is_empty() {
+            break;
+        }
+        let texts: Vec<String> = {
+            let state = app.store.state();
+            chunk
+                .iter()
+                .filter(|e| e.event.conv_seq().is_some_and(|(_, seq)| seq <= upto))
+                .filter_map(|e| render::event_frame(&state, e, Some(user)).map(|v| v.to_string()))
+                .collect()
+        };
+        for text in &texts {
+            write_text(write, text).await?;
+        }
+        after = chunk
+            .last()
+            .and_then(|e| e.event.conv_seq())
+            .map_or(upto, |(_, seq)| seq);
+        write.flush().await?;
+        tokio::task::yield_now().await;
+    }
+    let done = json!({"type": "sync.done", "seq": upto});
+    write_text(write, &done.to_string()).await
+}
+
+async fn close(write: &mut Writer, code: u16) {
+    let code = if code == 0 { 1000 } else { code };
+    // The peer may not be reading (that is why we close with 4408): never
+    // wait on it for long.
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        let _ = write.write_frame(Frame::close(code, b"")).await;
+        let _ = write.flush().await;
+    })
+    .await;
+}
