@@ -1,0 +1,724 @@
+// Vato web client: plain script, no build step, no dependencies.
+// Protocol: /PROTOCOL.md (REST + one WebSocket per open conversation, every
+// conversation event carries a gap-free `seq`, `?since=` resumes after a drop).
+'use strict';
+(() => {
+  const $ = (sel) => document.querySelector(sel);
+  const LS_ACCESS = 'vato.access';
+  const LS_REFRESH = 'vato.refresh';
+  const PAGE = 50;
+
+  // ---------------------------------------------------------------- state
+  const S = {
+    access: localStorage.getItem(LS_ACCESS),
+    refresh: localStorage.getItem(LS_REFRESH),
+    me: null,            // {id, username, display_name}
+    convs: [],           // conversation objects from the list endpoint
+    chat: null,          // the open conversation, see openConversation()
+    refreshTimer: 0,
+    listTimer: 0,        // polls the conversation list (only the open one has a socket)
+    refreshing: null,    // single-flight promise of a token refresh
+  };
+
+  // ---------------------------------------------------------------- helpers
+  function el(tag, cls, text) {
+    const e = document.createElement(tag);
+    if (cls) e.className = cls;
+    if (text != null) e.textContent = text; // always textContent: user data is never HTML
+    return e;
+  }
+  function jwtPayload(token) {
+    try {
+      const b64 = token.split('.')[1].replace(/-/g, '+').replace(/_/g, '/');
+      return JSON.parse(atob(b64));
+    } catch { return null; }
+  }
+  const nameOf = (u) => (u && (u.display_name || u.username)) || '?';
+  const initial = (s) => (s || '?').trim().charAt(0).toUpperCase() || '?';
+  function hhmm(iso) {
+    const d = new Date(iso);
+    return isNaN(d) ? '' : d.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' });
+  }
+  function newClientId() {
+    return (crypto.randomUUID && crypto.randomUUID()) ||
+      Date.now().toString(36) + Math.random().toString(36).slice(2);
+  }
+  let toastTimer = 0;
+  function toast(msg) {
+    const t = $('#toast');
+    t.textContent = msg;
+    t.hidden = false;
+    clearTimeout(toastTimer);
+    toastTimer = setTimeout(() => { t.hidden = true; }, 5000);
+  }
+  function firstError(data) {
+    // Errors are {"detail"} or DRF's {"field": ["msg"]}: show the first message.
+    if (!data || typeof data !== 'object') return 'Request failed';
+    if (data.detail) return data.detail;
+    if (data.error) return data.error;
+    for (const [k, v] of Object.entries(data)) {
+      const m = Array.isArray(v) ? v[0] : v;
+      return k === 'non_field_errors' ? m : `${k}: ${m}`;
+    }
+    return 'Request failed';
+  }
+
+  // ---------------------------------------------------------------- auth + REST
+  function setTokens(access, refresh) {
+    S.access = access;
+    localStorage.setItem(LS_ACCESS, access);
+    if (refresh) { S.refresh = refresh; localStorage.setItem(LS_REFRESH, refresh); }
+    scheduleRefresh();
+  }
+  // Refresh about a minute before the access token expires, so REST calls and
+  // socket (re)connects always carry a valid token.
+  // (A quarter of the lifetime before, for tokens shorter than four minutes.)
+  const leadMs = (p) => Math.min(60000, p.iat ? (p.exp - p.iat) * 250 : 60000);
+  function scheduleRefresh() {
+    clearTimeout(S.refreshTimer);
+    const p = S.access && jwtPayload(S.access);
+    if (!p || !p.exp) return;
+    const ms = Math.max(1000, p.exp * 1000 - Date.now() - leadMs(p));
+    S.refreshTimer = setTimeout(() => refreshAccess().catch(() => {}), ms);
+  }
+  function accessFresh() {
+    const p = S.access && jwtPayload(S.access);
+    return !!p && p.exp * 1000 - Date.now() > leadMs(p) / 2;
+  }
+  function refreshAccess() {
+    if (S.refreshing) return S.refreshing;
+    S.refreshing = (async () => {
+      if (!S.refresh) throw new Error('not logged in');
+      const r = await fetch('/api/auth/token/refresh/', {
+        method: 'POST', headers: { 'Content-Type': 'application/json' },
+        body: JSON.stringify({ refresh: S.refresh }),
+      });
+      if (r.status === 401 || r.status === 400) { logout('Session expired, please log in again'); throw new Error('expired'); }
+      if (!r.ok) throw new Error('refresh failed: ' + r.status);
+      setTokens((await r.json()).access);
+    })().finally(() => { S.refreshing = null; });
+    return S.refreshing;
+  }
+  // JSON request with the bearer token; on a 401 refresh once and retry.
+  async function api(method, path, body, retried) {
+    const headers = { Accept: 'application/json' };
+    if (S.access) headers.Authorization = 'Bearer ' + S.access;
+    if (body !== undefined) headers['Content-Type'] = 'application/json';
+    const r = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+    if (r.status === 401 && S.refresh && !retried) {
+      await refreshAccess();
+      return api(method, path, body, true);
+    }
+    const text = await r.text();
+    let data = null;
+    try { data = text ? JSON.parse(text) : null; } catch { data = { detail: text }; }
+    if (!r.ok) { const e = new Error(firstError(data)); e.status = r.status; throw e; }
+    return { status: r.status, data };
+  }
+
+  async function submitAuth(kind, form) {
+    const f = Object.fromEntries(new FormData(form));
+    const err = $('[data-testid=auth-error]');
+    err.textContent = '';
+    if (kind === 'register' && !f.display_name) delete f.display_name;
+    const btn = form.querySelector('button[type=submit]');
+    btn.disabled = true;
+    try {
+      const r = await fetch(`/api/auth/${kind}/`, {
+        method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(f),
+      });
+      const data = await r.json().catch(() => null);
+      if (!r.ok) { err.textContent = firstError(data); return; }
+      setTokens(data.access, data.refresh);
+      S.me = data.user;
+      form.reset();
+      enterApp();
+    } catch {
+      err.textContent = 'Cannot reach the server';
+    } finally { btn.disabled = false; }
+  }
+
+  function logout(reason) {
+    closeChat();
+    clearTimeout(S.refreshTimer);
+    clearInterval(S.listTimer);
+    localStorage.removeItem(LS_ACCESS);
+    localStorage.removeItem(LS_REFRESH);
+    S.access = S.refresh = S.me = null;
+    S.convs = [];
+    history.replaceState(null, '', '/');
+    $('#app-view').hidden = true;
+    $('#auth-view').hidden = false;
+    document.querySelector('.tab[data-tab=login]').click(); // back to the login form
+    $('[data-testid=auth-error]').textContent = reason || '';
+    document.body.classList.remove('chat-open');
+  }
+
+  // ---------------------------------------------------------------- conversation list
+  function convName(c) {
+    if (c.conversation_type === 'direct' && S.me) {
+      const other = (c.members || []).map((m) => m.user).find((u) => u && u.id !== S.me.id);
+      if (other) return nameOf(other);
+    }
+    return c.title || 'Conversation ' + c.id;
+  }
+  async function loadConversations() {
+    try {
+      S.convs = (await api('GET', '/api/chat/conversations/')).data || [];
+      renderConversations();
+    } catch (e) { if (e.status !== 401) console.warn('conversations', e); }
+  }
+  function renderConversations() {
+    const list = $('#conv-list');
+    list.replaceChildren();
+    // The server orders by recent activity; keep that after local updates too.
+    const ts = (c) => (c.last_message && c.last_message.created_at) || c.updated_at || '';
+    S.convs.sort((a, b) => (ts(b) > ts(a) ? 1 : ts(b) < ts(a) ? -1 : 0));
+    for (const c of S.convs) {
+      const li = el('li', 'conv-item');
+      li.dataset.testid = 'conv-item';
+      li.dataset.convId = c.id;
+      if (S.chat && S.chat.id === c.id) li.classList.add('active');
+      const name = convName(c);
+      const body = el('div', 'conv-body');
+      const top = el('div', 'conv-top');
+      top.append(el('span', 'conv-name', name));
+      if (c.last_message) top.append(el('span', 'conv-time', hhmm(c.last_message.created_at)));
+      const bottom = el('div', 'conv-bottom');
+      const lm = c.last_message;
+      const preview = lm ? (lm.sender && S.me && lm.sender.id === S.me.id ? 'You: ' : '') + lm.content : 'No messages yet';
+      bottom.append(el('span', 'conv-last', preview));
+      if (c.unread_count > 0 && !(S.chat && S.chat.id === c.id)) {
+        const b = el('span', 'unread', String(c.unread_count));
+        b.dataset.testid = 'unread-count';
+        bottom.append(b);
+      }
+      body.append(top, bottom);
+      li.append(el('span', 'avatar', initial(name)), body);
+      li.addEventListener('click', () => openConversation(c.id));
+      list.append(li);
+    }
+    $('#conv-empty').hidden = S.convs.length > 0;
+  }
+  function convTouched(cid, msg) {
+    // Keep the sidebar current for the open conversation without a reload.
+    const c = S.convs.find((x) => x.id === cid);
+    if (!c) { loadConversations(); return; }
+    if (msg && !msg.is_deleted && (!c.last_message || msg.id >= c.last_message.id)) c.last_message = msg;
+    if (S.chat && S.chat.id === cid) c.unread_count = 0;
+    renderConversations();
+  }
+
+  // ---------------------------------------------------------------- user search
+  let searchTimer = 0;
+  function onSearchInput() {
+    clearTimeout(searchTimer);
+    const q = $('#user-search').value.trim();
+    const out = $('#user-results');
+    if (q.length < 2) { out.replaceChildren(); return; }
+    searchTimer = setTimeout(async () => {
+      try {
+        const users = (await api('GET', '/api/chat/users/search/?q=' + encodeURIComponent(q))).data || [];
+        if ($('#user-search').value.trim() !== q) return; // a newer query is on its way
+        out.replaceChildren();
+        if (!users.length) out.append(el('li', 'muted', 'Nobody found'));
+        for (const u of users) {
+          const li = el('li', 'user-result');
+          li.dataset.testid = 'user-result';
+          li.dataset.userId = u.id;
+          li.append(el('span', 'avatar', initial(nameOf(u))), el('span', '', nameOf(u)));
+          if (u.display_name) li.append(el('span', 'muted', '@' + u.username));
+          li.addEventListener('click', () => startDirect(u.id));
+          out.append(li);
+        }
+      } catch (e) { toast(e.message); }
+    }, 250);
+  }
+  async function startDirect(userId) {
+    try {
+      const { data } = await api('POST', '/api/chat/conversations/create-direct/', { user_id: userId });
+      $('#user-search').value = '';
+      $('#user-results').replaceChildren();
+      if (!S.convs.some((c) => c.id === data.id)) S.convs.unshift(data);
+      renderConversations();
+      openConversation(data.id);
+    } catch (e) { toast(e.message); }
+  }
+
+  // ---------------------------------------------------------------- the open conversation
+  // chat = {id, conv, lastSeq, els: Map(message id -> element), pending: Map(client_id -> element),
+  //         outbox: [{client_id, content, sentOn}], ws, gen, attempt, ...}
+  function closeChat() {
+    const c = S.chat;
+    if (!c) return;
+    c.closed = true;
+    clearTimeout(c.retryTimer);
+    clearInterval(c.pingTimer);
+    for (const t of typers.values()) clearTimeout(t.timer);
+    typers.clear();
+    if (c.ws) { try { c.ws.close(1000); } catch { /* already closed */ } }
+    S.chat = null;
+    setConn('idle');
+  }
+
+  async function openConversation(cid) {
+    if (S.chat && S.chat.id === cid) { document.body.classList.add('chat-open'); return; }
+    closeChat();
+    const conv = S.convs.find((c) => c.id === cid);
+    const chat = S.chat = {
+      id: cid, conv, lastSeq: 0, els: new Map(), pending: new Map(), outbox: [],
+      ws: null, gen: 0, attempt: 0, oldestId: null, hasMore: false, loadingOlder: false,
+      othersReadUpTo: 0, readSent: 0, typingSentAt: 0, failsBeforeOpen: 0,
+    };
+    if (location.hash !== '#/c/' + cid) history.replaceState(null, '', '#/c/' + cid);
+    document.body.classList.add('chat-open');
+    $('#chat-none').hidden = true;
+    $('#chat-open').hidden = false;
+    const name = conv ? convName(conv) : 'Conversation ' + cid;
+    $('#chat-name').textContent = name;
+    $('#chat-avatar').textContent = initial(name);
+    $('[data-testid=typing-indicator]').textContent = '';
+    const list = $('#message-list');
+    list.replaceChildren($('#history-state'));
+    $('#history-state').textContent = 'Loading…';
+    renderConversations();
+
+    // History first, then the socket with since = the newest seq in it, so the
+    // replay fills exactly the gap between the two.
+    try {
+      const { data } = await api('GET', `/api/chat/conversations/${cid}/messages/?limit=${PAGE}`);
+      if (S.chat !== chat) return;
+      for (const m of data.slice().reverse()) renderMessage(m, 'append');
+      for (const m of data) chat.lastSeq = Math.max(chat.lastSeq, m.seq || 0);
+      chat.oldestId = data.length ? data[data.length - 1].id : null;
+      chat.hasMore = data.length === PAGE;
+      applyReceipts(data);
+      historyState();
+      scrollToBottom();
+    } catch (e) {
+      if (S.chat !== chat) return;
+      $('#history-state').textContent = 'Could not load messages: ' + e.message;
+      if (e.status === 403 || e.status === 404) return;
+    }
+    if (!conv) loadConversations().then(() => {
+      const c = S.convs.find((x) => x.id === cid);
+      if (c && S.chat === chat) { chat.conv = c; $('#chat-name').textContent = convName(c); $('#chat-avatar').textContent = initial(convName(c)); }
+    });
+    connect(chat);
+    // Not on touch screens: focusing there would pop the keyboard over the history.
+    if (matchMedia('(pointer: fine)').matches) $('#composer-input').focus({ preventScroll: true });
+  }
+
+  function historyState() {
+    const c = S.chat;
+    $('#history-state').textContent = !c ? '' : c.hasMore ? 'Scroll up for older messages'
+      : c.els.size || c.pending.size ? 'Beginning of the conversation' : 'No messages yet. Say hi!';
+  }
+
+  async function loadOlder() {
+    const chat = S.chat;
+    if (!chat || !chat.hasMore || chat.loadingOlder || chat.oldestId == null) return;
+    chat.loadingOlder = true;
+    $('#history-state').textContent = 'Loading…';
+    const list = $('#message-list');
+    try {
+      const { data } = await api('GET', `/api/chat/conversations/${chat.id}/messages/?limit=${PAGE}&before=${chat.oldestId}`);
+      if (S.chat !== chat) return;
+      // Keep the visible messages in place while older ones are added above.
+      const fromBottom = list.scrollHeight - list.scrollTop;
+      for (const m of data) renderMessage(m, 'prepend'); // newest first: each goes above the last
+      if (data.length) chat.oldestId = data[data.length - 1].id;
+      chat.hasMore = data.length === PAGE;
+      list.scrollTop = list.scrollHeight - fromBottom;
+    } catch (e) { toast(e.message); } finally { chat.loadingOlder = false; historyState(); }
+  }
+
+  // Render or update one message. `where`: 'append' (newest, bottom) or 'prepend' (older page).
+  function renderMessage(m, where) {
+    const chat = S.chat;
+    if (!m || !chat) return null;
+    let node = chat.els.get(m.id);
+    if (!node && m.client_id && chat.pending.has(m.client_id)) {
+      // The echo of our own optimistic message: turn the pending one into the real one.
+      node = chat.pending.get(m.client_id);
+      chat.pending.delete(m.client_id);
+      chat.outbox = chat.outbox.filter((o) => o.client_id !== m.client_id);
+      node.remove(); // re-insert below in id order
+    }
+    const mine = !!(S.me && m.sender && m.sender.id === S.me.id);
+    if (!node) {
+      node = el('div', 'msg');
+      const bubble = el('div', 'bubble');
+      // Names over others' messages only where there can be several others.
+      const direct = chat.conv && chat.conv.conversation_type === 'direct';
+      if (!mine && !direct) bubble.append(el('div', 'sender', nameOf(m.sender)));
+      const text = el('div', 'text');
+      text.dataset.testid = 'message-text';
+      const meta = el('div', 'meta');
+      meta.append(el('span', 'edited'), el('span', 'time'), el('span', 'status'));
+      meta.lastChild.dataset.testid = 'message-status';
+      bubble.append(text, meta);
+      node.append(bubble);
+    }
+    node.dataset.testid = 'message';
+    node.dataset.messageId = m.id;
+    node.dataset.seq = m.seq != null ? m.seq : '';
+    node.dataset.clientId = m.client_id || '';
+    node.classList.toggle('mine', mine);
+    node.classList.remove('pending', 'failed');
+    node.classList.toggle('deleted', !!m.is_deleted);
+    node.querySelector('.text').textContent = m.is_deleted ? 'message deleted' : m.content;
+    node.querySelector('.edited').textContent = m.edited_at && !m.is_deleted ? 'edited' : '';
+    node.querySelector('.time').textContent = hhmm(m.created_at);
+    node.mine = mine;
+    chat.els.set(m.id, node);
+    if (!node.isConnected) insertById(node, m.id, where);
+    updateStatus(node);
+    return node;
+  }
+  function insertById(node, id, where) {
+    const list = $('#message-list');
+    const ids = Array.from(list.querySelectorAll('.msg:not(.pending)'));
+    if (where === 'prepend') {
+      const after = ids.find((x) => Number(x.dataset.messageId) > id);
+      list.insertBefore(node, after || list.querySelector('.msg.pending'));
+      return;
+    }
+    // Normally the newest: goes after every acked message, before pending ones.
+    let before = list.querySelector('.msg.pending');
+    for (let i = ids.length - 1; i >= 0 && Number(ids[i].dataset.messageId) > id; i--) before = ids[i];
+    list.insertBefore(node, before);
+  }
+  function updateStatus(node) {
+    const st = node.querySelector('.status');
+    if (!node.mine) { st.textContent = ''; return; }
+    if (node.classList.contains('failed')) st.textContent = 'failed';
+    else if (node.classList.contains('pending')) st.textContent = 'sending…';
+    else st.textContent = Number(node.dataset.messageId) <= S.chat.othersReadUpTo ? 'read' : 'sent';
+    st.classList.toggle('read', st.textContent === 'read');
+  }
+  function markOthersRead(messageId) {
+    const chat = S.chat;
+    if (!chat || messageId <= chat.othersReadUpTo) return;
+    chat.othersReadUpTo = messageId;
+    for (const node of chat.els.values()) if (node.mine) updateStatus(node);
+  }
+  // History carries receipts: a "read" receipt from someone else on a message
+  // means they have read up to it (read positions only move forward).
+  function applyReceipts(msgs) {
+    for (const m of msgs) for (const r of m.receipts || []) {
+      if (r.state === 'read' && r.user && S.me && r.user.id !== S.me.id) markOthersRead(m.id);
+    }
+  }
+
+  function scrollToBottom() { const l = $('#message-list'); l.scrollTop = l.scrollHeight; }
+  function nearBottom() { const l = $('#message-list'); return l.scrollHeight - l.scrollTop - l.clientHeight < 120; }
+
+  // ---------------------------------------------------------------- sending
+  function sendMessage(content) {
+    const chat = S.chat;
+    if (!chat) return;
+    const client_id = newClientId();
+    const node = el('div', 'msg mine pending');
+    node.dataset.testid = 'message';
+    node.dataset.clientId = client_id;
+    node.dataset.seq = '';
+    node.dataset.messageId = '';
+    node.mine = true;
+    const bubble = el('div', 'bubble');
+    const text = el('div', 'text', content);
+    text.dataset.testid = 'message-text';
+    const meta = el('div', 'meta');
+    meta.append(el('span', 'edited'), el('span', 'time', hhmm(new Date().toISOString())), el('span', 'status'));
+    meta.lastChild.dataset.testid = 'message-status';
+    bubble.append(text, meta);
+    node.append(bubble);
+    $('#message-list').append(node); // pending ones stay at the bottom until acked
+    chat.pending.set(client_id, node);
+    updateStatus(node);
+    historyState();
+    scrollToBottom();
+    // Queue first, then flush: if the socket is down the message goes out after
+    // the reconnect; the same client_id makes a retry safe (no duplicate).
+    chat.outbox.push({ client_id, content, sentOn: -1 });
+    flushOutbox(chat);
+    sendTyping(false);
+  }
+  function flushOutbox(chat) {
+    if (!chat.ws || chat.ws.readyState !== WebSocket.OPEN || !chat.synced) return;
+    for (const o of chat.outbox) {
+      if (o.sentOn === chat.gen) continue;
+      o.sentOn = chat.gen;
+      wsSend(chat, { type: 'message.send', content: o.content, client_id: o.client_id });
+    }
+  }
+  function wsSend(chat, frame) {
+    if (chat.ws && chat.ws.readyState === WebSocket.OPEN) { chat.ws.send(JSON.stringify(frame)); return true; }
+    return false;
+  }
+  // Typing: at most one "true" per 2 s while typing, "false" on send / blur.
+  function sendTyping(on) {
+    const chat = S.chat;
+    if (!chat) return;
+    const now = Date.now();
+    if (on) {
+      if (now - chat.typingSentAt < 2000) return;
+      if (wsSend(chat, { type: 'typing', is_typing: true })) chat.typingSentAt = now;
+    } else if (chat.typingSentAt) {
+      chat.typingSentAt = 0;
+      wsSend(chat, { type: 'typing', is_typing: false });
+    }
+  }
+  // Read state: tell the server we have seen the newest message from others,
+  // but only while the page is actually visible.
+  function sendRead() {
+    const chat = S.chat;
+    if (!chat || document.visibilityState !== 'visible' || !chat.synced) return;
+    let newest = 0;
+    for (const [id, node] of chat.els) if (!node.mine && id > newest) newest = id;
+    if (newest > chat.readSent && wsSend(chat, { type: 'message.read', message_id: newest })) {
+      chat.readSent = newest;
+      const c = S.convs.find((x) => x.id === chat.id);
+      if (c && c.unread_count) { c.unread_count = 0; renderConversations(); }
+    }
+  }
+
+  // ---------------------------------------------------------------- the socket
+  function setConn(state) {
+    for (const e of document.querySelectorAll('.conn')) { e.textContent = state; e.dataset.state = state; }
+  }
+
+  async function connect(chat) {
+    if (S.chat !== chat || chat.closed) return;
+    setConn(chat.attempt ? 'reconnecting' : 'connecting');
+    // A handshake refusal (401) is invisible to the browser (it only sees 1006),
+    // so make sure the token is fresh before every connect.
+    if (!accessFresh()) {
+      try { await refreshAccess(); } catch { if (S.chat === chat) scheduleReconnect(chat); return; }
+    }
+    if (S.chat !== chat || chat.closed) return;
+    const gen = ++chat.gen;
+    const proto = location.protocol === 'https:' ? 'wss' : 'ws';
+    const url = `${proto}://${location.host}/ws/conversations/${chat.id}/?token=${encodeURIComponent(S.access)}&since=${chat.lastSeq}`;
+    const ws = chat.ws = new WebSocket(url);
+    chat.synced = false;
+    let opened = false;
+    ws.onopen = () => {
+      opened = true;
+      chat.failsBeforeOpen = 0;
+      // Keep-alive: a ping every 25 s; no pong within 10 s means a dead link.
+      chat.awaitingPong = 0;
+      chat.lastPingAt = Date.now();
+      clearInterval(chat.pingTimer);
+      chat.pingTimer = setInterval(() => {
+        const now = Date.now();
+        if (chat.awaitingPong && now - chat.awaitingPong > 10000) { ws.close(4000, 'ping timeout'); return; }
+        if (!chat.awaitingPong && now - chat.lastPingAt >= 25000 && wsSend(chat, { type: 'ping' })) {
+          chat.awaitingPong = chat.lastPingAt = now;
+        }
+      }, 5000);
+      // The server ends every since-replay with sync.done; should one not come,
+      // do not stay stuck: treat the socket as synced after 3 s.
+      setTimeout(() => { if (chat.gen === gen && chat.ws === ws && !chat.synced) onFrame(chat, { type: 'sync.done' }); }, 3000);
+    };
+    ws.onmessage = (ev) => {
+      if (chat.gen !== gen) return;
+      let f;
+      try { f = JSON.parse(ev.data); } catch { return; }
+      onFrame(chat, f);
+    };
+    ws.onclose = (ev) => {
+      if (chat.gen !== gen) return;
+      clearInterval(chat.pingTimer);
+      chat.ws = null;
+      chat.synced = false;
+      if (S.chat !== chat || chat.closed) return;
+      if (!opened) chat.failsBeforeOpen++;
+      if (ev.code === 4403 || ev.code === 4404) { setConn('offline'); toast('You cannot access this conversation'); return; }
+      if (ev.code === 4401) { refreshAccess().then(() => scheduleReconnect(chat), () => {}); setConn('reconnecting'); return; }
+      // 4408 (we read too slowly), 1012 (server restart / dropped), 1001, 1006...:
+      // reconnect with back-off and resume with since = last seq seen.
+      scheduleReconnect(chat);
+    };
+  }
+
+  async function scheduleReconnect(chat) {
+    if (S.chat !== chat || chat.closed) return;
+    // A refused handshake looks like any network error to the browser: ask REST
+    // why (a 401 is refreshed by api(), 403/404 are final, a network error retries).
+    if (chat.failsBeforeOpen > 0) {
+      try { await api('GET', `/api/chat/conversations/${chat.id}/`); } catch (e) {
+        if (e.status === 403 || e.status === 404) { setConn('offline'); toast('You cannot access this conversation'); return; }
+      }
+    }
+    const offline = navigator.onLine === false;
+    setConn(offline ? 'offline' : 'reconnecting');
+    // Exponential back-off 0.5 s doubling to 10 s, with jitter so many clients
+    // dropped together do not come back all at once.
+    const base = Math.min(10000, 500 * 2 ** chat.attempt);
+    const delay = base / 2 + Math.random() * base / 2;
+    chat.attempt++;
+    clearTimeout(chat.retryTimer);
+    chat.retryTimer = setTimeout(() => connect(chat), delay);
+  }
+
+  function onFrame(chat, f) {
+    // Events with a seq are in the log: apply each exactly once, in order.
+    if (f.seq != null && f.type !== 'sync.done') {
+      // An echo of our own pending message is matched by client_id even when
+      // its seq was already seen (the answer to a retried send).
+      const cid = f.type === 'message.new' && (f.client_id || (f.data && f.data.client_id));
+      if (f.seq <= chat.lastSeq && !(cid && chat.pending.has(cid))) return;
+      chat.lastSeq = Math.max(chat.lastSeq, f.seq);
+    }
+    switch (f.type) {
+      case 'message.new': {
+        const m = f.data;
+        if (!m) return;
+        if (m.client_id == null && f.client_id) m.client_id = f.client_id;
+        if (m.seq == null) m.seq = f.seq; // the frame's seq is the message's own
+        const stick = nearBottom() || (S.me && m.sender && m.sender.id === S.me.id);
+        renderMessage(m, 'append');
+        if (!(S.me && m.sender && m.sender.id === S.me.id)) showTyping(m.sender && m.sender.id, null, false);
+        historyState();
+        if (stick) scrollToBottom();
+        convTouched(chat.id, m);
+        sendRead();
+        break;
+      }
+      case 'message.edited':
+      case 'message.deleted': {
+        const id = f.type === 'message.edited' ? f.data && f.data.id : f.message_id;
+        const node = chat.els.get(id);
+        if (!node) return; // not loaded (an older page): it comes right when loaded
+        if (f.type === 'message.edited') renderMessage(f.data, 'append');
+        else {
+          node.classList.add('deleted');
+          node.querySelector('.text').textContent = 'message deleted';
+          node.querySelector('.edited').textContent = '';
+        }
+        break;
+      }
+      case 'message.read':
+        if (S.me && f.user_id !== S.me.id) markOthersRead(Number(f.message_id));
+        break;
+      case 'typing':
+        if (S.me && f.user_id !== S.me.id) showTyping(f.user_id, f.username, f.is_typing !== false);
+        break;
+      case 'sync.done':
+        // Replay finished: we are live. Now (re)send whatever is queued.
+        chat.synced = true;
+        chat.attempt = 0;
+        setConn('live');
+        flushOutbox(chat);
+        sendRead();
+        break;
+      case 'pong':
+        chat.awaitingPong = 0;
+        break;
+      case 'error':
+        if (f.client_id && chat.pending.has(f.client_id)) {
+          if (f.code === 'unavailable') { setTimeout(() => { const o = chat.outbox.find((x) => x.client_id === f.client_id); if (o) { o.sentOn = -1; flushOutbox(chat); } }, 2000); break; }
+          const node = chat.pending.get(f.client_id);
+          node.classList.add('failed');
+          chat.outbox = chat.outbox.filter((o) => o.client_id !== f.client_id);
+          updateStatus(node);
+        }
+        toast(f.detail || f.code || 'error');
+        break;
+      default:
+        if (f.type === 'member.added') loadConversations();
+    }
+  }
+
+  // "X is typing…" for 3 s after each typing frame (the sender repeats every 2 s).
+  const typers = new Map(); // user_id -> {name, timer}
+  function showTyping(userId, username, on) {
+    const t = typers.get(userId);
+    if (t) clearTimeout(t.timer);
+    if (on) {
+      const member = S.chat && S.chat.conv && (S.chat.conv.members || []).find((m) => m.user && m.user.id === userId);
+      const name = member ? nameOf(member.user) : username || 'Someone';
+      typers.set(userId, { name, timer: setTimeout(() => showTyping(userId, null, false), 3000) });
+    } else typers.delete(userId);
+    const names = Array.from(typers.values(), (x) => x.name);
+    $('[data-testid=typing-indicator]').textContent =
+      names.length ? `${names.join(', ')} ${names.length > 1 ? 'are' : 'is'} typing…` : '';
+  }
+
+  // ---------------------------------------------------------------- start-up and wiring
+  async function enterApp() {
+    $('#auth-view').hidden = true;
+    $('#app-view').hidden = false;
+    if (!S.me) {
+      try { S.me = (await api('GET', '/api/auth/profile/me/')).data; } catch (e) {
+        if (!S.access) return; // logged out by a failed refresh
+        const p = jwtPayload(S.access); // server unreachable: still usable from the token
+        S.me = { id: p && p.user_id, username: '' };
+      }
+    }
+    $('#me-name').textContent = nameOf(S.me);
+    $('#me-avatar').textContent = initial(nameOf(S.me));
+    await loadConversations();
+    // The list only has a live socket for the open conversation; poll the rest.
+    clearInterval(S.listTimer);
+    S.listTimer = setInterval(() => { if (document.visibilityState === 'visible') loadConversations(); }, 10000);
+    const m = /^#\/c\/(\d+)$/.exec(location.hash);
+    if (m) openConversation(Number(m[1]));
+  }
+
+  function wire() {
+    for (const tab of document.querySelectorAll('.tab')) {
+      tab.addEventListener('click', () => {
+        for (const t of document.querySelectorAll('.tab')) t.classList.toggle('active', t === tab);
+        $('#login-form').hidden = tab.dataset.tab !== 'login';
+        $('#register-form').hidden = tab.dataset.tab !== 'register';
+        $('[data-testid=auth-error]').textContent = '';
+      });
+    }
+    $('#login-form').addEventListener('submit', (e) => { e.preventDefault(); submitAuth('login', e.target); });
+    $('#register-form').addEventListener('submit', (e) => { e.preventDefault(); submitAuth('register', e.target); });
+    $('#logout').addEventListener('click', () => logout());
+    $('#user-search').addEventListener('input', onSearchInput);
+    $('#back').addEventListener('click', () => {
+      document.body.classList.remove('chat-open');
+      closeChat();
+      history.replaceState(null, '', '/');
+      $('#chat-open').hidden = true;
+      $('#chat-none').hidden = false;
+      loadConversations();
+    });
+    const input = $('#composer-input');
+    const submit = () => {
+      const text = input.value;
+      if (!text.trim()) return;
+      input.value = '';
+      autosize();
+      sendMessage(text);
+    };
+    const autosize = () => { input.style.height = 'auto'; input.style.height = Math.min(input.scrollHeight, 140) + 'px'; };
+    $('#composer').addEventListener('submit', (e) => { e.preventDefault(); submit(); input.focus(); });
+    input.addEventListener('keydown', (e) => {
+      // Enter sends, Shift+Enter makes a new line (not while an IME is composing).
+      if (e.key === 'Enter' && !e.shiftKey && !e.isComposing) { e.preventDefault(); submit(); }
+    });
+    input.addEventListener('input', () => { autosize(); if (input.value) sendTyping(true); });
+    input.addEventListener('blur', () => sendTyping(false));
+    $('#message-list').addEventListener('scroll', () => { if ($('#message-list').scrollTop < 60) loadOlder(); });
+    document.addEventListener('visibilitychange', () => { if (document.visibilityState === 'visible') sendRead(); });
+    window.addEventListener('online', () => {
+      // The network is back: do not wait out the back-off.
+      const c = S.chat;
+      if (c && !c.ws) { clearTimeout(c.retryTimer); c.attempt = 0; connect(c); }
+    });
+    window.addEventListener('offline', () => { if (S.chat && !S.chat.ws) setConn('offline'); });
+    // Another tab logged out or refreshed: follow it.
+    window.addEventListener('storage', (e) => {
+      if (e.key === LS_ACCESS && e.newValue) { S.access = e.newValue; scheduleRefresh(); }
+      if (e.key === LS_REFRESH && !e.newValue && S.refresh) logout();
+    });
+  }
+
+  wire();
+  if (S.access && S.refresh) { scheduleRefresh(); enterApp(); } else $('#auth-view').hidden = false;
+})();
