@@ -1,0 +1,647 @@
+//! A tiny in-memory chat server speaking just enough of Vato's protocol for
+//! vato-check to pass, with faults to inject so that it must fail.
+//!
+//! Hand-rolled HTTP/1.1 (one request per connection, `Connection: close`)
+//! and a hand-made WebSocket handshake on the same port, handed to
+//! tokio-tungstenite. Everything lives in one `Mutex<State>` that is never
+//! held across an `.await`, so seqs and fan-out are trivially in order.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::Role;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::WebSocketStream;
+
+/// What the server gets wrong on purpose.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// Behaves as the protocol says.
+    None,
+    /// A socket's own `message.new` is not echoed back to it.
+    DropEcho,
+    /// Every `message.new` is delivered twice to every socket.
+    Duplicate,
+    /// Sockets are accepted with no token, a bad token, or for non-members.
+    AcceptAnyone,
+    /// A `since` replay leaves out the first missed event.
+    LossyResume,
+}
+
+/// One listening node; dropping it stops accepting connections.
+pub struct Node {
+    pub base: String,
+    accept: JoinHandle<()>,
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.accept.abort();
+    }
+}
+
+/// One node, demo users lalo/lalo123 and kalu/kalu123.
+pub async fn start(fault: Fault) -> Node {
+    listen(Arc::new(Server::new(fault))).await
+}
+
+/// Two nodes over one state: a stand-in for Vato's cluster mode.
+pub async fn start_cluster(fault: Fault) -> (Node, Node) {
+    let server = Arc::new(Server::new(fault));
+    (listen(server.clone()).await, listen(server).await)
+}
+
+async fn listen(server: Arc<Server>) -> Node {
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind 127.0.0.1:0");
+    let addr = listener.local_addr().expect("local addr");
+    let accept = tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let _ = stream.set_nodelay(true);
+            tokio::spawn(handle(server.clone(), stream));
+        }
+    });
+    Node {
+        base: format!("http://{addr}"),
+        accept,
+    }
+}
+
+struct Server {
+    fault: Fault,
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    users: Vec<UserRec>,
+    /// token → (user id, is an access token)
+    tokens: HashMap<String, (i64, bool)>,
+    conversations: Vec<Conversation>,
+    next_id: i64,
+}
+
+struct UserRec {
+    id: i64,
+    username: String,
+    password: String,
+}
+
+#[derive(Default)]
+struct Conversation {
+    id: i64,
+    members: Vec<i64>,
+    messages: Vec<Value>,
+    /// Every seq-carrying frame, seq = index + 1.
+    events: Vec<Value>,
+    /// (sender, client_id) → index in `messages`.
+    client_ids: HashMap<(i64, String), usize>,
+    sockets: Vec<Subscriber>,
+}
+
+struct Subscriber {
+    id: i64,
+    user: i64,
+    tx: mpsc::UnboundedSender<String>,
+}
+
+struct Request {
+    method: String,
+    path: String,
+    query: HashMap<String, String>,
+    headers: HashMap<String, String>,
+    body: Value,
+}
+
+impl Server {
+    fn new(fault: Fault) -> Self {
+        let mut state = State {
+            next_id: 100,
+            ..State::default()
+        };
+        for (id, name, password) in [(1, "lalo", "lalo123"), (2, "kalu", "kalu123")] {
+            state.users.push(UserRec {
+                id,
+                username: name.into(),
+                password: password.into(),
+            });
+        }
+        Self {
+            fault,
+            state: Mutex::new(state),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+    }
+
+    fn route(&self, req: &Request) -> (u16, Value) {
+        let mut state = self.lock();
+        let user = req
+            .headers
+            .get("authorization")
+            .and_then(|h| h.strip_prefix("Bearer "))
+            .and_then(|t| state.tokens.get(t))
+            .filter(|(_, access)| *access)
+            .map(|(id, _)| *id);
+        let segments: Vec<&str> = req.path.trim_matches('/').split('/').collect();
+        match (req.method.as_str(), segments.as_slice(), user) {
+            ("GET", ["healthz"], _) => (200, json!("ok")),
+            ("POST", ["api", "auth", "register"], _) => {
+                let username = req.body["username"].as_str().unwrap_or_default();
+                let password = req.body["password"].as_str().unwrap_or_default();
+                if username.is_empty() || state.users.iter().any(|u| u.username == username) {
+                    return (
+                        400,
+                        json!({"username": ["A user with that username already exists."]}),
+                    );
+                }
+                if password.len() < 8 || req.body["password2"] != password {
+                    return (
+                        400,
+                        json!({"password": ["Ensure this field has at least 8 characters."]}),
+                    );
+                }
+                let id = state.id();
+                state.users.push(UserRec {
+                    id,
+                    username: username.into(),
+                    password: password.into(),
+                });
+                (201, state.session(id))
+            }
+            ("POST", ["api", "auth", "login"], _) => {
+                let found = state
+                    .users
+                    .iter()
+                    .find(|u| {
+                        req.body["username"] == u.username.as_str()
+                            && req.body["password"] == u.password.as_str()
+                    })
+                    .map(|u| u.id);
+                match found {
+                    Some(id) => (200, state.session(id)),
+                    None => (
+                        400,
+                        json!({"non_field_errors": ["Unable to log in with provided credentials."]}),
+                    ),
+                }
+            }
+            (_, _, None) => (
+                401,
+                json!({"detail": "Authentication credentials were not provided."}),
+            ),
+            ("GET", ["api", "auth", "profile", "me"], Some(me)) => (200, state.user(me)),
+            ("GET", ["api", "chat", "conversations"], Some(me)) => {
+                let list: Vec<Value> = state
+                    .conversations
+                    .iter()
+                    .filter(|c| c.members.contains(&me))
+                    .map(|c| state.conversation_json(c))
+                    .collect();
+                (200, Value::Array(list))
+            }
+            ("POST", ["api", "chat", "conversations", "create-direct"], Some(me)) => {
+                let Some(other) = req.body["user_id"]
+                    .as_i64()
+                    .filter(|id| state.users.iter().any(|u| u.id == *id))
+                else {
+                    return (404, json!({"error": "User not found."}));
+                };
+                let mut pair = vec![me, other];
+                pair.sort_unstable();
+                if let Some(c) = state.conversations.iter().find(|c| c.members == pair) {
+                    return (200, state.conversation_json(c));
+                }
+                let id = state.id();
+                state.conversations.push(Conversation {
+                    id,
+                    members: pair,
+                    ..Conversation::default()
+                });
+                let c = state.conversations.last().expect("just pushed");
+                (201, state.conversation_json(c))
+            }
+            (method, ["api", "chat", "conversations", id, "messages"], Some(me)) => {
+                let Some(idx) = id.parse().ok().and_then(|id| state.find(id)) else {
+                    return (404, json!({"detail": "Not found."}));
+                };
+                if !state.conversations[idx].members.contains(&me) {
+                    return (
+                        403,
+                        json!({"detail": "You are not a member of this conversation."}),
+                    );
+                }
+                match method {
+                    "GET" => {
+                        let list = state.conversations[idx]
+                            .messages
+                            .iter()
+                            .rev()
+                            .cloned()
+                            .collect();
+                        (200, Value::Array(list))
+                    }
+                    "POST" => {
+                        let content = req.body["content"].as_str().unwrap_or_default();
+                        if content.trim().is_empty() {
+                            return (400, json!({"content": ["This field may not be blank."]}));
+                        }
+                        let client_id = req.body["client_id"].as_str();
+                        match state.post(self.fault, idx, me, content, client_id, None) {
+                            Posted::New(message) => (201, message),
+                            Posted::Retry(frame) => (200, frame["data"].clone()),
+                        }
+                    }
+                    _ => (405, json!({"detail": "Method not allowed."})),
+                }
+            }
+            _ => (404, json!({"detail": "Not found."})),
+        }
+    }
+
+    /// The handshake decision: the user and conversation, or a refusal.
+    fn admit(&self, req: &Request) -> Result<(i64, usize), (u16, &'static str)> {
+        let state = self.lock();
+        let conversation = ["/ws/conversations/", "/ws/chat/"]
+            .iter()
+            .find_map(|prefix| req.path.strip_prefix(prefix))
+            .and_then(|rest| rest.trim_end_matches('/').parse().ok());
+        let user = req
+            .query
+            .get("token")
+            .and_then(|t| state.tokens.get(t))
+            .filter(|(_, access)| *access)
+            .map(|(id, _)| *id);
+        let idx = conversation
+            .and_then(|id| state.find(id))
+            .ok_or((404, "No such conversation."))?;
+        if self.fault == Fault::AcceptAnyone {
+            return Ok((user.unwrap_or(0), idx));
+        }
+        let user = user.ok_or((401, "Token missing or not valid."))?;
+        if !state.conversations[idx].members.contains(&user) {
+            return Err((403, "You are not a member of this conversation."));
+        }
+        Ok((user, idx))
+    }
+
+    /// One inbound frame from socket `socket` of `user`.
+    fn on_frame(
+        &self,
+        idx: usize,
+        user: i64,
+        socket: i64,
+        tx: &mpsc::UnboundedSender<String>,
+        frame: &Value,
+    ) {
+        let mut state = self.lock();
+        let reply = |v: Value| {
+            let _ = tx.send(v.to_string());
+        };
+        let message_id = frame["message_id"].as_i64();
+        let position = message_id.and_then(|id| {
+            state.conversations[idx]
+                .messages
+                .iter()
+                .position(|m| m["id"] == id)
+        });
+        match frame["type"].as_str().unwrap_or_default() {
+            "ping" => reply(json!({"type": "pong"})),
+            "message.send" => {
+                let content = frame["content"].as_str().unwrap_or_default();
+                if content.trim().is_empty() {
+                    return reply(
+                        json!({"type": "error", "code": "invalid", "detail": "content may not be blank"}),
+                    );
+                }
+                if let Posted::Retry(original) = state.post(
+                    self.fault,
+                    idx,
+                    user,
+                    content,
+                    frame["client_id"].as_str(),
+                    Some(socket),
+                ) {
+                    reply(original);
+                }
+            }
+            "typing" => {
+                let username = state.user(user)["username"].clone();
+                let is_typing = frame["is_typing"].as_bool().unwrap_or(true);
+                let out = json!({"type": "typing", "user_id": user, "username": username, "is_typing": is_typing});
+                for s in state.conversations[idx]
+                    .sockets
+                    .iter()
+                    .filter(|s| s.user != user)
+                {
+                    let _ = s.tx.send(out.to_string());
+                }
+            }
+            "message.edit" | "message.delete" => {
+                let Some(pos) = position else {
+                    return reply(
+                        json!({"type": "error", "code": "not_found", "detail": "no such message"}),
+                    );
+                };
+                let conversation = &mut state.conversations[idx];
+                if conversation.messages[pos]["sender"]["id"] != user {
+                    return reply(
+                        json!({"type": "error", "code": "forbidden", "detail": "not your message"}),
+                    );
+                }
+                let seq = conversation.events.len() as i64 + 1;
+                let out = if frame["type"] == "message.edit" {
+                    conversation.messages[pos]["content"] = frame["content"].clone();
+                    conversation.messages[pos]["edited_at"] = json!("2025-01-01T00:00:01Z");
+                    json!({"type": "message.edited", "data": conversation.messages[pos], "seq": seq})
+                } else {
+                    conversation.messages[pos]["content"] = json!("");
+                    conversation.messages[pos]["is_deleted"] = json!(true);
+                    json!({"type": "message.deleted", "message_id": message_id, "seq": seq})
+                };
+                conversation.publish(self.fault, out, None);
+            }
+            "message.read" => {
+                if position.is_none() {
+                    return reply(
+                        json!({"type": "error", "code": "not_found", "detail": "no such message"}),
+                    );
+                }
+                let conversation = &mut state.conversations[idx];
+                let seq = conversation.events.len() as i64 + 1;
+                let out = json!({"type": "message.read", "message_id": message_id, "user_id": user, "seq": seq});
+                conversation.publish(self.fault, out, None);
+            }
+            "sync" => state.conversations[idx].replay(
+                self.fault,
+                frame["since"].as_i64().unwrap_or(0),
+                tx,
+            ),
+            _ => reply(
+                json!({"type": "error", "code": "unknown_type", "detail": "unknown frame type"}),
+            ),
+        }
+    }
+}
+
+enum Posted {
+    New(Value),
+    /// A retried client id: the original `message.new` frame.
+    Retry(Value),
+}
+
+impl State {
+    fn id(&mut self) -> i64 {
+        self.next_id += 1;
+        self.next_id
+    }
+
+    fn find(&self, conversation: i64) -> Option<usize> {
+        self.conversations.iter().position(|c| c.id == conversation)
+    }
+
+    fn user(&self, id: i64) -> Value {
+        let name = self
+            .users
+            .iter()
+            .find(|u| u.id == id)
+            .map_or("", |u| u.username.as_str());
+        json!({"id": id, "username": name})
+    }
+
+    fn session(&mut self, id: i64) -> Value {
+        let n = self.id();
+        let (access, refresh) = (format!("acc-{id}-{n}"), format!("ref-{id}-{n}"));
+        self.tokens.insert(access.clone(), (id, true));
+        self.tokens.insert(refresh.clone(), (id, false));
+        json!({"user": self.user(id), "access": access, "refresh": refresh})
+    }
+
+    fn conversation_json(&self, c: &Conversation) -> Value {
+        let members: Vec<Value> = c
+            .members
+            .iter()
+            .map(|m| json!({"user": self.user(*m)}))
+            .collect();
+        json!({"id": c.id, "conversation_type": "direct", "members": members})
+    }
+
+    /// Stores and fans out a message, or finds the one with this client id.
+    fn post(
+        &mut self,
+        fault: Fault,
+        idx: usize,
+        user: i64,
+        content: &str,
+        client_id: Option<&str>,
+        socket: Option<i64>,
+    ) -> Posted {
+        let key = client_id.map(|c| (user, c.to_owned()));
+        if let Some(pos) = key
+            .as_ref()
+            .and_then(|k| self.conversations[idx].client_ids.get(k))
+        {
+            let message = self.conversations[idx].messages[*pos].clone();
+            let seq = message["seq"].clone();
+            return Posted::Retry(
+                json!({"type": "message.new", "data": message, "seq": seq, "client_id": client_id}),
+            );
+        }
+        let id = self.id();
+        let sender = self.user(user);
+        let conversation = &mut self.conversations[idx];
+        let seq = conversation.events.len() as i64 + 1;
+        let message = json!({
+            "id": id, "conversation": conversation.id, "sender": sender, "message_type": "text",
+            "content": content, "created_at": "2025-01-01T00:00:00Z", "edited_at": null,
+            "is_deleted": false, "seq": seq, "client_id": client_id,
+        });
+        conversation.messages.push(message.clone());
+        if let Some(key) = key {
+            conversation
+                .client_ids
+                .insert(key, conversation.messages.len() - 1);
+        }
+        let frame =
+            json!({"type": "message.new", "data": message, "seq": seq, "client_id": client_id});
+        conversation.publish(fault, frame, socket);
+        Posted::New(message)
+    }
+}
+
+impl Conversation {
+    /// Logs a seq-carrying frame and sends it to every socket; `sender` is
+    /// the socket a `message.new` came from (the one `DropEcho` skips).
+    fn publish(&mut self, fault: Fault, frame: Value, sender: Option<i64>) {
+        let text = frame.to_string();
+        let is_new = frame["type"] == "message.new";
+        self.events.push(frame);
+        for s in &self.sockets {
+            if is_new && fault == Fault::DropEcho && Some(s.id) == sender {
+                continue;
+            }
+            let _ = s.tx.send(text.clone());
+            if is_new && fault == Fault::Duplicate {
+                let _ = s.tx.send(text.clone());
+            }
+        }
+    }
+
+    fn replay(&self, fault: Fault, since: i64, tx: &mpsc::UnboundedSender<String>) {
+        let skip = usize::from(fault == Fault::LossyResume);
+        let missed = self.events.iter().skip(usize::try_from(since).unwrap_or(0));
+        for frame in missed.skip(skip) {
+            let _ = tx.send(frame.to_string());
+        }
+        let last = (self.events.len() as i64).max(since);
+        let _ = tx.send(json!({"type": "sync.done", "seq": last}).to_string());
+    }
+}
+
+async fn handle(server: Arc<Server>, mut stream: TcpStream) {
+    let Some(req) = read_request(&mut stream).await else {
+        return;
+    };
+    let upgrade = req
+        .headers
+        .get("upgrade")
+        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
+    if upgrade {
+        return websocket(server, stream, req).await;
+    }
+    let (status, body) = server.route(&req);
+    respond(&mut stream, status, &body).await;
+}
+
+async fn websocket(server: Arc<Server>, mut stream: TcpStream, req: Request) {
+    let (user, idx) = match server.admit(&req) {
+        Ok(admitted) => admitted,
+        Err((status, detail)) => {
+            return respond(&mut stream, status, &json!({"detail": detail})).await
+        }
+    };
+    let key = req
+        .headers
+        .get("sec-websocket-key")
+        .cloned()
+        .unwrap_or_default();
+    let accept = derive_accept_key(key.as_bytes());
+    let head = format!(
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n"
+    );
+    if stream.write_all(head.as_bytes()).await.is_err() {
+        return;
+    }
+    let ws = WebSocketStream::from_raw_socket(stream, Role::Server, None).await;
+    let (mut sink, mut source) = ws.split();
+    let (tx, mut rx) = mpsc::unbounded_channel::<String>();
+    let socket = {
+        // Subscribe and replay under one lock: nothing published in between
+        // can be lost or doubled at the seam.
+        let mut state = server.lock();
+        let socket = state.id();
+        let conversation = &mut state.conversations[idx];
+        conversation.sockets.push(Subscriber {
+            id: socket,
+            user,
+            tx: tx.clone(),
+        });
+        if let Some(since) = req.query.get("since").and_then(|s| s.parse().ok()) {
+            conversation.replay(server.fault, since, &tx);
+        }
+        socket
+    };
+    let writer = tokio::spawn(async move {
+        while let Some(text) = rx.recv().await {
+            if sink.send(Message::text(text)).await.is_err() {
+                break;
+            }
+        }
+    });
+    while let Some(Ok(message)) = source.next().await {
+        match message {
+            Message::Text(text) => {
+                let frame: Value = serde_json::from_str(text.as_str()).unwrap_or(Value::Null);
+                server.on_frame(idx, user, socket, &tx, &frame);
+            }
+            Message::Close(_) => break,
+            _ => {}
+        }
+    }
+    server.lock().conversations[idx]
+        .sockets
+        .retain(|s| s.id != socket);
+    writer.abort();
+}
+
+async fn read_request(stream: &mut TcpStream) -> Option<Request> {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let head_end = loop {
+        if let Some(pos) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break pos + 4;
+        }
+        let n = stream.read(&mut chunk).await.ok()?;
+        if n == 0 {
+            return None;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    };
+    let head = std::str::from_utf8(&buf[..head_end]).ok()?;
+    let mut lines = head.split("\r\n");
+    let mut request_line = lines.next()?.split(' ');
+    let method = request_line.next()?.to_owned();
+    let target = request_line.next()?;
+    let headers: HashMap<String, String> = lines
+        .filter_map(|line| line.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    let length: usize = headers
+        .get("content-length")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let mut body = buf[head_end..].to_vec();
+    while body.len() < length {
+        let n = stream.read(&mut chunk).await.ok()?;
+        if n == 0 {
+            return None;
+        }
+        body.extend_from_slice(&chunk[..n]);
+    }
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    let query = query
+        .split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+    Some(Request {
+        method,
+        path: path.to_owned(),
+        query,
+        headers,
+        body: serde_json::from_slice(&body).unwrap_or(Value::Null),
+    })
+}
+
+async fn respond(stream: &mut TcpStream, status: u16, body: &Value) {
+    let text = body.to_string();
+    let head = format!(
+        "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        text.len()
+    );
+    let _ = stream.write_all(head.as_bytes()).await;
+    let _ = stream.write_all(text.as_bytes()).await;
+    let _ = stream.shutdown().await;
+}
