@@ -50,6 +50,10 @@ struct Signal {
     frame: Value,
 }
 
+/// How long the applier may see nothing before it checks that its
+/// consumer still delivers (see `consume`).
+const STALL_CHECK: Duration = Duration::from_secs(1);
+
 type Outcome = Result<Result<Applied, Rejection>, StoreError>;
 
 pub struct Cluster {
@@ -142,6 +146,7 @@ impl Cluster {
                 ..Default::default()
             })
             .await?;
+        wait_writable(&jetstream, Duration::from_secs(30)).await?;
         let target = stream.get_info().await?.state.last_sequence;
         let start = store.position()?.unwrap_or(0);
         let (applied, mut applied_rx) = watch::channel(start);
@@ -297,7 +302,28 @@ impl Cluster {
                     continue;
                 }
             };
-            while let Some(message) = messages.next().await {
+            loop {
+                let next = match tokio::time::timeout(STALL_CHECK, messages.next()).await {
+                    Ok(next) => next,
+                    // Idle a while. Fine if there is nothing to read; but if
+                    // the stream holds more than we queued, the consumer is
+                    // lost (the NATS server hosting it died, or restarted
+                    // without it) and async-nats would notice only after two
+                    // missed 15 s heartbeats, if at all: writes on this node
+                    // would time out meanwhile. Recreate it now.
+                    Err(_) => match stream.get_info().await {
+                        Ok(info) if info.state.last_sequence > queued => {
+                            tracing::warn!(
+                                queued,
+                                last = info.state.last_sequence,
+                                "the stream consumer stalled, recreating"
+                            );
+                            break;
+                        }
+                        _ => continue,
+                    },
+                };
+                let Some(message) = next else { break };
                 let message = match message {
                     Ok(message) => message,
                     Err(e) => {
@@ -353,6 +379,41 @@ impl Cluster {
             }
         }
     }
+}
+
+/// Waits until a publish on each of the stream's subjects reaches the
+/// stream from this connection. Right after a replicated stream is created
+/// (or elects a leader), the leader's interest may not have reached the
+/// server this node is connected to yet, and a publish gets "no responders"
+/// (`StreamNotFound`); a node seeding the demo accounts then failed its
+/// start. The probe names another stream as the expected one, so JetStream
+/// answers it with an error and stores nothing.
+async fn wait_writable(
+    jetstream: &jetstream::Context,
+    timeout: Duration,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    for subject in ["vato.users", "vato.dir", "vato.conv.0"] {
+        loop {
+            let probe = jetstream::message::PublishMessage::build()
+                .expected_stream("vato-writable-probe")
+                .payload(bytes::Bytes::new());
+            let answer = jetstream.send_publish(subject, probe).await?.await;
+            match answer {
+                Err(e) if e.kind() == jetstream::context::PublishErrorKind::StreamNotFound => {}
+                // Any answer from JetStream (the expected "wrong stream"
+                // error) means the stream takes writes on this subject.
+                _ => break,
+            }
+            if tokio::time::Instant::now() > deadline {
+                return Err(
+                    format!("the stream takes no writes on {subject} (no responders)").into(),
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    Ok(())
 }
 
 /// Delivers every node's ephemeral signals to this node's sockets.

@@ -12,20 +12,22 @@
 //! in the log: that is the seam that makes `since` resume exact.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
 use serde_json::Value;
-use tokio::sync::{mpsc, watch, Notify};
+use tokio::sync::{mpsc, watch};
 use vato_eventlog::{ConvId, Envelope, Event, Offset, Seq, State, UserId};
 
 use crate::render;
 
 /// What a socket's writer receives from the hub.
 pub enum Out {
-    /// A conversation event, rendered for its actor and for everyone else.
-    Event(Arc<RenderedEvent>),
+    /// The conversation's events of one durable batch, in seq order, each
+    /// rendered for its actor and for everyone else. One queue slot per
+    /// batch: a big group commit does not overflow a fast reader's queue.
+    Events(Arc<[RenderedEvent]>),
     /// An ephemeral frame (typing): not stored, no seq.
     Ephemeral(Arc<str>),
 }
@@ -53,18 +55,31 @@ pub struct SocketHandle {
     pub user_id: UserId,
     pub conv_id: ConvId,
     queue: mpsc::Sender<Out>,
-    /// Wakes the socket's writer to close with `close_code`.
-    pub kill: Notify,
-    pub close_code: AtomicU16,
+    /// The close code the socket must close with; 0 while it lives. The
+    /// writer and the connection's supervisor both watch it.
+    closing: watch::Sender<u16>,
 }
 
 impl SocketHandle {
     pub fn close(&self, code: u16) {
         // The first reason wins: a 4408 is not turned into a 1001.
-        let _ = self
-            .close_code
-            .compare_exchange(0, code, Ordering::SeqCst, Ordering::SeqCst);
-        self.kill.notify_one();
+        self.closing.send_if_modified(|current| {
+            let first = *current == 0;
+            if first {
+                *current = code;
+            }
+            first
+        });
+    }
+
+    /// Resolves with the close code once the socket must close.
+    pub async fn closed(&self) -> u16 {
+        let mut closing = self.closing.subscribe();
+        let code = match closing.wait_for(|code| *code != 0).await {
+            Ok(code) => *code,
+            Err(_) => 1000,
+        };
+        code
     }
 }
 
@@ -123,8 +138,7 @@ impl Hub {
             user_id,
             conv_id,
             queue: tx,
-            kill: Notify::new(),
-            close_code: AtomicU16::new(0),
+            closing: watch::Sender::new(0),
         });
         let mut rooms = self.rooms.lock();
         let room = rooms.entry(conv_id).or_default();
@@ -143,6 +157,8 @@ impl Hub {
     /// only for conversations with sockets.
     pub fn fan_out(&self, state: &State, batch: &[Envelope]) {
         let mut rooms = self.rooms.lock();
+        // Per conversation: its events of this batch, in order.
+        let mut per_room: HashMap<ConvId, Vec<RenderedEvent>> = HashMap::new();
         for envelope in batch {
             let Some((conv_id, seq)) = envelope.event.conv_seq() else {
                 continue;
@@ -151,6 +167,11 @@ impl Hub {
             room.last_seq = room.last_seq.max(seq);
             if room.sockets.is_empty() {
                 continue;
+            }
+            if let Event::MemberRemoved { user_id, .. } = &envelope.event {
+                for socket in room.sockets.iter().filter(|s| s.user_id == *user_id) {
+                    socket.close(4403);
+                }
             }
             let actor = render::actor(&envelope.event, state);
             let Some(for_others) = render::event_frame(state, envelope, None) else {
@@ -162,22 +183,19 @@ impl Hub {
                 }
                 None => Value::Null,
             };
-            let rendered = Arc::new(RenderedEvent {
+            per_room.entry(conv_id).or_default().push(RenderedEvent {
                 seq,
                 actor,
                 for_actor: to_text(for_actor),
                 for_others: to_text(for_others),
             });
-            let removed = match &envelope.event {
-                Event::MemberRemoved { user_id, .. } => Some(*user_id),
-                _ => None,
-            };
-            for socket in &room.sockets {
-                if removed == Some(socket.user_id) {
-                    socket.close(4403);
-                    continue;
+        }
+        for (conv_id, events) in per_room {
+            let events: Arc<[RenderedEvent]> = events.into();
+            if let Some(room) = rooms.get(&conv_id) {
+                for socket in &room.sockets {
+                    deliver(socket, Out::Events(events.clone()));
                 }
-                deliver(socket, Out::Event(rendered.clone()));
             }
         }
     }

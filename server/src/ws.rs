@@ -34,6 +34,8 @@ use crate::render;
 type Upgraded = TokioIo<hyper::upgrade::Upgraded>;
 type Writer = fastwebsockets::WebSocketWrite<BufWriter<WriteHalf<Upgraded>>>;
 
+/// Longest a write to a peer may block before the connection is dropped.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Commands one socket may have in flight before its reader waits.
 const IN_FLIGHT: usize = 256;
 /// Events replayed per log read; the writer yields between chunks.
@@ -172,6 +174,14 @@ async fn serve(
         }
         _ = &mut writer => {
             // Give the peer a moment to answer our close frame.
+            let _ = tokio::time::timeout(Duration::from_secs(1), &mut reader).await;
+            reader.abort();
+        }
+        _ = handle.closed() => {
+            // The writer sends the close frame (bounded by its own timeout);
+            // a peer that does not read cannot hold the connection open.
+            let _ = tokio::time::timeout(Duration::from_secs(2), &mut writer).await;
+            writer.abort();
             let _ = tokio::time::timeout(Duration::from_secs(1), &mut reader).await;
             reader.abort();
         }
@@ -546,12 +556,10 @@ async fn write_loop(
     // Highest seq this socket has been sent (or was current when it
     // joined); events at or below it are never sent twice.
     let mut cursor = live_seq;
-    let user = handle.user_id;
     loop {
         let step = tokio::select! {
             biased;
-            _ = handle.kill.notified() => {
-                let code = handle.close_code.load(Ordering::SeqCst);
+            code = handle.closed() => {
                 close(&mut write, code).await;
                 return;
             }
@@ -564,45 +572,56 @@ async fn write_loop(
                 Some(o) => Step::Out(o),
             },
         };
-        let result = match step {
-            Step::Stop => return,
-            Step::Ctrl(Ctrl::Close(code)) => {
-                close(&mut write, code).await;
-                return;
-            }
-            Step::Ctrl(Ctrl::Control(opcode, payload)) => {
-                let is_close = opcode == OpCode::Close;
-                let r = write
-                    .write_frame(Frame::new(true, opcode, None, Payload::Owned(payload)))
-                    .await;
-                if is_close {
-                    let _ = write.flush().await;
-                    return;
-                }
-                r
-            }
-            Step::Ctrl(Ctrl::Text(text)) => write_text(&mut write, &text).await,
-            Step::Ctrl(Ctrl::Sync(since)) => {
-                replay(&app, &mut write, handle.conv_id, user, since, cursor).await
-            }
-            Step::Out(out) => write_out(&mut write, out, user, &mut cursor).await,
-        };
-        if result.is_err() {
-            return;
-        }
-        // Drain what is already queued before paying for a flush.
-        let mut drained = 0;
-        while drained < 256 {
-            let Ok(out) = queue.try_recv() else { break };
-            if write_out(&mut write, out, user, &mut cursor).await.is_err() {
-                return;
-            }
-            drained += 1;
-        }
-        if write.flush().await.is_err() {
-            return;
+        // A peer that stops reading blocks our writes; past WRITE_TIMEOUT
+        // the connection is dropped (the write may be cut mid-frame, which
+        // is fine for a connection that is going away).
+        let work = perform(&app, &mut write, &mut queue, &handle, step, &mut cursor);
+        match tokio::time::timeout(WRITE_TIMEOUT, work).await {
+            Ok(Ok(true)) => {}
+            _ => return,
         }
     }
+}
+
+/// Does one step of the writer, then drains what is already queued and
+/// flushes once. Returns false when the socket is done.
+async fn perform(
+    app: &App,
+    write: &mut Writer,
+    queue: &mut mpsc::Receiver<Out>,
+    handle: &SocketHandle,
+    step: Step,
+    cursor: &mut Seq,
+) -> Result<bool, WebSocketError> {
+    let user = handle.user_id;
+    match step {
+        Step::Stop => return Ok(false),
+        Step::Ctrl(Ctrl::Close(code)) => {
+            close(write, code).await;
+            return Ok(false);
+        }
+        Step::Ctrl(Ctrl::Control(opcode, payload)) => {
+            write
+                .write_frame(Frame::new(true, opcode, None, Payload::Owned(payload)))
+                .await?;
+            if opcode == OpCode::Close {
+                write.flush().await?;
+                return Ok(false);
+            }
+        }
+        Step::Ctrl(Ctrl::Text(text)) => write_text(write, &text).await?,
+        Step::Ctrl(Ctrl::Sync(since)) => {
+            replay(app, write, handle.conv_id, user, since, *cursor).await?
+        }
+        Step::Out(out) => write_out(write, out, user, cursor).await?,
+    }
+    // Drain what is already queued before paying for a flush.
+    for _ in 0..256 {
+        let Ok(out) = queue.try_recv() else { break };
+        write_out(write, out, user, cursor).await?;
+    }
+    write.flush().await?;
+    Ok(true)
 }
 
 enum Step {
@@ -624,12 +643,14 @@ async fn write_out(
     cursor: &mut Seq,
 ) -> Result<(), WebSocketError> {
     match out {
-        Out::Event(event) => {
-            if event.seq <= *cursor {
-                return Ok(());
+        Out::Events(events) => {
+            for event in events.iter() {
+                if event.seq > *cursor {
+                    *cursor = event.seq;
+                    write_text(write, event.text_for(user)).await?;
+                }
             }
-            *cursor = event.seq;
-            write_text(write, event.text_for(user)).await
+            Ok(())
         }
         Out::Ephemeral(text) => write_text(write, &text).await,
     }

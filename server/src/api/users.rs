@@ -30,8 +30,9 @@ async fn list(State(app): State<Arc<App>>, AuthUser(me): AuthUser) -> ApiResult<
     Ok(Json(users))
 }
 
-/// At least 2 characters; at most 20 results; username, display name or
-/// phone number, case-insensitive.
+/// At least 2 characters; at most 20 results; username or display name,
+/// case-insensitive. Not phone numbers: they are hidden from other users,
+/// and matching them would let anyone probe whether a number is registered.
 async fn search(
     State(app): State<Arc<App>>,
     AuthUser(me): AuthUser,
@@ -50,9 +51,7 @@ async fn search(
         .values()
         .filter(|u| u.id != me)
         .filter(|u| {
-            u.username.to_lowercase().contains(&q)
-                || u.display_name.to_lowercase().contains(&q)
-                || u.phone_number.as_deref().is_some_and(|p| p.contains(&q))
+            u.username.to_lowercase().contains(&q) || u.display_name.to_lowercase().contains(&q)
         })
         .take(20)
         .map(|u| render::user(u, Some(me)))
