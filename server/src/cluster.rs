@@ -50,6 +50,10 @@ struct Signal {
     frame: Value,
 }
 
+/// How long creating the applier's consumer may take before it is tried
+/// again.
+const CONSUMER_CREATE_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// How long the applier may see nothing before it checks that its
 /// consumer still delivers (see `consume`).
 const STALL_CHECK: Duration = Duration::from_secs(1);
@@ -132,22 +136,7 @@ impl Cluster {
             .connect(urls)
             .await?;
         let jetstream = jetstream::new(client.clone());
-        let stream = jetstream
-            .get_or_create_stream(stream::Config {
-                name: config.stream_name.clone(),
-                subjects: vec!["vato.conv.*".into(), "vato.users".into(), "vato.dir".into()],
-                storage: if config.stream_storage == "memory" {
-                    stream::StorageType::Memory
-                } else {
-                    stream::StorageType::File
-                },
-                num_replicas: config.stream_replicas,
-                max_age: Duration::from_secs(config.stream_max_age_secs),
-                ..Default::default()
-            })
-            .await?;
-        wait_writable(&jetstream, Duration::from_secs(30)).await?;
-        let target = stream.get_info().await?.state.last_sequence;
+        let (stream, target) = open_stream(&jetstream, config).await?;
         let start = store.position()?.unwrap_or(0);
         let (applied, mut applied_rx) = watch::channel(start);
         let cluster = Arc::new(Cluster {
@@ -276,14 +265,20 @@ impl Cluster {
         let mut queued = start;
         let mut backoff = Duration::from_millis(100);
         loop {
-            let consumer = stream
-                .create_consumer(consumer::pull::OrderedConfig {
+            // Bounded: right after a NATS server died, the consumer may be
+            // placed on it and never answer; a new attempt is placed anew.
+            let consumer = tokio::time::timeout(
+                CONSUMER_CREATE_TIMEOUT,
+                stream.create_consumer(consumer::pull::OrderedConfig {
                     deliver_policy: consumer::DeliverPolicy::ByStartSequence {
                         start_sequence: queued + 1,
                     },
                     ..Default::default()
-                })
-                .await;
+                }),
+            )
+            .await
+            .map_err(|_| "timed out".to_string())
+            .and_then(|created| created.map_err(|e| e.to_string()));
             let messages = match consumer {
                 Ok(consumer) => consumer.messages().await,
                 Err(e) => {
@@ -311,8 +306,8 @@ impl Cluster {
                     // without it) and async-nats would notice only after two
                     // missed 15 s heartbeats, if at all: writes on this node
                     // would time out meanwhile. Recreate it now.
-                    Err(_) => match stream.get_info().await {
-                        Ok(info) if info.state.last_sequence > queued => {
+                    Err(_) => match tokio::time::timeout(STALL_CHECK, stream.get_info()).await {
+                        Ok(Ok(info)) if info.state.last_sequence > queued => {
                             tracing::warn!(
                                 queued,
                                 last = info.state.last_sequence,
@@ -377,6 +372,50 @@ impl Cluster {
                     let _ = waiter.send(outcome);
                 }
             }
+        }
+    }
+}
+
+/// Makes sure the stream exists and takes writes, and returns it with its
+/// last sequence. Retried for a while: nodes starting together on a fresh
+/// replicated stream find it created but leaderless for a moment, and its
+/// info request then times out (a node used to exit on that).
+async fn open_stream(
+    jetstream: &jetstream::Context,
+    config: &Config,
+) -> Result<(stream::Stream, u64), Box<dyn std::error::Error + Send + Sync>> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        // Bounded: a request about a leaderless stream is never answered.
+        let bound = Duration::from_millis(config.nats_timeout_ms).max(Duration::from_secs(3));
+        let attempt = tokio::time::timeout(bound, async {
+            let stream = jetstream
+                .get_or_create_stream(stream::Config {
+                    name: config.stream_name.clone(),
+                    subjects: vec!["vato.conv.*".into(), "vato.users".into(), "vato.dir".into()],
+                    storage: if config.stream_storage == "memory" {
+                        stream::StorageType::Memory
+                    } else {
+                        stream::StorageType::File
+                    },
+                    num_replicas: config.stream_replicas,
+                    max_age: Duration::from_secs(config.stream_max_age_secs),
+                    ..Default::default()
+                })
+                .await?;
+            wait_writable(jetstream, Duration::from_secs(10)).await?;
+            let target = stream.get_info().await?.state.last_sequence;
+            Ok::<_, Box<dyn std::error::Error + Send + Sync>>((stream, target))
+        })
+        .await
+        .unwrap_or_else(|_| Err("timed out".into()));
+        match attempt {
+            Ok(opened) => return Ok(opened),
+            Err(e) if tokio::time::Instant::now() < deadline => {
+                tracing::warn!("the stream is not ready yet ({e}); retrying");
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            Err(e) => return Err(e),
         }
     }
 }
