@@ -94,9 +94,25 @@ fn unix_now() -> u64 {
         .unwrap_or_default()
 }
 
+/// Password hashes run at once: one per core. Each argon2 hash takes 19 MiB
+/// and tens of milliseconds of CPU; unbounded, a burst of logins would spawn
+/// hundreds of blocking threads and gigabytes of memory. Beyond the limit,
+/// logins queue.
+fn hash_permits() -> &'static tokio::sync::Semaphore {
+    static PERMITS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
+    PERMITS.get_or_init(|| {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        tokio::sync::Semaphore::new(cores)
+    })
+}
+
 /// Argon2id with the crate's default parameters (19 MiB, 2 passes). Runs on
 /// the blocking pool: it costs tens of milliseconds of CPU by design.
 pub async fn hash_password(password: String) -> Result<String, ApiError> {
+    let _permit = hash_permits()
+        .acquire()
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
     tokio::task::spawn_blocking(move || {
         let salt = SaltString::generate(&mut OsRng);
         Argon2::default()
@@ -111,6 +127,9 @@ pub async fn hash_password(password: String) -> Result<String, ApiError> {
 /// Checks a password against a stored hash. With no hash (unknown user) it
 /// still spends the same time, so response times do not reveal usernames.
 pub async fn verify_password(password: String, hash: Option<String>) -> bool {
+    let Ok(_permit) = hash_permits().acquire().await else {
+        return false;
+    };
     tokio::task::spawn_blocking(move || {
         let argon = Argon2::default();
         match hash.as_deref().map(PasswordHash::new) {
