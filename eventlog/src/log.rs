@@ -17,8 +17,12 @@
 //! drive's write cache. After each flush we `fdatasync` sled's data file
 //! ourselves; only then is a batch acknowledged.
 
+use std::collections::HashSet;
+use std::ffi::OsString;
 use std::fs::File;
 use std::path::{Path, PathBuf};
+
+use parking_lot::Mutex;
 
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 use sled::Transactional;
@@ -49,6 +53,8 @@ pub struct Log {
     meta: sled::Tree,
     /// sled's data file, kept open to fdatasync it after each flush.
     data_file: File,
+    /// Files in sled's `blobs/` directory already fsynced (see `sync`).
+    synced_blobs: Mutex<HashSet<OsString>>,
     dir: PathBuf,
 }
 
@@ -71,6 +77,7 @@ impl Log {
             by_conv,
             meta,
             data_file,
+            synced_blobs: Mutex::new(HashSet::new()),
             dir: dir.to_path_buf(),
         })
     }
@@ -141,7 +148,39 @@ impl Log {
     /// Flushes sled and then fsyncs its data file: the durable point.
     pub fn sync(&self) -> Result<(), LogError> {
         self.db.flush()?;
+        self.sync_blobs()?;
         self.data_file.sync_data()?;
+        Ok(())
+    }
+
+    /// sled 0.34 writes a page bigger than ~128 KiB (a leaf of up to 16
+    /// large values: 16 KiB messages suffice) to its own file under
+    /// `blobs/`, and never fsyncs it; the data file only points to it.
+    /// Blob files are written once and never modified, so each is synced
+    /// once, before the data file that refers to it.
+    fn sync_blobs(&self) -> Result<(), LogError> {
+        let dir = self.dir.join("sled").join("blobs");
+        let mut synced = self.synced_blobs.lock();
+        let mut present = HashSet::new();
+        let mut new = false;
+        for entry in std::fs::read_dir(&dir)? {
+            let entry = entry?;
+            let name = entry.file_name();
+            if !synced.contains(&name) {
+                match File::open(entry.path()) {
+                    Ok(file) => file.sync_data()?,
+                    // Collected by sled since the listing: nothing to sync.
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                    Err(e) => return Err(e.into()),
+                }
+                new = true;
+            }
+            present.insert(name);
+        }
+        *synced = present;
+        if new {
+            File::open(&dir)?.sync_all()?;
+        }
         Ok(())
     }
 

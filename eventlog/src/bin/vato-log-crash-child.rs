@@ -10,7 +10,7 @@
 
 use std::io::Write;
 use std::path::PathBuf;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use vato_eventlog::{Applied, Command, ConvId, ConvKind, Event, Reply, Store, StoreConfig, UserId};
 
@@ -41,13 +41,28 @@ async fn run(dir: PathBuf, tag: String) -> Result<(), BoxError> {
     let mut config = StoreConfig::new(dir);
     // Frequent snapshots, so that some kills land in the middle of one.
     config.snapshot_every = 500;
-    let (store, _committed) = Store::open(config)?;
+    // The test process may still hold sled's lock for a few milliseconds
+    // after closing its own view of the directory.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let (store, _committed) = loop {
+        match Store::open(config.clone()) {
+            Err(e)
+                if Instant::now() < deadline
+                    && e.to_string().contains("could not acquire lock") =>
+            {
+                tokio::time::sleep(Duration::from_millis(5)).await
+            }
+            opened => break opened?,
+        }
+    };
     let convs = setup(&store).await?;
 
     let mut appenders = Vec::new();
     for task in 0..APPENDERS {
         let (store, convs, tag) = (store.clone(), convs.clone(), tag.clone());
-        appenders.push(tokio::spawn(async move { append_forever(store, convs, tag, task).await }));
+        appenders.push(tokio::spawn(async move {
+            append_forever(store, convs, tag, task).await
+        }));
     }
     for appender in appenders {
         appender.await??;
@@ -64,14 +79,26 @@ async fn setup(store: &Store) -> Result<Vec<(ConvId, Vec<UserId>)>, BoxError> {
         let id = match existing {
             Some(id) => id,
             None => match store.submit(register(name)).await?? {
-                Applied { reply: Reply::User(id), .. } => id,
+                Applied {
+                    reply: Reply::User(id),
+                    ..
+                } => id,
                 other => return Err(format!("register: {other:?}").into()),
             },
         };
         users.push(id);
     }
     let (a, b, c, d) = (users[0], users[1], users[2], users[3]);
-    let direct = conv_id(store.submit(Command::CreateDirect { by: a, other: b, at: now() }).await??.reply)?;
+    let direct = conv_id(
+        store
+            .submit(Command::CreateDirect {
+                by: a,
+                other: b,
+                at: now(),
+            })
+            .await??
+            .reply,
+    )?;
     let mut convs = vec![(direct, vec![a, b])];
     for (title, members) in [("crash-all", vec![a, b, c, d]), ("crash-cd", vec![c, d])] {
         let existing = store
@@ -100,7 +127,12 @@ async fn setup(store: &Store) -> Result<Vec<(ConvId, Vec<UserId>)>, BoxError> {
     Ok(convs)
 }
 
-async fn append_forever(store: Store, convs: Vec<(ConvId, Vec<UserId>)>, tag: String, task: usize) -> Result<(), BoxError> {
+async fn append_forever(
+    store: Store,
+    convs: Vec<(ConvId, Vec<UserId>)>,
+    tag: String,
+    task: usize,
+) -> Result<(), BoxError> {
     for i in 0.. {
         let (conv_id, members) = &convs[(task + i) % convs.len()];
         let sender = members[(task / convs.len() + i) % members.len()];
@@ -119,11 +151,17 @@ async fn append_forever(store: Store, convs: Vec<(ConvId, Vec<UserId>)>, tag: St
         let Some(envelope) = applied.events.first() else {
             return Err(format!("a fresh client id {client_id} appended nothing").into());
         };
-        let Event::MessagePosted { message_id, seq, .. } = &envelope.event else {
+        let Event::MessagePosted {
+            message_id, seq, ..
+        } = &envelope.event
+        else {
             return Err(format!("unexpected event {envelope:?}").into());
         };
         // One write per line: a kill never leaves half a line mid-stream.
-        let line = format!("ACK {} {} {} {}\n", envelope.offset, conv_id, seq, client_id);
+        let line = format!(
+            "ACK {} {} {} {}\n",
+            envelope.offset, conv_id, seq, client_id
+        );
         emit(&line)?;
 
         // Now and then, a client retry: it must resolve to the same message.

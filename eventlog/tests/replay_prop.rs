@@ -1,0 +1,608 @@
+//! Property: whatever commands arrive, the live state equals a full replay of
+//! the log from offset 0, and equals what a restart recovers from a snapshot
+//! plus the log's tail. A rejected command (or an idempotent repeat) changes
+//! nothing; an accepted one changes exactly what its events say.
+//!
+//! Ids are drawn from small ranges that include unknown ones (0, and ids not
+//! yet assigned), so many generated commands are invalid and must be refused.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use proptest::prelude::*;
+use proptest::test_runner::FileFailurePersistence;
+use vato_eventlog::log::Log;
+use vato_eventlog::{snapshot, Command, Envelope, State, Store, StoreConfig};
+
+/// Who issues a command: a fixed id (possibly unknown), or someone resolved
+/// against the state when the command is built, so that most commands are
+/// plausible and the interesting checks (ownership, deletion, toggles) run.
+#[derive(Clone, Copy, Debug)]
+enum Who {
+    Id(u64),
+    /// The n-th member (modulo) of the target conversation.
+    Member(u8),
+    /// The author of the target message.
+    Author,
+}
+
+/// Which message: a fixed id (possibly unknown), or the n-th newest one.
+#[derive(Clone, Copy, Debug)]
+enum Msg {
+    Id(u64),
+    Recent(u8),
+}
+
+/// Which conversation: a fixed id (possibly unknown), or the target
+/// message's own conversation.
+#[derive(Clone, Copy, Debug)]
+enum Where {
+    Id(u64),
+    OfMessage,
+}
+
+#[derive(Clone, Debug)]
+enum Op {
+    Register {
+        name: u8,
+        phone: Option<u8>,
+    },
+    Login {
+        user: u64,
+    },
+    Direct {
+        by: u64,
+        other: u64,
+    },
+    Group {
+        by: u64,
+        members: Vec<u64>,
+    },
+    Add {
+        by: Who,
+        conv: u64,
+        user: u64,
+    },
+    Remove {
+        by: Who,
+        conv: u64,
+        user: u64,
+    },
+    Post {
+        sender: Who,
+        conv: u64,
+        content: u8,
+        kind: u8,
+        reply_to: Option<Msg>,
+        forwarded_from: Option<Msg>,
+        client_id: Option<u8>,
+    },
+    Edit {
+        by: Who,
+        conv: Where,
+        message: Msg,
+        content: u8,
+    },
+    Delete {
+        by: Who,
+        conv: Where,
+        message: Msg,
+    },
+    Read {
+        by: Who,
+        conv: Where,
+        message: Msg,
+    },
+    React {
+        by: Who,
+        conv: Where,
+        message: Msg,
+        emoji: u8,
+    },
+    Attach {
+        by: Who,
+        conv: Where,
+        message: Msg,
+    },
+    /// Several commands submitted concurrently, so they share group commits.
+    Burst(Vec<Op>),
+    /// Restart: `clean` closes (final snapshot); otherwise the store is just
+    /// dropped, like a crash after the last ack, and recovery uses whatever
+    /// background snapshot exists plus the tail.
+    Reopen {
+        clean: bool,
+    },
+}
+
+// "" is invalid, "Ana" collides with "ana" (names are case-insensitive).
+const NAMES: [&str; 7] = ["ana", "Ana", "bo", "cy", "di", "ed", ""];
+// "   " is blank text (refused); a blank image is allowed.
+const CONTENTS: [&str; 4] = ["hello", "   ", "a longer message with ünïcödé", "x"];
+const KINDS: [&str; 4] = ["text", "file", "image", "sticker"];
+const EMOJIS: [&str; 3] = ["👍", "🎉", ""];
+
+// Mostly ids that exist (or soon will), sometimes 0 or ones far ahead.
+fn user() -> impl Strategy<Value = u64> {
+    prop_oneof![10 => 1u64..6, 1 => Just(0u64), 1 => 6u64..9]
+}
+fn conv() -> impl Strategy<Value = u64> {
+    prop_oneof![16 => 1u64..3, 2 => 3u64..5, 1 => Just(0u64), 1 => 5u64..9]
+}
+fn message() -> impl Strategy<Value = Msg> {
+    prop_oneof![8 => (0u8..6).prop_map(Msg::Recent), 1 => Just(Msg::Id(0)), 1 => (1u64..40).prop_map(Msg::Id)]
+}
+fn member() -> impl Strategy<Value = Who> {
+    prop_oneof![5 => (0u8..4).prop_map(Who::Member), 1 => user().prop_map(Who::Id)]
+}
+fn author() -> impl Strategy<Value = Who> {
+    prop_oneof![3 => Just(Who::Author), 1 => member()]
+}
+fn of_message() -> impl Strategy<Value = Where> {
+    prop_oneof![4 => Just(Where::OfMessage), 1 => conv().prop_map(Where::Id)]
+}
+
+fn simple_op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        2 => (0u8..7, proptest::option::of(0u8..3)).prop_map(|(name, phone)| Op::Register { name, phone }),
+        1 => user().prop_map(|user| Op::Login { user }),
+        2 => (user(), user()).prop_map(|(by, other)| Op::Direct { by, other }),
+        2 => (user(), proptest::collection::vec(user(), 0..4)).prop_map(|(by, members)| Op::Group { by, members }),
+        3 => (member(), conv(), user()).prop_map(|(by, conv, user)| Op::Add { by, conv, user }),
+        1 => (member(), conv(), user()).prop_map(|(by, conv, user)| Op::Remove { by, conv, user }),
+        14 => (
+            member(),
+            conv(),
+            prop_oneof![6 => Just(0u8), 1 => 1u8..4],
+            prop_oneof![8 => Just(0u8), 2 => Just(2u8), 1 => Just(3u8)],
+            proptest::option::weighted(0.1, message()),
+            proptest::option::weighted(0.05, message()),
+            proptest::option::weighted(0.6, 0u8..3),
+        )
+            .prop_map(|(sender, conv, content, kind, reply_to, forwarded_from, client_id)| Op::Post {
+                sender,
+                conv,
+                content,
+                kind,
+                reply_to,
+                forwarded_from,
+                client_id,
+            }),
+        3 => (author(), of_message(), message(), 0u8..4)
+            .prop_map(|(by, conv, message, content)| Op::Edit { by, conv, message, content }),
+        3 => (author(), of_message(), message()).prop_map(|(by, conv, message)| Op::Delete { by, conv, message }),
+        3 => (member(), of_message(), message()).prop_map(|(by, conv, message)| Op::Read { by, conv, message }),
+        4 => (member(), of_message(), message(), 0u8..3)
+            .prop_map(|(by, conv, message, emoji)| Op::React { by, conv, message, emoji }),
+        2 => (author(), of_message(), message()).prop_map(|(by, conv, message)| Op::Attach { by, conv, message }),
+    ]
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        30 => simple_op(),
+        2 => proptest::collection::vec(simple_op(), 2..10).prop_map(Op::Burst),
+        1 => any::<bool>().prop_map(|clean| Op::Reopen { clean }),
+    ]
+}
+
+/// A fixed prelude (four users, a group and a direct conversation) so that
+/// most random commands have something valid to refer to.
+fn prelude() -> Vec<Op> {
+    let mut ops: Vec<Op> = [0u8, 2, 3, 4]
+        .into_iter()
+        .map(|name| Op::Register { name, phone: None })
+        .collect();
+    ops.push(Op::Group {
+        by: 1,
+        members: vec![2, 3],
+    });
+    ops.push(Op::Direct { by: 1, other: 4 });
+    ops
+}
+
+fn message_of(state: &State, message: Msg) -> u64 {
+    match message {
+        Msg::Id(id) => id,
+        Msg::Recent(n) => state
+            .messages
+            .keys()
+            .max()
+            .map_or(0, |newest| newest.saturating_sub(n as u64)),
+    }
+}
+
+fn conv_of(state: &State, place: Where, message: u64) -> u64 {
+    match place {
+        Where::Id(id) => id,
+        Where::OfMessage => state.message(message).map_or(0, |m| m.conv_id),
+    }
+}
+
+fn user_of(state: &State, who: Who, conv: u64, message: u64) -> u64 {
+    match who {
+        Who::Id(id) => id,
+        Who::Member(n) => state.conversation(conv).map_or(0, |c| {
+            c.members
+                .keys()
+                .nth(n as usize % c.members.len().max(1))
+                .copied()
+                .unwrap_or(0)
+        }),
+        Who::Author => state.message(message).map_or(0, |m| m.sender),
+    }
+}
+
+/// The concrete command for `op`, resolving `Who`/`Where` against `state`.
+fn command(op: &Op, state: &State, at: i64) -> Command {
+    // The (conversation, actor) of a message-targeted op.
+    let target = |by: Who, place: Where, message: Msg| {
+        let message_id = message_of(state, message);
+        let conv_id = conv_of(state, place, message_id);
+        (conv_id, user_of(state, by, conv_id, message_id), message_id)
+    };
+    match op {
+        Op::Register { name, phone } => {
+            let mut command = common::register(NAMES[*name as usize], at);
+            if let Command::Register { phone_number, .. } = &mut command {
+                *phone_number = phone.map(|p| format!("+1555000{p}"));
+            }
+            command
+        }
+        Op::Login { user } => Command::RecordLogin { user_id: *user, at },
+        Op::Direct { by, other } => Command::CreateDirect {
+            by: *by,
+            other: *other,
+            at,
+        },
+        Op::Group { by, members } => common::group(*by, members, at),
+        Op::Add { by, conv, user } => Command::AddMember {
+            by: user_of(state, *by, *conv, 0),
+            conv_id: *conv,
+            user_id: *user,
+            at,
+        },
+        Op::Remove { by, conv, user } => Command::RemoveMember {
+            by: user_of(state, *by, *conv, 0),
+            conv_id: *conv,
+            user_id: *user,
+            at,
+        },
+        Op::Post {
+            sender,
+            conv,
+            content,
+            kind,
+            reply_to,
+            forwarded_from,
+            client_id,
+        } => Command::PostMessage {
+            sender: user_of(state, *sender, *conv, 0),
+            conv_id: *conv,
+            content: CONTENTS[*content as usize].to_string(),
+            message_type: KINDS[*kind as usize].to_string(),
+            reply_to: reply_to.map(|m| message_of(state, m)),
+            forwarded_from: forwarded_from.map(|m| message_of(state, m)),
+            client_id: client_id.map(|c| format!("client-{c}")),
+            at,
+        },
+        Op::Edit {
+            by,
+            conv,
+            message,
+            content,
+        } => {
+            let (conv_id, by, message_id) = target(*by, *conv, *message);
+            Command::EditMessage {
+                by,
+                conv_id,
+                message_id,
+                content: CONTENTS[*content as usize].to_string(),
+                at,
+            }
+        }
+        Op::Delete { by, conv, message } => {
+            let (conv_id, by, message_id) = target(*by, *conv, *message);
+            Command::DeleteMessage {
+                by,
+                conv_id,
+                message_id,
+                at,
+            }
+        }
+        Op::Read { by, conv, message } => {
+            let (conv_id, by, message_id) = target(*by, *conv, *message);
+            Command::MarkRead {
+                by,
+                conv_id,
+                message_id,
+                at,
+            }
+        }
+        Op::React {
+            by,
+            conv,
+            message,
+            emoji,
+        } => {
+            let (conv_id, by, message_id) = target(*by, *conv, *message);
+            Command::ToggleReaction {
+                by,
+                conv_id,
+                message_id,
+                emoji: EMOJIS[*emoji as usize].to_string(),
+                at,
+            }
+        }
+        Op::Attach { by, conv, message } => {
+            let (conv_id, by, message_id) = target(*by, *conv, *message);
+            Command::StoreAttachment {
+                by,
+                conv_id,
+                message_id,
+                file_name: "cat.png".to_string(),
+                file_size: 1234,
+                mime_type: "image/png".to_string(),
+                blob_key: format!("sha256-{at}"),
+                at,
+            }
+        }
+        Op::Burst(_) | Op::Reopen { .. } => unreachable!("not a single command"),
+    }
+}
+
+/// Counts what the run exercised, to check the generator is not vacuous.
+#[derive(Default)]
+struct Tally {
+    accepted: usize,
+    rejected: usize,
+    repeats: usize,
+    /// "Kind: reason" → count, printed by the generator check.
+    reasons: BTreeMap<String, usize>,
+}
+
+fn kind(op: &Op) -> String {
+    format!("{op:?}")
+        .split([' ', '('])
+        .next()
+        .unwrap_or_default()
+        .to_string()
+}
+
+fn run_case(ops: &[Op], snapshot_every: u64) -> Result<Tally, TestCaseError> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config: StoreConfig = common::config(dir.path(), snapshot_every);
+    let rt = common::runtime();
+    let mut store: Store = common::open(config.clone());
+    let mut tally = Tally::default();
+    let mut at = 1_000_000i64;
+    let mut midway: Option<State> = None;
+    let all: Vec<Op> = prelude().into_iter().chain(ops.iter().cloned()).collect();
+
+    for (i, op) in all.iter().enumerate() {
+        if i == all.len() / 2 {
+            midway = Some(store.state().clone());
+        }
+        match op {
+            Op::Reopen { clean } => {
+                let before = store.state().clone();
+                if *clean {
+                    common::close(store);
+                } else {
+                    drop(store);
+                }
+                store = common::open(config.clone());
+                prop_assert!(*store.state() == before, "state changed across a restart");
+            }
+            Op::Burst(ops) => {
+                let handles: Vec<_> = ops
+                    .iter()
+                    .map(|op| {
+                        at += 1;
+                        let command = command(op, &store.state(), at);
+                        let store = store.clone();
+                        rt.spawn(async move { store.submit(command).await })
+                    })
+                    .collect();
+                for (op, handle) in ops.iter().zip(handles) {
+                    match rt.block_on(handle).expect("task").expect("storage error") {
+                        Ok(applied) if applied.events.is_empty() => tally.repeats += 1,
+                        Ok(_) => tally.accepted += 1,
+                        Err(rejection) => {
+                            tally.rejected += 1;
+                            *tally
+                                .reasons
+                                .entry(format!("{}: {rejection}", kind(op)))
+                                .or_default() += 1;
+                        }
+                    }
+                }
+            }
+            op => {
+                at += 1;
+                let before = store.state().clone();
+                let outcome = common::submit(&rt, &store, command(op, &before, at));
+                let after = store.state().clone();
+                match outcome {
+                    Err(rejection) => {
+                        tally.rejected += 1;
+                        *tally
+                            .reasons
+                            .entry(format!("{}: {rejection}", kind(op)))
+                            .or_default() += 1;
+                        prop_assert!(
+                            after == before,
+                            "rejected ({rejection}) but the state changed: {op:?}"
+                        );
+                    }
+                    Ok(applied) if applied.events.is_empty() => {
+                        tally.repeats += 1;
+                        prop_assert!(after == before, "no events but the state changed: {op:?}");
+                    }
+                    Ok(applied) => {
+                        tally.accepted += 1;
+                        // The events handed back are exactly the change, and
+                        // they are durable at the offsets they claim.
+                        let mut expected = before;
+                        for envelope in &applied.events {
+                            expected.apply(envelope);
+                            let stored = store.log().get(envelope.offset).expect("log read");
+                            prop_assert_eq!(stored.as_ref(), Some(envelope));
+                        }
+                        prop_assert!(
+                            expected == after,
+                            "events do not explain the new state: {op:?}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    let live = store.state().clone();
+    let midway = midway.expect("midway state");
+    check_reads(store.log(), &live)?;
+    common::close(store);
+
+    // Full replay from offset 0.
+    let replayed = common::rebuild(dir.path()).expect("rebuild");
+    prop_assert!(
+        replayed == live,
+        "replay from offset 0 differs from the live state"
+    );
+
+    // Restart from the snapshot close() wrote.
+    let store = common::open(config.clone());
+    prop_assert!(
+        *store.state() == live,
+        "restart from the final snapshot differs"
+    );
+    common::close(store);
+
+    // Restart from a snapshot taken mid-way plus the log's tail.
+    snapshot::write(dir.path(), &midway).expect("write snapshot");
+    let store = common::open(config);
+    prop_assert!(
+        *store.state() == live,
+        "snapshot + tail differs from the live state"
+    );
+    drop(store);
+    Ok(tally)
+}
+
+/// The read paths the server uses (`since` replay, history pages) agree
+/// with the global log: per conversation, seqs 1..=last_seq in order, and
+/// any page is the matching slice.
+fn check_reads(log: &Log, live: &State) -> Result<(), TestCaseError> {
+    let all: Vec<Envelope> = log
+        .read_from(0)
+        .collect::<Result<_, _>>()
+        .expect("read_from");
+    prop_assert_eq!(all.len() as u64, live.next_offset);
+    for conv in live.conversations.values() {
+        let id = conv.id;
+        let expected: Vec<Envelope> = all
+            .iter()
+            .filter(|e| e.event.conv_seq().is_some_and(|(c, _)| c == id))
+            .cloned()
+            .collect();
+        let seqs: Vec<u64> = expected
+            .iter()
+            .filter_map(|e| e.event.conv_seq())
+            .map(|(_, s)| s)
+            .collect();
+        prop_assert_eq!(seqs, (1..=conv.last_seq).collect::<Vec<_>>());
+        prop_assert_eq!(
+            &log.conv_after(id, 0, usize::MAX).expect("conv_after"),
+            &expected
+        );
+        let mut newest_first = expected.clone();
+        newest_first.reverse();
+        let before_end = log
+            .conv_before(id, conv.last_seq + 1, usize::MAX)
+            .expect("conv_before");
+        prop_assert_eq!(&before_end, &newest_first);
+        // Pages from the middle.
+        let mid = conv.last_seq / 2;
+        let page: Vec<Envelope> = expected
+            .iter()
+            .skip(mid as usize)
+            .take(3)
+            .cloned()
+            .collect();
+        prop_assert_eq!(log.conv_after(id, mid, 3).expect("conv_after"), page);
+        let page: Vec<Envelope> = newest_first
+            .iter()
+            .skip((conv.last_seq - mid) as usize)
+            .take(2)
+            .cloned()
+            .collect();
+        prop_assert_eq!(log.conv_before(id, mid + 1, 2).expect("conv_before"), page);
+    }
+    Ok(())
+}
+
+proptest! {
+    // 24 cases of up to 60 commands: about a second in release; soak with
+    // PROPTEST_CASES=5000. Failures are saved beside this file
+    // (replay_prop.regressions) and replayed first.
+    #![proptest_config(ProptestConfig {
+        cases: std::env::var("PROPTEST_CASES").ok().and_then(|n| n.parse().ok()).unwrap_or(24),
+        failure_persistence: Some(Box::new(FileFailurePersistence::WithSource("regressions"))),
+        ..ProptestConfig::default()
+    })]
+
+    #[test]
+    fn live_state_equals_replay_and_snapshot_plus_tail(
+        ops in proptest::collection::vec(op(), 0..60),
+        snapshot_every in 2u64..20,
+    ) {
+        run_case(&ops, snapshot_every)?;
+    }
+}
+
+/// The generator must produce a real mix, or the property above proves
+/// little: run a fixed-seed batch and look at the outcomes.
+#[test]
+fn generator_exercises_accepts_rejects_and_repeats() {
+    use proptest::strategy::ValueTree;
+    use proptest::test_runner::{Config, TestRng, TestRunner};
+
+    let mut runner = TestRunner::new_with_rng(
+        Config::default(),
+        TestRng::deterministic_rng(Default::default()),
+    );
+    let mut totals = Tally::default();
+    let mut kinds = BTreeSet::new();
+    for _ in 0..6 {
+        let ops = proptest::collection::vec(op(), 40..60)
+            .new_tree(&mut runner)
+            .expect("ops")
+            .current();
+        for op in &ops {
+            kinds.insert(kind(op));
+        }
+        let tally = run_case(&ops, 5).expect("property holds");
+        totals.accepted += tally.accepted;
+        totals.rejected += tally.rejected;
+        totals.repeats += tally.repeats;
+        for (reason, n) in tally.reasons {
+            *totals.reasons.entry(reason).or_default() += n;
+        }
+    }
+    eprintln!("rejections: {:#?}", totals.reasons);
+    eprintln!(
+        "accepted {}, rejected {}, no-op repeats {}",
+        totals.accepted, totals.rejected, totals.repeats
+    );
+    // Six runs of at least 40 commands plus the prelude: demand a real share
+    // of each outcome.
+    assert!(totals.accepted >= 120, "only {} accepted", totals.accepted);
+    assert!(totals.rejected >= 50, "only {} rejected", totals.rejected);
+    assert!(
+        totals.repeats >= 5,
+        "only {} idempotent repeats",
+        totals.repeats
+    );
+    assert!(kinds.len() >= 12, "op kinds generated: {kinds:?}");
+}

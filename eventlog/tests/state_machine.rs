@@ -1,0 +1,208 @@
+//! The state machine where its logic is dense: unread counts, the last
+//! message after deletions, reaction toggles. Pure `decide` + `apply`, no
+//! disk.
+
+mod common;
+
+use vato_eventlog::{Command, Envelope, Rejection, Reply, State};
+
+/// Decides and applies `command` the way the writer does.
+fn run(state: &mut State, command: Command) -> Result<Reply, Rejection> {
+    let decision = state.decide(&command)?;
+    for event in decision.events {
+        let envelope = Envelope {
+            offset: state.next_offset,
+            event,
+        };
+        state.apply(&envelope);
+    }
+    Ok(decision.reply)
+}
+
+/// ana, bo, cy in one group: (state, [ana, bo, cy], conv).
+fn group_of_three() -> (State, [u64; 3], u64) {
+    let mut state = State::default();
+    let ids: Vec<u64> = ["ana", "bo", "cy"]
+        .iter()
+        .map(|n| common::user_id(&run(&mut state, common::register(n, 1)).expect("register")))
+        .collect();
+    let conv =
+        common::conv_id(&run(&mut state, common::group(ids[0], &ids[1..], 2)).expect("group"));
+    (state, [ids[0], ids[1], ids[2]], conv)
+}
+
+fn post(state: &mut State, sender: u64, conv: u64, text: &str) -> u64 {
+    match run(state, common::post(sender, conv, text, None, 3)).expect("post") {
+        Reply::Message { message_id, .. } => message_id,
+        other => panic!("{other:?}"),
+    }
+}
+
+fn read(state: &mut State, by: u64, conv: u64, message_id: u64) {
+    run(
+        state,
+        Command::MarkRead {
+            by,
+            conv_id: conv,
+            message_id,
+            at: 4,
+        },
+    )
+    .expect("read");
+}
+
+fn delete(state: &mut State, by: u64, conv: u64, message_id: u64) {
+    run(
+        state,
+        Command::DeleteMessage {
+            by,
+            conv_id: conv,
+            message_id,
+            at: 5,
+        },
+    )
+    .expect("delete");
+}
+
+#[test]
+fn unread_count_skips_own_and_deleted_messages_and_never_moves_back() {
+    let (mut state, [ana, bo, cy], conv) = group_of_three();
+    let unread =
+        |state: &State, user| state.unread_count(state.conversation(conv).expect("conv"), user);
+
+    let m1 = post(&mut state, ana, conv, "one");
+    let m2 = post(&mut state, bo, conv, "two");
+    let m3 = post(&mut state, ana, conv, "three");
+    assert_eq!(
+        unread(&state, bo),
+        2,
+        "ana's two; bo's own message does not count"
+    );
+    assert_eq!(unread(&state, ana), 1);
+    assert_eq!(unread(&state, cy), 3);
+
+    delete(&mut state, ana, conv, m3);
+    assert_eq!(unread(&state, bo), 1, "a deleted message is not unread");
+
+    read(&mut state, cy, conv, m2);
+    assert_eq!(unread(&state, cy), 0, "m3 is deleted, m1 and m2 read");
+    // Reading an older message later does not make m2 unread again.
+    read(&mut state, cy, conv, m1);
+    assert_eq!(state.read_position(conv, cy).expect("position").up_to, m2);
+    assert_eq!(unread(&state, cy), 0);
+
+    post(&mut state, bo, conv, "four");
+    assert_eq!(unread(&state, cy), 1);
+    assert_eq!(
+        state
+            .readers_of(state.conversation(conv).expect("conv"), m2)
+            .len(),
+        1
+    );
+}
+
+#[test]
+fn last_message_falls_back_past_deleted_ones() {
+    let (mut state, [ana, bo, _], conv) = group_of_three();
+    let last = |state: &State| state.conversation(conv).expect("conv").last_message;
+
+    let m1 = post(&mut state, ana, conv, "one");
+    let m2 = post(&mut state, bo, conv, "two");
+    let m3 = post(&mut state, ana, conv, "three");
+    assert_eq!(last(&state), Some(m3));
+
+    delete(&mut state, bo, conv, m2);
+    assert_eq!(
+        last(&state),
+        Some(m3),
+        "deleting an older message changes nothing"
+    );
+    delete(&mut state, ana, conv, m3);
+    assert_eq!(last(&state), Some(m1), "skips m2, which is deleted too");
+    delete(&mut state, ana, conv, m1);
+    assert_eq!(last(&state), None);
+
+    // Deleted stays deleted; ids and seqs never move.
+    assert_eq!(
+        run(
+            &mut state,
+            Command::DeleteMessage {
+                by: ana,
+                conv_id: conv,
+                message_id: m1,
+                at: 6
+            }
+        ),
+        Err(Rejection::MessageDeleted)
+    );
+    let m4 = post(&mut state, bo, conv, "four");
+    assert_eq!(last(&state), Some(m4));
+    assert_eq!(
+        state.message(m4).expect("m4").seq,
+        7,
+        "three posts and three deletes before it"
+    );
+}
+
+#[test]
+fn a_reaction_toggles_per_user_and_emoji() {
+    let (mut state, [ana, bo, _], conv) = group_of_three();
+    let m = post(&mut state, ana, conv, "react to me");
+    let toggle = |state: &mut State, by, emoji: &str| match run(
+        state,
+        Command::ToggleReaction {
+            by,
+            conv_id: conv,
+            message_id: m,
+            emoji: emoji.to_string(),
+            at: 7,
+        },
+    )
+    .expect("toggle")
+    {
+        Reply::Reaction { reaction_id, added } => (reaction_id, added),
+        other => panic!("{other:?}"),
+    };
+    let reactions = |state: &State| -> Vec<(u64, String)> {
+        let message = state.message(m).expect("message");
+        message
+            .reactions
+            .iter()
+            .map(|r| (r.user_id, r.emoji.clone()))
+            .collect()
+    };
+
+    let (r1, added) = toggle(&mut state, ana, "👍");
+    assert!(added);
+    let (_, added) = toggle(&mut state, bo, "👍");
+    assert!(added, "bo's 👍 is his own reaction");
+    let (_, added) = toggle(&mut state, ana, "🎉");
+    assert!(added, "another emoji is another reaction");
+    assert_eq!(reactions(&state).len(), 3);
+
+    let (removed, added) = toggle(&mut state, ana, "👍");
+    assert_eq!(
+        (removed, added),
+        (r1, false),
+        "the same one again removes it"
+    );
+    assert_eq!(
+        reactions(&state),
+        vec![(bo, "👍".to_string()), (ana, "🎉".to_string())]
+    );
+
+    let (r4, added) = toggle(&mut state, ana, "👍");
+    assert!(added && r4 != r1, "re-adding makes a new reaction");
+
+    delete(&mut state, ana, conv, m);
+    assert_eq!(
+        state.decide(&Command::ToggleReaction {
+            by: bo,
+            conv_id: conv,
+            message_id: m,
+            emoji: "👍".to_string(),
+            at: 8
+        }),
+        Err(Rejection::MessageDeleted)
+    );
+}

@@ -1,0 +1,143 @@
+#!/usr/bin/env bash
+# loadtest/bench.sh: the full vato-load benchmark (see BENCHMARKS-load.md).
+#
+#   loadtest/bench.sh sweep [RATES...]   delivery rate sweep (msg/s), 1 run each
+#   loadtest/bench.sh rate RATE [RUNS]   RUNS (3) runs at RATE msg/s
+#   loadtest/bench.sh idle [SOCKETS]     idle authenticated sockets on one node
+#
+# Every run starts a fresh `vato-server --dev` on a free port with a fresh data
+# directory, and stops it afterwards. Messaging runs use only the messaging
+# scenario: USERS (200) users in USERS/2 pairs, each sending RATE/USERS msg/s on
+# an open-loop schedule for RUN_TIME (30s) once all are connected, judged by
+# loadtest/thresholds.json (p99 delivery <= 50 ms, no error, no loss, no
+# duplicate, no out-of-order). Summary lines are appended to $OUT/bench.txt.
+#
+# Assumes `cargo build --release -p vato-server -p vato-load`.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+BIN="$ROOT/target/release"
+USERS="${USERS:-200}"
+RUN_TIME="${RUN_TIME:-30s}"
+HATCH_RATE="${HATCH_RATE:-25}"
+OUT="${OUT:-$ROOT/target/vato-bench}"
+mkdir -p "$OUT"
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+
+SERVER_PID=""
+DATA=""
+stop_server() {
+  if [[ -n "$SERVER_PID" ]]; then
+    kill "$SERVER_PID" 2>/dev/null || true
+    wait "$SERVER_PID" 2>/dev/null || true
+    SERVER_PID=""
+  fi
+  if [[ -n "$DATA" ]]; then
+    rm -rf "$DATA"
+    DATA=""
+  fi
+}
+trap stop_server EXIT
+
+start_server() {
+  PORT="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
+  DATA="$(mktemp -d -t vato-bench-data.XXXXXX)"
+  "$BIN/vato-server" --dev --listen "127.0.0.1:$PORT" --data-dir "$DATA" >"$OUT/server.log" 2>&1 &
+  SERVER_PID=$!
+  for _ in $(seq 1 100); do
+    curl -fsS "http://127.0.0.1:$PORT/healthz" >/dev/null 2>&1 && return 0
+    sleep 0.1
+  done
+  echo "bench: server did not start" >&2
+  tail -n 20 "$OUT/server.log" >&2
+  return 1
+}
+
+# idle_pct: the machine's idle CPU % over 3 s (other work skews the numbers).
+idle_pct() {
+  local a b
+  a=($(head -1 /proc/stat)); sleep 3; b=($(head -1 /proc/stat))
+  local idle=$(( (b[4] + b[5]) - (a[4] + a[5]) )) total=0 i
+  for i in 1 2 3 4 5 6 7 8; do total=$(( total + b[i] - a[i] )); done
+  echo $(( 100 * idle / (total > 0 ? total : 1) ))
+}
+
+# wait_quiet: waits (up to QUIET_WAIT s, 600) for the machine to be >= QUIET_IDLE %
+# idle (90) before a run; prints the idle % seen.
+wait_quiet() {
+  local deadline=$(( $(date +%s) + ${QUIET_WAIT:-600} )) p
+  while :; do
+    p="$(idle_pct)"
+    if (( p >= ${QUIET_IDLE:-90} )) || (( $(date +%s) >= deadline )); then
+      echo "$p"
+      return 0
+    fi
+  done
+}
+
+# one_rate TOTAL TAG: one messaging run at TOTAL msg/s; prints the summary line,
+# with the CPU the run's own processes used and the CPU anything else used
+# (other work on the machine skews the numbers: foreign_cpu should be ~0).
+one_rate() {
+  local total="$1" tag="$2" per rc=0
+  per="$(python3 -c "print($total / $USERS)")"
+  local quiet
+  quiet="$(wait_quiet)"
+  start_server
+  local a b
+  a=($(head -1 /proc/stat))
+  local TIMEFORMAT='%U %S'
+  { time "$BIN/vato-load" --host "http://127.0.0.1:$PORT" --scenarios messaging \
+    --users "$USERS" --hatch-rate "$HATCH_RATE" --run-time "$RUN_TIME" --msg-rate "$per" \
+    --report-file "$OUT/$tag.html" --report-file "$OUT/$tag.json" \
+    --no-print-metrics -q >"$OUT/$tag.out" 2>&1 ; } 2>"$OUT/$tag.time" || rc=$?
+  b=($(head -1 /proc/stat))
+  local mem st
+  mem="$(grep -E '^VmHWM' "/proc/$SERVER_PID/status" | tr -s ' \t' ' ')"
+  st=($(sed 's/.*) //' "/proc/$SERVER_PID/stat"))
+  stop_server
+  local hz ticks=0 idle i cpu
+  hz="$(getconf CLK_TCK)"
+  for i in 1 2 3 4 5 6 7 8; do ticks=$(( ticks + b[i] - a[i] )); done
+  idle=$(( b[4] + b[5] - a[4] - a[5] ))
+  # Fields 14 and 15 of /proc/PID/stat (utime, stime) are 12 and 13 after "comm".
+  cpu="$(python3 -c "
+c=open('$OUT/$tag.time').read().split()
+client=(float(c[-2])+float(c[-1]))*$hz
+server=${st[11]}+${st[12]}
+busy=$ticks-$idle
+print(f'client_cpu={100*client/$ticks:.0f}% server_cpu={100*server/$ticks:.0f}% foreign_cpu={100*max(0,busy-client-server)/$ticks:.0f}%')
+")"
+  local line
+  line="$(grep -E '^vato-load: delivered=' "$OUT/$tag.out" || echo "vato-load: no summary (exit $rc)")"
+  echo "target=$total msg/s users=$USERS per_user=$per idle_before=$quiet% $cpu exit=$rc server $mem | $line" | tee -a "$OUT/bench.txt"
+}
+
+case "${1:-}" in
+  sweep)
+    shift
+    rates=("$@")
+    [[ ${#rates[@]} -gt 0 ]] || rates=(1000 2000 3000 4000 5000 6000 8000)
+    for r in "${rates[@]}"; do one_rate "$r" "sweep-$r"; done
+    ;;
+  rate)
+    r="${2:?rate}"
+    runs="${3:-3}"
+    for i in $(seq 1 "$runs"); do one_rate "$r" "rate-$r-$i"; done
+    ;;
+  idle)
+    n="${2:-19000}"
+    echo "bench: machine idle before: $(wait_quiet)%"
+    start_server
+    "$BIN/vato-load" --host "http://127.0.0.1:$PORT" --idle-sockets "$n" \
+      --server-pid "$SERVER_PID" --source-ips "${SOURCE_IPS:-4}" \
+      --open-concurrency "${OPEN_CONCURRENCY:-64}" --idle-hold-s "${HOLD:-10}" \
+      2>&1 | tee "$OUT/idle-$n.out" | grep -v 'sockets open'
+    grep -E 'sockets=' "$OUT/idle-$n.out" >>"$OUT/bench.txt" || true
+    stop_server
+    ;;
+  *)
+    sed -n '2,16p' "$0"
+    exit 2
+    ;;
+esac
