@@ -545,10 +545,10 @@ fn check_reads(log: &Log, live: &State) -> Result<(), TestCaseError> {
 proptest! {
     // 24 cases of up to 60 commands: about a second in release; soak with
     // PROPTEST_CASES=5000. Failures are saved beside this file
-    // (replay_prop.regressions) and replayed first.
+    // (replay_prop.proptest-regressions) and replayed first.
     #![proptest_config(ProptestConfig {
         cases: std::env::var("PROPTEST_CASES").ok().and_then(|n| n.parse().ok()).unwrap_or(24),
-        failure_persistence: Some(Box::new(FileFailurePersistence::WithSource("regressions"))),
+        failure_persistence: Some(Box::new(FileFailurePersistence::WithSource("proptest-regressions"))),
         ..ProptestConfig::default()
     })]
 
