@@ -111,6 +111,12 @@ async fn run(config: Config) -> Result<(), BoxError> {
 
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     let address = listener.local_addr()?;
+    // Chat frames are small and latency-bound: without TCP_NODELAY, Nagle
+    // holds a frame back while an earlier one is unacknowledged, and the
+    // peer's delayed ACK turns that into tens of milliseconds under load.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     // Scripts and tests read this line to learn the port.
     println!("vato-server listening on http://{address}");
     tracing::info!(data_dir = %config.data_dir.display(), "vato-server listening on http://{address}");
