@@ -34,10 +34,7 @@ impl App {
     /// The one way a request changes state. A failure of the sequencer (the
     /// store, or NATS) becomes a 503; a rejection is the command's own.
     pub async fn submit(&self, command: Command) -> Result<Result<Applied, Rejection>, ApiError> {
-        let outcome = match &self.cluster {
-            None => self.store.submit(command).await?,
-            Some(cluster) => cluster.submit(command).await?,
-        };
+        let outcome = self.begin(command).await.await?;
         // Answer only once the events are fanned out: a client that gets
         // its 201 and then resumes with `since` finds them in the replay.
         if let Some(last) = outcome.as_ref().ok().and_then(|a| a.events.last()) {

@@ -171,14 +171,6 @@ impl Cluster {
         *self.applied.borrow()
     }
 
-    /// Publishes a command and waits until this node has applied it.
-    pub async fn submit(
-        self: &Arc<Self>,
-        command: Command,
-    ) -> Result<Result<Applied, Rejection>, ClusterError> {
-        self.begin(command).await?.await
-    }
-
     /// Publishes a command (the send is ordered: commands begun one after
     /// the other reach the stream in that order) and returns the future of
     /// its outcome: the JetStream ack, then this node's applier.
