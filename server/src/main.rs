@@ -9,6 +9,7 @@
 mod api;
 mod app;
 mod auth;
+mod burst;
 mod clock;
 mod cluster;
 mod config;

@@ -1,13 +1,17 @@
-//! The WebSocket endpoint: handshake checks, then one reader task and one
-//! writer task per socket.
+//! The WebSocket endpoint: handshake checks, then two tasks per socket: a
+//! reader and a writer.
 //!
 //! `fastwebsockets`' `read_frame` is not cancel-safe, so the reader is a
 //! dedicated task that is never put in a `select!`; it is aborted only when
-//! the socket is being torn down anyway. The writer owns the write half and
-//! is the only task that writes: event frames from the hub, replies and
-//! control frames from the reader, and replays for `since`.
+//! the socket is being torn down anyway. The writer (the connection's own
+//! task) owns the write half and is the only one that writes: event frames
+//! from the hub, replies and control frames from the reader, the answers to
+//! the reader's commands in the order they were sent, and replays for
+//! `since`. Two tasks, two channels and no write buffer while idle keep a
+//! socket small.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
+use std::future::Future;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,24 +24,28 @@ use axum::Json;
 use fastwebsockets::{upgrade, Frame, OpCode, Payload, WebSocketError};
 use hyper_util::rt::TokioIo;
 use serde_json::{json, Value};
-use tokio::io::{BufWriter, ReadHalf, WriteHalf};
+use tokio::io::{ReadHalf, WriteHalf};
 use tokio::sync::mpsc;
 use tracing::Instrument;
-use vato_eventlog::{Command, ConvId, Rejection, Reply, Seq, UserId};
+use vato_eventlog::{Applied, Command, ConvId, Rejection, Reply, Seq, UserId};
 
 use crate::app::{App, Pending};
 use crate::auth::TokenType;
+use crate::burst::BurstWriter;
 use crate::clock::now_micros;
+use crate::error::ApiError;
 use crate::hub::{Out, SocketHandle};
 use crate::render;
 
 type Upgraded = TokioIo<hyper::upgrade::Upgraded>;
-type Writer = fastwebsockets::WebSocketWrite<BufWriter<WriteHalf<Upgraded>>>;
+type Writer = fastwebsockets::WebSocketWrite<BurstWriter<WriteHalf<Upgraded>>>;
 
 /// Longest a write to a peer may block before the connection is dropped.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Commands one socket may have in flight before its reader waits.
 const IN_FLIGHT: usize = 256;
+/// How long a socket told to close may finish a blocked write.
+const CLOSE_GRACE: Duration = Duration::from_secs(2);
 /// Events replayed per log read; the writer yields between chunks.
 const REPLAY_CHUNK: usize = 512;
 
@@ -51,6 +59,8 @@ enum Ctrl {
     Close(u16),
     /// Replay everything after this seq, then continue live.
     Sync(Seq),
+    /// A command begun by the reader, to be answered in order.
+    Pending(InFlight),
 }
 
 fn refuse(status: StatusCode, detail: &str) -> Response {
@@ -122,17 +132,16 @@ pub async fn handshake(
         .register(conv_id, user_id, app.config.outbound_queue);
     let span = tracing::info_span!("ws", user = user_id, conv = conv_id, socket = handle.id);
     let task_app = app.clone();
-    tokio::spawn(
-        async move {
-            match upgrade.await {
-                Ok(ws) => serve(task_app.clone(), ws, handle.clone(), queue, live_seq, since).await,
-                Err(e) => tracing::debug!("upgrade failed: {e}"),
-            }
-            task_app.hub.unregister(&handle);
-            task_app.connections.fetch_sub(1, Ordering::SeqCst);
+    let task = async move {
+        match upgrade.await {
+            Ok(ws) => serve(task_app.clone(), ws, handle.clone(), queue, live_seq, since).await,
+            Err(e) => tracing::debug!("upgrade failed: {e}"),
         }
-        .instrument(span),
-    );
+        task_app.hub.unregister(&handle);
+        task_app.connections.fetch_sub(1, Ordering::SeqCst);
+    }
+    .instrument(span);
+    tokio::spawn(task);
     let (parts, _) = response.into_parts();
     Response::from_parts(parts, Body::empty())
 }
@@ -145,47 +154,40 @@ async fn serve(
     live_seq: Seq,
     since: Option<Seq>,
 ) {
+    let (write, ctrl, mut reader) = start_reader(&app, ws, &handle, since);
+    // This task is the writer. It ends when the reader has ended (its
+    // `Ctrl` sender is gone), when the socket must close, or when a write
+    // fails or blocks too long.
+    write_loop(&app, write, queue, ctrl, &handle, live_seq).await;
+    // Give the peer a moment to answer our close frame.
+    let _ = tokio::time::timeout(Duration::from_secs(1), &mut reader).await;
+    reader.abort();
+}
+
+/// Splits the socket and spawns its reader; the write half and the
+/// reader's requests are the writer's. Not async, so that none of this
+/// setup's state stays in the connection's task for its whole life.
+fn start_reader(
+    app: &Arc<App>,
+    ws: fastwebsockets::WebSocket<Upgraded>,
+    handle: &Arc<SocketHandle>,
+    since: Option<Seq>,
+) -> (Writer, mpsc::Receiver<Ctrl>, tokio::task::JoinHandle<()>) {
     let (mut read, write) = ws.split(|stream| {
         let (r, w) = tokio::io::split(stream);
-        // Buffered: a burst of frames goes out in one write, flushed when
-        // the queue runs dry.
-        (r, BufWriter::new(w))
+        // A burst of frames goes out in one write, flushed when the queue
+        // runs dry; an idle socket holds no write buffer.
+        (r, BurstWriter::new(w))
     });
     // Fragments are reassembled (and capped) by the reader itself.
     read.set_max_message_size(app.config.max_frame_bytes);
     let (ctrl_tx, ctrl_rx) = mpsc::channel(64);
     if let Some(since) = since {
-        let _ = ctrl_tx.send(Ctrl::Sync(since)).await;
+        // The channel is new and empty: this cannot fail.
+        let _ = ctrl_tx.try_send(Ctrl::Sync(since));
     }
-    let mut writer = tokio::spawn(write_loop(
-        app.clone(),
-        write,
-        queue,
-        ctrl_rx,
-        handle.clone(),
-        live_seq,
-    ));
-    let mut reader = tokio::spawn(read_loop(app.clone(), read, ctrl_tx, handle.clone()));
-    tokio::select! {
-        _ = &mut reader => {
-            // The reader dropped its Ctrl sender: the writer ends by itself.
-            let _ = tokio::time::timeout(Duration::from_secs(2), &mut writer).await;
-            writer.abort();
-        }
-        _ = &mut writer => {
-            // Give the peer a moment to answer our close frame.
-            let _ = tokio::time::timeout(Duration::from_secs(1), &mut reader).await;
-            reader.abort();
-        }
-        _ = handle.closed() => {
-            // The writer sends the close frame (bounded by its own timeout);
-            // a peer that does not read cannot hold the connection open.
-            let _ = tokio::time::timeout(Duration::from_secs(2), &mut writer).await;
-            writer.abort();
-            let _ = tokio::time::timeout(Duration::from_secs(1), &mut reader).await;
-            reader.abort();
-        }
-    }
+    let reader = tokio::spawn(read_loop(app.clone(), read, ctrl_tx, handle.clone()));
+    (write, ctrl_rx, reader)
 }
 
 type Reader = fastwebsockets::WebSocketRead<ReadHalf<Upgraded>>;
@@ -197,13 +199,6 @@ async fn read_loop(
     handle: Arc<SocketHandle>,
 ) {
     let max = app.config.max_frame_bytes;
-    let (in_flight_tx, in_flight_rx) = mpsc::channel(IN_FLIGHT);
-    tokio::spawn(respond(
-        app.clone(),
-        handle.user_id,
-        ctrl.clone(),
-        in_flight_rx,
-    ));
     // Control frames the protocol owes the peer go through the writer.
     let owed = ctrl.clone();
     let mut send_owed = move |frame: Frame<'_>| {
@@ -252,32 +247,26 @@ async fn read_loop(
             OpCode::Close => return,
             OpCode::Ping | OpCode::Pong => continue,
         };
-        let reply = match handle_message(&app, &handle, &ctrl, &message).await {
-            Handled::Reply(reply) => reply,
+        let next = match Box::pin(handle_message(&app, &handle, &ctrl, &message)).await {
+            Handled::Reply(None) => continue,
+            Handled::Reply(Some(reply)) => Ctrl::Text(reply.to_string()),
             Handled::Command {
                 command,
                 is_send,
                 client_id,
             } => {
                 // Queued, not awaited: the next frame is read at once, and a
-                // burst from one socket shares group commits. Outcomes are
-                // answered in order by the responder.
-                let outcome = app.begin(command).await;
-                let in_flight = InFlight {
-                    outcome,
+                // burst from one socket shares group commits. The writer
+                // answers the outcomes in order.
+                Ctrl::Pending(InFlight {
+                    outcome: Box::pin(app.begin(command)).await,
                     is_send,
-                    client_id,
-                };
-                if in_flight_tx.send(in_flight).await.is_err() {
-                    return;
-                }
-                None
+                    client_id: client_id.map(Box::new),
+                })
             }
         };
-        if let Some(reply) = reply {
-            if ctrl.send(Ctrl::Text(reply.to_string())).await.is_err() {
-                return;
-            }
+        if ctrl.send(next).await.is_err() {
+            return;
         }
     }
 }
@@ -286,57 +275,45 @@ async fn read_loop(
 struct InFlight {
     outcome: Pending,
     is_send: bool,
-    client_id: Option<Value>,
+    client_id: Option<Box<Value>>,
 }
 
-/// Answers this socket's commands in the order they were sent: nothing on
-/// success (the event arrives through the hub), the original message for
-/// an idempotent retry, an error frame for a rejection or an outage.
-async fn respond(
-    app: Arc<App>,
+/// The frame that answers a command, if any: nothing on success (the event
+/// arrives through the hub), the original message for an idempotent retry,
+/// an error frame for a rejection or an outage.
+fn answer(
+    app: &App,
     user_id: UserId,
-    ctrl: mpsc::Sender<Ctrl>,
-    mut in_flight: mpsc::Receiver<InFlight>,
-) {
-    while let Some(InFlight {
-        outcome,
-        is_send,
-        client_id,
-    }) = in_flight.recv().await
-    {
-        let client_id = client_id.as_ref();
-        let frame = match outcome.await {
-            Ok(Ok(applied)) => match applied.reply {
-                Reply::Message {
-                    message_id,
-                    created: false,
-                } if is_send => {
-                    let state = app.store.state();
-                    state.message(message_id).map(|message| {
-                        json!({
-                            "type": "message.new",
-                            "data": render::message(&state, message, Some(user_id)),
-                            "seq": message.seq,
-                            "client_id": message.client_id,
-                        })
+    in_flight: &InFlight,
+    outcome: Result<Result<Applied, Rejection>, ApiError>,
+) -> Option<Value> {
+    let client_id = in_flight.client_id.as_deref();
+    match outcome {
+        Ok(Ok(applied)) => match applied.reply {
+            Reply::Message {
+                message_id,
+                created: false,
+            } if in_flight.is_send => {
+                let state = app.store.state();
+                state.message(message_id).map(|message| {
+                    json!({
+                        "type": "message.new",
+                        "data": render::message(&state, message, Some(user_id)),
+                        "seq": message.seq,
+                        "client_id": message.client_id,
                     })
-                }
-                _ => None,
-            },
-            Ok(Err(rejection)) => Some(rejection_frame(&rejection, client_id)),
-            Err(e) => {
-                tracing::warn!("sequencer unavailable: {e:?}");
-                Some(error_frame(
-                    "unavailable",
-                    "the message log is unavailable; retry with the same client_id",
-                    client_id,
-                ))
+                })
             }
-        };
-        if let Some(frame) = frame {
-            if ctrl.send(Ctrl::Text(frame.to_string())).await.is_err() {
-                return;
-            }
+            _ => None,
+        },
+        Ok(Err(rejection)) => Some(rejection_frame(&rejection, client_id)),
+        Err(e) => {
+            tracing::warn!("sequencer unavailable: {e:?}");
+            Some(error_frame(
+                "unavailable",
+                "the message log is unavailable; retry with the same client_id",
+                client_id,
+            ))
         }
     }
 }
@@ -546,27 +523,33 @@ fn reply(frame: Value) -> Handled {
 }
 
 async fn write_loop(
-    app: Arc<App>,
+    app: &App,
     mut write: Writer,
     mut queue: mpsc::Receiver<Out>,
     mut ctrl: mpsc::Receiver<Ctrl>,
-    handle: Arc<SocketHandle>,
+    handle: &SocketHandle,
     live_seq: Seq,
 ) {
     // Highest seq this socket has been sent (or was current when it
     // joined); events at or below it are never sent twice.
     let mut cursor = live_seq;
+    // This socket's commands whose outcomes are still to come, oldest
+    // first; outcomes arrive in that order.
+    let mut in_flight: VecDeque<InFlight> = VecDeque::new();
     loop {
         let step = tokio::select! {
             biased;
             code = handle.closed() => {
-                close(&mut write, code).await;
+                Box::pin(close(&mut write, code)).await;
                 return;
             }
-            c = ctrl.recv() => match c {
+            c = ctrl.recv(), if in_flight.len() < IN_FLIGHT => match c {
                 None => Step::Stop,
                 Some(c) => Step::Ctrl(c),
             },
+            outcome = next_outcome(&mut in_flight), if !in_flight.is_empty() => {
+                Step::Answer(outcome)
+            }
             o = queue.recv() => match o {
                 None => Step::Stop,
                 Some(o) => Step::Out(o),
@@ -574,13 +557,39 @@ async fn write_loop(
         };
         // A peer that stops reading blocks our writes; past WRITE_TIMEOUT
         // the connection is dropped (the write may be cut mid-frame, which
-        // is fine for a connection that is going away).
-        let work = perform(&app, &mut write, &mut queue, &handle, step, &mut cursor);
-        match tokio::time::timeout(WRITE_TIMEOUT, work).await {
+        // is fine for a connection that is going away). A socket told to
+        // close while blocked gets a short grace instead.
+        // Boxed, as are the reader's steps: an idle socket's tasks then
+        // hold only their waits, not the largest step's state.
+        let mut work = Box::pin(perform(
+            app,
+            &mut write,
+            &mut queue,
+            &mut in_flight,
+            handle,
+            step,
+            &mut cursor,
+        ));
+        let done = tokio::select! {
+            done = tokio::time::timeout(WRITE_TIMEOUT, &mut work) => done,
+            _ = handle.closed() => tokio::time::timeout(CLOSE_GRACE, &mut work).await,
+        };
+        match done {
             Ok(Ok(true)) => {}
             _ => return,
         }
     }
+}
+
+/// The outcome of the oldest command in flight. Cancel-safe: the command
+/// stays queued until its outcome has been taken.
+fn next_outcome(
+    in_flight: &mut VecDeque<InFlight>,
+) -> impl Future<Output = Result<Result<Applied, Rejection>, ApiError>> + '_ {
+    std::future::poll_fn(move |cx| match in_flight.front_mut() {
+        Some(oldest) => oldest.outcome.as_mut().poll(cx),
+        None => std::task::Poll::Pending,
+    })
 }
 
 /// Does one step of the writer, then drains what is already queued and
@@ -589,6 +598,7 @@ async fn perform(
     app: &App,
     write: &mut Writer,
     queue: &mut mpsc::Receiver<Out>,
+    in_flight: &mut VecDeque<InFlight>,
     handle: &SocketHandle,
     step: Step,
     cursor: &mut Seq,
@@ -613,6 +623,14 @@ async fn perform(
         Step::Ctrl(Ctrl::Sync(since)) => {
             replay(app, write, handle.conv_id, user, since, *cursor).await?
         }
+        Step::Ctrl(Ctrl::Pending(command)) => in_flight.push_back(command),
+        Step::Answer(outcome) => {
+            if let Some(command) = in_flight.pop_front() {
+                if let Some(frame) = answer(app, user, &command, outcome) {
+                    write_text(write, &frame.to_string()).await?;
+                }
+            }
+        }
         Step::Out(out) => write_out(write, out, user, cursor).await?,
     }
     // Drain what is already queued before paying for a flush.
@@ -627,6 +645,7 @@ async fn perform(
 enum Step {
     Stop,
     Ctrl(Ctrl),
+    Answer(Result<Result<Applied, Rejection>, ApiError>),
     Out(Out),
 }
 
