@@ -7,7 +7,9 @@
 //! * [`state`]: the deterministic state machine (`decide`, `apply`) and the
 //!   read models it maintains.
 //! * [`codec`]: the on-disk encoding (versioned, checksummed MessagePack).
-//! * [`log`]: the sled layout: global log plus per-conversation index.
+//! * [`log`]: the sled layout: the global log in chunks (a group commit
+//!   each) plus a per-conversation index; migration from the per-event
+//!   layout in [`log::legacy`].
 //! * [`snapshot`]: read-model snapshots that shorten a restart.
 //! * [`store`]: the single writer with group commit that ties them together.
 //!

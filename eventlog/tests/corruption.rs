@@ -1,13 +1,14 @@
 //! Damage on disk: a corrupt or missing log entry is an error naming its
-//! offset (never a panic, never a silently shorter state); a damaged
-//! snapshot is only a cache miss (full replay, same state).
+//! offset (never a panic, never a silently shorter state), whether it is
+//! alone in its chunk or among others; a damaged snapshot is only a cache
+//! miss (full replay, same state).
 
 mod common;
 
 use std::path::Path;
 
-use vato_eventlog::log::Log;
-use vato_eventlog::{codec, snapshot, State, Store};
+use vato_eventlog::log::{self, Log};
+use vato_eventlog::{codec, snapshot, Envelope, State, Store};
 
 /// A closed store with users, a group and `messages` messages; returns the
 /// final state. (`close()` leaves a snapshot behind.)
@@ -27,6 +28,46 @@ fn populated(dir: &Path, messages: usize) -> State {
     let state = store.state().clone();
     common::close(store);
     state
+}
+
+/// Rewrites the log of a closed store with `per_chunk` events per batch
+/// (the store above appends one event per batch, so one per chunk). The
+/// snapshot stays valid: same events, same offsets.
+fn regroup(dir: &Path, per_chunk: usize) {
+    let events: Vec<Envelope> = {
+        let log = common::retry_lock(|| Log::open(dir)).expect("open log");
+        log.read_from(0).collect::<Result<_, _>>().expect("read")
+    };
+    std::fs::remove_dir_all(dir.join("sled")).expect("remove sled");
+    let log = common::retry_lock(|| Log::open(dir)).expect("open log");
+    for batch in events.chunks(per_chunk) {
+        log.append_batch(batch).expect("append");
+    }
+    let chunks = log.sled().open_tree(log::CHUNKS).expect("tree").len();
+    assert_eq!(chunks, events.len().div_ceil(per_chunk), "chunks written");
+}
+
+/// The raw value of the chunk starting at `first`.
+fn chunk(dir: &Path, first: u64) -> Vec<u8> {
+    let log = common::retry_lock(|| Log::open(dir)).expect("open log");
+    let tree = log.sled().open_tree(log::CHUNKS).expect("tree");
+    tree.get(first.to_be_bytes())
+        .expect("read")
+        .expect("chunk exists")
+        .to_vec()
+}
+
+/// Below the log's API on purpose (the store never rewrites a chunk):
+/// replaces or, with `None`, removes the chunk starting at `first`.
+fn set_chunk(dir: &Path, first: u64, value: Option<&[u8]>) {
+    let log = common::retry_lock(|| Log::open(dir)).expect("open log");
+    let tree = log.sled().open_tree(log::CHUNKS).expect("tree");
+    match value {
+        Some(value) => tree.insert(first.to_be_bytes(), value).map(drop),
+        None => tree.remove(first.to_be_bytes()).map(drop),
+    }
+    .expect("write chunk");
+    log.sync().expect("sync");
 }
 
 /// The encoded entry at `offset` (the codec is deterministic, so this is
@@ -92,17 +133,26 @@ fn damaged_entries_are_errors_naming_their_offset() {
             codec::encode(&"hello").expect("encode")
         }),
     ];
-    // Offsets: the first event, one in the middle, and the last one.
-    for offset in [0u64, 7, 13] {
-        for (name, damage) in &damages {
-            let dir = tempfile::tempdir().expect("tempdir");
-            let state = populated(dir.path(), 10);
-            assert_eq!(state.next_offset, 14);
-            // Without the snapshot, opening must read (and reject) the entry.
-            std::fs::remove_file(snapshot::path(dir.path())).expect("remove snapshot");
-            let bytes = entry_bytes(dir.path(), offset);
-            put_raw(dir.path(), offset, &damage(bytes));
-            assert_fails_at(dir.path(), offset, &format!("{name} at {offset}"));
+    // One event per chunk, then chunks of 5 (offsets 0..5, 5..10, 10..14).
+    // Offsets: the first event, one in the middle of a chunk, and the last
+    // one.
+    for per_chunk in [1, 5] {
+        for offset in [0u64, 7, 13] {
+            for (name, damage) in &damages {
+                let dir = tempfile::tempdir().expect("tempdir");
+                let state = populated(dir.path(), 10);
+                assert_eq!(state.next_offset, 14);
+                regroup(dir.path(), per_chunk);
+                // Without the snapshot, opening must read (and reject) the entry.
+                std::fs::remove_file(snapshot::path(dir.path())).expect("remove snapshot");
+                let bytes = entry_bytes(dir.path(), offset);
+                put_raw(dir.path(), offset, &damage(bytes));
+                assert_fails_at(
+                    dir.path(),
+                    offset,
+                    &format!("{name} at {offset}, {per_chunk} per chunk"),
+                );
+            }
         }
     }
 }
@@ -119,20 +169,60 @@ fn an_entry_moved_to_another_offset_is_an_error() {
 }
 
 #[test]
-fn a_missing_entry_is_an_error_naming_the_gap() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    populated(dir.path(), 10);
-    std::fs::remove_file(snapshot::path(dir.path())).expect("remove snapshot");
-    {
-        // Below the log's API on purpose: the store never deletes.
-        let db = common::retry_lock(|| sled::open(dir.path().join("sled"))).expect("sled");
-        db.open_tree("events")
-            .expect("tree")
-            .remove(6u64.to_be_bytes())
-            .expect("remove");
-        db.flush().expect("flush");
+fn a_missing_chunk_is_an_error_naming_the_gap() {
+    // (events per chunk, first offset of the chunk removed)
+    for (per_chunk, first) in [(1, 6), (5, 5)] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        populated(dir.path(), 10);
+        regroup(dir.path(), per_chunk);
+        std::fs::remove_file(snapshot::path(dir.path())).expect("remove snapshot");
+        set_chunk(dir.path(), first, None);
+        assert_fails_at(
+            dir.path(),
+            first,
+            &format!("chunk {first} of {per_chunk} removed"),
+        );
     }
-    assert_fails_at(dir.path(), 6, "entry 6 removed");
+}
+
+#[test]
+fn a_chunk_whose_lengths_do_not_add_up_is_an_error_naming_the_entry() {
+    // Chunks 0..5, 5..10, 10..14; the middle one is damaged. (name, damage,
+    // the offset the error must name)
+    let damages: Vec<(&str, Damage, u64)> = vec![
+        ("empty", |_| Vec::new(), 5),
+        ("cut inside the first length", |b| b[..2].to_vec(), 5),
+        (
+            "cut inside the last entry",
+            |b| b[..b.len() - 3].to_vec(),
+            9,
+        ),
+        (
+            "first length too big",
+            |mut b| {
+                b[0] = 0x7f;
+                b
+            },
+            5,
+        ),
+        (
+            "two stray bytes after the last entry",
+            |mut b| {
+                b.extend_from_slice(&[0, 1]);
+                b
+            },
+            10,
+        ),
+    ];
+    for (name, damage, offset) in damages {
+        let dir = tempfile::tempdir().expect("tempdir");
+        populated(dir.path(), 10);
+        regroup(dir.path(), 5);
+        std::fs::remove_file(snapshot::path(dir.path())).expect("remove snapshot");
+        let value = chunk(dir.path(), 5);
+        set_chunk(dir.path(), 5, Some(&damage(value)));
+        assert_fails_at(dir.path(), offset, name);
+    }
 }
 
 #[test]

@@ -4,7 +4,8 @@
 //! survived exactly once, that each conversation's seqs are gap-free, and
 //! that the recovered state (snapshot + tail) equals a full replay. Repeated
 //! over many trials on one directory, so recovery also runs on logs that
-//! were themselves recovered.
+//! were themselves recovered. A second run does the same with 16 KiB
+//! messages (the contract's limit), whose batches span several chunks.
 
 mod common;
 
@@ -51,10 +52,11 @@ fn parse_acks(stdout: &str) -> Vec<Ack> {
 }
 
 /// Runs the child for `run_for`, then SIGKILLs it; returns its stdout.
-fn run_and_kill(dir: &Path, tag: &str, run_for: Duration) -> String {
+fn run_and_kill(dir: &Path, tag: &str, content_bytes: usize, run_for: Duration) -> String {
     let mut child = Command::new(env!("CARGO_BIN_EXE_vato-log-crash-child"))
         .arg(dir)
         .arg(tag)
+        .arg(content_bytes.to_string())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -97,8 +99,27 @@ impl XorShift {
     }
 }
 
+/// The content the child posts for a client id (see the child).
+fn content_for(client_id: &str, bytes: usize) -> String {
+    let mut content = format!("payload of {client_id}");
+    let pad = bytes.saturating_sub(content.len());
+    content.push_str(&"x".repeat(pad));
+    content
+}
+
 #[test]
 fn every_acknowledged_append_survives_sigkill() {
+    kill_and_check(TRIALS, 0, 100);
+}
+
+#[test]
+fn every_acknowledged_16_kib_append_survives_sigkill() {
+    kill_and_check(8, 16 << 10, 50);
+}
+
+/// `trials` kills of a child posting messages of `content_bytes`; at least
+/// `min_acks` acks in all, or the test proved little.
+fn kill_and_check(trials: usize, content_bytes: usize, min_acks: usize) {
     let seed = std::env::var("CRASH_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -116,9 +137,9 @@ fn every_acknowledged_append_survives_sigkill() {
     let mut acked: HashMap<String, Ack> = HashMap::new();
     let mut total_events = 0;
 
-    for trial in 0..TRIALS {
+    for trial in 0..trials {
         let run_for = Duration::from_millis(50 + rng.next() % 351);
-        let stdout = run_and_kill(dir.path(), &format!("t{trial}"), run_for);
+        let stdout = run_and_kill(dir.path(), &format!("t{trial}"), content_bytes, run_for);
         let acks = parse_acks(&stdout);
 
         // Reopen: no manual repair, whatever moment the kill hit.
@@ -157,7 +178,11 @@ fn every_acknowledged_append_survives_sigkill() {
                         ack.offset
                     );
                     assert_eq!(client_id.as_deref(), Some(ack.client_id.as_str()));
-                    assert_eq!(content, &format!("payload of {}", ack.client_id));
+                    assert!(
+                        *content == content_for(&ack.client_id, content_bytes),
+                        "offset {}: wrong content",
+                        ack.offset
+                    );
                 }
                 other => panic!(
                     "offset {} holds {other:?}, not the acknowledged message",
@@ -221,12 +246,12 @@ fn every_acknowledged_append_survives_sigkill() {
         total_events = next;
     }
     eprintln!(
-        "{TRIALS} trials, {} acks, {total_events} events, {:.1} s",
+        "{trials} trials, {} acks, {total_events} events, {:.1} s",
         acked.len(),
         started.elapsed().as_secs_f64()
     );
     assert!(
-        acked.len() > 100,
+        acked.len() > min_acks,
         "the child hardly ever got an ack; the test proved little"
     );
 }

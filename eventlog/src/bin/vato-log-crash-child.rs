@@ -1,12 +1,17 @@
-//! Test helper for `tests/crash.rs`, not a tool: appends to a store from
-//! many tasks and reports every acknowledged append, until the test kills it
-//! with SIGKILL.
+//! Test helper for `tests/crash.rs` and `tests/migration.rs`, not a tool:
+//! appends to a store from many tasks and reports every acknowledged
+//! append, until the test kills it with SIGKILL.
 //!
-//! Usage: `vato-log-crash-child <data dir> <run tag>`
+//! Usage: `vato-log-crash-child <data dir> <run tag> [content bytes]`
 //!
 //! Stdout, one line per durable ack, each written with a single `write`:
 //! `ACK <offset> <conv> <seq> <client_id>`. An idempotent retry that does
 //! not return the original message prints `BAD ...` and exits non-zero.
+//! A message's content is `payload of <client id>`, padded with `x` to
+//! `content bytes` if given.
+//!
+//! `vato-log-crash-child <data dir> --open-only` opens the log (migrating
+//! it if it has the per-event layout), prints `OPENED` and exits.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -21,53 +26,70 @@ const APPENDERS: usize = 16;
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// The content the test expects for a client id.
-fn content_for(client_id: &str) -> String {
-    format!("payload of {client_id}")
+fn content_for(client_id: &str, bytes: usize) -> String {
+    let mut content = format!("payload of {client_id}");
+    let pad = bytes.saturating_sub(content.len());
+    content.push_str(&"x".repeat(pad));
+    content
 }
 
 fn main() -> Result<(), BoxError> {
     let mut args = std::env::args().skip(1);
     let (Some(dir), Some(tag)) = (args.next(), args.next()) else {
-        return Err("usage: vato-log-crash-child <data dir> <run tag>".into());
+        return Err("usage: vato-log-crash-child <data dir> <run tag> [content bytes]".into());
+    };
+    if tag == "--open-only" {
+        retry_lock(|| vato_eventlog::log::Log::open(dir.as_ref()))?;
+        emit("OPENED\n")?;
+        return Ok(());
+    }
+    let content_bytes = match args.next() {
+        Some(n) => n.parse()?,
+        None => 0,
     };
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()?
-        .block_on(run(PathBuf::from(dir), tag))
+        .block_on(run(PathBuf::from(dir), tag, content_bytes))
 }
 
-async fn run(dir: PathBuf, tag: String) -> Result<(), BoxError> {
+async fn run(dir: PathBuf, tag: String, content_bytes: usize) -> Result<(), BoxError> {
     let mut config = StoreConfig::new(dir);
     // Frequent snapshots, so that some kills land in the middle of one.
     config.snapshot_every = 500;
-    // The test process may still hold sled's lock for a few milliseconds
-    // after closing its own view of the directory.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let (store, _committed) = loop {
-        match Store::open(config.clone()) {
-            Err(e)
-                if Instant::now() < deadline
-                    && e.to_string().contains("could not acquire lock") =>
-            {
-                tokio::time::sleep(Duration::from_millis(5)).await
-            }
-            opened => break opened?,
-        }
-    };
+    let (store, _committed) = retry_lock(|| Store::open(config.clone()))?;
     let convs = setup(&store).await?;
 
     let mut appenders = Vec::new();
     for task in 0..APPENDERS {
         let (store, convs, tag) = (store.clone(), convs.clone(), tag.clone());
         appenders.push(tokio::spawn(async move {
-            append_forever(store, convs, tag, task).await
+            append_forever(store, convs, tag, task, content_bytes).await
         }));
     }
     for appender in appenders {
         appender.await??;
     }
     Ok(())
+}
+
+/// Runs `open` again while it fails on sled's lock: the test process may
+/// still hold it for a few milliseconds after closing its own view of the
+/// directory.
+fn retry_lock<T, E: std::fmt::Display>(mut open: impl FnMut() -> Result<T, E>) -> Result<T, E> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match open() {
+            Err(e)
+                if Instant::now() < deadline
+                    && e.to_string().contains("could not acquire lock") =>
+            {
+                std::thread::sleep(Duration::from_millis(5))
+            }
+            opened => return opened,
+        }
+    }
 }
 
 /// Creates the users and conversations unless a previous (killed) run did:
@@ -132,6 +154,7 @@ async fn append_forever(
     convs: Vec<(ConvId, Vec<UserId>)>,
     tag: String,
     task: usize,
+    content_bytes: usize,
 ) -> Result<(), BoxError> {
     for i in 0.. {
         let (conv_id, members) = &convs[(task + i) % convs.len()];
@@ -140,7 +163,7 @@ async fn append_forever(
         let command = Command::PostMessage {
             sender,
             conv_id: *conv_id,
-            content: content_for(&client_id),
+            content: content_for(&client_id, content_bytes),
             message_type: "text".to_string(),
             reply_to: None,
             forwarded_from: None,

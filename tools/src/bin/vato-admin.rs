@@ -7,6 +7,9 @@
 //! * `rebuild` — rebuilds from offset 0 and writes a fresh snapshot.
 //! * `dump`    — prints events as JSON lines.
 //! * `stats`   — counts and bytes on disk.
+//!
+//! Like the server, each command opens the log, which migrates a data
+//! directory still in the per-event layout.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -66,7 +69,7 @@ type BoxError = Box<dyn std::error::Error>;
 
 fn run(cli: Cli) -> Result<ExitCode, BoxError> {
     let dir = cli.data_dir;
-    if !dir.join("sled").exists() {
+    if !Log::exists_in(&dir) {
         return Err(format!("{} holds no Vato log", dir.display()).into());
     }
     match cli.command {
