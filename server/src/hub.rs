@@ -174,20 +174,17 @@ impl Hub {
                 }
             }
             let actor = render::actor(&envelope.event, state);
-            let Some(for_others) = render::event_frame(state, envelope, None) else {
+            let Some(for_others) = render::event_text(state, envelope, None) else {
                 continue;
             };
-            let for_actor = match actor {
-                Some(actor) => {
-                    render::event_frame(state, envelope, Some(actor)).unwrap_or_default()
-                }
-                None => Value::Null,
-            };
+            let for_actor = actor
+                .and_then(|actor| render::event_text(state, envelope, Some(actor)))
+                .unwrap_or_default();
             per_room.entry(conv_id).or_default().push(RenderedEvent {
                 seq,
                 actor,
-                for_actor: to_text(for_actor),
-                for_others: to_text(for_others),
+                for_actor,
+                for_others,
             });
         }
         for (conv_id, events) in per_room {
@@ -241,14 +238,6 @@ impl Hub {
 
     pub fn socket_count(&self) -> usize {
         self.rooms.lock().values().map(|r| r.sockets.len()).sum()
-    }
-}
-
-fn to_text(value: Value) -> String {
-    if value.is_null() {
-        String::new()
-    } else {
-        value.to_string()
     }
 }
 

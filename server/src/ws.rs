@@ -704,7 +704,7 @@ async fn replay(
             chunk
                 .iter()
                 .filter(|e| e.event.conv_seq().is_some_and(|(_, seq)| seq <= upto))
-                .filter_map(|e| render::event_frame(&state, e, Some(user)).map(|v| v.to_string()))
+                .filter_map(|e| render::event_text(&state, e, Some(user)))
                 .collect()
         };
         for text in &texts {
