@@ -7,6 +7,7 @@
 
 mod idle;
 mod opts;
+mod pacing;
 mod pairing;
 mod scenarios;
 mod thresholds;
@@ -331,7 +332,7 @@ async fn main() -> ExitCode {
     let pass = goose_ok && failures.is_empty();
     println!(
         "vato-load: detail sent={} acked={} unacked={} late={} seq_gaps={} ws_errors={} \
-         send_errors={} p90={} ms p99.9={} ms max={} ms",
+         send_errors={} p90={} ms p99.9={} ms max={} ms send_lag_p50={} ms send_lag_p99={} ms",
         s.sent,
         s.acked,
         s.unacked,
@@ -341,7 +342,9 @@ async fn main() -> ExitCode {
         s.send_errors,
         fmt_ms(s.p90_ms),
         fmt_ms(s.p999_ms),
-        fmt_ms(s.max_ms)
+        fmt_ms(s.max_ms),
+        fmt_ms(s.send_lag_p50_ms),
+        fmt_ms(s.send_lag_p99_ms)
     );
     for f in &failures {
         println!("vato-load: FAIL {f}");

@@ -22,6 +22,8 @@ use std::collections::VecDeque;
 use std::sync::atomic::Ordering::{Relaxed, SeqCst};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
+
+use crate::pacing::PreciseTimer;
 use tokio::sync::Mutex;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -63,6 +65,8 @@ pub struct Schedule {
     pub period_ns: f64,
     pub k: u64,
     pub outstanding: VecDeque<u64>,
+    /// Wakes the user when its next message is due.
+    pub timer: PreciseTimer,
 }
 
 impl Schedule {
@@ -566,12 +570,14 @@ async fn messaging_setup(user: &mut GooseUser) -> TransactionResult {
     // A phase per user so the users do not send in lockstep.
     let phase = ((st.user_id as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 11) as f64
         / (1u64 << 53) as f64;
+    let timer = PreciseTimer::new().map_err(|e| err(format!("timerfd: {e}")))?;
     st.sched = Some(Schedule {
         // The phase only: the start time is added after the barrier.
         t0_ns: (phase * period_ns) as u64,
         period_ns,
         k: 0,
         outstanding: VecDeque::new(),
+        timer,
     });
     Ok(())
 }
@@ -648,7 +654,10 @@ pub async fn chat(user: &mut GooseUser) -> TransactionResult {
     let now = tracker::now_ns();
     if next_due > now {
         let wait = Duration::from_nanos(next_due - now).min(Duration::from_millis(200));
-        tokio::time::sleep(wait).await;
+        let timer = &st.sched.as_ref().expect("checked").timer;
+        if let Err(e) = timer.sleep(wait).await {
+            return Err(err(format!("timerfd: {e}")));
+        }
     }
     // Send every message now due: open loop, a late sender catches up in a burst.
     let tracker = tracker::get();
@@ -676,6 +685,7 @@ pub async fn chat(user: &mut GooseUser) -> TransactionResult {
         sent += 1;
         match res {
             Ok(()) => {
+                tracker.record_send_lag(due);
                 tracker.sent.fetch_add(1, Relaxed);
                 sched.outstanding.push_back(id);
             }

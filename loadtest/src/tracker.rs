@@ -72,6 +72,9 @@ pub struct Tracker {
     first_send_ns: AtomicU64,
     last_delivery_ns: AtomicU64,
     latencies_us: Mutex<Vec<u64>>,
+    /// How late each send left the client, after its due time: the client's
+    /// own share of the delivery latency (timer granularity, scheduling).
+    send_lags_us: Mutex<Vec<u64>>,
 }
 
 impl Tracker {
@@ -95,7 +98,14 @@ impl Tracker {
             first_send_ns: AtomicU64::new(u64::MAX),
             last_delivery_ns: AtomicU64::new(0),
             latencies_us: Mutex::new(Vec::new()),
+            send_lags_us: Mutex::new(Vec::new()),
         }
+    }
+
+    /// A message due at `intended_ns` has just been written to its socket.
+    pub fn record_send_lag(&self, intended_ns: u64) {
+        let lag = now_ns().saturating_sub(intended_ns) / 1000;
+        self.send_lags_us.lock().unwrap().push(lag);
     }
 
     /// Registers a message due at `intended_ns`; returns its id and content.
@@ -255,15 +265,9 @@ impl Tracker {
     pub fn summary(&self) -> Summary {
         let mut lat = self.latencies_us.lock().unwrap().clone();
         lat.sort_unstable();
-        let pct = |p: f64| -> Option<f64> {
-            if lat.is_empty() {
-                return None;
-            }
-            // Nearest rank.
-            let rank = ((p / 100.0) * lat.len() as f64).ceil() as usize;
-            let i = rank.clamp(1, lat.len()) - 1;
-            Some(lat[i] as f64 / 1000.0)
-        };
+        let pct = |p: f64| percentile_ms(&lat, p);
+        let mut lags = self.send_lags_us.lock().unwrap().clone();
+        lags.sort_unstable();
         let delivered = self.delivered.load(Relaxed);
         let first = self.first_send_ns.load(Relaxed);
         let last = self.last_delivery_ns.load(Relaxed);
@@ -290,8 +294,20 @@ impl Tracker {
             p99_ms: pct(99.0),
             p999_ms: pct(99.9),
             max_ms: lat.last().map(|v| *v as f64 / 1000.0),
+            send_lag_p50_ms: percentile_ms(&lags, 50.0),
+            send_lag_p99_ms: percentile_ms(&lags, 99.0),
         }
     }
+}
+
+/// Nearest-rank percentile `p` of sorted microseconds, in milliseconds.
+fn percentile_ms(sorted_us: &[u64], p: f64) -> Option<f64> {
+    if sorted_us.is_empty() {
+        return None;
+    }
+    let rank = ((p / 100.0) * sorted_us.len() as f64).ceil() as usize;
+    let i = rank.clamp(1, sorted_us.len()) - 1;
+    Some(sorted_us[i] as f64 / 1000.0)
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -313,6 +329,10 @@ pub struct Summary {
     pub p99_ms: Option<f64>,
     pub p999_ms: Option<f64>,
     pub max_ms: Option<f64>,
+    /// How late sends left the client after their due time (included in
+    /// the delivery latency, which counts from the due time).
+    pub send_lag_p50_ms: Option<f64>,
+    pub send_lag_p99_ms: Option<f64>,
 }
 
 #[cfg(test)]
