@@ -87,7 +87,8 @@ impl SocketHandle {
 struct Room {
     /// Last seq fanned out (durable and delivered to the queues).
     last_seq: Seq,
-    sockets: Vec<Arc<SocketHandle>>,
+    /// By socket id: a socket leaving a room of thousands is not a scan.
+    sockets: HashMap<u64, Arc<SocketHandle>>,
 }
 
 #[derive(Default)]
@@ -112,7 +113,7 @@ impl Hub {
                     c.id,
                     Room {
                         last_seq: c.last_seq,
-                        sockets: Vec::new(),
+                        sockets: HashMap::new(),
                     },
                 )
             })
@@ -142,14 +143,14 @@ impl Hub {
         });
         let mut rooms = self.rooms.lock();
         let room = rooms.entry(conv_id).or_default();
-        room.sockets.push(handle.clone());
+        room.sockets.insert(handle.id, handle.clone());
         (handle, rx, room.last_seq)
     }
 
     pub fn unregister(&self, handle: &SocketHandle) {
         let mut rooms = self.rooms.lock();
         if let Some(room) = rooms.get_mut(&handle.conv_id) {
-            room.sockets.retain(|s| s.id != handle.id);
+            room.sockets.remove(&handle.id);
         }
     }
 
@@ -172,7 +173,7 @@ impl Hub {
                 continue;
             }
             if let Event::MemberRemoved { user_id, .. } = &envelope.event {
-                for socket in room.sockets.iter().filter(|s| s.user_id == *user_id) {
+                for socket in room.sockets.values().filter(|s| s.user_id == *user_id) {
                     socket.close(4403);
                 }
             }
@@ -195,7 +196,7 @@ impl Hub {
         for (conv_id, events) in per_room {
             let events: Arc<[RenderedEvent]> = events.into();
             if let Some(room) = rooms.get(&conv_id) {
-                for socket in &room.sockets {
+                for socket in room.sockets.values() {
                     deliver(socket, Out::Events(events.clone()));
                 }
             }
@@ -214,7 +215,7 @@ impl Hub {
         let text: Arc<str> = frame.to_string().into();
         let rooms = self.rooms.lock();
         if let Some(room) = rooms.get(&conv_id) {
-            for socket in room.sockets.iter().filter(|s| s.user_id != except_user) {
+            for socket in room.sockets.values().filter(|s| s.user_id != except_user) {
                 deliver(socket, Out::Ephemeral(text.clone()));
             }
         }
@@ -223,7 +224,7 @@ impl Hub {
     /// Closes every socket (shutdown: 1001).
     pub fn close_all(&self, code: u16) {
         for room in self.rooms.lock().values() {
-            for socket in &room.sockets {
+            for socket in room.sockets.values() {
                 socket.close(code);
             }
         }
@@ -233,7 +234,7 @@ impl Hub {
     pub fn close_user(&self, user_id: UserId, code: u16) -> usize {
         let mut count = 0;
         for room in self.rooms.lock().values() {
-            for socket in room.sockets.iter().filter(|s| s.user_id == user_id) {
+            for socket in room.sockets.values().filter(|s| s.user_id == user_id) {
                 socket.close(code);
                 count += 1;
             }
