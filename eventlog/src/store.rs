@@ -64,8 +64,18 @@ pub enum StoreError {
 #[derive(Clone, Debug)]
 pub struct Applied {
     pub reply: Reply,
+    /// The group commit the command's events were written in, shared by
+    /// every command of it (the writer does not copy each event), and
+    /// where this command's events are in it.
+    batch: Arc<[Envelope]>,
+    range: std::ops::Range<usize>,
+}
+
+impl Applied {
     /// The events it appended (none for an idempotent repeat).
-    pub events: Vec<Envelope>,
+    pub fn events(&self) -> &[Envelope] {
+        &self.batch[self.range.clone()]
+    }
 }
 
 /// The answer to a queued command: decided, and durable if accepted.
@@ -300,16 +310,18 @@ impl Writer {
                     return;
                 }
             }
+            let envelopes: Arc<[Envelope]> = envelopes.into();
             for (request, outcome) in batch.drain(..).zip(outcomes) {
                 let answer = outcome.map(|(reply, range)| Applied {
                     reply,
-                    events: envelopes[range].to_vec(),
+                    batch: envelopes.clone(),
+                    range,
                 });
                 let _ = request.reply.send(Ok(answer));
             }
             since_snapshot += envelopes.len() as u64;
             if !envelopes.is_empty() {
-                let _ = self.committed.send(envelopes.into());
+                let _ = self.committed.send(envelopes);
             }
             if since_snapshot >= self.snapshot_every && !snapshot_busy.swap(true, Ordering::SeqCst)
             {

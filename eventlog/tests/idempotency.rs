@@ -41,7 +41,7 @@ fn a_retry_returns_the_original_message_even_across_restarts() {
         common::submit(&rt, &store, common::post(ana, conv, "hi", Some("k1"), 10)).expect("post");
     let (id, created) = message_id(&first.reply);
     assert!(created);
-    assert_eq!(first.events.len(), 1);
+    assert_eq!(first.events().len(), 1);
 
     // Same key, even with other content: the original, nothing appended.
     let before = store.state().clone();
@@ -52,7 +52,7 @@ fn a_retry_returns_the_original_message_even_across_restarts() {
     )
     .expect("retry");
     assert_eq!(message_id(&retry.reply), (id, false));
-    assert!(retry.events.is_empty());
+    assert!(retry.events().is_empty());
     assert!(*store.state() == before);
 
     // The key is per sender: bo's "k1" is another message. No key, no dedup.
@@ -71,7 +71,7 @@ fn a_retry_returns_the_original_message_even_across_restarts() {
     let retry =
         common::submit(&rt, &store, common::post(ana, conv, "hi", Some("k1"), 20)).expect("retry");
     assert_eq!(message_id(&retry.reply), (id, false));
-    assert!(retry.events.is_empty());
+    assert!(retry.events().is_empty());
     // ... and after one that replays the whole log (no snapshot).
     common::close(store);
     std::fs::remove_file(snapshot::path(dir.path())).expect("remove snapshot");
@@ -147,7 +147,7 @@ fn concurrent_copies_in_one_batch_make_one_message() {
         replies.iter().all(|a| message_id(&a.reply).0 == id),
         "all copies name one message"
     );
-    assert_eq!(replies.iter().map(|a| a.events.len()).sum::<usize>(), 1);
+    assert_eq!(replies.iter().map(|a| a.events().len()).sum::<usize>(), 1);
     assert_eq!(posted_with(&store, "dup"), 1);
     common::close(store);
 }

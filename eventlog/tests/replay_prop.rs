@@ -406,7 +406,7 @@ fn run_case(ops: &[Op], snapshot_every: u64) -> Result<Tally, TestCaseError> {
                     .collect();
                 for (op, handle) in ops.iter().zip(handles) {
                     match rt.block_on(handle).expect("task").expect("storage error") {
-                        Ok(applied) if applied.events.is_empty() => tally.repeats += 1,
+                        Ok(applied) if applied.events().is_empty() => tally.repeats += 1,
                         Ok(_) => tally.accepted += 1,
                         Err(rejection) => {
                             tally.rejected += 1;
@@ -435,7 +435,7 @@ fn run_case(ops: &[Op], snapshot_every: u64) -> Result<Tally, TestCaseError> {
                             "rejected ({rejection}) but the state changed: {op:?}"
                         );
                     }
-                    Ok(applied) if applied.events.is_empty() => {
+                    Ok(applied) if applied.events().is_empty() => {
                         tally.repeats += 1;
                         prop_assert!(after == before, "no events but the state changed: {op:?}");
                     }
@@ -444,7 +444,7 @@ fn run_case(ops: &[Op], snapshot_every: u64) -> Result<Tally, TestCaseError> {
                         // The events handed back are exactly the change, and
                         // they are durable at the offsets they claim.
                         let mut expected = before;
-                        for envelope in &applied.events {
+                        for envelope in applied.events() {
                             expected.apply(envelope);
                             let stored = store.log().get(envelope.offset).expect("log read");
                             prop_assert_eq!(stored.as_ref(), Some(envelope));

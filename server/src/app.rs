@@ -37,7 +37,7 @@ impl App {
         let outcome = self.begin(command).await.await?;
         // Answer only once the events are fanned out: a client that gets
         // its 201 and then resumes with `since` finds them in the replay.
-        if let Some(last) = outcome.as_ref().ok().and_then(|a| a.events.last()) {
+        if let Some(last) = outcome.as_ref().ok().and_then(|a| a.events().last()) {
             // Bounded: the events are durable already; if the fan-out were
             // ever stuck, the client still gets its answer.
             let fanned = self.hub.fanned_out_to(last.offset);

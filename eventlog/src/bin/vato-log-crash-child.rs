@@ -171,7 +171,7 @@ async fn append_forever(
             at: now(),
         };
         let applied = store.submit(command.clone()).await??;
-        let Some(envelope) = applied.events.first() else {
+        let Some(envelope) = applied.events().first() else {
             return Err(format!("a fresh client id {client_id} appended nothing").into());
         };
         let Event::MessagePosted {
@@ -194,7 +194,7 @@ async fn append_forever(
                 message_id: *message_id,
                 created: false,
             };
-            if !matches!(&retry, Ok(a) if a.reply == expected && a.events.is_empty()) {
+            if !matches!(&retry, Ok(a) if a.reply == expected && a.events().is_empty()) {
                 emit(&format!("BAD retry of {client_id}: {retry:?}\n"))?;
                 std::process::exit(3);
             }
