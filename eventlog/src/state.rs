@@ -222,6 +222,26 @@ impl State {
 
     // ---- decide --------------------------------------------------------
 
+    /// Decides `command` and applies its events, appending them (with
+    /// their offsets) to `out`: what the writer does for each command, and
+    /// what tests do to build a history. A rejection appends nothing.
+    pub fn execute(
+        &mut self,
+        command: &Command,
+        out: &mut Vec<Envelope>,
+    ) -> Result<Reply, Rejection> {
+        let decision = self.decide(command)?;
+        for event in decision.events {
+            let envelope = Envelope {
+                offset: self.next_offset,
+                event,
+            };
+            self.apply(&envelope);
+            out.push(envelope);
+        }
+        Ok(decision.reply)
+    }
+
     /// Decides a command against the current state. Pure: the state does
     /// not change until the returned events are applied.
     pub fn decide(&self, command: &Command) -> Result<Decision, Rejection> {

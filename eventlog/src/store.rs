@@ -349,17 +349,9 @@ impl Writer {
         let outcomes = batch
             .iter()
             .map(|request| {
-                let decision = state.decide(&request.command)?;
                 let start = envelopes.len();
-                for event in decision.events {
-                    let envelope = Envelope {
-                        offset: state.next_offset,
-                        event,
-                    };
-                    state.apply(&envelope);
-                    envelopes.push(envelope);
-                }
-                Ok((decision.reply, start..envelopes.len()))
+                let reply = state.execute(&request.command, &mut envelopes)?;
+                Ok((reply, start..envelopes.len()))
             })
             .collect();
         (envelopes, outcomes)

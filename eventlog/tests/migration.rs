@@ -21,16 +21,7 @@ const POSITION: u64 = 777;
 /// Decides and applies `command` the way the writer does, collecting the
 /// events; a rejection appends nothing.
 fn run(state: &mut State, events: &mut Vec<Envelope>, command: Command) -> Option<Reply> {
-    let decision = state.decide(&command).ok()?;
-    for event in decision.events {
-        let envelope = Envelope {
-            offset: state.next_offset,
-            event,
-        };
-        state.apply(&envelope);
-        events.push(envelope);
-    }
-    Some(decision.reply)
+    state.execute(&command, events).ok()
 }
 
 /// Real events: four users, three groups and a direct conversation, then

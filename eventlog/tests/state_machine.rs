@@ -4,19 +4,11 @@
 
 mod common;
 
-use vato_eventlog::{Command, Envelope, Rejection, Reply, State};
+use vato_eventlog::{Command, Rejection, Reply, State};
 
 /// Decides and applies `command` the way the writer does.
 fn run(state: &mut State, command: Command) -> Result<Reply, Rejection> {
-    let decision = state.decide(&command)?;
-    for event in decision.events {
-        let envelope = Envelope {
-            offset: state.next_offset,
-            event,
-        };
-        state.apply(&envelope);
-    }
-    Ok(decision.reply)
+    state.execute(&command, &mut Vec::new())
 }
 
 /// ana, bo, cy in one group: (state, [ana, bo, cy], conv).
