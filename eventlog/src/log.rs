@@ -238,30 +238,17 @@ impl Log {
                 });
             }
             previous = Some(envelope.offset);
-            let bytes = codec::encode(envelope).map_err(|source| LogError::Corrupt {
-                offset: envelope.offset,
-                source,
-            })?;
-            chunks.push(envelope.offset, &bytes)?;
+            chunks.push(envelope.offset, &encode_envelope(envelope)?)?;
             if let Some((conv, seq)) = envelope.event.conv_seq() {
                 runs.push(conv, seq, envelope.offset);
             }
         }
-        let chunks = chunks.into_batch();
-        let index = runs.into_batch();
-        (&self.chunks, &self.conv_chunks, &self.meta)
-            .transaction(|(c, i, m)| {
-                c.apply_batch(&chunks)?;
-                i.apply_batch(&index)?;
-                if let Some(position) = position {
-                    m.insert(POSITION, &position.to_be_bytes())?;
-                }
-                Ok::<(), ConflictableTransactionError<()>>(())
-            })
-            .map_err(|e| match e {
-                TransactionError::Storage(s) => LogError::Sled(s),
-                TransactionError::Abort(()) => unreachable!("the transaction never aborts"),
-            })?;
+        write_together(
+            [&self.chunks, &self.conv_chunks, &self.meta],
+            &chunks.into_batch(),
+            &runs.into_batch(),
+            position,
+        )?;
         self.sync()
     }
 
@@ -678,6 +665,37 @@ fn run_entries<'a>(
         let offset = u64::from_be_bytes(offset.try_into().expect("8 bytes"));
         (first.saturating_add(i as Seq), offset)
     }))
+}
+
+/// Writes a batch of entries, its index entries and (if given) the
+/// external position in one sled transaction over the entry, index and
+/// meta trees: this layout's, and the per-event layout's in [`legacy`].
+fn write_together(
+    [entries, index, meta]: [&sled::Tree; 3],
+    entry_batch: &sled::Batch,
+    index_batch: &sled::Batch,
+    position: Option<u64>,
+) -> Result<(), LogError> {
+    (entries, index, meta)
+        .transaction(|(e, i, m)| {
+            e.apply_batch(entry_batch)?;
+            i.apply_batch(index_batch)?;
+            if let Some(position) = position {
+                m.insert(POSITION, &position.to_be_bytes())?;
+            }
+            Ok::<(), ConflictableTransactionError<()>>(())
+        })
+        .map_err(|e| match e {
+            TransactionError::Storage(s) => LogError::Sled(s),
+            TransactionError::Abort(()) => unreachable!("the transaction never aborts"),
+        })
+}
+
+fn encode_envelope(envelope: &Envelope) -> Result<Vec<u8>, LogError> {
+    codec::encode(envelope).map_err(|source| LogError::Corrupt {
+        offset: envelope.offset,
+        source,
+    })
 }
 
 fn decode_envelope(offset: Offset, value: &[u8]) -> Result<Envelope, LogError> {

@@ -35,14 +35,10 @@ use std::os::fd::AsRawFd;
 use std::path::Path;
 use std::time::Instant;
 
-use sled::transaction::{ConflictableTransactionError, TransactionError};
-use sled::Transactional;
-
 use super::{
-    conv_key, decode_u64, sync_dir, ChunkBuilder, Log, LogError, RunBuilder, CHUNKED, DB_DIR,
-    LAYOUT, META, POSITION, SEGMENT_SIZE,
+    conv_key, decode_u64, encode_envelope, sync_dir, write_together, ChunkBuilder, Log, LogError,
+    RunBuilder, CHUNKED, DB_DIR, LAYOUT, META, POSITION, SEGMENT_SIZE,
 };
-use crate::codec;
 use crate::event::Envelope;
 
 /// Where the per-event database waits while it is copied.
@@ -201,29 +197,13 @@ pub fn write(dir: &Path, batches: &[Vec<Envelope>], position: Option<u64>) -> Re
         let mut entries = sled::Batch::default();
         let mut index = sled::Batch::default();
         for envelope in batch {
-            let bytes = codec::encode(envelope).map_err(|source| LogError::Corrupt {
-                offset: envelope.offset,
-                source,
-            })?;
-            entries.insert(&envelope.offset.to_be_bytes(), bytes);
+            entries.insert(&envelope.offset.to_be_bytes(), encode_envelope(envelope)?);
             if let Some((conv, seq)) = envelope.event.conv_seq() {
                 index.insert(&conv_key(conv, seq), &envelope.offset.to_be_bytes());
             }
         }
         let position = position.filter(|_| i + 1 == batches.len());
-        (&events, &by_conv, &meta)
-            .transaction(|(e, c, m)| {
-                e.apply_batch(&entries)?;
-                c.apply_batch(&index)?;
-                if let Some(position) = position {
-                    m.insert(POSITION, &position.to_be_bytes())?;
-                }
-                Ok::<(), ConflictableTransactionError<()>>(())
-            })
-            .map_err(|e| match e {
-                TransactionError::Storage(s) => LogError::Sled(s),
-                TransactionError::Abort(()) => unreachable!("the transaction never aborts"),
-            })?;
+        write_together([&events, &by_conv, &meta], &entries, &index, position)?;
     }
     db.flush()?;
     Ok(())
