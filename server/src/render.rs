@@ -21,7 +21,7 @@ pub fn user(u: &User, viewer: Option<UserId>) -> Value {
 
 /// The user object of `id`, or null if unknown.
 pub fn user_id_json(state: &State, id: UserId, viewer: Option<UserId>) -> Value {
-    state.user(id).map_or(Value::Null, |u| user(u, viewer))
+    json!(UserView::of(state, id, viewer))
 }
 
 /// The 22-key profile object (contract 1.2), keys in the contract's order.
@@ -137,6 +137,12 @@ pub fn event_text(state: &State, envelope: &Envelope, viewer: Option<UserId>) ->
         Some(frame) => serde_json::to_string(&frame).ok(),
         None => event_frame(state, envelope, viewer).map(|frame| frame.to_string()),
     }
+}
+
+/// The `message.new` frame of a message as it is now: the answer to an
+/// idempotent retry, which appends nothing.
+pub fn message_new_text(state: &State, m: &Message, viewer: Option<UserId>) -> Option<String> {
+    serde_json::to_string(&MessageFrame::posted(state, m, viewer)).ok()
 }
 
 /// The WebSocket frame of a conversation event, for `viewer`. Objects are
@@ -438,21 +444,29 @@ impl<'a> MessageFrame<'a> {
     /// the read models do not have.
     fn of(state: &'a State, envelope: &'a Envelope, viewer: Option<UserId>) -> Option<Self> {
         let (_, seq) = envelope.event.conv_seq()?;
-        let (kind, message_id, client_id) = match &envelope.event {
-            Event::MessagePosted {
-                message_id,
-                client_id,
-                ..
-            } => ("message.new", *message_id, Some(client_id.as_deref())),
+        match &envelope.event {
+            Event::MessagePosted { message_id, .. } => {
+                Some(Self::posted(state, state.message(*message_id)?, viewer))
+            }
             Event::MessageEdited { message_id, .. }
-            | Event::AttachmentStored { message_id, .. } => ("message.edited", *message_id, None),
-            _ => return None,
-        };
-        Some(MessageFrame {
-            kind,
-            data: MessageView::new(state, state.message(message_id)?, viewer),
-            seq,
-            client_id,
-        })
+            | Event::AttachmentStored { message_id, .. } => Some(MessageFrame {
+                kind: "message.edited",
+                data: MessageView::new(state, state.message(*message_id)?, viewer),
+                seq,
+                client_id: None,
+            }),
+            _ => None,
+        }
+    }
+
+    /// `message.new` of a message: its seq and the sender's `client_id`
+    /// are those of the event that posted it.
+    fn posted(state: &'a State, m: &'a Message, viewer: Option<UserId>) -> Self {
+        MessageFrame {
+            kind: "message.new",
+            data: MessageView::new(state, m, viewer),
+            seq: m.seq,
+            client_id: Some(m.client_id.as_deref()),
+        }
     }
 }

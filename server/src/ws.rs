@@ -286,36 +286,31 @@ fn answer(
     user_id: UserId,
     in_flight: &InFlight,
     outcome: Result<Result<Applied, Rejection>, ApiError>,
-) -> Option<Value> {
+) -> Option<String> {
     let client_id = in_flight.client_id.as_deref();
-    match outcome {
+    let frame = match outcome {
         Ok(Ok(applied)) => match applied.reply {
             Reply::Message {
                 message_id,
                 created: false,
             } if in_flight.is_send => {
                 let state = app.store.state();
-                state.message(message_id).map(|message| {
-                    json!({
-                        "type": "message.new",
-                        "data": render::message(&state, message, Some(user_id)),
-                        "seq": message.seq,
-                        "client_id": message.client_id,
-                    })
-                })
+                let message = state.message(message_id)?;
+                return render::message_new_text(&state, message, Some(user_id));
             }
-            _ => None,
+            _ => return None,
         },
-        Ok(Err(rejection)) => Some(rejection_frame(&rejection, client_id)),
+        Ok(Err(rejection)) => rejection_frame(&rejection, client_id),
         Err(e) => {
             tracing::warn!("sequencer unavailable: {e:?}");
-            Some(error_frame(
+            error_frame(
                 "unavailable",
                 "the message log is unavailable; retry with the same client_id",
                 client_id,
-            ))
+            )
         }
-    }
+    };
+    Some(frame.to_string())
 }
 
 fn error_frame(code: &str, detail: &str, client_id: Option<&Value>) -> Value {
@@ -627,7 +622,7 @@ async fn perform(
         Step::Answer(outcome) => {
             if let Some(command) = in_flight.pop_front() {
                 if let Some(frame) = answer(app, user, &command, outcome) {
-                    write_text(write, &frame.to_string()).await?;
+                    write_text(write, &frame).await?;
                 }
             }
         }
