@@ -56,7 +56,7 @@ pub struct SocketHandle {
     pub conv_id: ConvId,
     queue: mpsc::Sender<Out>,
     /// The close code the socket must close with; 0 while it lives. The
-    /// writer and the connection's supervisor both watch it.
+    /// socket's writer watches it.
     closing: watch::Sender<u16>,
 }
 
@@ -72,15 +72,20 @@ impl SocketHandle {
         });
     }
 
-    /// Resolves with the close code once the socket must close.
-    pub async fn closed(&self) -> u16 {
-        let mut closing = self.closing.subscribe();
-        let code = match closing.wait_for(|code| *code != 0).await {
-            Ok(code) => *code,
-            Err(_) => 1000,
-        };
-        code
+    /// The close code the socket must close with (0 while it lives), to
+    /// wait on with [`closed`]; the writer subscribes once.
+    pub fn closing(&self) -> watch::Receiver<u16> {
+        self.closing.subscribe()
     }
+}
+
+/// Resolves with the close code once the socket must close.
+pub async fn closed(closing: &mut watch::Receiver<u16>) -> u16 {
+    let code = match closing.wait_for(|code| *code != 0).await {
+        Ok(code) => *code,
+        Err(_) => 1000,
+    };
+    code
 }
 
 #[derive(Default)]

@@ -34,7 +34,7 @@ use crate::auth::TokenType;
 use crate::burst::BurstWriter;
 use crate::clock::now_micros;
 use crate::error::ApiError;
-use crate::hub::{Out, SocketHandle};
+use crate::hub::{closed, Out, SocketHandle};
 use crate::render;
 
 type Upgraded = TokioIo<hyper::upgrade::Upgraded>;
@@ -531,10 +531,11 @@ async fn write_loop(
     // This socket's commands whose outcomes are still to come, oldest
     // first; outcomes arrive in that order.
     let mut in_flight: VecDeque<InFlight> = VecDeque::new();
+    let mut closing = handle.closing();
     loop {
         let step = tokio::select! {
             biased;
-            code = handle.closed() => {
+            code = closed(&mut closing) => {
                 Box::pin(close(&mut write, code)).await;
                 return;
             }
@@ -567,7 +568,7 @@ async fn write_loop(
         ));
         let done = tokio::select! {
             done = tokio::time::timeout(WRITE_TIMEOUT, &mut work) => done,
-            _ = handle.closed() => tokio::time::timeout(CLOSE_GRACE, &mut work).await,
+            _ = closed(&mut closing) => tokio::time::timeout(CLOSE_GRACE, &mut work).await,
         };
         match done {
             Ok(Ok(true)) => {}
