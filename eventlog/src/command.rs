@@ -144,6 +144,41 @@ pub enum Rejection {
     MessageDeleted,
     #[error("already a member")]
     AlreadyMember,
+    /// A field breaks a rule; the reason names both.
     #[error("{0}")]
-    Invalid(&'static str),
+    Invalid(Invalid),
+}
+
+/// Which field of a command breaks which rule. Servers map it to their own
+/// shapes (a DRF field error, a socket error frame) by [`Invalid::field`];
+/// nothing branches on the text.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Invalid {
+    #[error("username may not be blank")]
+    BlankUsername,
+    #[error("a direct conversation has exactly its two members")]
+    DirectMembersFixed,
+    #[error("content may not be blank")]
+    BlankContent,
+    #[error("unknown message_type")]
+    UnknownMessageType,
+    #[error("reply_to must be a message of this conversation")]
+    ReplyToElsewhere,
+    #[error("emoji required")]
+    BlankEmoji,
+}
+
+impl Invalid {
+    /// The request field at fault (`non_field_errors` when it is the
+    /// conversation itself).
+    pub fn field(self) -> &'static str {
+        match self {
+            Invalid::BlankUsername => "username",
+            Invalid::DirectMembersFixed => "non_field_errors",
+            Invalid::BlankContent => "content",
+            Invalid::UnknownMessageType => "message_type",
+            Invalid::ReplyToElsewhere => "reply_to",
+            Invalid::BlankEmoji => "emoji",
+        }
+    }
 }

@@ -23,7 +23,7 @@ pub mod snapshot;
 pub mod state;
 pub mod store;
 
-pub use command::{Command, Rejection, Reply};
+pub use command::{Command, Invalid, Rejection, Reply};
 pub use event::*;
 pub use state::{Conversation, Message, State, User};
 pub use store::{Answer, Applied, CommittedRx, Store, StoreConfig, StoreError};

@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde::{Deserialize, Serialize};
 
-use crate::command::{Command, Rejection, Reply};
+use crate::command::{Command, Invalid, Rejection, Reply};
 use crate::event::*;
 
 /// Message types the contract knows.
@@ -255,7 +255,7 @@ impl State {
                 at,
             } => {
                 if username.is_empty() {
-                    return Err(Rejection::Invalid("username may not be blank"));
+                    return Err(Rejection::Invalid(Invalid::BlankUsername));
                 }
                 if self.users_by_name.contains_key(&username.to_lowercase()) {
                     return Err(Rejection::UsernameTaken);
@@ -363,9 +363,7 @@ impl State {
             } => {
                 let conv = self.member_conversation(*conv_id, *by)?;
                 if conv.kind == ConvKind::Direct {
-                    return Err(Rejection::Invalid(
-                        "a direct conversation has exactly its two members",
-                    ));
+                    return Err(Rejection::Invalid(Invalid::DirectMembersFixed));
                 }
                 if !conv.members.get(by).is_some_and(|m| m.is_admin) {
                     return Err(Rejection::NotAnAdmin);
@@ -431,16 +429,14 @@ impl State {
                     }
                 }
                 if content.trim().is_empty() && message_type == "text" {
-                    return Err(Rejection::Invalid("content may not be blank"));
+                    return Err(Rejection::Invalid(Invalid::BlankContent));
                 }
                 if !MESSAGE_TYPES.contains(&message_type.as_str()) {
-                    return Err(Rejection::Invalid("unknown message_type"));
+                    return Err(Rejection::Invalid(Invalid::UnknownMessageType));
                 }
                 if let Some(reply_to) = reply_to {
                     if self.messages.get(reply_to).map(|m| m.conv_id) != Some(*conv_id) {
-                        return Err(Rejection::Invalid(
-                            "reply_to must be a message of this conversation",
-                        ));
+                        return Err(Rejection::Invalid(Invalid::ReplyToElsewhere));
                     }
                 }
                 if let Some(origin) = forwarded_from {
@@ -481,7 +477,7 @@ impl State {
             } => {
                 let (conv, _) = self.own_message(*conv_id, *message_id, *by)?;
                 if content.trim().is_empty() {
-                    return Err(Rejection::Invalid("content may not be blank"));
+                    return Err(Rejection::Invalid(Invalid::BlankContent));
                 }
                 Ok(Decision::one(
                     Event::MessageEdited {
@@ -544,7 +540,7 @@ impl State {
                     return Err(Rejection::MessageDeleted);
                 }
                 if emoji.is_empty() {
-                    return Err(Rejection::Invalid("emoji required"));
+                    return Err(Rejection::Invalid(Invalid::BlankEmoji));
                 }
                 let seq = conv.last_seq + 1;
                 let existing = message

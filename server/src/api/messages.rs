@@ -183,9 +183,6 @@ async fn send(
         .await?;
     let reply = match outcome {
         Ok(applied) => applied.reply,
-        Err(Rejection::Invalid(reason)) if reason.starts_with("reply_to") => {
-            return Err(ApiError::field("reply_to", reason))
-        }
         Err(Rejection::UnknownMessage) => {
             return Err(ApiError::field("forwarded_from", "Unknown message."))
         }
