@@ -1,0 +1,423 @@
+//! Messages: posting (idempotent by `client_id`), editing, deleting,
+//! reading, reactions and attachments.
+
+use crate::command::{Command, Invalid, Rejection, Reply};
+use crate::event::Event;
+
+use super::model::{Attachment, Message, Reaction, ReadPosition};
+use super::{Decision, State};
+
+/// Message types the contract knows.
+pub const MESSAGE_TYPES: [&str; 5] = ["text", "image", "video", "audio", "file"];
+
+impl State {
+    /// A repeated (sender, conversation, `client_id`) returns the original
+    /// message and appends nothing.
+    pub(super) fn decide_post(&self, command: &Command) -> Result<Decision, Rejection> {
+        let Command::PostMessage {
+            sender,
+            conv_id,
+            content,
+            message_type,
+            reply_to,
+            forwarded_from,
+            client_id,
+            at,
+        } = command
+        else {
+            unreachable!("State::decide dispatches only Command::PostMessage here")
+        };
+        let conv = self.member_conversation(*conv_id, *sender)?;
+        if let Some(key) = client_id {
+            if let Some(id) = self.idempotency.get(&(*sender, *conv_id, key.clone())) {
+                return Ok(Decision::none(Reply::Message {
+                    message_id: *id,
+                    created: false,
+                }));
+            }
+        }
+        if content.trim().is_empty() && message_type == "text" {
+            return Err(Rejection::Invalid(Invalid::BlankContent));
+        }
+        if !MESSAGE_TYPES.contains(&message_type.as_str()) {
+            return Err(Rejection::Invalid(Invalid::UnknownMessageType));
+        }
+        if let Some(reply_to) = reply_to {
+            if self.messages.get(reply_to).map(|m| m.conv_id) != Some(*conv_id) {
+                return Err(Rejection::Invalid(Invalid::ReplyToElsewhere));
+            }
+        }
+        if let Some(origin) = forwarded_from {
+            let visible = self
+                .messages
+                .get(origin)
+                .is_some_and(|m| self.is_member(m.conv_id, *sender));
+            if !visible {
+                return Err(Rejection::UnknownMessage);
+            }
+        }
+        let message_id = self.next_message_id + 1;
+        Ok(Decision::one(
+            Event::MessagePosted {
+                message_id,
+                conv_id: *conv_id,
+                seq: conv.last_seq + 1,
+                sender: *sender,
+                content: content.clone(),
+                message_type: message_type.clone(),
+                reply_to: *reply_to,
+                forwarded_from: *forwarded_from,
+                client_id: client_id.clone(),
+                at: *at,
+            },
+            Reply::Message {
+                message_id,
+                created: true,
+            },
+        ))
+    }
+
+    pub(super) fn apply_message_posted(&mut self, event: &Event) {
+        let Event::MessagePosted {
+            message_id,
+            conv_id,
+            seq,
+            sender,
+            content,
+            message_type,
+            reply_to,
+            forwarded_from,
+            client_id,
+            at,
+        } = event
+        else {
+            unreachable!("State::apply dispatches only Event::MessagePosted here")
+        };
+        self.next_message_id = self.next_message_id.max(*message_id);
+        if let Some(conv) = self.conversations.get_mut(conv_id) {
+            conv.message_ids.push(*message_id);
+            conv.last_message = Some(*message_id);
+            conv.updated_at = *at;
+        }
+        if let Some(key) = client_id {
+            self.idempotency
+                .insert((*sender, *conv_id, key.clone()), *message_id);
+        }
+        self.messages.insert(
+            *message_id,
+            Message {
+                id: *message_id,
+                conv_id: *conv_id,
+                seq: *seq,
+                sender: *sender,
+                content: content.clone(),
+                message_type: message_type.clone(),
+                reply_to: *reply_to,
+                forwarded_from: *forwarded_from,
+                client_id: client_id.clone(),
+                created_at: *at,
+                edited_at: None,
+                is_deleted: false,
+                reactions: Vec::new(),
+                attachments: Vec::new(),
+            },
+        );
+    }
+
+    pub(super) fn decide_edit(&self, command: &Command) -> Result<Decision, Rejection> {
+        let Command::EditMessage {
+            by,
+            conv_id,
+            message_id,
+            content,
+            at,
+        } = command
+        else {
+            unreachable!("State::decide dispatches only Command::EditMessage here")
+        };
+        let (conv, _) = self.own_message(*conv_id, *message_id, *by)?;
+        if content.trim().is_empty() {
+            return Err(Rejection::Invalid(Invalid::BlankContent));
+        }
+        Ok(Decision::one(
+            Event::MessageEdited {
+                message_id: *message_id,
+                conv_id: *conv_id,
+                seq: conv.last_seq + 1,
+                content: content.clone(),
+                at: *at,
+            },
+            Reply::Message {
+                message_id: *message_id,
+                created: false,
+            },
+        ))
+    }
+
+    pub(super) fn apply_message_edited(&mut self, event: &Event) {
+        let Event::MessageEdited {
+            message_id,
+            content,
+            at,
+            ..
+        } = event
+        else {
+            unreachable!("State::apply dispatches only Event::MessageEdited here")
+        };
+        if let Some(m) = self.messages.get_mut(message_id) {
+            m.content = content.clone();
+            m.edited_at = Some(*at);
+        }
+    }
+
+    pub(super) fn decide_delete(&self, command: &Command) -> Result<Decision, Rejection> {
+        let Command::DeleteMessage {
+            by,
+            conv_id,
+            message_id,
+            at,
+        } = command
+        else {
+            unreachable!("State::decide dispatches only Command::DeleteMessage here")
+        };
+        let (conv, _) = self.own_message(*conv_id, *message_id, *by)?;
+        Ok(Decision::one(
+            Event::MessageDeleted {
+                message_id: *message_id,
+                conv_id: *conv_id,
+                seq: conv.last_seq + 1,
+                at: *at,
+            },
+            Reply::Done,
+        ))
+    }
+
+    /// The message stays as a tombstone; the conversation's last message
+    /// falls back to the newest one not deleted.
+    pub(super) fn apply_message_deleted(&mut self, event: &Event) {
+        let Event::MessageDeleted {
+            message_id,
+            conv_id,
+            ..
+        } = event
+        else {
+            unreachable!("State::apply dispatches only Event::MessageDeleted here")
+        };
+        if let Some(m) = self.messages.get_mut(message_id) {
+            m.is_deleted = true;
+        }
+        if let Some(conv) = self.conversations.get_mut(conv_id) {
+            if conv.last_message == Some(*message_id) {
+                let messages = &self.messages;
+                conv.last_message = conv
+                    .message_ids
+                    .iter()
+                    .rev()
+                    .find(|id| messages.get(id).is_some_and(|m| !m.is_deleted))
+                    .copied();
+            }
+        }
+    }
+
+    pub(super) fn decide_read(&self, command: &Command) -> Result<Decision, Rejection> {
+        let Command::MarkRead {
+            by,
+            conv_id,
+            message_id,
+            at,
+        } = command
+        else {
+            unreachable!("State::decide dispatches only Command::MarkRead here")
+        };
+        let (conv, _) = self.visible_message(*conv_id, *message_id, *by)?;
+        Ok(Decision::one(
+            Event::MessagesRead {
+                conv_id: *conv_id,
+                seq: conv.last_seq + 1,
+                user_id: *by,
+                up_to: *message_id,
+                at: *at,
+            },
+            Reply::Done,
+        ))
+    }
+
+    pub(super) fn apply_messages_read(&mut self, event: &Event) {
+        let Event::MessagesRead {
+            conv_id,
+            user_id,
+            up_to,
+            at,
+            ..
+        } = event
+        else {
+            unreachable!("State::apply dispatches only Event::MessagesRead here")
+        };
+        let position = self
+            .reads
+            .entry((*conv_id, *user_id))
+            .or_insert(ReadPosition { up_to: 0, at: *at });
+        // Reading an older message never moves the position back.
+        if *up_to >= position.up_to {
+            *position = ReadPosition {
+                up_to: *up_to,
+                at: *at,
+            };
+        }
+    }
+
+    /// Adds the reaction, or removes it when the user already has it.
+    pub(super) fn decide_reaction(&self, command: &Command) -> Result<Decision, Rejection> {
+        let Command::ToggleReaction {
+            by,
+            conv_id,
+            message_id,
+            emoji,
+            at,
+        } = command
+        else {
+            unreachable!("State::decide dispatches only Command::ToggleReaction here")
+        };
+        let (conv, message) = self.visible_message(*conv_id, *message_id, *by)?;
+        if message.is_deleted {
+            return Err(Rejection::MessageDeleted);
+        }
+        if emoji.is_empty() {
+            return Err(Rejection::Invalid(Invalid::BlankEmoji));
+        }
+        let seq = conv.last_seq + 1;
+        let existing = message
+            .reactions
+            .iter()
+            .find(|r| r.user_id == *by && r.emoji == *emoji);
+        Ok(match existing {
+            Some(r) => Decision::one(
+                Event::ReactionRemoved {
+                    reaction_id: r.id,
+                    message_id: *message_id,
+                    conv_id: *conv_id,
+                    seq,
+                    user_id: *by,
+                    emoji: r.emoji.clone(),
+                    at: *at,
+                },
+                Reply::Reaction {
+                    reaction_id: r.id,
+                    added: false,
+                },
+            ),
+            None => {
+                let reaction_id = self.next_reaction_id + 1;
+                Decision::one(
+                    Event::ReactionAdded {
+                        reaction_id,
+                        message_id: *message_id,
+                        conv_id: *conv_id,
+                        seq,
+                        user_id: *by,
+                        emoji: emoji.clone(),
+                        at: *at,
+                    },
+                    Reply::Reaction {
+                        reaction_id,
+                        added: true,
+                    },
+                )
+            }
+        })
+    }
+
+    pub(super) fn apply_reaction_added(&mut self, event: &Event) {
+        let Event::ReactionAdded {
+            reaction_id,
+            message_id,
+            user_id,
+            emoji,
+            at,
+            ..
+        } = event
+        else {
+            unreachable!("State::apply dispatches only Event::ReactionAdded here")
+        };
+        self.next_reaction_id = self.next_reaction_id.max(*reaction_id);
+        if let Some(m) = self.messages.get_mut(message_id) {
+            m.reactions.push(Reaction {
+                id: *reaction_id,
+                user_id: *user_id,
+                emoji: emoji.clone(),
+                created_at: *at,
+            });
+        }
+    }
+
+    pub(super) fn apply_reaction_removed(&mut self, event: &Event) {
+        let Event::ReactionRemoved {
+            reaction_id,
+            message_id,
+            ..
+        } = event
+        else {
+            unreachable!("State::apply dispatches only Event::ReactionRemoved here")
+        };
+        if let Some(m) = self.messages.get_mut(message_id) {
+            m.reactions.retain(|r| r.id != *reaction_id);
+        }
+    }
+
+    pub(super) fn decide_attachment(&self, command: &Command) -> Result<Decision, Rejection> {
+        let Command::StoreAttachment {
+            by,
+            conv_id,
+            message_id,
+            file_name,
+            file_size,
+            mime_type,
+            blob_key,
+            at,
+        } = command
+        else {
+            unreachable!("State::decide dispatches only Command::StoreAttachment here")
+        };
+        let (conv, _) = self.own_message(*conv_id, *message_id, *by)?;
+        let attachment_id = self.next_attachment_id + 1;
+        Ok(Decision::one(
+            Event::AttachmentStored {
+                attachment_id,
+                message_id: *message_id,
+                conv_id: *conv_id,
+                seq: conv.last_seq + 1,
+                file_name: file_name.clone(),
+                file_size: *file_size,
+                mime_type: mime_type.clone(),
+                blob_key: blob_key.clone(),
+                at: *at,
+            },
+            Reply::Attachment(attachment_id),
+        ))
+    }
+
+    pub(super) fn apply_attachment_stored(&mut self, event: &Event) {
+        let Event::AttachmentStored {
+            attachment_id,
+            message_id,
+            file_name,
+            file_size,
+            mime_type,
+            blob_key,
+            ..
+        } = event
+        else {
+            unreachable!("State::apply dispatches only Event::AttachmentStored here")
+        };
+        self.next_attachment_id = self.next_attachment_id.max(*attachment_id);
+        if let Some(m) = self.messages.get_mut(message_id) {
+            m.attachments.push(Attachment {
+                id: *attachment_id,
+                file_name: file_name.clone(),
+                file_size: *file_size,
+                mime_type: mime_type.clone(),
+                blob_key: blob_key.clone(),
+            });
+        }
+    }
+}

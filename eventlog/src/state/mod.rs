@@ -1,0 +1,282 @@
+//! The deterministic state machine and its read models.
+//!
+//! [`State::decide`] turns a command into events (or a rejection) without
+//! changing anything; [`State::apply`] folds one event into the read models.
+//! The writer calls both live; replay calls only `apply`. There is no second
+//! code path that must agree with these two.
+//!
+//! Each area keeps the `decide_*` of its commands next to the `apply_*` of
+//! their events: [`users`], [`conversations`], [`messages`]. [`model`]
+//! holds the read-model structs. A new command or event gets an arm in
+//! [`State::decide`] or [`State::apply`] here and its logic in its area.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use serde::{Deserialize, Serialize};
+
+use crate::command::{Command, Rejection, Reply};
+use crate::event::*;
+
+mod conversations;
+mod messages;
+mod model;
+mod users;
+
+pub use messages::MESSAGE_TYPES;
+pub use model::{Attachment, Conversation, Member, Message, Reaction, ReadPosition, User};
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+pub struct State {
+    /// Offset the next event will get; equals the number of events applied.
+    pub next_offset: Offset,
+    next_user_id: UserId,
+    next_conv_id: ConvId,
+    next_message_id: MessageId,
+    next_reaction_id: ReactionId,
+    next_attachment_id: AttachmentId,
+    next_member_id: u64,
+    pub users: BTreeMap<UserId, User>,
+    /// Lower-cased username → user: names are unique regardless of case so
+    /// that "Lalo" cannot pose as "lalo".
+    users_by_name: HashMap<String, UserId>,
+    users_by_phone: HashMap<String, UserId>,
+    pub conversations: BTreeMap<ConvId, Conversation>,
+    user_conversations: HashMap<UserId, BTreeSet<ConvId>>,
+    /// (smaller user id, larger user id) → their direct conversation.
+    directs: HashMap<(UserId, UserId), ConvId>,
+    pub messages: HashMap<MessageId, Message>,
+    /// (sender, conversation, client_id) → the message it created.
+    idempotency: HashMap<(UserId, ConvId, String), MessageId>,
+    /// (conversation, user) → read position.
+    reads: HashMap<(ConvId, UserId), ReadPosition>,
+}
+
+/// The outcome of an accepted command.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Decision {
+    pub events: Vec<Event>,
+    pub reply: Reply,
+}
+
+impl Decision {
+    fn none(reply: Reply) -> Decision {
+        Decision {
+            events: Vec::new(),
+            reply,
+        }
+    }
+    fn one(event: Event, reply: Reply) -> Decision {
+        Decision {
+            events: vec![event],
+            reply,
+        }
+    }
+}
+
+impl State {
+    // ---- queries -------------------------------------------------------
+
+    pub fn user(&self, id: UserId) -> Option<&User> {
+        self.users.get(&id)
+    }
+
+    pub fn user_by_name(&self, name: &str) -> Option<&User> {
+        self.users_by_name
+            .get(&name.to_lowercase())
+            .and_then(|id| self.users.get(id))
+    }
+
+    pub fn user_by_phone(&self, phone: &str) -> Option<&User> {
+        self.users_by_phone
+            .get(phone)
+            .and_then(|id| self.users.get(id))
+    }
+
+    pub fn conversation(&self, id: ConvId) -> Option<&Conversation> {
+        self.conversations.get(&id)
+    }
+
+    pub fn message(&self, id: MessageId) -> Option<&Message> {
+        self.messages.get(&id)
+    }
+
+    pub fn is_member(&self, conv_id: ConvId, user_id: UserId) -> bool {
+        self.conversations
+            .get(&conv_id)
+            .is_some_and(|c| c.members.contains_key(&user_id))
+    }
+
+    /// The conversations a user belongs to, by id.
+    pub fn conversations_of(&self, user_id: UserId) -> impl Iterator<Item = &Conversation> {
+        self.user_conversations
+            .get(&user_id)
+            .into_iter()
+            .flatten()
+            .filter_map(|id| self.conversations.get(id))
+    }
+
+    pub fn direct_between(&self, a: UserId, b: UserId) -> Option<ConvId> {
+        self.directs.get(&pair(a, b)).copied()
+    }
+
+    pub fn read_position(&self, conv_id: ConvId, user_id: UserId) -> Option<ReadPosition> {
+        self.reads.get(&(conv_id, user_id)).copied()
+    }
+
+    /// Readers of `conv_id` whose read position covers `message_id`, with the
+    /// time they read up to it.
+    pub fn readers_of(&self, conv: &Conversation, message_id: MessageId) -> Vec<(UserId, Micros)> {
+        conv.members
+            .keys()
+            .filter_map(|u| {
+                self.reads
+                    .get(&(conv.id, *u))
+                    .filter(|r| r.up_to >= message_id)
+                    .map(|r| (*u, r.at))
+            })
+            .collect()
+    }
+
+    /// Messages from others after the user's read position, deleted ones
+    /// excluded. (The original also counted the user's own messages.)
+    pub fn unread_count(&self, conv: &Conversation, user_id: UserId) -> usize {
+        let up_to = self.reads.get(&(conv.id, user_id)).map_or(0, |r| r.up_to);
+        let start = conv.message_ids.partition_point(|id| *id <= up_to);
+        conv.message_ids[start..]
+            .iter()
+            .filter_map(|id| self.messages.get(id))
+            .filter(|m| m.sender != user_id && !m.is_deleted)
+            .count()
+    }
+
+    // ---- decide --------------------------------------------------------
+
+    /// Decides `command` and applies its events, appending them (with
+    /// their offsets) to `out`: what the writer does for each command, and
+    /// what tests do to build a history. A rejection appends nothing.
+    pub fn execute(
+        &mut self,
+        command: &Command,
+        out: &mut Vec<Envelope>,
+    ) -> Result<Reply, Rejection> {
+        let decision = self.decide(command)?;
+        for event in decision.events {
+            let envelope = Envelope {
+                offset: self.next_offset,
+                event,
+            };
+            self.apply(&envelope);
+            out.push(envelope);
+        }
+        Ok(decision.reply)
+    }
+
+    /// Decides a command against the current state. Pure: the state does
+    /// not change until the returned events are applied.
+    pub fn decide(&self, command: &Command) -> Result<Decision, Rejection> {
+        match command {
+            Command::Register { .. } => self.decide_register(command),
+            Command::RecordLogin { .. } => self.decide_login(command),
+            Command::CreateDirect { .. } => self.decide_direct(command),
+            Command::CreateGroup { .. } => self.decide_group(command),
+            Command::AddMember { .. } => self.decide_add_member(command),
+            Command::RemoveMember { .. } => self.decide_remove_member(command),
+            Command::PostMessage { .. } => self.decide_post(command),
+            Command::EditMessage { .. } => self.decide_edit(command),
+            Command::DeleteMessage { .. } => self.decide_delete(command),
+            Command::MarkRead { .. } => self.decide_read(command),
+            Command::ToggleReaction { .. } => self.decide_reaction(command),
+            Command::StoreAttachment { .. } => self.decide_attachment(command),
+        }
+    }
+
+    fn existing_user(&self, id: UserId) -> Result<&User, Rejection> {
+        self.users.get(&id).ok_or(Rejection::UnknownUser)
+    }
+
+    fn member_conversation(
+        &self,
+        conv_id: ConvId,
+        user: UserId,
+    ) -> Result<&Conversation, Rejection> {
+        let conv = self
+            .conversations
+            .get(&conv_id)
+            .ok_or(Rejection::UnknownConversation)?;
+        if !conv.members.contains_key(&user) {
+            return Err(Rejection::NotAMember);
+        }
+        Ok(conv)
+    }
+
+    /// A message of `conv_id` that `user` may see.
+    fn visible_message(
+        &self,
+        conv_id: ConvId,
+        message_id: MessageId,
+        user: UserId,
+    ) -> Result<(&Conversation, &Message), Rejection> {
+        let conv = self.member_conversation(conv_id, user)?;
+        let message = self
+            .messages
+            .get(&message_id)
+            .filter(|m| m.conv_id == conv_id)
+            .ok_or(Rejection::UnknownMessage)?;
+        Ok((conv, message))
+    }
+
+    /// A live message of `conv_id` that `user` sent.
+    fn own_message(
+        &self,
+        conv_id: ConvId,
+        message_id: MessageId,
+        user: UserId,
+    ) -> Result<(&Conversation, &Message), Rejection> {
+        let (conv, message) = self.visible_message(conv_id, message_id, user)?;
+        if message.sender != user {
+            return Err(Rejection::NotYourMessage);
+        }
+        if message.is_deleted {
+            return Err(Rejection::MessageDeleted);
+        }
+        Ok((conv, message))
+    }
+
+    // ---- apply ---------------------------------------------------------
+
+    /// Folds one event into the read models. Events come from `decide`, so
+    /// they are consistent with the state; a reference to something missing
+    /// (only possible with a log written by a buggy version) is skipped
+    /// rather than panicking.
+    pub fn apply(&mut self, envelope: &Envelope) {
+        debug_assert_eq!(
+            envelope.offset, self.next_offset,
+            "events applied out of order"
+        );
+        self.next_offset = envelope.offset + 1;
+        if let Some((conv_id, seq)) = envelope.event.conv_seq() {
+            if let Some(conv) = self.conversations.get_mut(&conv_id) {
+                conv.last_seq = conv.last_seq.max(seq);
+            }
+        }
+        let event = &envelope.event;
+        match event {
+            Event::UserRegistered { .. } => self.apply_user_registered(event),
+            Event::UserSeen { .. } => self.apply_user_seen(event),
+            Event::ConversationCreated { .. } => self.apply_conversation_created(event),
+            Event::MemberAdded { .. } => self.apply_member_added(event),
+            Event::MemberRemoved { .. } => self.apply_member_removed(event),
+            Event::MessagePosted { .. } => self.apply_message_posted(event),
+            Event::MessageEdited { .. } => self.apply_message_edited(event),
+            Event::MessageDeleted { .. } => self.apply_message_deleted(event),
+            Event::MessagesRead { .. } => self.apply_messages_read(event),
+            Event::ReactionAdded { .. } => self.apply_reaction_added(event),
+            Event::ReactionRemoved { .. } => self.apply_reaction_removed(event),
+            Event::AttachmentStored { .. } => self.apply_attachment_stored(event),
+        }
+    }
+}
+
+fn pair(a: UserId, b: UserId) -> (UserId, UserId) {
+    (a.min(b), a.max(b))
+}

@@ -1,0 +1,89 @@
+//! The read models: what the state machine keeps of users, conversations
+//! and messages, as queries and the server's renderers see them.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::event::*;
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct User {
+    pub id: UserId,
+    pub username: String,
+    pub password_hash: String,
+    pub email: String,
+    pub display_name: String,
+    pub phone_number: Option<String>,
+    pub is_online: bool,
+    pub last_seen_at: Option<Micros>,
+    pub date_joined: Micros,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct Conversation {
+    pub id: ConvId,
+    pub kind: ConvKind,
+    pub title: String,
+    pub owner: UserId,
+    pub description: String,
+    pub is_public: bool,
+    pub created_at: Micros,
+    pub updated_at: Micros,
+    pub members: BTreeMap<UserId, Member>,
+    /// Seq of the newest event of this conversation (0: none yet).
+    pub last_seq: Seq,
+    /// Every message id, in seq order (ids grow with seq).
+    pub message_ids: Vec<MessageId>,
+    /// The newest message that is not deleted.
+    pub last_message: Option<MessageId>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct Member {
+    pub is_admin: bool,
+    pub joined_at: Micros,
+    /// The membership's own id: the contract's member objects have one.
+    pub id: u64,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct Message {
+    pub id: MessageId,
+    pub conv_id: ConvId,
+    pub seq: Seq,
+    pub sender: UserId,
+    pub content: String,
+    pub message_type: String,
+    pub reply_to: Option<MessageId>,
+    pub forwarded_from: Option<MessageId>,
+    pub client_id: Option<String>,
+    pub created_at: Micros,
+    pub edited_at: Option<Micros>,
+    pub is_deleted: bool,
+    pub reactions: Vec<Reaction>,
+    pub attachments: Vec<Attachment>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct Reaction {
+    pub id: ReactionId,
+    pub user_id: UserId,
+    pub emoji: String,
+    pub created_at: Micros,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct Attachment {
+    pub id: AttachmentId,
+    pub file_name: String,
+    pub file_size: u64,
+    pub mime_type: String,
+    pub blob_key: String,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq)]
+pub struct ReadPosition {
+    pub up_to: MessageId,
+    pub at: Micros,
+}
