@@ -35,10 +35,12 @@ use std::os::fd::AsRawFd;
 use std::path::Path;
 use std::time::Instant;
 
-use super::{
-    conv_key, decode_u64, encode_envelope, sync_dir, write_together, ChunkBuilder, Log, LogError,
-    RunBuilder, CHUNKED, DB_DIR, LAYOUT, META, POSITION, SEGMENT_SIZE,
+use super::format::{
+    conv_key, decode_u64, encode_envelope, ChunkBuilder, RunBuilder, CHUNKED, DB_DIR, LAYOUT, META,
+    POSITION, SEGMENT_SIZE,
 };
+use super::write::{sync_dir, write_together};
+use super::{Log, LogError};
 use crate::event::Envelope;
 
 /// Where the per-event database waits while it is copied.

@@ -1,0 +1,167 @@
+//! The write path: a batch becomes chunks and index runs, written with the
+//! external position in one sled transaction, then made durable (flush,
+//! then fdatasync of sled's data file and any new blob file). Every batch
+//! the store appends goes through here; [`super::legacy`] reuses the
+//! transaction for the per-event layout.
+
+use std::collections::HashSet;
+use std::fs::File;
+use std::ops::Range;
+use std::path::Path;
+
+use sled::transaction::{ConflictableTransactionError, TransactionError};
+use sled::Transactional;
+
+use crate::event::{Envelope, Offset};
+
+use super::format::{encode_envelope, entries, frame, ChunkBuilder, RunBuilder, DB_DIR, POSITION};
+use super::{Log, LogError};
+
+impl Log {
+    /// Writes a batch of envelopes (offsets increasing, normally
+    /// consecutive) and their index entries in one sled transaction, then
+    /// makes it durable (flush + fdatasync).
+    pub fn append_batch(&self, batch: &[Envelope]) -> Result<(), LogError> {
+        self.append_batch_at(batch, None)
+    }
+
+    /// [`Log::append_batch`], also recording `position` in the same
+    /// transaction, so that events and "how far the stream was applied"
+    /// can never disagree after a crash.
+    pub fn append_batch_at(
+        &self,
+        batch: &[Envelope],
+        position: Option<u64>,
+    ) -> Result<(), LogError> {
+        let mut chunks = ChunkBuilder::default();
+        let mut runs = RunBuilder::default();
+        let mut previous: Option<Offset> = None;
+        for envelope in batch {
+            if let Some(previous) = previous.filter(|p| envelope.offset <= *p) {
+                return Err(LogError::OutOfOrder {
+                    offset: envelope.offset,
+                    previous,
+                });
+            }
+            previous = Some(envelope.offset);
+            chunks.push(envelope.offset, &encode_envelope(envelope)?)?;
+            if let Some((conv, seq)) = envelope.event.conv_seq() {
+                runs.push(conv, seq, envelope.offset);
+            }
+        }
+        write_together(
+            [&self.chunks, &self.conv_chunks, &self.meta],
+            &chunks.into_batch(),
+            &runs.into_batch(),
+            position,
+        )?;
+        self.sync()
+    }
+
+    /// Flushes sled and then fsyncs its data file: the durable point.
+    pub fn sync(&self) -> Result<(), LogError> {
+        self.db.flush()?;
+        self.sync_blobs()?;
+        self.data_file.sync_data()?;
+        Ok(())
+    }
+
+    /// sled 0.34 writes a page bigger than a quarter segment (2 MiB: a
+    /// leaf holding a chunk with a message over ~2 MiB, or many big chunks)
+    /// to its own file under `blobs/`, and never fsyncs it; the data file
+    /// only points to it. Blob files are written once and never modified,
+    /// so each is synced once, before the data file that refers to it.
+    fn sync_blobs(&self) -> Result<(), LogError> {
+        let dir = self.dir.join(DB_DIR).join("blobs");
+        let mut synced = self.synced_blobs.lock();
+        let mut present = HashSet::new();
+        let mut new = false;
+        for entry in std::fs::read_dir(&dir)? {
+            let entry = entry?;
+            let name = entry.file_name();
+            if !synced.contains(&name) {
+                match File::open(entry.path()) {
+                    Ok(file) => file.sync_data()?,
+                    // Collected by sled since the listing: nothing to sync.
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                    Err(e) => return Err(e.into()),
+                }
+                new = true;
+            }
+            present.insert(name);
+        }
+        *synced = present;
+        if new {
+            sync_dir(&dir)?;
+        }
+        Ok(())
+    }
+
+    /// Makes the names of sled's files durable (its `conf`, its data file,
+    /// the `blobs/` directory): once, when a database is created, since
+    /// `sync` only syncs file contents.
+    pub(super) fn sync_directories(&self) -> Result<(), LogError> {
+        let db_path = self.dir.join(DB_DIR);
+        File::open(db_path.join("conf"))?.sync_all()?;
+        sync_dir(&db_path.join("blobs"))?;
+        sync_dir(&db_path)?;
+        sync_dir(&self.dir)?;
+        Ok(())
+    }
+
+    /// Test and repair hook: overwrite the raw bytes of the entry at
+    /// `offset` inside its chunk (or store them as a chunk of their own if
+    /// no chunk holds `offset`).
+    #[doc(hidden)]
+    pub fn put_raw(&self, offset: Offset, bytes: &[u8]) -> Result<(), LogError> {
+        let mut chunk = Vec::new();
+        let mut first = offset;
+        if let Some((start, value)) = self.chunk_holding(offset)? {
+            let parsed: Vec<(Offset, Range<usize>)> =
+                entries(start, &value).collect::<Result<_, _>>()?;
+            if parsed.iter().any(|(at, _)| *at == offset) {
+                first = start;
+                for (at, range) in parsed {
+                    frame(
+                        &mut chunk,
+                        at,
+                        if at == offset { bytes } else { &value[range] },
+                    )?;
+                }
+            }
+        }
+        if chunk.is_empty() {
+            frame(&mut chunk, offset, bytes)?;
+        }
+        self.chunks.insert(first.to_be_bytes(), chunk)?;
+        self.sync()
+    }
+}
+
+/// Writes a batch of entries, its index entries and (if given) the
+/// external position in one sled transaction over the entry, index and
+/// meta trees: this layout's, and the per-event layout's in [`legacy`].
+pub(super) fn write_together(
+    [entries, index, meta]: [&sled::Tree; 3],
+    entry_batch: &sled::Batch,
+    index_batch: &sled::Batch,
+    position: Option<u64>,
+) -> Result<(), LogError> {
+    (entries, index, meta)
+        .transaction(|(e, i, m)| {
+            e.apply_batch(entry_batch)?;
+            i.apply_batch(index_batch)?;
+            if let Some(position) = position {
+                m.insert(POSITION, &position.to_be_bytes())?;
+            }
+            Ok::<(), ConflictableTransactionError<()>>(())
+        })
+        .map_err(|e| match e {
+            TransactionError::Storage(s) => LogError::Sled(s),
+            TransactionError::Abort(()) => unreachable!("the transaction never aborts"),
+        })
+}
+
+pub(super) fn sync_dir(path: &Path) -> std::io::Result<()> {
+    File::open(path)?.sync_all()
+}
