@@ -22,6 +22,8 @@ pub mod log;
 pub mod snapshot;
 pub mod state;
 pub mod store;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use command::{Command, Invalid, Rejection, Reply};
 pub use event::*;
