@@ -11,6 +11,8 @@
 //! * [`rest`]: [`Api`], a REST client (base URL, optional bearer token)
 //!   answering [`Resp`] (status, headers, JSON body), typed helpers for the
 //!   contract's calls, and [`User`], a logged-in session.
+//! * [`objects`]: the key sets of the contract's message, conversation and
+//!   user objects.
 //! * [`socket`]: socket URLs, the handshake (with the HTTP status and JSON
 //!   detail of a refusal), the raw read step a reader task loops on, and
 //!   [`Ws`], a socket with bounded waits for tests.
@@ -20,12 +22,13 @@
 //! precise message, which is what a test wants.
 
 pub mod frames;
+pub mod objects;
 pub mod rest;
 pub mod socket;
 
 pub use frames::Kind;
 pub use rest::{message_path, messages_path, Api, Resp, RestError, User};
-pub use socket::{ws_url, ConnectError, Ws};
+pub use socket::{send_ws, seqs, ws_url, ConnectError, Ws};
 
 use std::time::Duration;
 
