@@ -14,8 +14,8 @@
 //! * [`objects`]: the key sets of the contract's message, conversation and
 //!   user objects.
 //! * [`socket`]: socket URLs, the handshake (with the HTTP status and JSON
-//!   detail of a refusal), the raw read step a reader task loops on, and
-//!   [`Ws`], a socket with bounded waits for tests.
+//!   detail of a refusal), and the raw read step a reader task loops on.
+//! * [`ws`]: [`Ws`], a socket with bounded waits and JSON helpers, for tests.
 //!
 //! Two styles of call: `try_*` functions return errors (a checker reports
 //! them); the short forms (`get`, `post`, `Ws::recv`, ...) panic with a
@@ -25,10 +25,12 @@ pub mod frames;
 pub mod objects;
 pub mod rest;
 pub mod socket;
+pub mod ws;
 
 pub use frames::Kind;
 pub use rest::{message_path, messages_path, Api, Resp, RestError, User};
-pub use socket::{send_ws, seqs, ws_url, ConnectError, Ws};
+pub use socket::{ws_url, ConnectError};
+pub use ws::{send_ws, seqs, Ws};
 
 use std::time::Duration;
 

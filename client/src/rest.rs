@@ -348,13 +348,13 @@ impl Api {
     }
 
     /// Opens a socket on `/ws/conversations/<conv>/`.
-    pub async fn ws(&self, conv: u64) -> socket::Ws {
-        socket::Ws::connect(&self.ws_url(conv, None)).await
+    pub async fn ws(&self, conv: u64) -> crate::Ws {
+        crate::Ws::connect(&self.ws_url(conv, None)).await
     }
 
     /// Opens a socket that first replays everything after `since`.
-    pub async fn ws_since(&self, conv: u64, since: u64) -> socket::Ws {
-        socket::Ws::connect(&self.ws_url(conv, Some(since))).await
+    pub async fn ws_since(&self, conv: u64, since: u64) -> crate::Ws {
+        crate::Ws::connect(&self.ws_url(conv, Some(since))).await
     }
 }
 
