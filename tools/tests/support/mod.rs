@@ -3,7 +3,8 @@
 //!
 //! Hand-rolled HTTP/1.1 (one request per connection, `Connection: close`)
 //! and a hand-made WebSocket handshake on the same port, handed to
-//! tokio-tungstenite. Everything lives in one `Mutex<State>` that is never
+//! tokio-tungstenite. Frames are built and named by vato-client's `frames`,
+//! the same code the checker reads them with. Everything lives in one `Mutex<State>` that is never
 //! held across an `.await`, so seqs and fan-out are trivially in order.
 
 use std::collections::HashMap;
@@ -19,6 +20,8 @@ use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::Role;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
+use vato_client::frames::{self, Kind};
+use vato_client::socket::{CHAT, CONVERSATIONS};
 
 /// What the server gets wrong on purpose.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -274,7 +277,7 @@ impl Server {
     /// The handshake decision: the user and conversation, or a refusal.
     fn admit(&self, req: &Request) -> Result<(i64, usize), (u16, &'static str)> {
         let state = self.lock();
-        let conversation = ["/ws/conversations/", "/ws/chat/"]
+        let conversation = [CONVERSATIONS, CHAT]
             .iter()
             .find_map(|prefix| req.path.strip_prefix(prefix))
             .and_then(|rest| rest.trim_end_matches('/').parse().ok());
@@ -317,14 +320,13 @@ impl Server {
                 .iter()
                 .position(|m| m["id"] == id)
         });
-        match frame["type"].as_str().unwrap_or_default() {
-            "ping" => reply(json!({"type": "pong"})),
-            "message.send" => {
+        let kind = Kind::of(frame);
+        match kind {
+            Some(Kind::Ping) => reply(frames::pong()),
+            Some(Kind::MessageSend) => {
                 let content = frame["content"].as_str().unwrap_or_default();
                 if content.trim().is_empty() {
-                    return reply(
-                        json!({"type": "error", "code": "invalid", "detail": "content may not be blank"}),
-                    );
+                    return reply(frames::error_frame("invalid", "content may not be blank"));
                 }
                 if let Posted::Retry(original) = state.post(
                     self.fault,
@@ -337,10 +339,11 @@ impl Server {
                     reply(original);
                 }
             }
-            "typing" => {
-                let username = state.user(user)["username"].clone();
+            Some(Kind::Typing) => {
+                let user_json = state.user(user);
+                let username = user_json["username"].as_str().unwrap_or_default();
                 let is_typing = frame["is_typing"].as_bool().unwrap_or(true);
-                let out = json!({"type": "typing", "user_id": user, "username": username, "is_typing": is_typing});
+                let out = frames::typing_event(user as u64, username, is_typing);
                 for s in state.conversations[idx]
                     .sockets
                     .iter()
@@ -349,49 +352,42 @@ impl Server {
                     let _ = s.tx.send(out.to_string());
                 }
             }
-            "message.edit" | "message.delete" => {
+            Some(Kind::MessageEdit | Kind::MessageDelete) => {
                 let Some(pos) = position else {
-                    return reply(
-                        json!({"type": "error", "code": "not_found", "detail": "no such message"}),
-                    );
+                    return reply(frames::error_frame("not_found", "no such message"));
                 };
                 let conversation = &mut state.conversations[idx];
                 if conversation.messages[pos]["sender"]["id"] != user {
-                    return reply(
-                        json!({"type": "error", "code": "forbidden", "detail": "not your message"}),
-                    );
+                    return reply(frames::error_frame("forbidden", "not your message"));
                 }
-                let seq = conversation.events.len() as i64 + 1;
-                let out = if frame["type"] == "message.edit" {
+                let seq = conversation.events.len() as u64 + 1;
+                let out = if kind == Some(Kind::MessageEdit) {
                     conversation.messages[pos]["content"] = frame["content"].clone();
                     conversation.messages[pos]["edited_at"] = json!("2025-01-01T00:00:01Z");
-                    json!({"type": "message.edited", "data": conversation.messages[pos], "seq": seq})
+                    frames::message_edited(conversation.messages[pos].clone(), seq)
                 } else {
                     conversation.messages[pos]["content"] = json!("");
                     conversation.messages[pos]["is_deleted"] = json!(true);
-                    json!({"type": "message.deleted", "message_id": message_id, "seq": seq})
+                    frames::message_deleted(message_id.unwrap_or_default() as u64, seq)
                 };
                 conversation.publish(self.fault, out, None);
             }
-            "message.read" => {
+            Some(Kind::MessageRead) => {
                 if position.is_none() {
-                    return reply(
-                        json!({"type": "error", "code": "not_found", "detail": "no such message"}),
-                    );
+                    return reply(frames::error_frame("not_found", "no such message"));
                 }
                 let conversation = &mut state.conversations[idx];
-                let seq = conversation.events.len() as i64 + 1;
-                let out = json!({"type": "message.read", "message_id": message_id, "user_id": user, "seq": seq});
+                let seq = conversation.events.len() as u64 + 1;
+                let message_id = message_id.unwrap_or_default() as u64;
+                let out = frames::message_read(message_id, user as u64, seq);
                 conversation.publish(self.fault, out, None);
             }
-            "sync" => state.conversations[idx].replay(
+            Some(Kind::Sync) => state.conversations[idx].replay(
                 self.fault,
                 frame["since"].as_i64().unwrap_or(0),
                 tx,
             ),
-            _ => reply(
-                json!({"type": "error", "code": "unknown_type", "detail": "unknown frame type"}),
-            ),
+            _ => reply(frames::error_frame("unknown_type", "unknown frame type")),
         }
     }
 }
@@ -454,10 +450,8 @@ impl State {
             .and_then(|k| self.conversations[idx].client_ids.get(k))
         {
             let message = self.conversations[idx].messages[*pos].clone();
-            let seq = message["seq"].clone();
-            return Posted::Retry(
-                json!({"type": "message.new", "data": message, "seq": seq, "client_id": client_id}),
-            );
+            let seq = message["seq"].as_u64().unwrap_or_default();
+            return Posted::Retry(frames::message_new(message, seq, client_id));
         }
         let id = self.id();
         let sender = self.user(user);
@@ -474,8 +468,7 @@ impl State {
                 .client_ids
                 .insert(key, conversation.messages.len() - 1);
         }
-        let frame =
-            json!({"type": "message.new", "data": message, "seq": seq, "client_id": client_id});
+        let frame = frames::message_new(message.clone(), seq as u64, client_id);
         conversation.publish(fault, frame, socket);
         Posted::New(message)
     }
@@ -486,7 +479,7 @@ impl Conversation {
     /// the socket a `message.new` came from (the one `DropEcho` skips).
     fn publish(&mut self, fault: Fault, frame: Value, sender: Option<i64>) {
         let text = frame.to_string();
-        let is_new = frame["type"] == "message.new";
+        let is_new = Kind::MessageNew.is(&frame);
         self.events.push(frame);
         for s in &self.sockets {
             if is_new && fault == Fault::DropEcho && Some(s.id) == sender {
@@ -506,7 +499,7 @@ impl Conversation {
             let _ = tx.send(frame.to_string());
         }
         let last = (self.events.len() as i64).max(since);
-        let _ = tx.send(json!({"type": "sync.done", "seq": last}).to_string());
+        let _ = tx.send(frames::sync_done(last as u64).to_string());
     }
 }
 

@@ -1,0 +1,65 @@
+//! The keys of the contract's JSON objects, in the server's order: what a
+//! client may rely on being present (tests assert the exact sets).
+
+/// The message object's keys: the contract's 15, then Vato's `seq` and
+/// `client_id`.
+pub const MESSAGE_KEYS: [&str; 17] = [
+    "id",
+    "conversation",
+    "sender",
+    "message_type",
+    "content",
+    "created_at",
+    "edited_at",
+    "reply_to",
+    "reply_to_message",
+    "forwarded_from",
+    "forwarded_from_message",
+    "is_deleted",
+    "attachments",
+    "receipts",
+    "reactions",
+    "seq",
+    "client_id",
+];
+
+/// The conversation object's 13 keys (contract 1.4).
+pub const CONVERSATION_KEYS: [&str; 13] = [
+    "id",
+    "title",
+    "conversation_type",
+    "owner",
+    "description",
+    "created_at",
+    "updated_at",
+    "avatar",
+    "is_public",
+    "invite_link",
+    "members",
+    "last_message",
+    "unread_count",
+];
+
+/// The user object's 20 keys (contract 1.1).
+pub const USER_KEYS: [&str; 20] = [
+    "id",
+    "username",
+    "email",
+    "display_name",
+    "phone_number",
+    "avatar",
+    "status_message",
+    "bio",
+    "is_online",
+    "last_seen_at",
+    "date_of_birth",
+    "country",
+    "city",
+    "website",
+    "show_phone_number",
+    "show_last_seen",
+    "show_profile_photo",
+    "allow_calls",
+    "allow_group_invite",
+    "settings",
+];
