@@ -8,6 +8,8 @@
 //! is a fresh one.
 #![allow(dead_code)]
 
+pub mod chat;
+
 use std::fs::{File, OpenOptions};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
