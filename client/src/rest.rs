@@ -1,0 +1,419 @@
+//! The REST side (contract API.md): a JSON client over reqwest, the paths of
+//! the contract's calls, and a logged-in [`User`].
+//!
+//! Every call answers a raw [`Resp`], since callers check status codes and
+//! error bodies; [`User::from_session`] and [`Resp::id`] read the typed
+//! parts the callers go on with.
+
+use std::ops::Deref;
+
+use reqwest::Method;
+use serde_json::{json, Value};
+
+use crate::socket;
+
+/// An HTTP answer: the status, the headers and the body (JSON; `Null` when
+/// empty; the raw text as a JSON string when it is not JSON).
+#[derive(Debug)]
+pub struct Resp {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Value,
+    /// False when the body was not JSON (and `body` holds its text).
+    json: bool,
+}
+
+impl Resp {
+    /// Whether the body parsed as JSON (an empty body counts).
+    pub fn is_json(&self) -> bool {
+        self.json
+    }
+
+    /// The body's `id` (a created conversation, message, ...).
+    pub fn id(&self) -> Option<u64> {
+        self.body.get("id").and_then(Value::as_u64)
+    }
+
+    /// `HTTP 400 {"detail": ...}` (cut at 200 characters), for failure reasons.
+    pub fn describe(&self) -> String {
+        let body = self.body.to_string();
+        let cut: String = body.chars().take(200).collect();
+        let more = if cut.len() < body.len() { "…" } else { "" };
+        format!("HTTP {} {cut}{more}", self.status)
+    }
+}
+
+/// Why a request got no answer.
+#[derive(Debug)]
+pub struct RestError {
+    /// `POST /api/auth/login/`
+    pub request: String,
+    pub source: reqwest::Error,
+}
+
+impl std::fmt::Display for RestError {
+    /// reqwest's top-level message ("error sending request") hides the
+    /// cause ("connection refused"): show the whole chain.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} failed: {}", self.request, self.source)?;
+        let mut cause = std::error::Error::source(&self.source);
+        while let Some(err) = cause {
+            write!(f, ": {err}")?;
+            cause = err.source();
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for RestError {}
+
+/// A REST client for one node, optionally authenticated. Cheap to clone
+/// (the connection pool is shared).
+#[derive(Clone)]
+pub struct Api {
+    http: reqwest::Client,
+    /// `http://host:port`, no trailing slash.
+    base: String,
+    token: Option<String>,
+}
+
+impl Api {
+    /// A client without credentials, with its own connection pool whose
+    /// requests give up after [`crate::TIMEOUT`].
+    pub fn new(base: &str) -> Api {
+        let http = reqwest::Client::builder()
+            .timeout(crate::TIMEOUT)
+            .build()
+            .expect("reqwest client");
+        Api::with_http(http, base)
+    }
+
+    /// A client without credentials over the caller's reqwest client.
+    pub fn with_http(http: reqwest::Client, base: &str) -> Api {
+        Api {
+            http,
+            base: base.trim_end_matches('/').to_owned(),
+            token: None,
+        }
+    }
+
+    /// The same node and pool, sending `Authorization: Bearer <token>`.
+    pub fn with_token(&self, token: &str) -> Api {
+        Api {
+            token: Some(token.to_owned()),
+            ..self.clone()
+        }
+    }
+
+    /// The same node and pool, without credentials.
+    pub fn anon(&self) -> Api {
+        Api {
+            token: None,
+            ..self.clone()
+        }
+    }
+
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    pub fn token(&self) -> Option<&str> {
+        self.token.as_deref()
+    }
+
+    /// The node's port (80 when the base names none).
+    pub fn port(&self) -> u16 {
+        self.base
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(80)
+    }
+
+    /// One request; an error only when no answer came.
+    pub async fn try_request(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Resp, RestError> {
+        let failed = |source| RestError {
+            request: format!("{method} {}{path}", self.base),
+            source,
+        };
+        let mut request = self
+            .http
+            .request(method.clone(), format!("{}{path}", self.base));
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let response = request.send().await.map_err(failed)?;
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let bytes = response.bytes().await.map_err(failed)?;
+        let (body, json) = if bytes.is_empty() {
+            (Value::Null, true)
+        } else {
+            match serde_json::from_slice(&bytes) {
+                Ok(body) => (body, true),
+                Err(_) => (
+                    Value::String(String::from_utf8_lossy(&bytes).into_owned()),
+                    false,
+                ),
+            }
+        };
+        Ok(Resp {
+            status,
+            headers,
+            body,
+            json,
+        })
+    }
+
+    /// One request that must be answered with JSON (or nothing); panics
+    /// otherwise.
+    pub async fn request(&self, method: Method, path: &str, body: Option<Value>) -> Resp {
+        let resp = self
+            .try_request(method.clone(), path, body.as_ref())
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            resp.json,
+            "{method} {path}: {} body is not JSON: {}",
+            resp.status,
+            resp.body.as_str().unwrap_or_default()
+        );
+        resp
+    }
+
+    pub async fn try_get(&self, path: &str) -> Result<Resp, RestError> {
+        self.try_request(Method::GET, path, None).await
+    }
+
+    pub async fn try_post(&self, path: &str, body: &Value) -> Result<Resp, RestError> {
+        self.try_request(Method::POST, path, Some(body)).await
+    }
+
+    pub async fn get(&self, path: &str) -> Resp {
+        self.request(Method::GET, path, None).await
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> Resp {
+        self.request(Method::POST, path, Some(body)).await
+    }
+
+    pub async fn patch(&self, path: &str, body: Value) -> Resp {
+        self.request(Method::PATCH, path, Some(body)).await
+    }
+
+    pub async fn put(&self, path: &str, body: Value) -> Resp {
+        self.request(Method::PUT, path, Some(body)).await
+    }
+
+    pub async fn delete(&self, path: &str) -> Resp {
+        self.request(Method::DELETE, path, None).await
+    }
+
+    // ------------------------------------------------------------ auth
+
+    /// `POST /api/auth/register/`; a 201 carries tokens like a login.
+    pub async fn register(&self, username: &str, password: &str) -> Result<Resp, RestError> {
+        let body = json!({"username": username, "password": password, "password2": password});
+        self.try_post("/api/auth/register/", &body).await
+    }
+
+    /// `POST /api/auth/login/`.
+    pub async fn login(&self, username: &str, password: &str) -> Result<Resp, RestError> {
+        let body = json!({"username": username, "password": password});
+        self.try_post("/api/auth/login/", &body).await
+    }
+
+    /// `POST /api/auth/token/refresh/`.
+    pub async fn refresh(&self, refresh: &str) -> Result<Resp, RestError> {
+        let body = json!({"refresh": refresh});
+        self.try_post("/api/auth/token/refresh/", &body).await
+    }
+
+    /// `GET /api/auth/profile/me/`.
+    pub async fn profile_me(&self) -> Result<Resp, RestError> {
+        self.try_get("/api/auth/profile/me/").await
+    }
+
+    /// `GET /api/auth/users/`.
+    pub async fn users(&self) -> Result<Resp, RestError> {
+        self.try_get("/api/auth/users/").await
+    }
+
+    /// `GET /api/chat/users/search/?q=<query>`.
+    pub async fn search(&self, query: &str) -> Result<Resp, RestError> {
+        let path = format!("/api/chat/users/search/?q={}", socket::encode(query));
+        self.try_get(&path).await
+    }
+
+    // ------------------------------------------------------------ conversations
+
+    /// `GET /api/chat/conversations/`.
+    pub async fn conversations(&self) -> Result<Resp, RestError> {
+        self.try_get(CONVERSATIONS).await
+    }
+
+    /// `POST .../create-direct/`: 201 new, or 200 the existing one.
+    pub async fn create_direct(&self, user_id: u64) -> Result<Resp, RestError> {
+        let path = format!("{CONVERSATIONS}create-direct/");
+        self.try_post(&path, &json!({"user_id": user_id})).await
+    }
+
+    /// `POST /api/chat/conversations/` of a group.
+    pub async fn create_group(&self, title: &str, member_ids: &[u64]) -> Result<Resp, RestError> {
+        let body = json!({"title": title, "conversation_type": "group", "member_ids": member_ids});
+        self.try_post(CONVERSATIONS, &body).await
+    }
+
+    /// `GET /api/chat/conversations/<id>/`.
+    pub async fn conversation(&self, conv: u64) -> Result<Resp, RestError> {
+        self.try_get(&conversation_path(conv)).await
+    }
+
+    /// `POST .../<id>/add-member/`.
+    pub async fn add_member(&self, conv: u64, user_id: u64) -> Result<Resp, RestError> {
+        let path = format!("{}add-member/", conversation_path(conv));
+        self.try_post(&path, &json!({"user_id": user_id})).await
+    }
+
+    // ------------------------------------------------------------ messages
+
+    /// `GET .../messages/?<query>` (`query` may be empty): newest first.
+    pub async fn messages(&self, conv: u64, query: &str) -> Result<Resp, RestError> {
+        let mut path = messages_path(conv);
+        if !query.is_empty() {
+            path.push('?');
+            path.push_str(query);
+        }
+        self.try_get(&path).await
+    }
+
+    /// `POST .../messages/`; with a `client_id`, a retry answers the original.
+    pub async fn send(
+        &self,
+        conv: u64,
+        content: &str,
+        client_id: Option<&str>,
+    ) -> Result<Resp, RestError> {
+        let mut body = json!({"content": content});
+        if let Some(client_id) = client_id {
+            body["client_id"] = json!(client_id);
+        }
+        self.try_post(&messages_path(conv), &body).await
+    }
+
+    /// `PATCH .../messages/<id>/edit/`.
+    pub async fn edit(&self, conv: u64, message: u64, content: &str) -> Result<Resp, RestError> {
+        let body = json!({"content": content});
+        let path = message_path(conv, message, "edit/");
+        self.try_request(Method::PATCH, &path, Some(&body)).await
+    }
+
+    /// `DELETE .../messages/<id>/`: a soft delete.
+    pub async fn delete_message(&self, conv: u64, message: u64) -> Result<Resp, RestError> {
+        let path = message_path(conv, message, "");
+        self.try_request(Method::DELETE, &path, None).await
+    }
+
+    /// `POST .../messages/<id>/react/`: toggles `emoji`.
+    pub async fn react(&self, conv: u64, message: u64, emoji: &str) -> Result<Resp, RestError> {
+        let path = message_path(conv, message, "react/");
+        self.try_post(&path, &json!({"emoji": emoji})).await
+    }
+
+    /// `POST .../messages/<id>/read/`.
+    pub async fn mark_read(&self, conv: u64, message: u64) -> Result<Resp, RestError> {
+        let path = message_path(conv, message, "read/");
+        self.try_post(&path, &json!({})).await
+    }
+
+    // ------------------------------------------------------------ sockets
+
+    /// `ws://.../ws/conversations/<conv>/?token=<this token>[&since=N]`.
+    pub fn ws_url(&self, conv: u64, since: Option<u64>) -> String {
+        socket::url(
+            &socket::ws_base(&self.base),
+            socket::CONVERSATIONS,
+            conv,
+            self.token.as_deref(),
+            since,
+        )
+    }
+
+    /// Opens a socket on `/ws/conversations/<conv>/`.
+    pub async fn ws(&self, conv: u64) -> socket::Ws {
+        socket::Ws::connect(&self.ws_url(conv, None)).await
+    }
+
+    /// Opens a socket that first replays everything after `since`.
+    pub async fn ws_since(&self, conv: u64, since: u64) -> socket::Ws {
+        socket::Ws::connect(&self.ws_url(conv, Some(since))).await
+    }
+}
+
+const CONVERSATIONS: &str = "/api/chat/conversations/";
+
+/// `/api/chat/conversations/<conv>/`.
+pub fn conversation_path(conv: u64) -> String {
+    format!("{CONVERSATIONS}{conv}/")
+}
+
+/// `/api/chat/conversations/<conv>/messages/`.
+pub fn messages_path(conv: u64) -> String {
+    format!("{CONVERSATIONS}{conv}/messages/")
+}
+
+/// `.../messages/<message>/<action>` (`action` like `"edit/"`, or `""`).
+pub fn message_path(conv: u64, message: u64, action: &str) -> String {
+    format!("{CONVERSATIONS}{conv}/messages/{message}/{action}")
+}
+
+/// A logged-in user: its id, tokens, and an API client with its token.
+#[derive(Clone)]
+pub struct User {
+    pub id: u64,
+    pub username: String,
+    pub access: String,
+    pub refresh: String,
+    pub api: Api,
+}
+
+impl User {
+    /// The user of a login, register or refresh answer
+    /// (`{"user": {"id", "username"}, "access", "refresh"}`), acting on
+    /// `api`'s node. `Err` names the missing field.
+    pub fn from_session(api: &Api, body: &Value) -> Result<User, String> {
+        let field = |value: &Value, name: &str| {
+            value
+                .as_str()
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .ok_or_else(|| format!("no {name} in {body}"))
+        };
+        let access = field(&body["access"], "access token")?;
+        Ok(User {
+            id: body["user"]["id"]
+                .as_u64()
+                .ok_or_else(|| format!("no user id in {body}"))?,
+            username: field(&body["user"]["username"], "username")?,
+            refresh: field(&body["refresh"], "refresh token").unwrap_or_default(),
+            api: api.with_token(&access),
+            access,
+        })
+    }
+}
+
+impl Deref for User {
+    type Target = Api;
+
+    fn deref(&self) -> &Api {
+        &self.api
+    }
+}
