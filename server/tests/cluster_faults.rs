@@ -19,12 +19,11 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use reqwest::Method;
 use serde_json::json;
 
 use cluster_support::chat::*;
 use cluster_support::{start_vato, wait_converged, wait_metric, Nats, POLL};
-use common::{messages_path, Api, PASSWORD};
+use common::{answered, messages_path, Api, Scene, PASSWORD};
 
 #[tokio::test]
 async fn killed_node_and_late_node_catch_up_before_serving() {
@@ -142,11 +141,7 @@ async fn nats_outage_loses_nothing_acknowledged() {
     for (user, client_id) in [(&lalo, "down-rest-lalo"), (&kalu, "down-rest-kalu")] {
         let t = Instant::now();
         let resp = user
-            .try_request(
-                Method::POST,
-                &messages_path(CONV),
-                Some(json!({"content": client_id, "client_id": client_id})),
-            )
+            .send(CONV, client_id, Some(client_id))
             .await
             .expect("the node answers while NATS is down");
         assert_eq!(resp.status, 503, "{}", resp.body);
@@ -224,12 +219,7 @@ async fn nats_outage_loses_nothing_acknowledged() {
     for i in 0..3 {
         for user in [&lalo, &kalu] {
             let client_id = format!("after-{}-{i}", user.username);
-            let resp = user
-                .post(
-                    &messages_path(CONV),
-                    json!({"content": client_id, "client_id": client_id}),
-                )
-                .await;
+            let resp = answered(user.send(CONV, &client_id, Some(&client_id)).await);
             assert_eq!(resp.status, 201, "{client_id}: {}", resp.body);
             acked.push((client_id, resp.body["id"].as_u64().expect("id")));
         }
@@ -371,12 +361,7 @@ async fn nats_node_killed_under_load_loses_nothing() {
 
     // The chat goes on: new messages go through at once on both nodes.
     for (user, client_id) in [(&lalo, "lalo-final"), (&kalu, "kalu-final")] {
-        let resp = user
-            .post(
-                &messages_path(CONV),
-                json!({"content": client_id, "client_id": client_id}),
-            )
-            .await;
+        let resp = answered(user.send(CONV, client_id, Some(client_id)).await);
         assert_eq!(resp.status, 201, "{client_id}: {}", resp.body);
         sent.push((client_id.into(), resp.body["id"].as_u64().unwrap(), 201, 1));
     }

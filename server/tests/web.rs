@@ -14,11 +14,9 @@ async fn index_health_and_unknown_paths() {
     assert_eq!(index.status, 200);
     assert_eq!(index.body["message"], "Vatochito Chat API");
     assert_eq!(anon.get("/").await.body, index.body);
-    let health = reqwest::get(format!("{}/healthz", server.base))
-        .await
-        .unwrap();
-    assert_eq!(health.status(), 200);
-    assert_eq!(health.text().await.unwrap(), "ok");
+    let health = anon.try_get("/healthz").await.unwrap();
+    assert_eq!(health.status, 200);
+    assert_eq!(health.body, "ok");
     let missing = anon.post("/api/nothing/here/", json!({})).await;
     assert_eq!(missing.status, 404);
 
@@ -27,13 +25,12 @@ async fn index_health_and_unknown_paths() {
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap();
-    let moved = no_redirects
-        .get(format!("{}/api/chat/conversations?x=1", server.base))
-        .send()
+    let moved = Api::with_http(no_redirects, &server.base)
+        .try_get("/api/chat/conversations?x=1")
         .await
         .unwrap();
-    assert_eq!(moved.status(), 301);
-    assert_eq!(moved.headers()["location"], "/api/chat/conversations/?x=1");
+    assert_eq!(moved.status, 301);
+    assert_eq!(moved.headers["location"], "/api/chat/conversations/?x=1");
 
     // An oversized body is a JSON 413.
     let ana = server.register("ana").await;

@@ -5,11 +5,11 @@
 
 use std::time::{Duration, Instant};
 
-use reqwest::Method;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use super::{start_vato, Nats};
-use crate::common::{messages_path, Api, Resp, Server, User, Ws};
+use crate::common::{frames, Api, Resp, Scene, Server, User, Ws};
+use vato_client::Kind;
 
 /// The demo conversation between lalo and kalu.
 pub const CONV: u64 = 1;
@@ -78,14 +78,10 @@ pub async fn send_until_ok(
     timeout: Duration,
 ) -> (Resp, u32) {
     let deadline = Instant::now() + timeout;
-    let body = json!({"content": content, "client_id": client_id});
     let mut attempts = 0;
     loop {
         attempts += 1;
-        let last = match api
-            .try_request(Method::POST, &messages_path(conv), Some(body.clone()))
-            .await
-        {
+        let last = match api.send(conv, content, Some(client_id)).await {
             Ok(resp) if resp.status == 201 || resp.status == 200 => return (resp, attempts),
             Ok(resp) if resp.status == 503 => format!("503 {}", resp.body),
             Ok(resp) => panic!("send {client_id}: unexpected {} {}", resp.status, resp.body),
@@ -103,7 +99,7 @@ pub async fn send_until_ok(
 pub async fn recv_messages(ws: &mut Ws, n: usize) -> Vec<Value> {
     let mut frames = Vec::with_capacity(n);
     for _ in 0..n {
-        frames.push(ws.recv_type("message.new").await);
+        frames.push(ws.recv_type(Kind::MessageNew.name()).await);
     }
     frames
 }
@@ -111,19 +107,16 @@ pub async fn recv_messages(ws: &mut Ws, n: usize) -> Vec<Value> {
 /// Sends `n` messages on a socket without waiting for the echoes.
 pub async fn send_burst(ws: &mut Ws, prefix: &str, n: usize) {
     for i in 0..n {
-        ws.send(json!({
-            "type": "message.send",
-            "content": format!("{prefix} {i:02}"),
-            "client_id": format!("{prefix}-{i}"),
-        }))
-        .await;
+        let (content, client_id) = (format!("{prefix} {i:02}"), format!("{prefix}-{i}"));
+        ws.send(frames::send(&content, Some(&client_id), None))
+            .await;
     }
 }
 
 pub fn contents(frames: &[Value]) -> Vec<String> {
     frames
         .iter()
-        .map(|f| f["data"]["content"].as_str().expect("content").to_string())
+        .map(|f| frames::content(f).expect("content").to_string())
         .collect()
 }
 
@@ -133,7 +126,7 @@ pub fn ids_and_seqs(frames: &[Value]) -> Vec<(u64, u64)> {
         .iter()
         .map(|f| {
             let id = f["data"]["id"].as_u64().expect("message id");
-            let seq = f["seq"].as_u64().expect("seq");
+            let seq = frames::seq(f).expect("seq");
             assert_eq!(f["data"]["seq"], seq, "frame seq vs data.seq: {f}");
             (id, seq)
         })
