@@ -46,7 +46,7 @@ impl Resp {
 /// Why a request got no answer.
 #[derive(Debug)]
 pub struct RestError {
-    /// `POST /api/auth/login/`
+    /// `POST http://host:port/api/auth/login/`
     pub request: String,
     pub source: reqwest::Error,
 }
@@ -55,7 +55,7 @@ impl std::fmt::Display for RestError {
     /// reqwest's top-level message ("error sending request") hides the
     /// cause ("connection refused"): show the whole chain.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} failed: {}", self.request, self.source)?;
+        write!(f, "request to {} failed: {}", self.request, self.source)?;
         let mut cause = std::error::Error::source(&self.source);
         while let Some(err) = cause {
             write!(f, ": {err}")?;

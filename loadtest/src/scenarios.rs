@@ -26,6 +26,7 @@ use std::time::{Duration, Instant};
 use crate::pacing::PreciseTimer;
 use tokio::sync::Mutex;
 use tokio_tungstenite::tungstenite::Message;
+use vato_client::{frames, messages_path};
 
 pub const PASSWORD: &str = "vato-load-Pa55word";
 const TOKEN_REFRESH_AFTER: Duration = Duration::from_secs(600);
@@ -672,12 +673,7 @@ pub async fn chat(user: &mut GooseUser) -> TransactionResult {
             break;
         }
         let (id, content) = tracker.new_message(due, o.msg_size);
-        let frame = json!({
-            "type": "message.send",
-            "content": content,
-            "client_id": format!("vl-{id}"),
-        })
-        .to_string();
+        let frame = frames::send_text(&content, &format!("vl-{id}"));
         let chat = st.chat.as_mut().expect("checked");
         let res = chat.sink.send(Message::text(frame)).await;
         let sched = st.sched.as_mut().expect("checked");
@@ -775,7 +771,7 @@ pub async fn rest(user: &mut GooseUser) -> TransactionResult {
     while content.len() < o.msg_size {
         content.push('x');
     }
-    let path = format!("/api/chat/conversations/{conv}/messages/");
+    let path = messages_path(u64::try_from(conv).unwrap_or_default());
     let body = json!({"content": content, "client_id": client_id});
     let mut r = call(
         user,
@@ -792,7 +788,7 @@ pub async fn rest(user: &mut GooseUser) -> TransactionResult {
     if r.body["content"].as_str() != Some(content.as_str()) {
         return Err(wrong(user, &mut r, "content not echoed"));
     }
-    let hist = format!("/api/chat/conversations/{conv}/messages/?limit=50");
+    let hist = format!("{path}?limit=50");
     let mut h = call(
         user,
         GooseMethod::Get,

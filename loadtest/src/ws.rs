@@ -3,20 +3,18 @@
 
 use crate::tracker::{self, Seen, Tracker};
 use futures_util::stream::{SplitSink, SplitStream};
-use futures_util::{SinkExt, StreamExt};
+use futures_util::StreamExt;
 use serde_json::Value;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::net::TcpStream;
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 use tokio::task::JoinHandle;
-use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_tungstenite::tungstenite::protocol::CloseFrame;
-use tokio_tungstenite::tungstenite::{Error as WsError, Message};
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use tokio_tungstenite::tungstenite::Message;
+use vato_client::frames::{self, Kind};
+use vato_client::socket::{self, Event};
 
-pub type WsStream = WebSocketStream<MaybeTlsStream<TcpStream>>;
+pub use vato_client::socket::{ping, Stream as WsStream};
 
 /// A timing for goose, made off the goose user's task.
 #[derive(Debug)]
@@ -49,23 +47,12 @@ impl Record {
     }
 }
 
-/// `http://h:p` → `ws://h:p`; a `ws://` base is kept.
-pub fn ws_base(host: &str) -> String {
-    let host = host.trim_end_matches('/');
-    if let Some(rest) = host.strip_prefix("http://") {
-        format!("ws://{rest}")
-    } else if let Some(rest) = host.strip_prefix("https://") {
-        format!("wss://{rest}")
-    } else {
-        host.to_string()
-    }
-}
+pub use vato_client::socket::ws_base;
 
+/// The conversation socket's URL with this token.
 pub fn conv_url(base: &str, conv: i64, token: &str) -> String {
-    format!(
-        "{}/ws/conversations/{conv}/?token={token}",
-        base.trim_end_matches('/')
-    )
+    let conv = u64::try_from(conv).unwrap_or_default();
+    socket::url(base, socket::CONVERSATIONS, conv, Some(token), None)
 }
 
 #[derive(Debug)]
@@ -74,51 +61,23 @@ pub struct ConnectError {
     pub detail: String,
 }
 
-/// Opens a socket; returns it and the handshake time.
+/// Opens a socket (Nagle off); returns it and the handshake time.
 pub async fn connect(url: &str) -> Result<(WsStream, Duration), (ConnectError, Duration)> {
     let started = Instant::now();
-    let res = tokio::time::timeout(
-        Duration::from_secs(30),
-        tokio_tungstenite::connect_async(url),
-    )
-    .await;
+    let opened = socket::open(url, Duration::from_secs(30)).await;
     let took = started.elapsed();
-    match res {
-        Ok(Ok((stream, _resp))) => {
-            if let MaybeTlsStream::Plain(tcp) = stream.get_ref() {
-                let _ = tcp.set_nodelay(true);
-            }
-            Ok((stream, took))
+    match opened {
+        Ok(stream) => Ok((stream, took)),
+        Err(err) => {
+            let status = err.status();
+            let detail = match err {
+                socket::ConnectError::Refused { status, text, .. } => {
+                    format!("handshake refused: HTTP {status} {text}")
+                }
+                socket::ConnectError::Failed(reason) => format!("connect failed: {reason}"),
+            };
+            Err((ConnectError { status, detail }, took))
         }
-        Ok(Err(WsError::Http(resp))) => {
-            let status = resp.status().as_u16();
-            let body = resp
-                .body()
-                .as_ref()
-                .map(|b| String::from_utf8_lossy(b).into_owned())
-                .unwrap_or_default();
-            Err((
-                ConnectError {
-                    status: Some(status),
-                    detail: format!("handshake refused: HTTP {status} {body}"),
-                },
-                took,
-            ))
-        }
-        Ok(Err(e)) => Err((
-            ConnectError {
-                status: None,
-                detail: format!("connect failed: {e}"),
-            },
-            took,
-        )),
-        Err(_) => Err((
-            ConnectError {
-                status: None,
-                detail: "connect timed out after 30 s".into(),
-            },
-            took,
-        )),
     }
 }
 
@@ -160,13 +119,7 @@ impl Chat {
     pub async fn close(&mut self) {
         self.closing.store(true, Relaxed);
         let _ = tokio::time::timeout(Duration::from_secs(2), async {
-            let _ = self
-                .sink
-                .send(Message::Close(Some(CloseFrame {
-                    code: CloseCode::Normal,
-                    reason: "".into(),
-                })))
-                .await;
+            let _ = socket::close_normal(&mut self.sink).await;
         })
         .await;
         if tokio::time::timeout(Duration::from_secs(2), &mut self.reader)
@@ -191,10 +144,10 @@ async fn read_loop(
     let tracker = tracker::get();
     let mut last_seq: Option<u64> = None;
     let mut end: Option<String> = None;
-    while let Some(frame) = read.next().await {
-        let text = match frame {
-            Ok(Message::Text(t)) => t,
-            Ok(Message::Close(cf)) => {
+    loop {
+        let text = match socket::next_event(&mut read).await {
+            Event::Text(t) => t,
+            Event::Closed(cf) => {
                 if !closing.load(Relaxed) {
                     end = Some(match cf {
                         Some(cf) => format!("closed by server: {} {}", cf.code, cf.reason),
@@ -203,13 +156,13 @@ async fn read_loop(
                 }
                 break;
             }
-            Ok(_) => continue,
-            Err(e) => {
+            Event::Error(e) => {
                 if !closing.load(Relaxed) {
                     end = Some(format!("socket error: {e}"));
                 }
                 break;
             }
+            Event::End => break,
         };
         let Ok(v) = serde_json::from_str::<Value>(&text) else {
             tracker.ws_errors.fetch_add(1, Relaxed);
@@ -220,9 +173,9 @@ async fn read_loop(
             ));
             continue;
         };
-        match v.get("type").and_then(Value::as_str) {
-            Some("message.new") => {
-                let seq = v.get("seq").and_then(Value::as_u64);
+        match Kind::of(&v) {
+            Some(Kind::MessageNew) => {
+                let seq = frames::seq(&v);
                 let in_order = match (seq, last_seq) {
                     (Some(s), Some(l)) if s <= l => false,
                     (Some(s), Some(l)) => {
@@ -246,18 +199,10 @@ async fn read_loop(
                         true
                     }
                 };
-                let data = &v["data"];
-                let Some((id, intended)) = data
-                    .get("content")
-                    .and_then(Value::as_str)
-                    .and_then(Tracker::parse)
-                else {
+                let Some((id, intended)) = frames::content(&v).and_then(Tracker::parse) else {
                     continue;
                 };
-                let sender = data
-                    .get("sender")
-                    .and_then(|s| s.get("id"))
-                    .and_then(Value::as_i64);
+                let sender = frames::sender_id(&v).and_then(|id| i64::try_from(id).ok());
                 let own = sender == Some(me);
                 let rec = match tracker.on_receive(id, intended, own, in_order, timeout) {
                     Seen::Delivered(d) => Record::ok("deliver", d),
@@ -272,10 +217,9 @@ async fn read_loop(
                 };
                 let _ = tx.send(rec);
             }
-            Some("error") => {
+            Some(Kind::Error) => {
                 tracker.ws_errors.fetch_add(1, Relaxed);
-                let code = v.get("code").and_then(Value::as_str).unwrap_or("?");
-                let detail = v.get("detail").and_then(Value::as_str).unwrap_or("");
+                let (code, detail) = frames::error(&v).unwrap_or(("?", ""));
                 let _ = tx.send(Record::fail(
                     "frame",
                     Duration::ZERO,
@@ -293,34 +237,4 @@ async fn read_loop(
         let _ = tx.send(Record::fail("closed", Duration::ZERO, why));
     }
     alive.store(false, Relaxed);
-}
-
-/// Sends `{"type":"ping"}` and waits for the pong, skipping other frames.
-pub async fn ping(stream: &mut WsStream, timeout: Duration) -> Result<Duration, String> {
-    let started = Instant::now();
-    stream
-        .send(Message::text(r#"{"type":"ping"}"#))
-        .await
-        .map_err(|e| format!("send ping: {e}"))?;
-    let wait = async {
-        while let Some(frame) = stream.next().await {
-            match frame {
-                Ok(Message::Text(t)) => {
-                    if let Ok(v) = serde_json::from_str::<Value>(&t) {
-                        if v.get("type").and_then(Value::as_str) == Some("pong") {
-                            return Ok(started.elapsed());
-                        }
-                    }
-                }
-                Ok(Message::Close(cf)) => return Err(format!("closed before pong: {cf:?}")),
-                Ok(_) => {}
-                Err(e) => return Err(format!("socket error before pong: {e}")),
-            }
-        }
-        Err("socket ended before pong".to_string())
-    };
-    match tokio::time::timeout(timeout, wait).await {
-        Ok(r) => r,
-        Err(_) => Err(format!("no pong within {timeout:?}")),
-    }
 }

@@ -1,10 +1,9 @@
 //! Case 1, authentication: A and B log in; a wrong password gets no token.
 
-use serde_json::json;
-
-use super::api::{self, Api, User};
 use super::report::{CheckResult, Pass, Report};
+use super::session::{self, User};
 use super::Ctx;
+use vato_client::Api;
 
 /// Logs in A and B (registering them first with `--fresh-users`).
 pub async fn run(ctx: &Ctx, report: &mut Report) -> (Option<User>, Option<User>) {
@@ -71,7 +70,7 @@ async fn login_check(
     ws_base: &str,
 ) -> Result<User, String> {
     if !ctx.config.fresh_users {
-        return api::login(api, label, username, password, ws_base).await;
+        return session::login(api, label, username, password, ws_base).await;
     }
     // Fresh users: unique names, so concurrent or repeated runs never meet.
     let username = format!(
@@ -80,21 +79,23 @@ async fn login_check(
         ctx.token().replace('-', "_")
     );
     let password = format!("pw-{}", ctx.token());
-    let reply = api::register(api, &username, &password).await?;
+    let reply = session::register(api, &username, &password).await?;
     if reply.status != 201 {
         return Err(format!(
             "register {username}: expected 201, got {}",
             reply.describe()
         ));
     }
-    api::login(api, label, &username, &password, ws_base).await
+    session::login(api, label, &username, &password, ws_base).await
 }
 
 /// A wrong password must be refused (400 in the contract; 401 accepted too)
 /// and the answer must carry no token.
 async fn wrong_password(api: &Api, username: &str) -> CheckResult {
-    let body = json!({ "username": username, "password": "definitely-not-the-password" });
-    let reply = api.post("/api/auth/login/", None, &body).await?;
+    let reply = api
+        .login(username, "definitely-not-the-password")
+        .await
+        .map_err(|e| e.to_string())?;
     if reply.status != 400 && reply.status != 401 {
         return Err(format!("expected 400 (or 401), got {}", reply.describe()));
     }

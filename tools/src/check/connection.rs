@@ -3,11 +3,12 @@
 
 use std::time::{Duration, Instant};
 
-use serde_json::json;
+use vato_client::frames::{self, Kind};
+use vato_client::ConnectError;
 
-use super::api::{self, User};
+use super::inbox::{self, Socket};
 use super::report::{fmt_ms, CheckResult, Pass, Report};
-use super::socket::{self, ConnectError, Socket};
+use super::session::{self, User};
 use super::Ctx;
 
 const REFUSALS: &[&str] = &[
@@ -57,7 +58,7 @@ pub async fn run(
         return sockets;
     }
 
-    let url = socket::url(&a.ws_base, &ctx.ws_path, conversation, None, None);
+    let url = inbox::url(&a.ws_base, &ctx.ws_path, conversation, None, None);
     report.record("ws.refuse_no_token", expect_refusal(ctx, &url).await);
 
     let result = refuse_bad_tokens(ctx, a, conversation).await;
@@ -105,20 +106,21 @@ pub async fn connect_since(
     conversation: i64,
     since: Option<i64>,
 ) -> Result<(Socket, Duration), String> {
-    let url = socket::url(
+    let url = inbox::url(
         &user.ws_base,
         &ctx.ws_path,
         conversation,
         Some(&user.access),
         since,
     );
-    api::retry(ctx.timeout, || async {
+    session::retry(ctx.timeout, || async {
         let started = Instant::now();
-        match socket::connect(&url, user.label, ctx.timeout).await {
+        match inbox::connect(&url, user.label, ctx.timeout).await {
             Ok(socket) => Ok(Ok((socket, started.elapsed()))),
             Err(ConnectError::Refused {
                 status: status @ (403 | 404),
-                body,
+                text: body,
+                ..
             }) => Err(format!(
                 "{} refused at {}: HTTP {status} {body}",
                 user.label,
@@ -137,9 +139,9 @@ pub async fn connect_since(
 async fn ping_pong(ctx: &Ctx, a: &mut Socket, b: &mut Socket) -> CheckResult {
     let mut latency = Duration::ZERO;
     for socket in [a, b] {
-        let sent = socket.send(&json!({"type": "ping"})).await?;
+        let sent = socket.send(&frames::ping()).await?;
         let pong = socket
-            .expect("pong", ctx.timeout, |f| f["type"] == "pong")
+            .expect("pong", ctx.timeout, |f| Kind::Pong.is(f))
             .await?;
         latency = latency.max(pong.at.duration_since(sent));
     }
@@ -152,12 +154,14 @@ async fn ping_pong(ctx: &Ctx, a: &mut Socket, b: &mut Socket) -> CheckResult {
 /// 403 for a non-member, the original 403 for all; anything else (a 404 for
 /// a mistyped path, a 500) is no refusal of this user.
 async fn expect_refusal(ctx: &Ctx, url: &str) -> CheckResult {
-    match socket::connect(url, "refused", ctx.timeout).await {
+    match inbox::connect(url, "refused", ctx.timeout).await {
         Err(ConnectError::Refused {
             status: status @ (401 | 403),
             ..
         }) => Ok(Pass::detail(format!("HTTP {status}"))),
-        Err(ConnectError::Refused { status, body }) => Err(format!(
+        Err(ConnectError::Refused {
+            status, text: body, ..
+        }) => Err(format!(
             "expected an HTTP 401/403 refusal, got HTTP {status} {body}"
         )),
         Err(ConnectError::Failed(reason)) => {
@@ -185,7 +189,7 @@ async fn refuse_bad_tokens(ctx: &Ctx, a: &User, conversation: i64) -> CheckResul
         tokens.push(("a refresh token", a.refresh.as_str()));
     }
     for (what, token) in tokens {
-        let url = socket::url(&a.ws_base, &ctx.ws_path, conversation, Some(token), None);
+        let url = inbox::url(&a.ws_base, &ctx.ws_path, conversation, Some(token), None);
         let pass = expect_refusal(ctx, &url)
             .await
             .map_err(|reason| format!("with {what}: {reason}"))?;
@@ -198,15 +202,15 @@ async fn refuse_bad_tokens(ctx: &Ctx, a: &User, conversation: i64) -> CheckResul
 async fn refuse_non_member(ctx: &Ctx, a: &User, conversation: i64) -> CheckResult {
     let username = format!("vc_x_{}", ctx.token().replace('-', "_"));
     let password = format!("pw-{}", ctx.token());
-    let reply = api::register(&a.api, &username, &password).await?;
+    let reply = session::register(&a.api, &username, &password).await?;
     if reply.status != 201 {
         return Err(format!(
             "could not register a non-member user: {}",
             reply.describe()
         ));
     }
-    let outsider = api::login(&a.api, "X", &username, &password, &a.ws_base).await?;
-    let url = socket::url(
+    let outsider = session::login(&a.api, "X", &username, &password, &a.ws_base).await?;
+    let url = inbox::url(
         &outsider.ws_base,
         &ctx.ws_path,
         conversation,

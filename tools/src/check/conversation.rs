@@ -1,10 +1,10 @@
 //! Case 2, conversation setup: A creates the direct conversation with B and
 //! both find it, with both members, in their conversation lists.
 
-use serde_json::{json, Value};
+use serde_json::Value;
 
-use super::api::{self, as_id, list_items, User};
 use super::report::{CheckResult, Pass, Report};
+use super::session::{self, as_id, list_items, User};
 use super::{plural, Ctx};
 
 /// Returns the conversation id when `conv.create_direct` passed.
@@ -31,12 +31,9 @@ pub async fn run(ctx: &Ctx, report: &mut Report, a: &User, b: &User) -> Option<i
 }
 
 async fn create_direct(ctx: &Ctx, a: &User, b: &User) -> Result<(i64, u16), String> {
-    let body = json!({ "user_id": b.id });
     // In cluster mode B may have registered on the other node a moment ago.
-    let reply = api::retry(ctx.timeout, || async {
-        let reply = a
-            .post("/api/chat/conversations/create-direct/", &body)
-            .await?;
+    let reply = session::retry(ctx.timeout, || async {
+        let reply = a.create_direct(b.id).await?;
         if reply.status == 404 {
             return Err(format!("A does not see user B yet: {}", reply.describe()));
         }
@@ -63,7 +60,7 @@ async fn create_direct(ctx: &Ctx, a: &User, b: &User) -> Result<(i64, u16), Stri
 
 /// `user` lists the conversation, and it shows all of `members`.
 async fn listed(user: &User, conversation: i64, members: &[i64]) -> CheckResult {
-    let reply = user.get("/api/chat/conversations/").await?;
+    let reply = user.conversations().await?;
     if reply.status != 200 {
         return Err(format!("expected 200, got {}", reply.describe()));
     }
@@ -91,7 +88,7 @@ async fn listed_eventually(
     conversation: i64,
     members: &[i64],
 ) -> CheckResult {
-    api::retry(ctx.timeout, || listed(user, conversation, members)).await
+    session::retry(ctx.timeout, || listed(user, conversation, members)).await
 }
 
 /// `members[i].user.id` covers every id in `expected`.

@@ -4,14 +4,15 @@
 
 use std::time::Instant;
 
-use serde_json::{json, Value};
+use serde_json::Value;
+use vato_client::frames;
+use vato_client::messages_path;
 
-use super::api::{as_id, list_items, User};
 use super::connection::connect_since;
+use super::inbox::{describe, Frame, Socket};
 use super::realtime::{once, receive};
 use super::report::{fmt_ms, CheckResult, Pass, Report};
-use super::rest::messages_path;
-use super::socket::{describe, Frame, Socket};
+use super::session::{as_id, list_items, unsigned, User};
 use super::{send_frame, seq_order, Ctx, Sent};
 
 /// Messages A sends while B's socket is down.
@@ -113,13 +114,15 @@ async fn client_id_once(
         client_id: token,
         at: Instant::now(),
     };
-    let body = json!({ "content": rest.content, "client_id": rest.client_id });
-    let path = messages_path(conversation);
-    let reply = a.post(&path, &body).await?;
+    let reply = a
+        .send_message(conversation, &rest.content, &rest.client_id)
+        .await?;
     if reply.status != 201 {
         return Err(format!("REST send: expected 201, got {}", reply.describe()));
     }
-    let retry = a.post(&path, &body).await?;
+    let retry = a
+        .send_message(conversation, &rest.content, &rest.client_id)
+        .await?;
     if retry.status != 200 || as_id(&retry.body["id"]) != as_id(&reply.body["id"]) {
         return Err(format!(
             "REST retry with the same client_id: expected 200 with message {}, got {}",
@@ -137,7 +140,7 @@ async fn client_id_once(
     sa.take_all(|f| rest.is_new(f));
 
     // History holds each message once.
-    let reply = a.get(&path).await?;
+    let reply = a.get(&messages_path(unsigned(conversation))).await?;
     let items = list_items(&reply.body).ok_or_else(|| format!("history: {}", reply.describe()))?;
     for message in [&sent, &rest] {
         let copies = items
@@ -391,17 +394,14 @@ async fn typing(ctx: &Ctx, a: &User, sa: &mut Socket, sb: &mut Socket) -> CheckR
     let from_a = |f: &Value, is_typing: bool| {
         f["type"] == "typing" && as_id(&f["user_id"]) == Some(a.id) && f["is_typing"] == is_typing
     };
-    let at = sa
-        .send(&json!({"type": "typing", "is_typing": true}))
-        .await?;
+    let at = sa.send(&frames::typing(true)).await?;
     let frame = sb
         .expect("typing (is_typing true) from A", ctx.timeout, |f| {
             from_a(f, true)
         })
         .await?;
     let latency = frame.at.duration_since(at);
-    sa.send(&json!({"type": "typing", "is_typing": false}))
-        .await?;
+    sa.send(&frames::typing(false)).await?;
     sb.expect("typing (is_typing false) from A", ctx.timeout, |f| {
         from_a(f, false)
     })
@@ -441,9 +441,7 @@ async fn post(
 
 async fn edit(ctx: &Ctx, id: i64, sa: &mut Socket, sb: &mut Socket) -> CheckResult {
     let content = format!("vato-check edited {}", ctx.token());
-    let at = sa
-        .send(&json!({"type": "message.edit", "message_id": id, "content": content}))
-        .await?;
+    let at = sa.send(&frames::edit(unsigned(id), &content)).await?;
     let matches = |f: &Value| f["type"] == "message.edited" && as_id(&f["data"]["id"]) == Some(id);
     let (_, on_b) = both_get(ctx, "message.edited", sa, sb, matches).await?;
     if on_b.value["data"]["content"] != content.as_str() {
@@ -456,9 +454,7 @@ async fn edit(ctx: &Ctx, id: i64, sa: &mut Socket, sb: &mut Socket) -> CheckResu
 }
 
 async fn delete(ctx: &Ctx, id: i64, sa: &mut Socket, sb: &mut Socket) -> CheckResult {
-    let at = sa
-        .send(&json!({"type": "message.delete", "message_id": id}))
-        .await?;
+    let at = sa.send(&frames::delete(unsigned(id))).await?;
     let matches = |f: &Value| f["type"] == "message.deleted" && as_id(&f["message_id"]) == Some(id);
     let (_, on_b) = both_get(ctx, "message.deleted", sa, sb, matches).await?;
     Ok(Pass::latency(on_b.at.duration_since(at)))
@@ -466,9 +462,7 @@ async fn delete(ctx: &Ctx, id: i64, sa: &mut Socket, sb: &mut Socket) -> CheckRe
 
 /// B marks A's message read; both get `message.read` naming B.
 async fn read(ctx: &Ctx, b: &User, id: i64, sa: &mut Socket, sb: &mut Socket) -> CheckResult {
-    let at = sb
-        .send(&json!({"type": "message.read", "message_id": id}))
-        .await?;
+    let at = sb.send(&frames::read(unsigned(id))).await?;
     let matches = |f: &Value| {
         f["type"] == "message.read"
             && as_id(&f["message_id"]) == Some(id)

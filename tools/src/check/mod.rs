@@ -14,15 +14,15 @@
 //! because something it needs failed is reported as
 //! `FAIL name: skipped: <dependency> failed`.
 
-mod api;
 mod auth;
 mod connection;
 mod conversation;
 mod extended;
+mod inbox;
 mod realtime;
 mod report;
 mod rest;
-mod socket;
+mod session;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -30,8 +30,8 @@ use std::time::Duration;
 use clap::Parser;
 use serde_json::Value;
 
-use api::Api;
 pub use report::{Outcome, Report};
+use vato_client::Api;
 
 /// Run the Vato end-to-end checks against a running server.
 #[derive(Parser, Debug, Clone)]
@@ -159,8 +159,8 @@ impl Ctx {
             None => ws_from_http(&base_b)?,
         };
         Ok(Self {
-            api_a: Api::new(http.clone(), &config.base),
-            api_b: Api::new(http, &base_b),
+            api_a: Api::with_http(http.clone(), &config.base),
+            api_b: Api::with_http(http, &base_b),
             ws_a: ws_from_http(&config.base)?,
             ws_b,
             ws_path: normalize_path(&config.ws_path),
@@ -238,13 +238,9 @@ async fn run_cases(ctx: &Ctx, report: &mut Report) {
 
 /// `http://h:p/` → `ws://h:p`, `https://` → `wss://`.
 fn ws_from_http(base: &str) -> Result<String, String> {
-    let base = base.trim_end_matches('/');
-    if let Some(rest) = base.strip_prefix("http://") {
-        Ok(format!("ws://{rest}"))
-    } else if let Some(rest) = base.strip_prefix("https://") {
-        Ok(format!("wss://{rest}"))
-    } else if base.starts_with("ws://") || base.starts_with("wss://") {
-        Ok(base.to_owned())
+    let known = ["http://", "https://", "ws://", "wss://"];
+    if known.iter().any(|scheme| base.starts_with(scheme)) {
+        Ok(vato_client::socket::ws_base(base))
     } else {
         Err(format!(
             "base URL {base:?} must start with http:// or https://"
@@ -321,7 +317,7 @@ impl Sent {
                 self.client_id, frame["client_id"]
             ));
         }
-        if api::as_id(&data["sender"]["id"]) != Some(sender) {
+        if session::as_id(&data["sender"]["id"]) != Some(sender) {
             return Err(format!(
                 "sender id should be {sender}, got {}",
                 data["sender"]["id"]
@@ -333,17 +329,14 @@ impl Sent {
 
 /// `{"type":"message.send", ...}` for `content` with a client id.
 pub fn send_frame(content: &str, client_id: &str) -> Value {
-    serde_json::json!({
-        "type": "message.send",
-        "content": content,
-        "message_type": "text",
-        "client_id": client_id,
-    })
+    let mut frame = vato_client::frames::send(content, Some(client_id), None);
+    frame["message_type"] = "text".into();
+    frame
 }
 
 /// Checks that the seqs in `frames` only go up (`sync.done` repeats the last
 /// seq by design and is skipped). Returns the range seen.
-pub fn seq_order(frames: &[socket::Frame]) -> Result<Option<(i64, i64)>, String> {
+pub fn seq_order(frames: &[inbox::Frame]) -> Result<Option<(i64, i64)>, String> {
     let mut range: Option<(i64, i64)> = None;
     for frame in frames {
         if frame.kind() == "sync.done" {
@@ -410,8 +403,8 @@ mod tests {
         assert_eq!(a.len(), 8);
     }
 
-    fn frame(value: Value) -> socket::Frame {
-        socket::Frame {
+    fn frame(value: Value) -> inbox::Frame {
+        inbox::Frame {
             value,
             at: std::time::Instant::now(),
         }

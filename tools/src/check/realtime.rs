@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::api::User;
+use super::inbox::{Frame, Socket};
 use super::report::{fmt_ms, CheckResult, Pass, Report};
-use super::socket::{Frame, Socket};
+use super::session::User;
 use super::{send_frame, seq_order, Ctx, Sent};
 
 /// The checks of this case, to skip them together.

@@ -3,12 +3,13 @@
 
 use std::time::Instant;
 
-use serde_json::{json, Value};
+use serde_json::Value;
+use vato_client::messages_path;
 
-use super::api::{self, as_id, list_items, User};
+use super::inbox::Socket;
 use super::realtime::{once, receive};
 use super::report::{fmt_ms, CheckResult, Pass, Report};
-use super::socket::Socket;
+use super::session::{self, as_id, list_items, unsigned, User};
 use super::{plural, Ctx, Sent};
 
 pub async fn run(
@@ -45,15 +46,16 @@ pub async fn run(
         Err(dependency) => report.skip(&["rest.live_delivery"], dependency),
     }
 
-    let result = api::retry(ctx.timeout, || history(b, conversation, message_id, &sent)).await;
+    let result = session::retry(ctx.timeout, || history(b, conversation, message_id, &sent)).await;
     report.record("rest.history", result);
 }
 
 /// Posts `sent` as A; returns the new message's id.
 async fn send(a: &User, conversation: i64, sent: &Sent) -> Result<(i64, Pass), String> {
-    let body = json!({ "content": sent.content, "client_id": sent.client_id });
     let started = Instant::now();
-    let reply = a.post(&messages_path(conversation), &body).await?;
+    let reply = a
+        .send_message(conversation, &sent.content, &sent.client_id)
+        .await?;
     let took = started.elapsed();
     if reply.status != 201 {
         return Err(format!("expected 201, got {}", reply.describe()));
@@ -92,7 +94,7 @@ async fn live_delivery(
 
 /// B's history shows the message with its content.
 async fn history(b: &User, conversation: i64, message_id: i64, sent: &Sent) -> CheckResult {
-    let reply = b.get(&messages_path(conversation)).await?;
+    let reply = b.get(&messages_path(unsigned(conversation))).await?;
     if reply.status != 200 {
         return Err(format!("expected 200, got {}", reply.describe()));
     }
@@ -120,8 +122,4 @@ async fn history(b: &User, conversation: i64, message_id: i64, sent: &Sent) -> C
             found.len()
         )),
     }
-}
-
-pub fn messages_path(conversation: i64) -> String {
-    format!("/api/chat/conversations/{conversation}/messages/")
 }

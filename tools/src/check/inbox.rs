@@ -1,5 +1,6 @@
-//! The WebSocket side: one client socket with a reader task that timestamps
-//! every frame on arrival, and the ways the cases wait for frames.
+//! The checker's view of a socket: vato-client's socket with a reader task
+//! that timestamps every frame on arrival, and the ways the cases wait for
+//! frames.
 //!
 //! Frames a wait did not ask for go to a backlog, so a later wait can still
 //! find them, and whatever is left there at the end of a case is exactly what
@@ -7,18 +8,16 @@
 
 use std::time::{Duration, Instant};
 
-use futures_util::stream::{SplitSink, StreamExt};
+use futures_util::stream::{SplitSink, SplitStream, StreamExt};
 use futures_util::SinkExt;
 use serde_json::Value;
-use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
-use tokio_tungstenite::tungstenite::{self, Message};
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use tokio_tungstenite::tungstenite::Message;
+use vato_client::frames::{self, Kind};
+use vato_client::socket::{self as client_socket, ConnectError, Event, Stream};
 
 use super::report::truncate;
-
-type Stream = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 /// A JSON frame and the moment the reader task got it.
 #[derive(Debug, Clone)]
@@ -31,7 +30,7 @@ pub struct Frame {
 
 impl Frame {
     pub fn kind(&self) -> &str {
-        self.value["type"].as_str().unwrap_or("?")
+        frames::type_name(&self.value).unwrap_or("?")
     }
 
     /// The event's per-conversation seq (frames without one give `None`).
@@ -44,26 +43,6 @@ enum Incoming {
     Frame(Frame),
     /// The connection ended; the text says how.
     Closed(String),
-}
-
-/// Why a socket did not open.
-#[derive(Debug)]
-pub enum ConnectError {
-    /// The server answered the handshake with an HTTP status instead of 101.
-    Refused { status: u16, body: String },
-    /// Anything else: connection refused, timeout, bad URL, ...
-    Failed(String),
-}
-
-impl std::fmt::Display for ConnectError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            ConnectError::Refused { status, body } => {
-                write!(f, "handshake refused with HTTP {status} {body}")
-            }
-            ConnectError::Failed(reason) => f.write_str(reason),
-        }
-    }
 }
 
 pub struct Socket {
@@ -86,7 +65,7 @@ impl Drop for Socket {
     }
 }
 
-/// `ws://host:port` + `/ws/conversations/` + `7/?token=...&since=...`.
+/// `ws://host:port` + `ws_path` + `7/?token=...&since=...`.
 pub fn url(
     ws_base: &str,
     ws_path: &str,
@@ -94,63 +73,33 @@ pub fn url(
     token: Option<&str>,
     since: Option<i64>,
 ) -> String {
-    let mut url = format!("{}{ws_path}{conversation}/", ws_base.trim_end_matches('/'));
-    let mut query = Vec::new();
-    if let Some(token) = token {
-        query.push(format!("token={}", encode(token)));
-    }
-    if let Some(since) = since {
-        query.push(format!("since={since}"));
-    }
-    if !query.is_empty() {
-        url.push('?');
-        url.push_str(&query.join("&"));
-    }
-    url
+    let unsigned = super::session::unsigned;
+    client_socket::url(
+        ws_base,
+        ws_path,
+        unsigned(conversation),
+        token,
+        since.map(unsigned),
+    )
 }
 
-/// Percent-encodes everything but RFC 3986's unreserved characters (a JWT
-/// needs nothing, but a token given on the command line might).
-fn encode(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
+/// Opens a socket and starts its reader; a refusal's body is cut to 200
+/// characters for reports.
 pub async fn connect(url: &str, label: &str, timeout: Duration) -> Result<Socket, ConnectError> {
-    // Nagle off: a small frame must not wait for the previous one's ACK, or
-    // the checker itself would add ~40 ms to the latencies it reports.
-    let connecting = tokio_tungstenite::connect_async_with_config(url, None, true);
-    let handshake = tokio::time::timeout(timeout, connecting).await;
-    let (stream, _response) = match handshake {
-        Err(_) => {
-            return Err(ConnectError::Failed(format!(
-                "no handshake answer within {} ms",
-                timeout.as_millis()
-            )))
-        }
-        Ok(Err(tungstenite::Error::Http(response))) => {
-            let body = response
-                .body()
-                .as_deref()
-                .map(|b| truncate(&String::from_utf8_lossy(b), 200))
-                .unwrap_or_default();
+    let stream = match client_socket::open(url, timeout).await {
+        Ok(stream) => stream,
+        Err(ConnectError::Refused {
+            status,
+            detail,
+            text,
+        }) => {
             return Err(ConnectError::Refused {
-                status: response.status().as_u16(),
-                body,
-            });
+                status,
+                detail,
+                text: truncate(&text, 200),
+            })
         }
-        Ok(Err(err)) => {
-            // Without the query: no tokens in CI logs.
-            let shown = url.split('?').next().unwrap_or_default();
-            return Err(ConnectError::Failed(format!("{shown}: {err}")));
-        }
-        Ok(Ok(pair)) => pair,
+        Err(err) => return Err(err),
     };
     let (sink, stream) = stream.split();
     let (tx, inbox) = mpsc::unbounded_channel();
@@ -167,13 +116,10 @@ pub async fn connect(url: &str, label: &str, timeout: Duration) -> Result<Socket
 }
 
 /// Reads until the connection ends; every text frame becomes a `Frame`.
-async fn read_frames(
-    mut stream: futures_util::stream::SplitStream<Stream>,
-    tx: mpsc::UnboundedSender<Incoming>,
-) {
+async fn read_frames(mut stream: SplitStream<Stream>, tx: mpsc::UnboundedSender<Incoming>) {
     let ended = loop {
-        match stream.next().await {
-            Some(Ok(Message::Text(text))) => {
+        match client_socket::next_event(&mut stream).await {
+            Event::Text(text) => {
                 let at = Instant::now();
                 // A frame that is not JSON is still a frame the checks should
                 // see (and fail on), so keep it as a string value.
@@ -183,17 +129,7 @@ async fn read_frames(
                     return;
                 }
             }
-            Some(Ok(Message::Close(frame))) => {
-                break match frame {
-                    Some(frame) => {
-                        format!("closed by the server with code {}", u16::from(frame.code))
-                    }
-                    None => "closed by the server".to_owned(),
-                }
-            }
-            Some(Ok(_)) => {} // ping/pong/binary: tungstenite answers pings itself
-            Some(Err(err)) => break format!("connection error: {err}"),
-            None => break "connection ended".to_owned(),
+            ending => break ending.ending().unwrap_or_default(),
         }
     };
     let _ = tx.send(Incoming::Closed(ended));
@@ -312,38 +248,20 @@ impl Socket {
 
 /// A short description of a frame: its type, plus what makes it identifiable.
 pub fn describe(frame: &Value) -> String {
-    let kind = frame["type"].as_str().unwrap_or("?");
-    match kind {
-        "error" => format!(
+    let kind = frames::type_name(frame).unwrap_or("?");
+    match Kind::from_name(kind) {
+        Some(Kind::Error) => format!(
             "error({}: {})",
             frame["code"].as_str().unwrap_or("?"),
             truncate(frame["detail"].as_str().unwrap_or(""), 80)
         ),
-        "message.new" | "message.edited" => format!(
+        Some(Kind::MessageNew | Kind::MessageEdited) => format!(
             "{kind}(seq {}, {:?})",
             frame["seq"],
-            truncate(frame["data"]["content"].as_str().unwrap_or(""), 40)
+            truncate(frames::content(frame).unwrap_or(""), 40)
         ),
-        "?" => format!("non-frame {}", truncate(&frame.to_string(), 80)),
+        None if kind == "?" => format!("non-frame {}", truncate(&frame.to_string(), 80)),
         _ if frame.get("seq").is_some() => format!("{kind}(seq {})", frame["seq"]),
         _ => kind.to_owned(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn builds_urls() {
-        assert_eq!(
-            url("ws://h:1/", "/ws/chat/", 7, Some("a.b-c"), Some(4)),
-            "ws://h:1/ws/chat/7/?token=a.b-c&since=4"
-        );
-        assert_eq!(
-            url("ws://h:1", "/ws/conversations/", 7, None, None),
-            "ws://h:1/ws/conversations/7/"
-        );
-        assert_eq!(encode("a b&c"), "a%20b%26c");
     }
 }
