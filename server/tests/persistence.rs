@@ -8,7 +8,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use common::*;
-use reqwest::Method;
 use serde_json::{json, Value};
 use tokio::sync::Notify;
 
@@ -204,11 +203,7 @@ async fn stop_under_load_and_check_every_acknowledged_message(signal: libc::c_in
         senders.push(tokio::spawn(async move {
             for i in 0.. {
                 let content = format!("rest {task} {i}");
-                let body = json!({"content": content});
-                match api
-                    .try_request(Method::POST, &messages_path(conv), Some(body))
-                    .await
-                {
+                match api.send(conv, &content, None).await {
                     Ok(resp) if resp.status == 201 => {
                         record(resp.body["id"].as_u64().unwrap(), content)
                     }

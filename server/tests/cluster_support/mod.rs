@@ -8,6 +8,8 @@
 //! is a fresh one.
 #![allow(dead_code)]
 
+pub mod chat;
+
 use std::fs::{File, OpenOptions};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -18,7 +20,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use tempfile::TempDir;
 
-use crate::common::Server;
+use crate::common::{Api, Server};
 
 /// Debian's nats-server (2.9.10); `NATS_SERVER` overrides the path.
 pub const NATS_SERVER: &str = "/usr/sbin/nats-server";
@@ -370,14 +372,12 @@ pub async fn start_vato(nats_urls: &str, data_dir: &Path, extra: &[&str]) -> Ser
 /// A gauge or counter from the node's `GET /metrics` (None if absent or
 /// the node does not answer).
 pub async fn metric(base: &str, name: &str) -> Option<u64> {
-    let text = http()
-        .get(format!("{base}/metrics"))
-        .send()
-        .await
-        .ok()?
-        .text()
+    let resp = Api::with_http(http().clone(), base)
+        .try_get("/metrics")
         .await
         .ok()?;
+    // Prometheus text: vato-client keeps a body that is not JSON as a string.
+    let text = resp.body.as_str()?;
     text.lines().filter(|l| !l.starts_with('#')).find_map(|l| {
         let (key, value) = l.split_once(' ')?;
         (key == name).then(|| value.trim().parse().ok()).flatten()
