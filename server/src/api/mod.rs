@@ -8,9 +8,11 @@ use serde_json::{Map, Value};
 
 use crate::app::App;
 use crate::error::{ApiError, ApiResult};
+use crate::intake;
 
 mod auth;
 mod conversations;
+pub mod extract;
 mod messages;
 mod users;
 pub mod web;
@@ -37,30 +39,13 @@ pub fn json_body(bytes: &Bytes) -> ApiResult<Map<String, Value>> {
 }
 
 /// A string field; `None` when absent or null.
-pub fn opt_str(body: &Map<String, Value>, field: &str) -> ApiResult<Option<String>> {
-    match body.get(field) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s.clone())),
-        Some(_) => Err(ApiError::field(field, "Not a valid string.")),
-    }
+pub fn opt_str(body: &Map<String, Value>, field: &'static str) -> ApiResult<Option<String>> {
+    Ok(intake::string(body, field)?)
 }
 
-/// An id field given as a number or a numeric string.
-pub fn opt_id(body: &Map<String, Value>, field: &str) -> ApiResult<Option<u64>> {
-    match body.get(field) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::Number(n)) => n
-            .as_u64()
-            .map(Some)
-            .ok_or_else(|| ApiError::field(field, "A valid integer is required.")),
-        Some(Value::String(s)) if s.is_empty() => Ok(None),
-        Some(Value::String(s)) => s
-            .trim()
-            .parse()
-            .map(Some)
-            .map_err(|_| ApiError::field(field, "A valid integer is required.")),
-        Some(_) => Err(ApiError::field(field, "A valid integer is required.")),
-    }
+/// An id field given as a number or a string of digits.
+pub fn opt_id(body: &Map<String, Value>, field: &'static str) -> ApiResult<Option<u64>> {
+    Ok(intake::id(body, field)?)
 }
 
 pub fn opt_bool(body: &Map<String, Value>, field: &str) -> ApiResult<Option<bool>> {
