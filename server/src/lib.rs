@@ -55,7 +55,7 @@ use crate::config::Config;
 use crate::hub::Hub;
 use crate::sequencer::{Cluster, Sequencer};
 
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+pub use startup::BoxError;
 
 /// A server ready to serve: its store is open, cluster mode has caught up
 /// with the stream, and the demo accounts exist.

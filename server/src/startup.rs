@@ -10,7 +10,10 @@ use crate::app::App;
 use crate::auth::hash_password;
 use crate::clock;
 use crate::config::Config;
-use crate::BoxError;
+
+/// The error of start-up and shutdown: reported once, then the process
+/// exits.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Resolves on Ctrl-C or SIGTERM.
 pub async fn shutdown_signal() {

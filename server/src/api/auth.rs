@@ -10,8 +10,8 @@ use axum::{Json, Router};
 use serde_json::{json, Map, Value};
 use vato_eventlog::{Command, Rejection, Reply};
 
+use super::body::{json_body, opt_str};
 use super::extract::{AuthUser, MaybeAuthUser};
-use super::{json_body, opt_str};
 use crate::app::App;
 use crate::auth::{hash_password, verify_password, TokenType};
 use crate::clock::now_micros;

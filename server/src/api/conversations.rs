@@ -11,8 +11,8 @@ use axum::{Json, Router};
 use serde_json::{json, Value};
 use vato_eventlog::{Command, Rejection, Reply};
 
+use super::body::{json_body, opt_bool, opt_id, opt_str, path_id};
 use super::extract::AuthUser;
-use super::{json_body, opt_bool, opt_id, opt_str, path_id};
 use crate::app::App;
 use crate::clock::now_micros;
 use crate::error::{ApiError, ApiResult};

@@ -14,8 +14,8 @@ use axum::{Json, Router};
 use serde_json::{json, Value};
 use vato_eventlog::{Command, Rejection, Reply, State as LogState};
 
+use super::body::{json_body, path_id};
 use super::extract::AuthUser;
-use super::{json_body, path_id};
 use crate::app::App;
 use crate::clock::now_micros;
 use crate::error::{ApiError, ApiResult};

@@ -11,7 +11,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{json, Value};
 
-use super::{json_body, opt_id};
+use super::body::{json_body, opt_id};
 use crate::app::App;
 use crate::error::{ApiError, ApiResult};
 

@@ -29,8 +29,8 @@ use serde_json::Value;
 use tokio::sync::{mpsc, oneshot, watch};
 use vato_eventlog::{Answer, Applied, Command, ConvId, Rejection, Store, StoreError, UserId};
 
+use super::outcome::Unavailable;
 use super::stream::open_stream;
-use super::Unavailable;
 use crate::config::Config;
 use crate::hub::Hub;
 

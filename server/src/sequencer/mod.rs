@@ -9,38 +9,19 @@
 //! now. How an outcome is shown to a client is the API's and the socket's
 //! business, not this module's.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 
 use serde_json::Value;
-use vato_eventlog::{Applied, Command, ConvId, Rejection, Store, StoreError, UserId};
+use vato_eventlog::{Command, ConvId, Store, StoreError, UserId};
 
 use crate::hub::Hub;
 
 mod cluster;
+mod outcome;
 mod stream;
 
 pub use cluster::Cluster;
-
-/// What a command comes to: applied (and durable), or refused by the state
-/// machine.
-pub type Outcome = Result<Applied, Rejection>;
-
-/// The outcome of a begun command, still to come.
-pub type Pending = Pin<Box<dyn Future<Output = Result<Outcome, Unavailable>> + Send>>;
-
-/// The log cannot take the command now. Nothing is half-done: a client may
-/// retry (with its `client_id`, a retry is safe).
-#[derive(Debug, thiserror::Error)]
-pub enum Unavailable {
-    /// Cluster mode: NATS did not take or acknowledge the command in time.
-    #[error("NATS is unavailable")]
-    Nats,
-    /// The local store is closed, failed, or could not write.
-    #[error(transparent)]
-    Store(#[from] StoreError),
-}
+pub use outcome::{Outcome, Pending, Unavailable};
 
 /// Who orders the commands.
 pub enum Sequencer {

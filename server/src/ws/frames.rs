@@ -5,7 +5,7 @@
 //! Error codes: `bad_json` (not JSON), `unknown_type` (no or an unknown
 //! `type`), `invalid` (a field intake or the state machine refuses),
 //! `forbidden`, `not_found`, `unavailable` (retry with the same
-//! `client_id`). A send's errors carry its `client_id`.
+//! `client_id`). Every error about a frame carries its `client_id`.
 
 use serde_json::{json, Value};
 use vato_eventlog::{Command, Rejection, Seq};

@@ -16,10 +16,8 @@ use axum::extract::{Path, Query, Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use fastwebsockets::{upgrade, OpCode};
-use hyper_util::rt::TokioIo;
-use serde_json::{json, Value};
-use tokio::io::{ReadHalf, WriteHalf};
+use fastwebsockets::upgrade;
+use serde_json::json;
 use tokio::sync::mpsc;
 use tracing::Instrument;
 use vato_eventlog::{ConvId, Seq};
@@ -28,29 +26,12 @@ use crate::app::App;
 use crate::auth::TokenType;
 use crate::burst::BurstWriter;
 use crate::hub::{Out, SocketHandle};
-use crate::sequencer::Pending;
 
 pub mod frames;
 mod reader;
 mod writer;
 
-type Upgraded = TokioIo<hyper::upgrade::Upgraded>;
-type Writer = fastwebsockets::WebSocketWrite<BurstWriter<WriteHalf<Upgraded>>>;
-type Reader = fastwebsockets::WebSocketRead<ReadHalf<Upgraded>>;
-
-/// What the reader asks the writer to do.
-enum Ctrl {
-    /// A text frame for this socket only (pong, error, idempotent echo).
-    Text(String),
-    /// A control frame the protocol owes the peer (pong, close echo).
-    Control(OpCode, Vec<u8>),
-    /// Close with this code.
-    Close(u16),
-    /// Replay everything after this seq, then continue live.
-    Sync(Seq),
-    /// A command begun by the reader, to be answered in order.
-    Pending(InFlight),
-}
+use writer::{Ctrl, Upgraded, Writer};
 
 fn refuse(status: StatusCode, detail: &str) -> Response {
     (status, Json(json!({ "detail": detail }))).into_response()
@@ -180,12 +161,4 @@ fn start_reader(
         handle.clone(),
     ));
     (write, ctrl_rx, reader)
-}
-
-/// A command of this socket whose outcome is still to come.
-struct InFlight {
-    /// Resolves to the command's outcome.
-    outcome: Pending,
-    is_send: bool,
-    client_id: Option<Box<Value>>,
 }

@@ -14,11 +14,14 @@ use tokio::sync::mpsc;
 use vato_eventlog::Command;
 
 use super::frames::{self, Inbound, Refused};
-use super::{Ctrl, InFlight, Reader};
+use super::writer::{Ctrl, InFlight, Upgraded};
 use crate::app::App;
 use crate::clock::now_micros;
 use crate::hub::SocketHandle;
 use crate::intake;
+
+/// A socket's read half.
+pub(super) type Reader = fastwebsockets::WebSocketRead<tokio::io::ReadHalf<Upgraded>>;
 
 pub(super) async fn read_loop(
     app: Arc<App>,

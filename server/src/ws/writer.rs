@@ -9,16 +9,24 @@ use std::future::Future;
 use std::time::Duration;
 
 use fastwebsockets::{Frame, OpCode, Payload, WebSocketError};
+use hyper_util::rt::TokioIo;
 use serde_json::json;
+use serde_json::Value;
+use tokio::io::WriteHalf;
 use tokio::sync::mpsc;
 use vato_eventlog::{ConvId, Reply, Seq, UserId};
 
 use super::frames;
-use super::{Ctrl, InFlight, Writer};
 use crate::app::App;
+use crate::burst::BurstWriter;
 use crate::hub::{closed, Out, SocketHandle};
 use crate::render;
-use crate::sequencer::{Outcome, Unavailable};
+use crate::sequencer::{Outcome, Pending, Unavailable};
+
+/// The upgraded connection under a socket.
+pub(super) type Upgraded = TokioIo<hyper::upgrade::Upgraded>;
+/// A socket's write half, behind its burst buffer.
+pub(super) type Writer = fastwebsockets::WebSocketWrite<BurstWriter<WriteHalf<Upgraded>>>;
 
 /// Longest a write to a peer may block before the connection is dropped.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -274,4 +282,26 @@ fn answer(
         }
     };
     Some(frame)
+}
+
+/// What the reader asks the writer to do.
+pub(super) enum Ctrl {
+    /// A text frame for this socket only (pong, error, idempotent echo).
+    Text(String),
+    /// A control frame the protocol owes the peer (pong, close echo).
+    Control(OpCode, Vec<u8>),
+    /// Close with this code.
+    Close(u16),
+    /// Replay everything after this seq, then continue live.
+    Sync(Seq),
+    /// A command begun by the reader, to be answered in order.
+    Pending(InFlight),
+}
+
+/// A command of this socket whose outcome is still to come.
+pub(super) struct InFlight {
+    /// Resolves to the command's outcome.
+    pub(super) outcome: Pending,
+    pub(super) is_send: bool,
+    pub(super) client_id: Option<Box<Value>>,
 }
