@@ -1,19 +1,25 @@
 //! Tokens (SimpleJWT-compatible HS256 JWTs) and password hashing (argon2).
-
-use std::sync::Arc;
+//!
+//! Nothing here knows HTTP: the request extractors that use it are the
+//! API's (`api/extract.rs`), and its errors are its own.
 
 use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
-use axum::extract::FromRequestParts;
-use axum::http::request::Parts;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 use vato_eventlog::UserId;
 
-use crate::app::App;
-use crate::error::ApiError;
+/// A token or a hash that could not be made. Never the client's fault:
+/// the API answers it with a 500.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    #[error("jwt encode: {0}")]
+    Token(#[from] jsonwebtoken::errors::Error),
+    #[error("password hashing: {0}")]
+    Hashing(String),
+}
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
 pub struct Claims {
@@ -63,7 +69,7 @@ impl Jwt {
         }
     }
 
-    pub fn issue(&self, user_id: UserId, token_type: TokenType) -> Result<String, ApiError> {
+    pub fn issue(&self, user_id: UserId, token_type: TokenType) -> Result<String, AuthError> {
         let now = unix_now();
         let lifetime = match token_type {
             TokenType::Access => self.access_secs,
@@ -76,8 +82,11 @@ impl Jwt {
             jti: format!("{:032x}", rand::thread_rng().gen::<u128>()),
             user_id,
         };
-        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
-            .map_err(|e| ApiError::Internal(format!("jwt encode: {e}")))
+        Ok(jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &claims,
+            &self.encoding,
+        )?)
     }
 
     /// The user of a valid, unexpired token of the given type.
@@ -108,20 +117,20 @@ fn hash_permits() -> &'static tokio::sync::Semaphore {
 
 /// Argon2id with the crate's default parameters (19 MiB, 2 passes). Runs on
 /// the blocking pool: it costs tens of milliseconds of CPU by design.
-pub async fn hash_password(password: String) -> Result<String, ApiError> {
+pub async fn hash_password(password: String) -> Result<String, AuthError> {
     let _permit = hash_permits()
         .acquire()
         .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
+        .map_err(|e| AuthError::Hashing(e.to_string()))?;
     tokio::task::spawn_blocking(move || {
         let salt = SaltString::generate(&mut OsRng);
         Argon2::default()
             .hash_password(password.as_bytes(), &salt)
             .map(|h| h.to_string())
-            .map_err(|e| ApiError::Internal(format!("argon2: {e}")))
+            .map_err(|e| AuthError::Hashing(format!("argon2: {e}")))
     })
     .await
-    .map_err(|e| ApiError::Internal(e.to_string()))?
+    .map_err(|e| AuthError::Hashing(e.to_string()))?
 }
 
 /// Checks a password against a stored hash. With no hash (unknown user) it
@@ -143,51 +152,6 @@ pub async fn verify_password(password: String, hash: Option<String>) -> bool {
     })
     .await
     .unwrap_or(false)
-}
-
-/// The authenticated caller of a REST request (`Authorization: Bearer`).
-pub struct AuthUser(pub UserId);
-
-impl FromRequestParts<Arc<App>> for AuthUser {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, ApiError> {
-        let header = parts
-            .headers
-            .get(axum::http::header::AUTHORIZATION)
-            .ok_or(ApiError::NotAuthenticated)?;
-        let header = header.to_str().map_err(|_| ApiError::InvalidToken)?;
-        let token = header
-            .strip_prefix("Bearer ")
-            .ok_or(ApiError::InvalidToken)?
-            .trim();
-        let user_id = app
-            .jwt
-            .verify(token, TokenType::Access)
-            .ok_or(ApiError::InvalidToken)?;
-        if app.store.state().user(user_id).is_none() {
-            return Err(ApiError::InvalidToken);
-        }
-        Ok(AuthUser(user_id))
-    }
-}
-
-/// An optional caller: public endpoints still refuse a *bad* token, as the
-/// original does, but accept none.
-pub struct MaybeAuthUser;
-
-impl FromRequestParts<Arc<App>> for MaybeAuthUser {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, ApiError> {
-        if parts
-            .headers
-            .contains_key(axum::http::header::AUTHORIZATION)
-        {
-            AuthUser::from_request_parts(parts, app).await?;
-        }
-        Ok(MaybeAuthUser)
-    }
 }
 
 #[cfg(test)]

@@ -7,6 +7,10 @@ use axum::Json;
 use serde_json::{json, Value};
 use vato_eventlog::{Rejection, StoreError};
 
+use crate::auth::AuthError;
+use crate::intake;
+use crate::sequencer::Unavailable;
+
 #[derive(Debug)]
 pub enum ApiError {
     /// 400 with a body in DRF's shape (`{"field": ["msg"]}` or `{"detail"}`).
@@ -102,11 +106,26 @@ impl From<StoreError> for ApiError {
     }
 }
 
-impl From<crate::cluster::ClusterError> for ApiError {
-    fn from(e: crate::cluster::ClusterError) -> ApiError {
+impl From<Unavailable> for ApiError {
+    fn from(e: Unavailable) -> ApiError {
         match e {
-            crate::cluster::ClusterError::Unavailable => ApiError::Unavailable,
-            crate::cluster::ClusterError::Store(e) => e.into(),
+            Unavailable::Nats => ApiError::Unavailable,
+            Unavailable::Store(e) => e.into(),
+        }
+    }
+}
+
+impl From<AuthError> for ApiError {
+    fn from(e: AuthError) -> ApiError {
+        ApiError::Internal(e.to_string())
+    }
+}
+
+impl From<intake::Invalid> for ApiError {
+    fn from(e: intake::Invalid) -> ApiError {
+        match e.field {
+            Some(field) => ApiError::field(field, &e.message),
+            None => ApiError::detail(&e.message),
         }
     }
 }

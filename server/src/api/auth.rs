@@ -10,9 +10,10 @@ use axum::{Json, Router};
 use serde_json::{json, Map, Value};
 use vato_eventlog::{Command, Rejection, Reply};
 
-use super::{json_body, opt_str};
+use super::body::{json_body, opt_str};
+use super::extract::{AuthUser, MaybeAuthUser};
 use crate::app::App;
-use crate::auth::{hash_password, verify_password, AuthUser, MaybeAuthUser, TokenType};
+use crate::auth::{hash_password, verify_password, TokenType};
 use crate::clock::now_micros;
 use crate::error::{token_not_valid_body, ApiError, ApiResult};
 use crate::render;
@@ -155,10 +156,12 @@ async fn login(
         Ok(outcome) => {
             outcome?;
         }
-        Err(ApiError::Unavailable) => {
-            tracing::warn!(user_id, "login not recorded: sequencer unavailable")
-        }
-        Err(e) => return Err(e),
+        Err(e) => match ApiError::from(e) {
+            ApiError::Unavailable => {
+                tracing::warn!(user_id, "login not recorded: sequencer unavailable")
+            }
+            other => return Err(other),
+        },
     }
     Ok(Json(token_response(&app, user_id)?))
 }

@@ -11,9 +11,9 @@ use axum::{Json, Router};
 use serde_json::{json, Value};
 use vato_eventlog::{Command, Rejection, Reply};
 
-use super::{json_body, opt_bool, opt_id, opt_str, path_id};
+use super::body::{json_body, opt_bool, opt_id, opt_str, path_id};
+use super::extract::AuthUser;
 use crate::app::App;
-use crate::auth::AuthUser;
 use crate::clock::now_micros;
 use crate::error::{ApiError, ApiResult};
 use crate::render;

@@ -14,11 +14,12 @@ use axum::{Json, Router};
 use serde_json::{json, Value};
 use vato_eventlog::{Command, Rejection, Reply, State as LogState};
 
-use super::{json_body, opt_id, opt_str, path_id};
+use super::body::{json_body, path_id};
+use super::extract::AuthUser;
 use crate::app::App;
-use crate::auth::AuthUser;
 use crate::clock::now_micros;
 use crate::error::{ApiError, ApiResult};
+use crate::intake;
 use crate::render;
 
 const NOT_MEMBER: &str = "You are not a member of this conversation.";
@@ -142,45 +143,8 @@ async fn send(
     let conv_id = path_id(&cid, NOT_MEMBER).map_err(|_| ApiError::Forbidden(NOT_MEMBER))?;
     let body = json_body(&body)?;
     member_of(&app.store.state(), conv_id, me)?;
-    let content = opt_str(&body, "content")?.unwrap_or_default();
-    let message_type = opt_str(&body, "message_type")?.unwrap_or_else(|| "text".into());
-    if content.trim().is_empty() && message_type == "text" {
-        return Err(ApiError::field("content", "This field may not be blank."));
-    }
-    if content.chars().count() > app.config.max_message_chars {
-        return Err(ApiError::field(
-            "content",
-            &format!(
-                "Ensure this field has no more than {} characters.",
-                app.config.max_message_chars
-            ),
-        ));
-    }
-    if !vato_eventlog::state::MESSAGE_TYPES.contains(&message_type.as_str()) {
-        return Err(ApiError::field(
-            "message_type",
-            &format!("\"{message_type}\" is not a valid choice."),
-        ));
-    }
-    let client_id = opt_str(&body, "client_id")?.filter(|c| !c.is_empty());
-    if client_id.as_ref().is_some_and(|c| c.len() > 64) {
-        return Err(ApiError::field(
-            "client_id",
-            "Ensure this field has no more than 64 characters.",
-        ));
-    }
-    let outcome = app
-        .submit(Command::PostMessage {
-            sender: me,
-            conv_id,
-            content,
-            message_type,
-            reply_to: opt_id(&body, "reply_to")?,
-            forwarded_from: opt_id(&body, "forwarded_from")?,
-            client_id,
-            at: now_micros(),
-        })
-        .await?;
+    let command = intake::post_message(&body, context(&app, me, conv_id))?;
+    let outcome = app.submit(command).await?;
     let reply = match outcome {
         Ok(applied) => applied.reply,
         Err(Rejection::UnknownMessage) => {
@@ -205,6 +169,16 @@ async fn send(
         StatusCode::OK
     };
     Ok((status, Json(render::message(&state, message, Some(me)))))
+}
+
+/// What intake needs to know besides the body.
+fn context(app: &App, me: u64, conv_id: u64) -> intake::Context {
+    intake::Context {
+        user_id: me,
+        conv_id,
+        at: now_micros(),
+        max_message_chars: app.config.max_message_chars,
+    }
 }
 
 fn ids(cid: &str, mid: &str) -> ApiResult<(u64, u64)> {
@@ -239,24 +213,10 @@ async fn edit(
 ) -> ApiResult<Json<Value>> {
     let (conv_id, message_id) = ids(&cid, &mid)?;
     let body = json_body(&body)?;
-    let Some(content) = opt_str(&body, "content")?.filter(|c| !c.trim().is_empty()) else {
-        return Err(ApiError::detail("content required."));
-    };
-    if content.chars().count() > app.config.max_message_chars {
-        return Err(ApiError::field(
-            "content",
-            "Ensure this field is not too long.",
-        ));
-    }
-    app.submit(Command::EditMessage {
-        by: me,
-        conv_id,
-        message_id,
-        content,
-        at: now_micros(),
-    })
-    .await?
-    .map_err(|r| message_rejection(r, "You can only edit your own messages."))?;
+    let command = intake::edit_message(&body, message_id, context(&app, me, conv_id))?;
+    app.submit(command)
+        .await?
+        .map_err(|r| message_rejection(r, "You can only edit your own messages."))?;
     Ok(Json(message_json(&app, message_id, me)?))
 }
 
@@ -299,18 +259,9 @@ async fn react(
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let (conv_id, message_id) = ids(&cid, &mid)?;
     let body = json_body(&body)?;
-    let Some(emoji) = opt_str(&body, "emoji")?.filter(|e| !e.is_empty() && e.chars().count() <= 16)
-    else {
-        return Err(ApiError::detail("emoji required."));
-    };
+    let command = intake::toggle_reaction(&body, message_id, context(&app, me, conv_id))?;
     let applied = app
-        .submit(Command::ToggleReaction {
-            by: me,
-            conv_id,
-            message_id,
-            emoji,
-            at: now_micros(),
-        })
+        .submit(command)
         .await?
         .map_err(|r| message_rejection(r, "Forbidden."))?;
     match applied.reply {

@@ -8,8 +8,8 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::Value;
 
+use super::extract::AuthUser;
 use crate::app::App;
-use crate::auth::AuthUser;
 use crate::error::ApiResult;
 use crate::render;
 

@@ -11,7 +11,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{json, Value};
 
-use super::{json_body, opt_id};
+use super::body::{json_body, opt_id};
 use crate::app::App;
 use crate::error::{ApiError, ApiResult};
 
@@ -113,7 +113,7 @@ pub async fn fallback(uri: Uri, method: axum::http::Method) -> Response {
 async fn metrics(State(app): State<Arc<App>>) -> Response {
     use std::fmt::Write;
     let mut out = String::new();
-    let connections = app.connections.load(std::sync::atomic::Ordering::Relaxed);
+    let connections = app.open_connections();
     let events = app.store.state().next_offset;
     let _ = writeln!(
         out,
@@ -123,7 +123,7 @@ async fn metrics(State(app): State<Arc<App>>) -> Response {
         out,
         "# TYPE vato_log_events gauge\nvato_log_events {events}"
     );
-    if let Some(cluster) = &app.cluster {
+    if let Some(cluster) = app.sequencer.cluster() {
         let slow = cluster
             .slow_consumers
             .load(std::sync::atomic::Ordering::Relaxed);

@@ -1,0 +1,45 @@
+//! Reading a request: a JSON object body, its fields (through intake's
+//! rules, so REST and sockets read a field alike) and path ids.
+
+use axum::body::Bytes;
+use serde_json::{Map, Value};
+
+use crate::error::{ApiError, ApiResult};
+use crate::intake;
+
+/// A JSON object body. DRF answers a malformed body with a 400 `detail`.
+pub fn json_body(bytes: &Bytes) -> ApiResult<Map<String, Value>> {
+    if bytes.is_empty() {
+        return Ok(Map::new());
+    }
+    match serde_json::from_slice::<Value>(bytes) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(_) => Err(ApiError::detail("Expected a JSON object.")),
+        Err(e) => Err(ApiError::detail(&format!("JSON parse error - {e}"))),
+    }
+}
+
+/// A string field; `None` when absent or null.
+pub fn opt_str(body: &Map<String, Value>, field: &'static str) -> ApiResult<Option<String>> {
+    Ok(intake::string(body, field)?)
+}
+
+/// An id field given as a number or a string of digits.
+pub fn opt_id(body: &Map<String, Value>, field: &'static str) -> ApiResult<Option<u64>> {
+    Ok(intake::id(body, field)?)
+}
+
+pub fn opt_bool(body: &Map<String, Value>, field: &str) -> ApiResult<Option<bool>> {
+    match body.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Bool(b)) => Ok(Some(*b)),
+        Some(Value::String(s)) if s == "true" => Ok(Some(true)),
+        Some(Value::String(s)) if s == "false" => Ok(Some(false)),
+        Some(_) => Err(ApiError::field(field, "Must be a valid boolean.")),
+    }
+}
+
+/// Parses a path id; anything else is the contract's 404.
+pub fn path_id(raw: &str, detail: &'static str) -> ApiResult<u64> {
+    raw.parse().map_err(|_| ApiError::NotFound(detail))
+}

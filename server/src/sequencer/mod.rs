@@ -1,0 +1,72 @@
+//! The sequencer: the one way a command reaches the state machine, in one
+//! total order.
+//!
+//! Embedded mode queues commands into the local store, whose writer decides
+//! and applies them. Cluster mode publishes them to NATS JetStream, which
+//! orders them for every node; each node's applier then queues them into
+//! its own store alike (see [`cluster`]). Callers see the same thing either
+//! way: a command's outcome, or [`Unavailable`] when the log cannot take it
+//! now. How an outcome is shown to a client is the API's and the socket's
+//! business, not this module's.
+
+use std::sync::Arc;
+
+use serde_json::Value;
+use vato_eventlog::{Command, ConvId, Store, StoreError, UserId};
+
+use crate::hub::Hub;
+
+mod cluster;
+mod outcome;
+mod stream;
+
+pub use cluster::Cluster;
+pub use outcome::{Outcome, Pending, Unavailable};
+
+/// Who orders the commands.
+pub enum Sequencer {
+    /// The local store's writer; signals go straight to this node's hub.
+    Embedded { store: Store, hub: Arc<Hub> },
+    /// NATS JetStream, shared by every node.
+    Cluster(Arc<Cluster>),
+}
+
+impl Sequencer {
+    /// Starts a command without waiting for its outcome; the returned future
+    /// resolves to it. Commands begun one after the other are decided in that
+    /// order, so a socket can pipeline its sends through one group commit.
+    pub async fn begin(&self, command: Command) -> Pending {
+        match self {
+            Sequencer::Embedded { store, .. } => match store.enqueue(command, None).await {
+                Ok(answer) => Box::pin(async move {
+                    match answer.await {
+                        Ok(outcome) => Ok(outcome?),
+                        Err(_) => Err(Unavailable::Store(StoreError::Closed)),
+                    }
+                }),
+                Err(e) => Box::pin(std::future::ready(Err(e.into()))),
+            },
+            Sequencer::Cluster(cluster) => match cluster.begin(command).await {
+                Ok(outcome) => Box::pin(outcome),
+                Err(e) => Box::pin(std::future::ready(Err(e))),
+            },
+        }
+    }
+
+    /// Typing and other signals that are never stored, to every socket of
+    /// the conversation on every node except the sender's.
+    pub async fn signal(&self, conv_id: ConvId, except_user: UserId, frame: Value) {
+        match self {
+            Sequencer::Embedded { hub, .. } => hub.ephemeral(conv_id, except_user, &frame),
+            Sequencer::Cluster(cluster) => cluster.signal(conv_id, except_user, frame).await,
+        }
+    }
+
+    /// Cluster mode's NATS state, for the metrics; `None` when embedded.
+    pub fn cluster(&self) -> Option<&Cluster> {
+        match self {
+            Sequencer::Embedded { .. } => None,
+            Sequencer::Cluster(cluster) => Some(cluster),
+        }
+    }
+}

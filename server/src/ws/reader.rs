@@ -1,0 +1,141 @@
+//! A socket's reader: reads frames (reassembling fragments, capping their
+//! size), parses each with [`frames::parse`], and hands the writer what to
+//! do: a reply, a replay, or a command begun with the sequencer.
+//!
+//! `fastwebsockets`' `read_frame` is not cancel-safe, so this is a
+//! dedicated task that is never put in a `select!`; it is aborted only when
+//! the socket is being torn down anyway.
+
+use std::sync::Arc;
+
+use fastwebsockets::{Frame, OpCode, WebSocketError};
+use serde_json::json;
+use tokio::sync::mpsc;
+use vato_eventlog::Command;
+
+use super::frames::{self, Inbound, Refused};
+use super::writer::{Ctrl, InFlight, Upgraded};
+use crate::app::App;
+use crate::clock::now_micros;
+use crate::hub::SocketHandle;
+use crate::intake;
+
+/// A socket's read half.
+pub(super) type Reader = fastwebsockets::WebSocketRead<tokio::io::ReadHalf<Upgraded>>;
+
+pub(super) async fn read_loop(
+    app: Arc<App>,
+    mut read: Reader,
+    ctrl: mpsc::Sender<Ctrl>,
+    handle: Arc<SocketHandle>,
+) {
+    let max = app.config.max_frame_bytes;
+    // Control frames the protocol owes the peer go through the writer.
+    let owed = ctrl.clone();
+    let mut send_owed = move |frame: Frame<'_>| {
+        let owed = owed.clone();
+        let message = Ctrl::Control(frame.opcode, frame.payload.to_vec());
+        async move { owed.send(message).await.map_err(|_| "writer gone") }
+    };
+    // A fragmented message being reassembled: (opcode, bytes so far).
+    let mut partial: Option<(OpCode, Vec<u8>)> = None;
+    loop {
+        let frame = match read.read_frame(&mut send_owed).await {
+            Ok(frame) => frame,
+            Err(WebSocketError::FrameTooLarge) => {
+                let _ = ctrl.send(Ctrl::Close(1009)).await;
+                return;
+            }
+            Err(e) => {
+                tracing::debug!("read ended: {e}");
+                return;
+            }
+        };
+        let message = match frame.opcode {
+            OpCode::Text | OpCode::Binary if frame.fin => frame.payload.to_vec(),
+            OpCode::Text | OpCode::Binary => {
+                partial = Some((frame.opcode, frame.payload.to_vec()));
+                continue;
+            }
+            OpCode::Continuation => {
+                let Some((_, bytes)) = partial.as_mut() else {
+                    let _ = ctrl.send(Ctrl::Close(1002)).await;
+                    return;
+                };
+                bytes.extend_from_slice(&frame.payload);
+                if bytes.len() >= max {
+                    let _ = ctrl.send(Ctrl::Close(1009)).await;
+                    return;
+                }
+                if !frame.fin {
+                    continue;
+                }
+                match partial.take() {
+                    Some((_, bytes)) => bytes,
+                    None => continue,
+                }
+            }
+            OpCode::Close => return,
+            OpCode::Ping | OpCode::Pong => continue,
+        };
+        // Boxed: an idle socket's task then holds only its wait, not the
+        // largest step's state.
+        let Some(next) = Box::pin(act_on(&app, &handle, &message)).await else {
+            continue;
+        };
+        if ctrl.send(next).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Does what one inbound message asks; returns what the writer must do, if
+/// anything. Frames take effect in arrival order, as the original's did.
+async fn act_on(app: &App, handle: &SocketHandle, bytes: &[u8]) -> Option<Ctrl> {
+    let cx = intake::Context {
+        user_id: handle.user_id,
+        conv_id: handle.conv_id,
+        at: now_micros(),
+        max_message_chars: app.config.max_message_chars,
+    };
+    let inbound = match frames::parse(bytes, cx) {
+        Ok(inbound) => inbound,
+        Err(Refused(frame)) => return Some(Ctrl::Text(frame)),
+    };
+    let (command, client_id) = match inbound {
+        Inbound::Ping => return Some(Ctrl::Text(frames::pong())),
+        Inbound::Sync { since } => return Some(Ctrl::Sync(since)),
+        Inbound::Typing { is_typing } => return signal_typing(app, handle, is_typing).await,
+        Inbound::Command { command, client_id } => (command, client_id),
+    };
+    let is_send = matches!(command, Command::PostMessage { .. });
+    // Queued, not awaited: the next frame is read at once, and a burst from
+    // one socket shares group commits. The writer answers the outcomes in
+    // order.
+    Some(Ctrl::Pending(InFlight {
+        outcome: Box::pin(app.sequencer.begin(command)).await,
+        is_send,
+        client_id: client_id.map(Box::new),
+    }))
+}
+
+/// Tells the conversation's other sockets, on every node, that this user
+/// is typing; never stored.
+async fn signal_typing(app: &App, handle: &SocketHandle, is_typing: bool) -> Option<Ctrl> {
+    let (user_id, conv_id) = (handle.user_id, handle.conv_id);
+    let username = {
+        let state = app.store.state();
+        if !state.is_member(conv_id, user_id) {
+            let detail = "not a member of this conversation";
+            return Some(Ctrl::Text(frames::error("forbidden", detail, None)));
+        }
+        state
+            .user(user_id)
+            .map(|u| u.username.clone())
+            .unwrap_or_default()
+    };
+    let signal =
+        json!({"type": "typing", "user_id": user_id, "username": username, "is_typing": is_typing});
+    app.sequencer.signal(conv_id, user_id, signal).await;
+    None
+}

@@ -1,0 +1,307 @@
+//! A socket's writer: the connection's own task, and the only one that
+//! writes. It sends event frames from the hub, replies and control frames
+//! from the reader, the answers to the reader's commands in the order they
+//! were sent, and replays for `since`. A burst of frames goes out in one
+//! write (see [`crate::burst`]), flushed when the queue runs dry.
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::time::Duration;
+
+use fastwebsockets::{Frame, OpCode, Payload, WebSocketError};
+use hyper_util::rt::TokioIo;
+use serde_json::json;
+use serde_json::Value;
+use tokio::io::WriteHalf;
+use tokio::sync::mpsc;
+use vato_eventlog::{ConvId, Reply, Seq, UserId};
+
+use super::frames;
+use crate::app::App;
+use crate::burst::BurstWriter;
+use crate::hub::{closed, Out, SocketHandle};
+use crate::render;
+use crate::sequencer::{Outcome, Pending, Unavailable};
+
+/// The upgraded connection under a socket.
+pub(super) type Upgraded = TokioIo<hyper::upgrade::Upgraded>;
+/// A socket's write half, behind its burst buffer.
+pub(super) type Writer = fastwebsockets::WebSocketWrite<BurstWriter<WriteHalf<Upgraded>>>;
+
+/// Longest a write to a peer may block before the connection is dropped.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Commands one socket may have in flight before its reader waits.
+const IN_FLIGHT: usize = 256;
+/// How long a socket told to close may finish a blocked write.
+const CLOSE_GRACE: Duration = Duration::from_secs(2);
+/// Events replayed per log read; the writer yields between chunks.
+const REPLAY_CHUNK: usize = 512;
+
+pub(super) async fn write_loop(
+    app: &App,
+    mut write: Writer,
+    mut queue: mpsc::Receiver<Out>,
+    mut ctrl: mpsc::Receiver<Ctrl>,
+    handle: &SocketHandle,
+    live_seq: Seq,
+) {
+    // Highest seq this socket has been sent (or was current when it
+    // joined); events at or below it are never sent twice.
+    let mut cursor = live_seq;
+    // This socket's commands whose outcomes are still to come, oldest
+    // first; outcomes arrive in that order.
+    let mut in_flight: VecDeque<InFlight> = VecDeque::new();
+    let mut closing = handle.closing();
+    loop {
+        let step = tokio::select! {
+            biased;
+            code = closed(&mut closing) => {
+                Box::pin(close(&mut write, code)).await;
+                return;
+            }
+            c = ctrl.recv(), if in_flight.len() < IN_FLIGHT => match c {
+                None => Step::Stop,
+                Some(c) => Step::Ctrl(c),
+            },
+            outcome = next_outcome(&mut in_flight), if !in_flight.is_empty() => {
+                Step::Answer(outcome)
+            }
+            o = queue.recv() => match o {
+                None => Step::Stop,
+                Some(o) => Step::Out(o),
+            },
+        };
+        // A peer that stops reading blocks our writes; past WRITE_TIMEOUT
+        // the connection is dropped (the write may be cut mid-frame, which
+        // is fine for a connection that is going away). A socket told to
+        // close while blocked gets a short grace instead.
+        // Boxed, as are the reader's steps: an idle socket's tasks then
+        // hold only their waits, not the largest step's state.
+        let mut work = Box::pin(perform(
+            app,
+            &mut write,
+            &mut queue,
+            &mut in_flight,
+            handle,
+            step,
+            &mut cursor,
+        ));
+        let done = tokio::select! {
+            done = tokio::time::timeout(WRITE_TIMEOUT, &mut work) => done,
+            _ = closed(&mut closing) => tokio::time::timeout(CLOSE_GRACE, &mut work).await,
+        };
+        match done {
+            Ok(Ok(true)) => {}
+            _ => return,
+        }
+    }
+}
+
+/// The outcome of the oldest command in flight. Cancel-safe: the command
+/// stays queued until its outcome has been taken.
+fn next_outcome(
+    in_flight: &mut VecDeque<InFlight>,
+) -> impl Future<Output = Result<Outcome, Unavailable>> + '_ {
+    std::future::poll_fn(move |cx| match in_flight.front_mut() {
+        Some(oldest) => oldest.outcome.as_mut().poll(cx),
+        None => std::task::Poll::Pending,
+    })
+}
+
+/// Does one step of the writer, then drains what is already queued and
+/// flushes once. Returns false when the socket is done.
+async fn perform(
+    app: &App,
+    write: &mut Writer,
+    queue: &mut mpsc::Receiver<Out>,
+    in_flight: &mut VecDeque<InFlight>,
+    handle: &SocketHandle,
+    step: Step,
+    cursor: &mut Seq,
+) -> Result<bool, WebSocketError> {
+    let user = handle.user_id;
+    match step {
+        Step::Stop => return Ok(false),
+        Step::Ctrl(Ctrl::Close(code)) => {
+            close(write, code).await;
+            return Ok(false);
+        }
+        Step::Ctrl(Ctrl::Control(opcode, payload)) => {
+            write
+                .write_frame(Frame::new(true, opcode, None, Payload::Owned(payload)))
+                .await?;
+            if opcode == OpCode::Close {
+                write.flush().await?;
+                return Ok(false);
+            }
+        }
+        Step::Ctrl(Ctrl::Text(text)) => write_text(write, &text).await?,
+        Step::Ctrl(Ctrl::Sync(since)) => {
+            replay(app, write, handle.conv_id, user, since, *cursor).await?
+        }
+        Step::Ctrl(Ctrl::Pending(command)) => in_flight.push_back(command),
+        Step::Answer(outcome) => {
+            if let Some(command) = in_flight.pop_front() {
+                if let Some(frame) = answer(app, user, &command, outcome) {
+                    write_text(write, &frame).await?;
+                }
+            }
+        }
+        Step::Out(out) => write_out(write, out, user, cursor).await?,
+    }
+    // Drain what is already queued before paying for a flush.
+    for _ in 0..256 {
+        let Ok(out) = queue.try_recv() else { break };
+        write_out(write, out, user, cursor).await?;
+    }
+    write.flush().await?;
+    Ok(true)
+}
+
+enum Step {
+    Stop,
+    Ctrl(Ctrl),
+    Answer(Result<Outcome, Unavailable>),
+    Out(Out),
+}
+
+async fn write_text(write: &mut Writer, text: &str) -> Result<(), WebSocketError> {
+    write
+        .write_frame(Frame::text(Payload::Borrowed(text.as_bytes())))
+        .await
+}
+
+async fn write_out(
+    write: &mut Writer,
+    out: Out,
+    user: UserId,
+    cursor: &mut Seq,
+) -> Result<(), WebSocketError> {
+    match out {
+        Out::Events(events) => {
+            for event in events.iter() {
+                if event.seq > *cursor {
+                    *cursor = event.seq;
+                    write_text(write, event.text_for(user)).await?;
+                }
+            }
+            Ok(())
+        }
+        Out::Ephemeral(text) => write_text(write, &text).await,
+    }
+}
+
+/// Sends the log's events with seq in (since, upto], then `sync.done`.
+/// Everything after `upto` is (or will be) in the socket's queue.
+async fn replay(
+    app: &App,
+    write: &mut Writer,
+    conv_id: ConvId,
+    user: UserId,
+    since: Seq,
+    upto: Seq,
+) -> Result<(), WebSocketError> {
+    let mut after = since;
+    while after < upto {
+        let chunk = match app.store.conv_after(conv_id, after, REPLAY_CHUNK) {
+            Ok(chunk) => chunk,
+            Err(e) => {
+                tracing::error!("replay read failed: {e}");
+                let frame =
+                    frames::error("unavailable", "replay failed; reconnect with since", None);
+                write_text(write, &frame).await?;
+                return Ok(());
+            }
+        };
+        if chunk.is_empty() {
+            break;
+        }
+        let texts: Vec<String> = {
+            let state = app.store.state();
+            chunk
+                .iter()
+                .filter(|e| e.event.conv_seq().is_some_and(|(_, seq)| seq <= upto))
+                .filter_map(|e| render::event_text(&state, e, Some(user)))
+                .collect()
+        };
+        for text in &texts {
+            write_text(write, text).await?;
+        }
+        after = chunk
+            .last()
+            .and_then(|e| e.event.conv_seq())
+            .map_or(upto, |(_, seq)| seq);
+        write.flush().await?;
+        tokio::task::yield_now().await;
+    }
+    let done = json!({"type": "sync.done", "seq": upto});
+    write_text(write, &done.to_string()).await
+}
+
+async fn close(write: &mut Writer, code: u16) {
+    let code = if code == 0 { 1000 } else { code };
+    // The peer may not be reading (that is why we close with 4408): never
+    // wait on it for long.
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        let _ = write.write_frame(Frame::close(code, b"")).await;
+        let _ = write.flush().await;
+    })
+    .await;
+}
+
+/// The frame that answers a command, if any: nothing on success (the event
+/// arrives through the hub), the original message for an idempotent retry,
+/// an error frame for a rejection or an outage.
+fn answer(
+    app: &App,
+    user_id: UserId,
+    in_flight: &InFlight,
+    outcome: Result<Outcome, Unavailable>,
+) -> Option<String> {
+    let client_id = in_flight.client_id.as_deref();
+    let frame = match outcome {
+        Ok(Ok(applied)) => match applied.reply {
+            Reply::Message {
+                message_id,
+                created: false,
+            } if in_flight.is_send => {
+                let state = app.store.state();
+                let message = state.message(message_id)?;
+                return render::message_new_text(&state, message, Some(user_id));
+            }
+            _ => return None,
+        },
+        Ok(Err(rejection)) => frames::rejection(&rejection, client_id),
+        Err(e) => {
+            tracing::warn!("sequencer unavailable: {e}");
+            frames::error(
+                "unavailable",
+                "the message log is unavailable; retry with the same client_id",
+                client_id,
+            )
+        }
+    };
+    Some(frame)
+}
+
+/// What the reader asks the writer to do.
+pub(super) enum Ctrl {
+    /// A text frame for this socket only (pong, error, idempotent echo).
+    Text(String),
+    /// A control frame the protocol owes the peer (pong, close echo).
+    Control(OpCode, Vec<u8>),
+    /// Close with this code.
+    Close(u16),
+    /// Replay everything after this seq, then continue live.
+    Sync(Seq),
+    /// A command begun by the reader, to be answered in order.
+    Pending(InFlight),
+}
+
+/// A command of this socket whose outcome is still to come.
+pub(super) struct InFlight {
+    /// Resolves to the command's outcome.
+    pub(super) outcome: Pending,
+    pub(super) is_send: bool,
+    pub(super) client_id: Option<Box<Value>>,
+}
