@@ -22,7 +22,6 @@ pub mod log;
 pub mod snapshot;
 pub mod state;
 pub mod store;
-pub mod wal;
 
 pub use command::{Command, Invalid, Rejection, Reply};
 pub use event::*;

@@ -5,7 +5,7 @@ use std::fs::OpenOptions;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use vato_eventlog::wal::{Record, Wal, WalError, MIN_SEGMENT_BYTES};
+use vato_eventlog::log::wal::{Record, Wal, WalError, MIN_SEGMENT_BYTES};
 
 const SEGMENT: u64 = MIN_SEGMENT_BYTES;
 

@@ -12,14 +12,17 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
+use super::wal::Lsn;
 use crate::event::{ConvId, Envelope, Offset, Seq};
-use crate::wal::Lsn;
 
 /// One group commit, as the writer made it durable.
 #[derive(Clone, Debug)]
 pub struct Batch {
     pub lsn: Lsn,
     pub events: Arc<[Envelope]>,
+    /// The WAL record's payload: the encoded events, copied into chunks
+    /// as they are.
+    pub record: Arc<[u8]>,
     /// Cluster mode: the stream position of the batch's last command.
     pub position: Option<u64>,
 }
