@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 use clap::{Parser, ValueEnum};
 use vato_eventlog::log::Log;
 use vato_eventlog::store::rebuild;
-use vato_eventlog::{snapshot, Command, ConvId, Reply, Store, StoreConfig, UserId};
+use vato_eventlog::{snapshot, testing, Command, ConvId, Store, StoreConfig, UserId};
 
 const CONVERSATIONS: usize = 64;
 const MESSAGE_BYTES: usize = 200;
@@ -300,38 +300,21 @@ async fn open_with_conversations(
     });
     let mut users = Vec::new();
     for i in 0..CONVERSATIONS + 2 {
-        let reply = store
-            .submit(Command::Register {
-                username: format!("user{i}"),
-                password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA"
-                    .into(),
-                email: format!("user{i}@example.com"),
-                display_name: format!("User {i}"),
-                phone_number: None,
-                at: 1,
-            })
+        let applied = store
+            .submit(testing::register(&format!("user{i}"), 1))
             .await??;
-        match reply.reply {
-            Reply::User(id) => users.push(id),
-            other => return Err(format!("register: {other:?}").into()),
-        }
+        users.push(testing::user_id(&applied.reply));
     }
     let mut convs = Vec::new();
     for i in 0..CONVERSATIONS {
-        let reply = store
-            .submit(Command::CreateGroup {
-                by: users[i],
-                title: format!("room {i}"),
-                description: String::new(),
-                is_public: false,
-                member_ids: vec![users[i + 1], users[i + 2]],
-                at: 2,
-            })
-            .await??;
-        match reply.reply {
-            Reply::Conversation { conv_id, .. } => convs.push((conv_id, users[i])),
-            other => return Err(format!("create group: {other:?}").into()),
-        }
+        let room = testing::titled_group(
+            users[i],
+            &format!("room {i}"),
+            &[users[i + 1], users[i + 2]],
+            2,
+        );
+        let applied = store.submit(room).await??;
+        convs.push((testing::conv_id(&applied.reply), users[i]));
     }
     Ok((store, convs, counter))
 }
@@ -361,16 +344,7 @@ fn message(conv: (ConvId, UserId), appender: usize, i: u64) -> Command {
         content.push_str("lorem ipsum dolor sit amet ");
     }
     content.truncate(MESSAGE_BYTES);
-    Command::PostMessage {
-        sender: conv.1,
-        conv_id: conv.0,
-        content,
-        message_type: "text".into(),
-        reply_to: None,
-        forwarded_from: None,
-        client_id: Some(tag),
-        at: 1_700_000_000_000_000,
-    }
+    testing::post(conv.1, conv.0, &content, Some(&tag), 1_700_000_000_000_000)
 }
 
 struct RunResult {
@@ -612,25 +586,19 @@ async fn disk(dir: &Path, args: &Args) -> Result<(), BoxError> {
     Ok(())
 }
 
-/// Runs `attempt` until it does not fail on sled's file lock, which sled
-/// 0.34 releases a few milliseconds after a `Db` is dropped; returns the
-/// result and the duration of the last (successful) attempt.
+/// [`vato_eventlog::testing::retry_lock`], also returning the duration of
+/// the last (successful) attempt.
 fn retry_lock<T, E: std::fmt::Display>(
     mut attempt: impl FnMut() -> Result<T, E>,
 ) -> (Result<T, E>, f64) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
+    let mut seconds = 0.0;
+    let result = testing::retry_lock(|| {
         let t = Instant::now();
-        match attempt() {
-            Err(e)
-                if Instant::now() < deadline
-                    && e.to_string().contains("could not acquire lock") =>
-            {
-                std::thread::sleep(Duration::from_millis(5))
-            }
-            result => return (result, t.elapsed().as_secs_f64()),
-        }
-    }
+        let result = attempt();
+        seconds = t.elapsed().as_secs_f64();
+        result
+    });
+    (result, seconds)
 }
 
 /// Bytes the files under `dir` occupy on disk (st_blocks), like `du`.

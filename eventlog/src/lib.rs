@@ -3,15 +3,24 @@
 //! Read in this order:
 //!
 //! * [`event`]: the events, the only persistent state.
-//! * [`command`]: what clients ask for, and why a request can be refused.
-//! * [`state`]: the deterministic state machine (`decide`, `apply`) and the
-//!   read models it maintains.
+//! * [`command`]: what clients ask for, and why a request can be refused
+//!   ([`Rejection`], with a typed [`Invalid`] reason).
+//! * [`state`]: the deterministic state machine. `state/mod.rs` holds the
+//!   [`State`], its queries, `execute`, and the two thin matches `decide`
+//!   and `apply` that hand each command and event to its area:
+//!   `state/users.rs`, `state/conversations.rs`, `state/messages.rs`, each
+//!   keeping its commands' `decide_*` next to their events' `apply_*`.
+//!   The read models are in `state/model.rs`.
 //! * [`codec`]: the on-disk encoding (versioned, checksummed MessagePack).
 //! * [`log`]: the sled layout: the global log in chunks (a group commit
-//!   each) plus a per-conversation index; migration from the per-event
-//!   layout in [`log::legacy`].
+//!   each) plus a per-conversation index. `log/mod.rs` opens it,
+//!   `log/format.rs` has its bytes, `log/write.rs` the one transaction and
+//!   the durable point, `log/read.rs` the reads; migration from the
+//!   per-event layout in [`log::legacy`].
 //! * [`snapshot`]: read-model snapshots that shorten a restart.
 //! * [`store`]: the single writer with group commit that ties them together.
+//! * `testing` (feature `testing`): command builders and helpers shared by
+//!   the tests, the crash child and the bench.
 //!
 //! This crate knows nothing about HTTP or sockets.
 
@@ -22,6 +31,8 @@ pub mod log;
 pub mod snapshot;
 pub mod state;
 pub mod store;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use command::{Command, Invalid, Rejection, Reply};
 pub use event::*;

@@ -99,14 +99,6 @@ impl XorShift {
     }
 }
 
-/// The content the child posts for a client id (see the child).
-fn content_for(client_id: &str, bytes: usize) -> String {
-    let mut content = format!("payload of {client_id}");
-    let pad = bytes.saturating_sub(content.len());
-    content.push_str(&"x".repeat(pad));
-    content
-}
-
 #[test]
 fn every_acknowledged_append_survives_sigkill() {
     kill_and_check(TRIALS, 0, 100);
@@ -179,7 +171,7 @@ fn kill_and_check(trials: usize, content_bytes: usize, min_acks: usize) {
                     );
                     assert_eq!(client_id.as_deref(), Some(ack.client_id.as_str()));
                     assert!(
-                        *content == content_for(&ack.client_id, content_bytes),
+                        *content == common::crash_content(&ack.client_id, content_bytes),
                         "offset {}: wrong content",
                         ack.offset
                     );

@@ -6,17 +6,8 @@ mod common;
 
 use std::time::Duration;
 
-use vato_eventlog::{snapshot, Event, Reply};
-
-fn message_id(reply: &Reply) -> (u64, bool) {
-    match reply {
-        Reply::Message {
-            message_id,
-            created,
-        } => (*message_id, *created),
-        other => panic!("expected a message, got {other:?}"),
-    }
-}
+use common::message_id;
+use vato_eventlog::{snapshot, Event};
 
 /// The MessagePosted events in the log carrying `client_id`.
 fn posted_with(store: &vato_eventlog::Store, client_id: &str) -> usize {

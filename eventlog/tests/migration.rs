@@ -48,11 +48,7 @@ fn history(posts: usize) -> (Vec<Envelope>, State) {
             (common::conv_id(&reply.expect("group")), users[i])
         })
         .collect();
-    let direct = Command::CreateDirect {
-        by: users[0],
-        other: users[3],
-        at: 2,
-    };
+    let direct = common::direct(users[0], users[3], 2);
     let reply = run(&mut state, &mut events, direct).expect("direct");
     convs.push((common::conv_id(&reply), users[3]));
     extend(&mut state, &mut events, &convs, posts);
@@ -68,22 +64,14 @@ fn extend(state: &mut State, events: &mut Vec<Envelope>, convs: &[(ConvId, UserI
             panic!("post {i} rejected");
         };
         if i % 7 == 0 {
-            let read = Command::MarkRead {
-                by: sender,
-                conv_id: conv,
-                message_id,
-                at,
-            };
-            run(state, events, read);
+            run(
+                state,
+                events,
+                common::mark_read(sender, conv, message_id, at),
+            );
         }
         if i % 11 == 0 {
-            let react = Command::ToggleReaction {
-                by: sender,
-                conv_id: conv,
-                message_id,
-                emoji: "👍".into(),
-                at,
-            };
+            let react = common::toggle_reaction(sender, conv, message_id, "👍", at);
             run(state, events, react);
         }
     }

@@ -250,11 +250,7 @@ fn command(op: &Op, state: &State, at: i64) -> Command {
             command
         }
         Op::Login { user } => Command::RecordLogin { user_id: *user, at },
-        Op::Direct { by, other } => Command::CreateDirect {
-            by: *by,
-            other: *other,
-            at,
-        },
+        Op::Direct { by, other } => common::direct(*by, *other, at),
         Op::Group { by, members } => common::group(*by, members, at),
         Op::Add { by, conv, user } => Command::AddMember {
             by: user_of(state, *by, *conv, 0),
@@ -303,21 +299,11 @@ fn command(op: &Op, state: &State, at: i64) -> Command {
         }
         Op::Delete { by, conv, message } => {
             let (conv_id, by, message_id) = target(*by, *conv, *message);
-            Command::DeleteMessage {
-                by,
-                conv_id,
-                message_id,
-                at,
-            }
+            common::delete(by, conv_id, message_id, at)
         }
         Op::Read { by, conv, message } => {
             let (conv_id, by, message_id) = target(*by, *conv, *message);
-            Command::MarkRead {
-                by,
-                conv_id,
-                message_id,
-                at,
-            }
+            common::mark_read(by, conv_id, message_id, at)
         }
         Op::React {
             by,
@@ -326,13 +312,7 @@ fn command(op: &Op, state: &State, at: i64) -> Command {
             emoji,
         } => {
             let (conv_id, by, message_id) = target(*by, *conv, *message);
-            Command::ToggleReaction {
-                by,
-                conv_id,
-                message_id,
-                emoji: EMOJIS[*emoji as usize].to_string(),
-                at,
-            }
+            common::toggle_reaction(by, conv_id, message_id, EMOJIS[*emoji as usize], at)
         }
         Op::Attach { by, conv, message } => {
             let (conv_id, by, message_id) = target(*by, *conv, *message);

@@ -24,36 +24,15 @@ fn group_of_three() -> (State, [u64; 3], u64) {
 }
 
 fn post(state: &mut State, sender: u64, conv: u64, text: &str) -> u64 {
-    match run(state, common::post(sender, conv, text, None, 3)).expect("post") {
-        Reply::Message { message_id, .. } => message_id,
-        other => panic!("{other:?}"),
-    }
+    common::message_id(&run(state, common::post(sender, conv, text, None, 3)).expect("post")).0
 }
 
 fn read(state: &mut State, by: u64, conv: u64, message_id: u64) {
-    run(
-        state,
-        Command::MarkRead {
-            by,
-            conv_id: conv,
-            message_id,
-            at: 4,
-        },
-    )
-    .expect("read");
+    run(state, common::mark_read(by, conv, message_id, 4)).expect("read");
 }
 
 fn delete(state: &mut State, by: u64, conv: u64, message_id: u64) {
-    run(
-        state,
-        Command::DeleteMessage {
-            by,
-            conv_id: conv,
-            message_id,
-            at: 5,
-        },
-    )
-    .expect("delete");
+    run(state, common::delete(by, conv, message_id, 5)).expect("delete");
 }
 
 #[test]

@@ -15,23 +15,17 @@
 
 use std::io::Write;
 use std::path::PathBuf;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use vato_eventlog::{Applied, Command, ConvId, ConvKind, Event, Reply, Store, StoreConfig, UserId};
+use vato_eventlog::testing::{
+    conv_id, crash_content, direct, now, post, register, retry_lock, titled_group, user_id,
+};
+use vato_eventlog::{ConvId, ConvKind, Event, Reply, Store, StoreConfig, UserId};
 
 const USERS: [&str; 4] = ["crash-a", "crash-b", "crash-c", "crash-d"];
 const APPENDERS: usize = 16;
 
 /// A rejection is an error here too: every command this child sends is valid.
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
-
-/// The content the test expects for a client id.
-fn content_for(client_id: &str, bytes: usize) -> String {
-    let mut content = format!("payload of {client_id}");
-    let pad = bytes.saturating_sub(content.len());
-    content.push_str(&"x".repeat(pad));
-    content
-}
 
 fn main() -> Result<(), BoxError> {
     let mut args = std::env::args().skip(1);
@@ -74,24 +68,6 @@ async fn run(dir: PathBuf, tag: String, content_bytes: usize) -> Result<(), BoxE
     Ok(())
 }
 
-/// Runs `open` again while it fails on sled's lock: the test process may
-/// still hold it for a few milliseconds after closing its own view of the
-/// directory.
-fn retry_lock<T, E: std::fmt::Display>(mut open: impl FnMut() -> Result<T, E>) -> Result<T, E> {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        match open() {
-            Err(e)
-                if Instant::now() < deadline
-                    && e.to_string().contains("could not acquire lock") =>
-            {
-                std::thread::sleep(Duration::from_millis(5))
-            }
-            opened => return opened,
-        }
-    }
-}
-
 /// Creates the users and conversations unless a previous (killed) run did:
 /// every step is idempotent, so a kill in the middle of setup is fine.
 async fn setup(store: &Store) -> Result<Vec<(ConvId, Vec<UserId>)>, BoxError> {
@@ -100,28 +76,13 @@ async fn setup(store: &Store) -> Result<Vec<(ConvId, Vec<UserId>)>, BoxError> {
         let existing = store.state().user_by_name(name).map(|u| u.id);
         let id = match existing {
             Some(id) => id,
-            None => match store.submit(register(name)).await?? {
-                Applied {
-                    reply: Reply::User(id),
-                    ..
-                } => id,
-                other => return Err(format!("register: {other:?}").into()),
-            },
+            None => user_id(&store.submit(register(name, now())).await??.reply),
         };
         users.push(id);
     }
     let (a, b, c, d) = (users[0], users[1], users[2], users[3]);
-    let direct = conv_id(
-        store
-            .submit(Command::CreateDirect {
-                by: a,
-                other: b,
-                at: now(),
-            })
-            .await??
-            .reply,
-    )?;
-    let mut convs = vec![(direct, vec![a, b])];
+    let pair = conv_id(&store.submit(direct(a, b, now())).await??.reply);
+    let mut convs = vec![(pair, vec![a, b])];
     for (title, members) in [("crash-all", vec![a, b, c, d]), ("crash-cd", vec![c, d])] {
         let existing = store
             .state()
@@ -130,19 +91,10 @@ async fn setup(store: &Store) -> Result<Vec<(ConvId, Vec<UserId>)>, BoxError> {
             .map(|conv| conv.id);
         let id = match existing {
             Some(id) => id,
-            None => conv_id(
-                store
-                    .submit(Command::CreateGroup {
-                        by: members[0],
-                        title: title.to_string(),
-                        description: String::new(),
-                        is_public: false,
-                        member_ids: members[1..].to_vec(),
-                        at: now(),
-                    })
-                    .await??
-                    .reply,
-            )?,
+            None => {
+                let group = titled_group(members[0], title, &members[1..], now());
+                conv_id(&store.submit(group).await??.reply)
+            }
         };
         convs.push((id, members));
     }
@@ -160,16 +112,8 @@ async fn append_forever(
         let (conv_id, members) = &convs[(task + i) % convs.len()];
         let sender = members[(task / convs.len() + i) % members.len()];
         let client_id = format!("{tag}-{task}-{i}");
-        let command = Command::PostMessage {
-            sender,
-            conv_id: *conv_id,
-            content: content_for(&client_id, content_bytes),
-            message_type: "text".to_string(),
-            reply_to: None,
-            forwarded_from: None,
-            client_id: Some(client_id.clone()),
-            at: now(),
-        };
+        let content = crash_content(&client_id, content_bytes);
+        let command = post(sender, *conv_id, &content, Some(&client_id), now());
         let applied = store.submit(command.clone()).await??;
         let Some(envelope) = applied.events().first() else {
             return Err(format!("a fresh client id {client_id} appended nothing").into());
@@ -207,28 +151,4 @@ fn emit(line: &str) -> std::io::Result<()> {
     let mut stdout = std::io::stdout().lock();
     stdout.write_all(line.as_bytes())?;
     stdout.flush()
-}
-
-fn register(name: &str) -> Command {
-    Command::Register {
-        username: name.to_string(),
-        password_hash: "$argon2id$fake".to_string(),
-        email: format!("{name}@example.com"),
-        display_name: name.to_string(),
-        phone_number: None,
-        at: now(),
-    }
-}
-
-fn conv_id(reply: Reply) -> Result<ConvId, BoxError> {
-    match reply {
-        Reply::Conversation { conv_id, .. } => Ok(conv_id),
-        other => Err(format!("expected a conversation, got {other:?}").into()),
-    }
-}
-
-fn now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_micros() as i64)
 }

@@ -6,9 +6,12 @@
 //! code path that must agree with these two.
 //!
 //! Each area keeps the `decide_*` of its commands next to the `apply_*` of
-//! their events: [`users`], [`conversations`], [`messages`]. [`model`]
-//! holds the read-model structs. A new command or event gets an arm in
-//! [`State::decide`] or [`State::apply`] here and its logic in its area.
+//! their events: `users.rs`, `conversations.rs`, `messages.rs`; `model.rs`
+//! holds the read-model structs. An area's functions are reached only
+//! through the two matches below, hence their `let ... else unreachable!`
+//! (the command and event enums keep their serialized shape, so a variant
+//! cannot become a struct of its own). A new command or event gets an arm
+//! in [`State::decide`] or [`State::apply`] here and its logic in its area.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
