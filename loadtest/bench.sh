@@ -4,9 +4,18 @@
 #   loadtest/bench.sh sweep [RATES...]   delivery rate sweep (msg/s), 1 run each
 #   loadtest/bench.sh rate RATE [RUNS]   RUNS (3) runs at RATE msg/s
 #   loadtest/bench.sh idle [SOCKETS]     idle authenticated sockets on one node
+#   loadtest/bench.sh disk RATE [RUNS]   RUNS (3) pairs of runs at RATE, the data
+#                                        directory on tmpfs and on disk, alternated
+#   loadtest/bench.sh cold RATE [RUNS]   RUNS (3) times: a fresh server, the first
+#                                        COLD_TIME (15s) of load, then as long again
+#                                        on the same, now warm, server
+#   loadtest/bench.sh device [BYTES]     the disk alone: BYTES (4096) written in
+#                                        place + fdatasync, per second and p99
 #
 # Every run starts a fresh `vato-server --dev` on a free port with a fresh data
-# directory, and stops it afterwards. Messaging runs use only the messaging
+# directory under DATA_PARENT (default: $TMPDIR or /tmp), and stops it
+# afterwards. `disk` puts it under TMPFS_DIR (/dev/shm) and DISK_DIR
+# ($OUT/data, on the disk the repository is on) in turn. Messaging runs use only the messaging
 # scenario: USERS (200) users in USERS/2 pairs, each sending RATE/USERS msg/s on
 # an open-loop schedule for RUN_TIME (30s) once all are connected, judged by
 # loadtest/thresholds.json (p99 delivery <= 50 ms, no error, no loss, no
@@ -41,7 +50,9 @@ trap stop_server EXIT
 
 start_server() {
   PORT="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
-  DATA="$(mktemp -d -t vato-bench-data.XXXXXX)"
+  local parent="${DATA_PARENT:-${TMPDIR:-/tmp}}"
+  mkdir -p "$parent"
+  DATA="$(mktemp -d "$parent/vato-bench-data.XXXXXX")"
   "$BIN/vato-server" --dev --listen "127.0.0.1:$PORT" --data-dir "$DATA" >"$OUT/server.log" 2>&1 &
   SERVER_PID=$!
   for _ in $(seq 1 100); do
@@ -75,15 +86,22 @@ wait_quiet() {
   done
 }
 
-# one_rate TOTAL TAG: one messaging run at TOTAL msg/s; prints the summary line,
-# with the CPU the run's own processes used and the CPU anything else used
-# (other work on the machine skews the numbers: foreign_cpu should be ~0).
+# one_rate TOTAL TAG: one messaging run at TOTAL msg/s on a fresh server;
+# prints the summary line, with the CPU the run's own processes used and the
+# CPU anything else used (other work on the machine skews the numbers:
+# foreign_cpu should be ~0).
 one_rate() {
-  local total="$1" tag="$2" per rc=0
-  per="$(python3 -c "print($total / $USERS)")"
   local quiet
   quiet="$(wait_quiet)"
   start_server
+  one_load "$1" "$2" "$quiet"
+  stop_server
+}
+
+# one_load TOTAL TAG QUIET: one messaging run against the running server.
+one_load() {
+  local total="$1" tag="$2" quiet="$3" per rc=0
+  per="$(python3 -c "print($total / $USERS)")"
   local a b
   a=($(head -1 /proc/stat))
   local TIMEFORMAT='%U %S'
@@ -95,7 +113,6 @@ one_rate() {
   local mem st
   mem="$(grep -E '^VmHWM' "/proc/$SERVER_PID/status" | tr -s ' \t' ' ')"
   st=($(sed 's/.*) //' "/proc/$SERVER_PID/stat"))
-  stop_server
   local hz ticks=0 idle i cpu
   hz="$(getconf CLK_TCK)"
   for i in 1 2 3 4 5 6 7 8; do ticks=$(( ticks + b[i] - a[i] )); done
@@ -110,7 +127,33 @@ print(f'client_cpu={100*client/$ticks:.0f}% server_cpu={100*server/$ticks:.0f}% 
 ")"
   local line
   line="$(grep -E '^vato-load: delivered=' "$OUT/$tag.out" || echo "vato-load: no summary (exit $rc)")"
-  echo "target=$total msg/s users=$USERS per_user=$per idle_before=$quiet% $cpu exit=$rc server $mem | $line" | tee -a "$OUT/bench.txt"
+  echo "target=$total msg/s users=$USERS per_user=$per data=${DATA_PARENT:-${TMPDIR:-/tmp}} idle_before=$quiet% $cpu exit=$rc server $mem | $line" | tee -a "$OUT/bench.txt"
+}
+
+# device BYTES: the floor under every ack on the disk the data would be on:
+# BYTES written in place into a preallocated file + fdatasync, as the WAL does.
+device() {
+  local bytes="${1:-4096}" dir="${DATA_PARENT:-${TMPDIR:-/tmp}}"
+  mkdir -p "$dir"
+  python3 - "$dir" "$bytes" <<'PY' | tee -a "$OUT/bench.txt"
+import os, sys, time
+d, n = sys.argv[1], int(sys.argv[2])
+path = os.path.join(d, "vato-device-probe")
+fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
+size = 64 << 20
+os.write(fd, b"\0" * size); os.fsync(fd)
+block, lat, pos, t0 = b"\x5a" * n, [], 0, time.perf_counter()
+while time.perf_counter() - t0 < 5:
+    t = time.perf_counter()
+    os.pwrite(fd, block, pos); os.fdatasync(fd)
+    lat.append(time.perf_counter() - t)
+    pos = (pos + n) % (size - n)
+secs = time.perf_counter() - t0
+os.close(fd); os.unlink(path)
+lat.sort()
+q = lambda p: lat[min(len(lat) - 1, int(p * len(lat)))] * 1000
+print(f"device dir={d} write={n}B fdatasyncs_per_s={len(lat)/secs:.0f} p50={q(0.5):.2f}ms p99={q(0.99):.2f}ms p999={q(0.999):.2f}ms")
+PY
 }
 
 case "${1:-}" in
@@ -136,8 +179,34 @@ case "${1:-}" in
     grep -E 'sockets=' "$OUT/idle-$n.out" >>"$OUT/bench.txt" || true
     stop_server
     ;;
+  disk)
+    r="${2:?rate}"
+    runs="${3:-3}"
+    disk_dir="${DISK_DIR:-$OUT/data}"
+    for i in $(seq 1 "$runs"); do
+      DATA_PARENT="${TMPFS_DIR:-/dev/shm}" device 4096
+      DATA_PARENT="${TMPFS_DIR:-/dev/shm}" one_rate "$r" "tmpfs-$r-$i"
+      DATA_PARENT="$disk_dir" device 4096
+      DATA_PARENT="$disk_dir" one_rate "$r" "disk-$r-$i"
+    done
+    ;;
+  cold)
+    r="${2:?rate}"
+    runs="${3:-3}"
+    for i in $(seq 1 "$runs"); do
+      device 4096
+      quiet="$(wait_quiet)"
+      start_server
+      RUN_TIME="${COLD_TIME:-15s}" one_load "$r" "cold-$r-$i" "$quiet"
+      RUN_TIME="${COLD_TIME:-15s}" one_load "$r" "warm-$r-$i" "$quiet"
+      stop_server
+    done
+    ;;
+  device)
+    device "${2:-4096}"
+    ;;
   *)
-    sed -n '2,16p' "$0"
+    sed -n '2,26p' "$0"
     exit 2
     ;;
 esac

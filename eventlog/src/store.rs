@@ -37,6 +37,8 @@ pub struct StoreConfig {
     pub max_batch: usize,
     /// Commands that may wait for the writer before `submit` waits too.
     pub queue: usize,
+    /// Length of each WAL segment (preallocated; a few are kept).
+    pub wal_segment_bytes: u64,
 }
 
 impl StoreConfig {
@@ -46,6 +48,7 @@ impl StoreConfig {
             snapshot_every: 250_000,
             max_batch: 4096,
             queue: 65_536,
+            wal_segment_bytes: crate::log::DEFAULT_WAL_SEGMENT_BYTES,
         }
     }
 }
@@ -110,7 +113,7 @@ impl Store {
     /// Opens (or creates) the store in `config.dir`: loads the latest
     /// snapshot, replays the log's tail, and starts the writer.
     pub fn open(config: StoreConfig) -> Result<(Store, CommittedRx), StoreError> {
-        let log = Arc::new(Log::open(&config.dir)?);
+        let log = Arc::new(Log::open_with(&config.dir, config.wal_segment_bytes)?);
         let state = recover(&log)?;
         let state = Arc::new(RwLock::new(state));
         let failed = Arc::new(AtomicBool::new(false));
@@ -216,6 +219,9 @@ impl Store {
         if let Some(handle) = self.inner.writer.lock().take() {
             let _ = handle.join();
         }
+        // Everything in sled and durable there: the next start has no WAL
+        // to replay.
+        self.inner.log.close()?;
         if !self.failed() {
             let state = self.inner.state.read().clone();
             snapshot::write(&self.inner.dir, &state).map_err(LogError::Io)?;
@@ -299,9 +305,10 @@ impl Writer {
                 }
             }
             let (envelopes, outcomes) = self.decide_and_apply(&batch);
+            let envelopes: Arc<[Envelope]> = envelopes.into();
             let position = batch.iter().filter_map(|r| r.position).max();
             if !envelopes.is_empty() || position.is_some() {
-                if let Err(e) = self.log.append_batch_at(&envelopes, position) {
+                if let Err(e) = self.log.append_batch_at(envelopes.clone(), position) {
                     tracing::error!("log append failed, the store stops: {e}");
                     self.failed.store(true, Ordering::SeqCst);
                     for request in batch.drain(..) {
@@ -310,7 +317,6 @@ impl Writer {
                     return;
                 }
             }
-            let envelopes: Arc<[Envelope]> = envelopes.into();
             for (request, outcome) in batch.drain(..).zip(outcomes) {
                 let answer = outcome.map(|(reply, range)| Applied {
                     reply,

@@ -180,7 +180,8 @@ fn run_case(batches: &[Vec<Spec>], position: Option<u64>) -> Result<(), TestCase
         let log = Log::open(dir.path()).expect("open");
         for batch in batches {
             let envelopes: Vec<Envelope> = batch.iter().map(|s| model.envelope(s)).collect();
-            log.append_batch_at(&envelopes, position).expect("append");
+            log.append_batch_at(envelopes.clone().into(), position)
+                .expect("append");
         }
         check(&log, &model)?;
     }

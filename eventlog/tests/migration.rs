@@ -195,7 +195,7 @@ fn a_per_event_log_is_migrated_on_open_and_reopening_changes_nothing() {
         .collect();
     let before = events.len();
     extend(&mut state, &mut events, &convs, 100);
-    log.append_batch_at(&events[before..], Some(POSITION + 1))
+    log.append_batch_at(events[before..].into(), Some(POSITION + 1))
         .expect("append");
     drop(log);
     let log = open(dir.path());

@@ -28,4 +28,9 @@ pub enum LogError {
     OutOfOrder { offset: Offset, previous: Offset },
     #[error("unexpected log layout: {0}")]
     Layout(String),
+    #[error(transparent)]
+    Wal(#[from] super::wal::WalError),
+    /// The projector could not write sled: the log takes no more appends.
+    #[error("the projector stopped: {0}")]
+    Projector(String),
 }

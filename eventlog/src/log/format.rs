@@ -32,6 +32,14 @@ pub const CONV_CHUNKS: &str = "conv_chunks";
 #[doc(hidden)]
 pub const META: &str = "meta";
 pub(super) const POSITION: &[u8] = b"position";
+/// u64 BE: the last WAL record projected into these trees and made durable
+/// with them (absent: none, or a database from before the WAL).
+pub(super) const WAL_LSN: &[u8] = b"wal_lsn";
+/// The WAL's directory inside the data directory.
+pub(super) const WAL_DIR: &str = "wal";
+/// The version byte of a WAL record's payload.
+const RECORD_V1: u8 = 1;
+const NO_POSITION: u64 = u64::MAX;
 #[doc(hidden)]
 pub const LAYOUT: &[u8] = b"layout";
 pub(super) const CHUNKED: &[u8] = b"chunked-1";
@@ -211,4 +219,49 @@ pub(super) fn decode_u64(bytes: &[u8]) -> Result<u64, LogError> {
         .try_into()
         .map_err(|_| LogError::BadKey(bytes.to_vec()))?;
     Ok(u64::from_be_bytes(array))
+}
+
+/// A batch as one WAL record's payload: `[version: u8][position: u64 LE,
+/// u64::MAX for none]` and then the entries framed as in a chunk, the i-th
+/// frame holding the batch's i-th envelope. The projector copies the
+/// frames into chunks as they are: each event is encoded once.
+pub(super) fn encode_record(
+    batch: &[Envelope],
+    position: Option<u64>,
+) -> Result<Vec<u8>, LogError> {
+    let mut record = Vec::with_capacity(9 + batch.len() * 256);
+    record.push(RECORD_V1);
+    record.extend_from_slice(&position.unwrap_or(NO_POSITION).to_le_bytes());
+    for envelope in batch {
+        frame(&mut record, envelope.offset, &encode_envelope(envelope)?)?;
+    }
+    Ok(record)
+}
+
+/// The byte ranges of a record's frames, in order.
+pub(super) fn record_frames(
+    record: &[u8],
+) -> impl Iterator<Item = Result<Range<usize>, LogError>> + '_ {
+    let body = record.get(9..).unwrap_or_default();
+    entries(0, body).map(|entry| entry.map(|(_, range)| range.start + 9..range.end + 9))
+}
+
+/// A record back into its batch (at recovery).
+pub(super) fn decode_record(
+    lsn: u64,
+    record: &[u8],
+) -> Result<(Vec<Envelope>, Option<u64>), LogError> {
+    let layout = |detail: String| LogError::Layout(format!("WAL record {lsn}: {detail}"));
+    if record.first() != Some(&RECORD_V1) || record.len() < 9 {
+        return Err(layout(format!("unknown version or {} bytes", record.len())));
+    }
+    let position = u64::from_le_bytes(record[1..9].try_into().expect("8 bytes"));
+    let mut events = Vec::new();
+    for range in record_frames(record) {
+        let range = range?;
+        let envelope: Envelope =
+            codec::decode(&record[range]).map_err(|e| layout(e.to_string()))?;
+        events.push(envelope);
+    }
+    Ok((events, (position != NO_POSITION).then_some(position)))
 }

@@ -39,8 +39,9 @@ use super::format::{
     conv_key, decode_u64, encode_envelope, ChunkBuilder, RunBuilder, CHUNKED, DB_DIR, LAYOUT, META,
     POSITION, SEGMENT_SIZE,
 };
+use super::projection::Projection;
 use super::write::{sync_dir, write_together};
-use super::{Log, LogError};
+use super::LogError;
 use crate::event::Envelope;
 
 /// Where the per-event database waits while it is copied.
@@ -114,7 +115,7 @@ pub(super) fn move_aside(db_path: &Path, legacy_path: &Path, dir: &Path) -> Resu
 
 /// Step 2: copies the per-event database into `log`, which has no
 /// `layout` yet, and sets it.
-pub(super) fn migrate(legacy_path: &Path, log: &Log) -> Result<(), LogError> {
+pub(super) fn migrate(legacy_path: &Path, log: &Projection) -> Result<(), LogError> {
     let started = Instant::now();
     let db = config(legacy_path).open()?;
     let events = db.open_tree(EVENTS)?;
@@ -205,7 +206,7 @@ pub fn write(dir: &Path, batches: &[Vec<Envelope>], position: Option<u64>) -> Re
             }
         }
         let position = position.filter(|_| i + 1 == batches.len());
-        write_together([&events, &by_conv, &meta], &entries, &index, position)?;
+        write_together([&events, &by_conv, &meta], &entries, &index, position, None)?;
     }
     db.flush()?;
     Ok(())

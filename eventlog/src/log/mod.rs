@@ -1,8 +1,25 @@
-//! The log on sled: the events in offset order, stored a group commit at a
-//! time ("chunks"), and a per-conversation index, written together in one
-//! transaction and made durable per batch.
+//! The log: every event in offset order, durable before it is
+//! acknowledged, readable by offset and by conversation.
 //!
-//! Layout (one sled database in `<data dir>/sled`, 8 MiB segments):
+//! Two parts, so that the acknowledgement pays one device round trip:
+//!
+//! * **The WAL** (`<data dir>/wal/`, [`wal`]): the writer appends each
+//!   group commit as one record (one `pwrite`, one `fdatasync`, on the
+//!   writer's thread) and only then is the batch acknowledged.
+//! * **The projection** (`<data dir>/sled`, [`projection`]): the same
+//!   events in sled, in chunks with a per-conversation index, written by
+//!   the projector thread ([`projector`]) a moment later, many batches per
+//!   transaction, and made durable by its own flush + fdatasync every
+//!   [`projector::SYNC_EVERY`]; the last WAL record it holds is recorded in
+//!   the same transaction (`meta.wal_lsn`), and the WAL recycles the
+//!   segments below it. Until a batch is in sled, readers take it from
+//!   memory ([`pending`]).
+//!
+//! Opening the log projects whatever the WAL holds past `meta.wal_lsn`
+//! (the batches acknowledged before a crash and not yet durable in sled)
+//! before anything reads it, so every reader sees every acknowledged event.
+//!
+//! Layout of the projection (one sled database, 8 MiB segments):
 //!
 //! | tree          | key                                     | value |
 //! |---------------|-----------------------------------------|-------|
@@ -10,147 +27,349 @@
 //! | `conv_chunks` | conv id (u64 BE) ++ first seq (u64 BE)  | the offsets (u64 BE each) of that conversation's seqs first, first+1, … |
 //! | `meta`        | `layout`                                | `chunked-1`: the layout above (absent: a migration did not finish) |
 //! | `meta`        | `position`                              | u64 BE: the last command applied from an external sequencer (the cluster's JetStream stream sequence) |
+//! | `meta`        | `wal_lsn`                               | u64 BE: the last WAL record the trees hold |
 //!
-//! Why chunks: sled costs ~10–20 µs of the writer's CPU per key inserted,
-//! and the layout before this one (a key per event plus an index key per
-//! event) capped the writer at ~35k appends/s. A group commit is now one
-//! value per 64 KiB of entries plus one index key per conversation it
-//! touches (eventlog/BENCHMARKS-log.md). Each entry keeps its own version
-//! byte and CRC ([`crate::codec`]), so a damaged entry is still an error
-//! naming its offset.
+//! Why chunks: sled costs ~10–20 µs of CPU per key inserted; a chunk is
+//! one value per 64 KiB of entries plus one index key per conversation a
+//! transaction touches (eventlog/BENCHMARKS-log.md). Each entry keeps its
+//! own version byte and CRC ([`crate::codec`]), so a damaged entry is an
+//! error naming its offset. Big-endian keys make "everything after seq N"
+//! and "the page before seq N" range scans.
 //!
-//! Reads: `get(offset)` is one reverse range step on `chunks` (the last
-//! chunk starting at or before the offset) and a walk over length
-//! prefixes. Big-endian keys sort numerically, so "everything after seq N"
-//! and "the page before seq N" are range scans over `conv_chunks` in either
-//! direction, starting from the run that holds N.
+//! Databases written by the per-event layout are migrated on open: see
+//! [`legacy`].
 //!
-//! Durability: sled 0.34's `flush()` writes its buffers with
-//! `sync_file_range`, which persists neither the file's metadata nor the
-//! drive's write cache. After each flush we `fdatasync` sled's data file
-//! (and any new blob file) ourselves; only then is a batch acknowledged.
-//!
-//! Databases written by the layout before (trees `events` and `by_conv`,
-//! sled's default 512 KiB segments) are migrated on open: see [`legacy`].
-//!
-//! Files, in read order: this one (the [`Log`], opening it), `format`
-//! (the bytes of the layout), `write` (the one transaction and the
-//! durable point), `read` (by offset and by conversation), `error`, and
-//! [`legacy`] (the layout before, and its migration).
+//! Files, in read order: this one (the [`Log`]: append, reads that overlay
+//! the pending batches), `wal`, `pending`, `projector`, `projection`,
+//! `format`, `write`, `read`, `error`, `legacy`.
 
-use std::collections::HashSet;
-use std::ffi::OsString;
-use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use parking_lot::Mutex;
+use parking_lot::{Condvar, Mutex, RwLock};
 
 mod error;
 mod format;
 #[doc(hidden)]
 pub mod legacy;
+mod pending;
+mod projection;
+mod projector;
 mod read;
+pub mod wal;
 mod write;
 
 pub use error::LogError;
-use format::{CHUNKED, DB_DIR, SEGMENT_SIZE};
 #[doc(hidden)]
 pub use format::{CHUNKS, CONV_CHUNKS, LAYOUT, META};
+pub use projection::Projection;
+
+use crate::event::{ConvId, Envelope, Offset, Seq};
+use format::{decode_record, encode_record, WAL_DIR};
+use pending::{Batch, Pending};
+use projector::Projector;
+use wal::Wal;
+
+/// Length of a new WAL segment unless the store says otherwise.
+pub const DEFAULT_WAL_SEGMENT_BYTES: u64 = 16 << 20;
+/// Events the projector may fall behind by before appends wait for it.
+const MAX_PENDING_EVENTS: usize = 1 << 20;
 
 pub struct Log {
-    db: sled::Db,
-    chunks: sled::Tree,
-    conv_chunks: sled::Tree,
-    meta: sled::Tree,
-    /// sled's data file, kept open to fdatasync it after each flush.
-    data_file: File,
-    /// Files in sled's `blobs/` directory already fsynced (see `sync`).
-    synced_blobs: Mutex<HashSet<OsString>>,
-    dir: PathBuf,
+    projection: Arc<Projection>,
+    wal: Mutex<Wal>,
+    shared: Arc<Shared>,
+    projector: Mutex<Option<Projector>>,
+}
+
+/// What the writer, the projector and readers share.
+pub(crate) struct Shared {
+    pending: RwLock<Pending>,
+    /// Wakes the projector (a batch arrived, or stop) and appenders
+    /// waiting for room.
+    signal: (Mutex<Signal>, Condvar),
+}
+
+#[derive(Default)]
+pub(crate) struct Signal {
+    /// The last LSN durable in the projection: WAL segments at or below it
+    /// are recycled.
+    checkpoint: u64,
+    stop: bool,
+    /// The projector failed: appends fail too (the store stops).
+    failed: Option<String>,
 }
 
 impl Log {
-    /// Opens (or creates) the log in `dir`, first migrating a database
-    /// written by the per-event layout (see [`legacy`]).
+    /// Opens (or creates) the log in `dir` with WAL segments of the default
+    /// length.
     pub fn open(dir: &Path) -> Result<Log, LogError> {
-        std::fs::create_dir_all(dir)?;
-        let db_path = dir.join(DB_DIR);
-        let legacy_path = dir.join(legacy::DIR);
-        if legacy::is_legacy(&db_path)? {
-            legacy::move_aside(&db_path, &legacy_path, dir)?;
-        }
-        let db = sled::Config::new()
-            .path(&db_path)
-            .segment_size(SEGMENT_SIZE)
-            // Our own group commit decides when to flush; the background
-            // flusher only adds I/O that nobody waits for.
-            .flush_every_ms(None)
-            .open()?;
-        let log = Log {
-            chunks: db.open_tree(CHUNKS)?,
-            conv_chunks: db.open_tree(CONV_CHUNKS)?,
-            meta: db.open_tree(META)?,
-            data_file: File::open(db_path.join("db"))?,
-            db,
-            synced_blobs: Mutex::new(HashSet::new()),
-            dir: dir.to_path_buf(),
-        };
-        match log.meta.get(LAYOUT)? {
-            Some(layout) if layout == CHUNKED => {
-                if legacy_path.exists() {
-                    // The copy finished, its removal did not.
-                    legacy::remove(&legacy_path, dir)?;
-                }
-            }
-            Some(other) => {
-                return Err(LogError::Layout(format!(
-                    "meta.layout is {:?}",
-                    String::from_utf8_lossy(&other)
-                )))
-            }
-            None if legacy_path.exists() => {
-                legacy::migrate(&legacy_path, &log)?;
-                legacy::remove(&legacy_path, dir)?;
-            }
-            None => log.initialize()?,
-        }
-        Ok(log)
+        Log::open_with(dir, DEFAULT_WAL_SEGMENT_BYTES)
     }
 
-    /// A new database: marks its layout and makes its files' names durable.
-    fn initialize(&self) -> Result<(), LogError> {
-        // Only a migration writes before `layout` is set, and a migration
-        // keeps its source until `layout` is durable.
-        if !self.chunks.is_empty() || !self.conv_chunks.is_empty() || !self.meta.is_empty() {
-            return Err(LogError::Layout(format!(
-                "{} holds entries but no layout marker, and there is no {} to migrate from",
-                self.dir.join(DB_DIR).display(),
-                legacy::DIR
-            )));
+    /// Opens (or creates) the log in `dir`: the projection (migrating a
+    /// per-event database first), then the WAL, whose records past the
+    /// projection's `wal_lsn` are projected and made durable before this
+    /// returns.
+    pub fn open_with(dir: &Path, wal_segment_bytes: u64) -> Result<Log, LogError> {
+        let projection = Arc::new(Projection::open(dir)?);
+        let checkpoint = projection.wal_lsn()?;
+        let (wal, records) = Wal::open(&dir.join(WAL_DIR), wal_segment_bytes, checkpoint)?;
+        let mut recovered = Vec::with_capacity(records.len());
+        for record in records {
+            let (events, position) = decode_record(record.lsn, &record.payload)?;
+            recovered.push(Batch {
+                lsn: record.lsn,
+                events: events.into(),
+                record: record.payload.into(),
+                position,
+            });
         }
-        self.meta.insert(LAYOUT, CHUNKED)?;
-        self.sync()?;
-        self.sync_directories()
+        let mut wal = wal;
+        if let Some(last) = recovered.last() {
+            let lsn = last.lsn;
+            projection.project(&recovered)?;
+            projection.sync()?;
+            wal.checkpoint(lsn);
+        }
+        let shared = Arc::new(Shared {
+            pending: RwLock::new(Pending::default()),
+            signal: (
+                Mutex::new(Signal {
+                    checkpoint: projection.wal_lsn()?,
+                    ..Signal::default()
+                }),
+                Condvar::new(),
+            ),
+        });
+        let projector = Projector::start(projection.clone(), shared.clone())?;
+        Ok(Log {
+            projection,
+            wal: Mutex::new(wal),
+            shared,
+            projector: Mutex::new(Some(projector)),
+        })
     }
 
     pub fn dir(&self) -> &Path {
-        &self.dir
+        self.projection.dir()
     }
 
     /// True if `dir` holds a log (possibly one whose migration to this
     /// layout has not finished).
     pub fn exists_in(dir: &Path) -> bool {
-        dir.join(DB_DIR).exists() || dir.join(legacy::DIR).exists()
+        Projection::exists_in(dir)
     }
 
-    /// Bytes sled occupies on disk.
+    /// Appends a batch of envelopes (offsets increasing, normally
+    /// consecutive) and makes it durable.
+    pub fn append_batch(&self, batch: &[Envelope]) -> Result<(), LogError> {
+        self.append_batch_at(batch.to_vec().into(), None)
+    }
+
+    /// Appends a batch and records `position` with it (so that events and
+    /// "how far the stream was applied" never disagree after a crash):
+    /// one WAL record, durable when this returns; readers see the batch at
+    /// once; the projector writes it into sled a moment later.
+    pub fn append_batch_at(
+        &self,
+        batch: Arc<[Envelope]>,
+        position: Option<u64>,
+    ) -> Result<(), LogError> {
+        let mut previous: Option<Offset> = None;
+        for envelope in batch.iter() {
+            if let Some(previous) = previous.filter(|p| envelope.offset <= *p) {
+                return Err(LogError::OutOfOrder {
+                    offset: envelope.offset,
+                    previous,
+                });
+            }
+            previous = Some(envelope.offset);
+        }
+        let record = encode_record(&batch, position)?;
+        let checkpoint = self.wait_for_room()?;
+        let lsn = {
+            let mut wal = self.wal.lock();
+            wal.checkpoint(checkpoint);
+            wal.append(&record)?
+        };
+        self.shared.pending.write().push(Batch {
+            lsn,
+            events: batch,
+            record: record.into(),
+            position,
+        });
+        self.shared.signal.1.notify_all();
+        Ok(())
+    }
+
+    /// Waits while the projector is too far behind; returns its checkpoint.
+    fn wait_for_room(&self) -> Result<u64, LogError> {
+        let (lock, cond) = &self.shared.signal;
+        let mut signal = lock.lock();
+        loop {
+            if let Some(failure) = &signal.failed {
+                return Err(LogError::Projector(failure.clone()));
+            }
+            if self.shared.pending.read().len_events() < MAX_PENDING_EVENTS {
+                return Ok(signal.checkpoint);
+            }
+            cond.wait_for(&mut signal, std::time::Duration::from_millis(10));
+        }
+    }
+
+    /// Waits until the projector has written every appended batch into
+    /// sled and made it durable, and stops it. Reads keep working; appends
+    /// after this fail.
+    pub fn close(&self) -> Result<(), LogError> {
+        if let Some(projector) = self.projector.lock().take() {
+            projector.stop()?;
+        }
+        Ok(())
+    }
+
+    /// Offset the next appended event will get.
+    pub fn next_offset(&self) -> Result<Offset, LogError> {
+        match self.shared.pending.read().view().next_offset() {
+            Some(next) => Ok(next),
+            None => self.projection.next_offset(),
+        }
+    }
+
+    /// The last external position recorded with a batch (cluster mode: the
+    /// stream sequence of the last command applied).
+    pub fn position(&self) -> Result<Option<u64>, LogError> {
+        match self.shared.pending.read().position() {
+            Some(position) => Ok(Some(position)),
+            None => self.projection.position(),
+        }
+    }
+
+    /// Every event from `offset` on, in order (see
+    /// [`Projection::read_from`] for how damage shows).
+    pub fn read_from(
+        &self,
+        offset: Offset,
+    ) -> impl Iterator<Item = Result<Envelope, LogError>> + '_ {
+        let view = self.shared.pending.read().view();
+        let bound = view.first_offset();
+        let tail: Vec<Envelope> = view
+            .events()
+            .filter(|e| e.offset >= offset)
+            .cloned()
+            .collect();
+        self.projection
+            .read_from(offset)
+            .take_while(move |item| !matches!(item, Ok(e) if e.offset >= bound))
+            .chain(tail.into_iter().map(Ok))
+    }
+
+    pub fn get(&self, offset: Offset) -> Result<Option<Envelope>, LogError> {
+        let view = self.shared.pending.read().view();
+        if offset >= view.first_offset() {
+            return Ok(view.get(offset).cloned());
+        }
+        self.projection.get(offset)
+    }
+
+    /// Up to `limit` events of `conv` with seq > `after`, oldest first.
+    pub fn conv_after(
+        &self,
+        conv: ConvId,
+        after: Seq,
+        limit: usize,
+    ) -> Result<Vec<Envelope>, LogError> {
+        let view = self.shared.pending.read().view();
+        let bound = view.first_offset();
+        let mut out: Vec<Envelope> = self
+            .projection
+            .conv_after(conv, after, limit)?
+            .into_iter()
+            .take_while(|e| e.offset < bound)
+            .collect();
+        let from = out
+            .last()
+            .and_then(|e| e.event.conv_seq())
+            .map_or(after, |(_, s)| s);
+        let room = limit - out.len();
+        out.extend(view.conv_after(conv, from).take(room).cloned());
+        Ok(out)
+    }
+
+    /// Up to `limit` events of `conv` with seq < `before`, newest first.
+    pub fn conv_before(
+        &self,
+        conv: ConvId,
+        before: Seq,
+        limit: usize,
+    ) -> Result<Vec<Envelope>, LogError> {
+        let view = self.shared.pending.read().view();
+        let mut out: Vec<Envelope> = view
+            .conv_before(conv, before)
+            .take(limit)
+            .cloned()
+            .collect();
+        // Everything of `conv` from the first pending offset on is in the
+        // view, so sled is read below the oldest seq the view gave.
+        let below = out
+            .last()
+            .and_then(|e| e.event.conv_seq())
+            .map_or(before, |(_, s)| s);
+        let room = limit - out.len();
+        if room > 0 {
+            out.extend(self.projection.conv_before(conv, below, room)?);
+        }
+        Ok(out)
+    }
+
+    /// Bytes the projection (sled) occupies on disk; the WAL's segments
+    /// are a bounded few on top.
     pub fn size_on_disk(&self) -> Result<u64, LogError> {
-        Ok(self.db.size_on_disk()?)
+        self.projection.size_on_disk()
+    }
+
+    /// Test and repair hook: overwrite the raw bytes of the entry at
+    /// `offset` in the projection (see [`Projection::put_raw`]).
+    #[doc(hidden)]
+    pub fn put_raw(&self, offset: Offset, bytes: &[u8]) -> Result<(), LogError> {
+        self.projection.put_raw(offset, bytes)
+    }
+
+    /// Test hook: waits until every appended batch is in sled (readable
+    /// there, not necessarily durable), so that a test knows how batches
+    /// were grouped into chunks.
+    #[doc(hidden)]
+    pub fn settle(&self) {
+        let (lock, cond) = &self.shared.signal;
+        let mut signal = lock.lock();
+        while !self.shared.pending.read().is_empty() && signal.failed.is_none() {
+            cond.wait_for(&mut signal, std::time::Duration::from_millis(5));
+        }
+    }
+
+    /// Test hook: makes what sled holds now durable (after writing to it
+    /// below the API).
+    #[doc(hidden)]
+    pub fn sync(&self) -> Result<(), LogError> {
+        self.projection.sync()
     }
 
     /// Test hook: sled itself, to damage the log below its API.
     #[doc(hidden)]
     pub fn sled(&self) -> &sled::Db {
-        &self.db
+        self.projection.sled()
+    }
+
+    /// Where the WAL's segments are.
+    pub fn wal_dir(&self) -> PathBuf {
+        self.dir().join(WAL_DIR)
+    }
+}
+
+impl Drop for Log {
+    fn drop(&mut self) {
+        if let Err(e) = self.close() {
+            tracing::warn!("the projector stopped with an error: {e}");
+        }
     }
 }

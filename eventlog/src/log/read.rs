@@ -6,9 +6,10 @@ use std::ops::Range;
 use crate::event::{ConvId, Envelope, Offset, Seq};
 
 use super::format::{conv_key, decode_envelope, decode_u64, entries, run_entries, POSITION};
-use super::{Log, LogError};
+use super::projection::Projection;
+use super::LogError;
 
-impl Log {
+impl Projection {
     /// Offset the next appended event will get.
     pub fn next_offset(&self) -> Result<Offset, LogError> {
         match self.chunks.last()? {
@@ -169,14 +170,14 @@ impl Log {
 /// Reads entries by offset, keeping the last chunk it loaded: index runs
 /// point into the same few chunks, in order.
 struct ChunkReader<'a> {
-    log: &'a Log,
+    log: &'a Projection,
     /// (first offset, the chunk, the byte ranges of its entries up to the
     /// first framing error if any).
     cached: Option<(Offset, sled::IVec, Vec<Range<usize>>)>,
 }
 
 impl<'a> ChunkReader<'a> {
-    fn new(log: &'a Log) -> ChunkReader<'a> {
+    fn new(log: &'a Projection) -> ChunkReader<'a> {
         ChunkReader { log, cached: None }
     }
 

@@ -1,7 +1,8 @@
-//! The write path: a batch becomes chunks and index runs, written with the
-//! external position in one sled transaction, then made durable (flush,
-//! then fdatasync of sled's data file and any new blob file). Every batch
-//! the store appends goes through here; [`super::legacy`] reuses the
+//! The projection's write path: batches the WAL made durable become chunks
+//! and index runs, written with the external position and the last WAL
+//! record they hold in one sled transaction; `sync` (flush, then fdatasync
+//! of sled's data file and any new blob file) makes them durable, after
+//! which the WAL may drop those records. [`super::legacy`] reuses the
 //! transaction for the per-event layout.
 
 use std::collections::HashSet;
@@ -12,50 +13,41 @@ use std::path::Path;
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 use sled::Transactional;
 
-use crate::event::{Envelope, Offset};
+use crate::event::Offset;
 
-use super::format::{encode_envelope, entries, frame, ChunkBuilder, RunBuilder, DB_DIR, POSITION};
-use super::{Log, LogError};
+use super::format::{
+    entries, frame, record_frames, ChunkBuilder, RunBuilder, DB_DIR, POSITION, WAL_LSN,
+};
+use super::pending::Batch;
+use super::projection::Projection;
+use super::LogError;
 
-impl Log {
-    /// Writes a batch of envelopes (offsets increasing, normally
-    /// consecutive) and their index entries in one sled transaction, then
-    /// makes it durable (flush + fdatasync).
-    pub fn append_batch(&self, batch: &[Envelope]) -> Result<(), LogError> {
-        self.append_batch_at(batch, None)
-    }
-
-    /// [`Log::append_batch`], also recording `position` in the same
-    /// transaction, so that events and "how far the stream was applied"
-    /// can never disagree after a crash.
-    pub fn append_batch_at(
-        &self,
-        batch: &[Envelope],
-        position: Option<u64>,
-    ) -> Result<(), LogError> {
+impl Projection {
+    /// Writes batches (in WAL order) into the chunks and the index, with
+    /// the newest position among them and the last one's LSN, in one
+    /// transaction. Not yet durable: see [`Projection::sync`].
+    pub(super) fn project(&self, batches: &[Batch]) -> Result<(), LogError> {
+        let Some(last) = batches.last() else {
+            return Ok(());
+        };
         let mut chunks = ChunkBuilder::default();
         let mut runs = RunBuilder::default();
-        let mut previous: Option<Offset> = None;
-        for envelope in batch {
-            if let Some(previous) = previous.filter(|p| envelope.offset <= *p) {
-                return Err(LogError::OutOfOrder {
-                    offset: envelope.offset,
-                    previous,
-                });
-            }
-            previous = Some(envelope.offset);
-            chunks.push(envelope.offset, &encode_envelope(envelope)?)?;
-            if let Some((conv, seq)) = envelope.event.conv_seq() {
-                runs.push(conv, seq, envelope.offset);
+        for batch in batches {
+            for (envelope, range) in batch.events.iter().zip(record_frames(&batch.record)) {
+                chunks.push(envelope.offset, &batch.record[range?])?;
+                if let Some((conv, seq)) = envelope.event.conv_seq() {
+                    runs.push(conv, seq, envelope.offset);
+                }
             }
         }
+        let position = batches.iter().rev().find_map(|b| b.position);
         write_together(
             [&self.chunks, &self.conv_chunks, &self.meta],
             &chunks.into_batch(),
             &runs.into_batch(),
             position,
-        )?;
-        self.sync()
+            Some(last.lsn),
+        )
     }
 
     /// Flushes sled and then fsyncs its data file: the durable point.
@@ -139,13 +131,15 @@ impl Log {
 }
 
 /// Writes a batch of entries, its index entries and (if given) the
-/// external position in one sled transaction over the entry, index and
+/// external position and the last WAL record they hold in one sled
+/// transaction over the entry, index and
 /// meta trees: this layout's, and the per-event layout's in [`legacy`].
 pub(super) fn write_together(
     [entries, index, meta]: [&sled::Tree; 3],
     entry_batch: &sled::Batch,
     index_batch: &sled::Batch,
     position: Option<u64>,
+    wal_lsn: Option<u64>,
 ) -> Result<(), LogError> {
     (entries, index, meta)
         .transaction(|(e, i, m)| {
@@ -153,6 +147,9 @@ pub(super) fn write_together(
             i.apply_batch(index_batch)?;
             if let Some(position) = position {
                 m.insert(POSITION, &position.to_be_bytes())?;
+            }
+            if let Some(lsn) = wal_lsn {
+                m.insert(WAL_LSN, &lsn.to_be_bytes())?;
             }
             Ok::<(), ConflictableTransactionError<()>>(())
         })

@@ -1,0 +1,95 @@
+//! The projector: one thread that writes the batches the WAL made durable
+//! into sled (many per transaction), makes sled durable every
+//! [`SYNC_EVERY`], and then moves the checkpoint that lets the WAL recycle
+//! its segments. It runs beside the writer, so sled's transaction and
+//! flush are never between a batch and its acknowledgement.
+
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use super::projection::Projection;
+use super::{LogError, Shared};
+
+/// How often the projection is made durable while batches arrive. Longer
+/// means fewer sled flushes; shorter, a shorter WAL to replay after a crash.
+pub const SYNC_EVERY: Duration = Duration::from_millis(200);
+/// Most events written in one sled transaction.
+const MAX_EVENTS_PER_TRANSACTION: usize = 16_384;
+
+pub(super) struct Projector {
+    shared: Arc<Shared>,
+    thread: JoinHandle<Result<(), LogError>>,
+}
+
+impl Projector {
+    pub(super) fn start(
+        projection: Arc<Projection>,
+        shared: Arc<Shared>,
+    ) -> Result<Projector, LogError> {
+        let theirs = shared.clone();
+        let thread = std::thread::Builder::new()
+            .name("vato-projector".into())
+            .spawn(move || {
+                let result = run(&projection, &theirs);
+                if let Err(e) = &result {
+                    tracing::error!("the projector stopped: {e}");
+                    theirs.signal.0.lock().failed = Some(e.to_string());
+                    theirs.signal.1.notify_all();
+                }
+                result
+            })?;
+        Ok(Projector { shared, thread })
+    }
+
+    /// Projects what is pending, makes it durable, and stops.
+    pub(super) fn stop(self) -> Result<(), LogError> {
+        self.shared.signal.0.lock().stop = true;
+        self.shared.signal.1.notify_all();
+        match self.thread.join() {
+            Ok(result) => result,
+            Err(_) => Err(LogError::Projector("the projector panicked".into())),
+        }
+    }
+}
+
+fn run(projection: &Projection, shared: &Shared) -> Result<(), LogError> {
+    let (lock, cond) = &shared.signal;
+    // The last LSN written into sled, and whether sled is behind it.
+    let mut projected = 0;
+    let mut unsynced = false;
+    let mut last_sync = Instant::now();
+    loop {
+        let batches = shared.pending.read().oldest(MAX_EVENTS_PER_TRANSACTION);
+        if let Some(last) = batches.last() {
+            projection.project(&batches)?;
+            projected = last.lsn;
+            unsynced = true;
+            // Readers find these in sled from now on.
+            shared.pending.write().projected(projected);
+            cond.notify_all();
+        }
+        let stopping = lock.lock().stop;
+        let idle = batches.is_empty();
+        if unsynced && (stopping || last_sync.elapsed() >= SYNC_EVERY) {
+            projection.sync()?;
+            unsynced = false;
+            last_sync = Instant::now();
+            lock.lock().checkpoint = projected;
+        }
+        if idle {
+            let mut signal = lock.lock();
+            if signal.stop {
+                if unsynced {
+                    // Synced on the next turn, then stop.
+                    continue;
+                }
+                return Ok(());
+            }
+            if shared.pending.read().is_empty() {
+                let due = SYNC_EVERY.saturating_sub(last_sync.elapsed());
+                cond.wait_for(&mut signal, if unsynced { due } else { SYNC_EVERY });
+            }
+        }
+    }
+}
