@@ -67,7 +67,11 @@ fn verify_passes_on_a_healthy_log_and_stats_count_it() {
     write_log(dir.path(), 25);
     let out = admin(dir.path(), &["verify"]);
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "verify failed: {stdout}");
+    assert!(
+        out.status.success(),
+        "verify failed: {stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(stdout.contains("OK: 28 events"), "{stdout}");
 
     let out = admin(dir.path(), &["stats"]);

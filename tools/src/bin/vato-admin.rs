@@ -67,6 +67,25 @@ fn main() -> ExitCode {
 
 type BoxError = Box<dyn std::error::Error>;
 
+/// Opens the log, waiting up to 5 s for sled's file lock: a process that
+/// just closed the store (a stopping server, a test) may hold it a moment
+/// longer while sled's last I/O finishes. Still held after that: a server
+/// is running on this directory.
+fn open_log(dir: &std::path::Path) -> Result<Log, BoxError> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        match Log::open(dir) {
+            Err(e) if e.to_string().contains("could not acquire lock") => {
+                if std::time::Instant::now() >= deadline {
+                    return Err(format!("{e} (is a server running on {}?)", dir.display()).into());
+                }
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            result => return Ok(result?),
+        }
+    }
+}
+
 fn run(cli: Cli) -> Result<ExitCode, BoxError> {
     let dir = cli.data_dir;
     if !Log::exists_in(&dir) {
@@ -74,7 +93,7 @@ fn run(cli: Cli) -> Result<ExitCode, BoxError> {
     }
     match cli.command {
         Action::Verify => {
-            let log = Log::open(&dir)?;
+            let log = open_log(&dir)?;
             let live = store::recover(&log)?;
             let mut full = vato_eventlog::State::default();
             store::replay_into(&log, &mut full)?;
@@ -106,20 +125,22 @@ fn run(cli: Cli) -> Result<ExitCode, BoxError> {
             }
         }
         Action::Rebuild => {
-            let state = store::rebuild(&dir)?;
+            let log = open_log(&dir)?;
+            let mut state = vato_eventlog::State::default();
+            store::replay_into(&log, &mut state)?;
             snapshot::write(&dir, &state)?;
             println!("rebuilt {} events; snapshot written", state.next_offset);
             Ok(ExitCode::SUCCESS)
         }
         Action::Dump { from, limit } => {
-            let log = Log::open(&dir)?;
+            let log = open_log(&dir)?;
             for envelope in log.read_from(from).take(limit.unwrap_or(usize::MAX)) {
                 println!("{}", serde_json::to_string(&envelope?)?);
             }
             Ok(ExitCode::SUCCESS)
         }
         Action::Stats => {
-            let log = Log::open(&dir)?;
+            let log = open_log(&dir)?;
             let state = store::recover(&log)?;
             println!("events         {}", state.next_offset);
             println!("users          {}", state.users.len());
