@@ -1,0 +1,247 @@
+//! The write-ahead log: the acknowledgement path's one device round trip.
+//!
+//! A group commit is one record, appended to the current segment with one
+//! `pwrite` and made durable with one `fdatasync` on the writer's own
+//! thread: no hand-off to another thread, no B-tree work, nothing else
+//! between a batch and its acknowledgement. What makes the log readable
+//! (the chunks and the per-conversation index in sled) is written later,
+//! off that path, by the projector, which tells the WAL how far it has made
+//! sled durable ([`Wal::checkpoint`]); segments wholly at or before that
+//! point are recycled.
+//!
+//! Files: `<dir>/NNNNNNNNNNNNNNNN.wal` (the segment's number, hex), each of a
+//! fixed size, **zero-filled and fsynced before first use** by a preparer
+//! thread one segment ahead of the writer, or a recycled segment renamed.
+//! Writing inside blocks that exist already changes neither the file's
+//! size nor its block map, so an `fdatasync` flushes the data and nothing
+//! else: no journal commit on the ack path, and a fresh store does not pay
+//! for growing its files while it serves its first clients.
+//!
+//! A record is `[len: u32 LE][crc32: u32 LE][lsn: u64 LE][payload]`, the CRC
+//! over the LSN and the payload. LSNs number records from 1, without gaps,
+//! across segments; segments are used in number order. Recovery, given the
+//! checkpoint C, follows the chain C+1, C+2, ... through the segments in
+//! number order. Records at or below C are skipped (checkpointed, or stale
+//! ones in a recycled segment: a segment is recycled only once C covers it,
+//! so all its old records are at or below C). The chain ends at the first
+//! record that is not the next one: zeros, a torn write, a stale record.
+//! Damage to acknowledged records is an error naming the segment, never a
+//! silent cut: a record that fails its CRC while the one after it continues
+//! the chain, a later segment that continues the chain after a break, or a
+//! chain that starts past C+1.
+
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+mod scan;
+mod segments;
+
+use scan::scan;
+use segments::{grow_zeroed, open_segment, prepare, segment_numbers, segment_path, Preparer};
+
+/// A record's place in the WAL: 1, 2, 3, ... without gaps.
+pub type Lsn = u64;
+
+const HEADER: usize = 16;
+const EXTENSION: &str = "wal";
+const TMP_NAME: &str = "preparing.tmp";
+/// The smallest segment (tests use small ones to cross segments often).
+pub const MIN_SEGMENT_BYTES: u64 = 64 << 10;
+
+#[derive(Debug, thiserror::Error)]
+pub enum WalError {
+    #[error("WAL I/O error: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("WAL segment {segment} is damaged at byte {at}: {detail}")]
+    Damaged {
+        segment: String,
+        at: u64,
+        detail: String,
+    },
+    #[error("a WAL record of {0} bytes is too large")]
+    TooLarge(usize),
+}
+
+/// A record read back at recovery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    pub lsn: Lsn,
+    pub payload: Vec<u8>,
+}
+
+/// The segment being written.
+struct Segment {
+    number: u64,
+    file: File,
+    /// Where the next record goes.
+    pos: u64,
+    /// The file's (preallocated) size.
+    len: u64,
+    /// The last LSN written into it (0: none yet).
+    last_lsn: Lsn,
+}
+
+pub struct Wal {
+    dir: PathBuf,
+    current: Segment,
+    next_lsn: Lsn,
+    /// Segments before the current one, oldest first, with the last LSN
+    /// each holds: recycled once a checkpoint covers them.
+    sealed: Vec<(u64, Lsn)>,
+    /// The highest LSN whose effects are durable elsewhere.
+    checkpointed: Lsn,
+    preparer: Preparer,
+    /// The record being written, reused across appends.
+    buf: Vec<u8>,
+}
+
+impl Wal {
+    /// Opens (or creates) the WAL in `dir` and returns every record after
+    /// `checkpoint`, in order. New segments are `segment_bytes` long.
+    pub fn open(
+        dir: &Path,
+        segment_bytes: u64,
+        checkpoint: Lsn,
+    ) -> Result<(Wal, Vec<Record>), WalError> {
+        let segment_bytes = segment_bytes.max(MIN_SEGMENT_BYTES);
+        std::fs::create_dir_all(dir)?;
+        // A segment half prepared when the process died.
+        match std::fs::remove_file(dir.join(TMP_NAME)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
+            _ => {}
+        }
+        let numbers = segment_numbers(dir)?;
+        let scan = scan(dir, &numbers, checkpoint)?;
+        let next_number = numbers.last().map_or(0, |n| n + 1);
+        let mut recyclable = scan.stale;
+        let (current, sealed) = match scan.tail {
+            Some((number, end, last_lsn)) => {
+                let file = open_segment(&segment_path(dir, number))?;
+                let len = file.metadata()?.len();
+                let current = Segment {
+                    number,
+                    file,
+                    pos: end,
+                    len,
+                    last_lsn,
+                };
+                (current, scan.sealed)
+            }
+            None => {
+                // Nothing after the checkpoint: every segment is reusable.
+                recyclable.extend(scan.sealed.iter().map(|(n, _)| *n));
+                recyclable.sort_unstable();
+                let file = prepare(dir, next_number, segment_bytes, recyclable.pop())?;
+                let current = Segment {
+                    number: next_number,
+                    len: file.metadata()?.len(),
+                    file,
+                    pos: 0,
+                    last_lsn: 0,
+                };
+                (current, Vec::new())
+            }
+        };
+        let next_lsn = match scan.last_lsn {
+            Some(last) => last + 1,
+            None => checkpoint + 1,
+        };
+        let preparer = Preparer::start(
+            dir.to_path_buf(),
+            segment_bytes,
+            next_number.max(current.number + 1),
+            recyclable,
+        );
+        let mut wal = Wal {
+            dir: dir.to_path_buf(),
+            current,
+            next_lsn,
+            sealed,
+            checkpointed: checkpoint,
+            preparer,
+            buf: Vec::new(),
+        };
+        wal.checkpoint(checkpoint);
+        Ok((wal, scan.records))
+    }
+
+    /// The LSN the next record will get.
+    pub fn next_lsn(&self) -> Lsn {
+        self.next_lsn
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Appends one record and makes it durable: one `pwrite`, one
+    /// `fdatasync`. Returns its LSN.
+    pub fn append(&mut self, payload: &[u8]) -> Result<Lsn, WalError> {
+        let len = u32::try_from(payload.len()).map_err(|_| WalError::TooLarge(payload.len()))?;
+        let lsn = self.next_lsn;
+        self.buf.clear();
+        self.buf.extend_from_slice(&len.to_le_bytes());
+        self.buf.extend_from_slice(&crc(lsn, payload).to_le_bytes());
+        self.buf.extend_from_slice(&lsn.to_le_bytes());
+        self.buf.extend_from_slice(payload);
+        let size = self.buf.len() as u64;
+        if self.current.pos + size > self.current.len {
+            self.roll(size)?;
+        }
+        self.current
+            .file
+            .write_all_at(&self.buf, self.current.pos)?;
+        self.current.file.sync_data()?;
+        self.current.pos += size;
+        self.current.last_lsn = lsn;
+        self.next_lsn += 1;
+        Ok(lsn)
+    }
+
+    /// Every record up to `lsn` is durable elsewhere: the sealed segments
+    /// that hold only such records are handed back for reuse.
+    pub fn checkpoint(&mut self, lsn: Lsn) {
+        self.checkpointed = self.checkpointed.max(lsn);
+        let covered = self
+            .sealed
+            .iter()
+            .take_while(|(_, last)| *last <= self.checkpointed)
+            .count();
+        for (number, _) in self.sealed.drain(..covered) {
+            self.preparer.recycle(number);
+        }
+    }
+
+    /// Moves to the segment the preparer has ready. A record larger than
+    /// it grows it first (once, before any record is in it).
+    fn roll(&mut self, record: u64) -> Result<(), WalError> {
+        let (number, mut file) = self.preparer.take()?;
+        let mut len = file.metadata()?.len();
+        if record > len {
+            len = record.div_ceil(4096) * 4096;
+            grow_zeroed(&mut file, len)?;
+        }
+        let next = Segment {
+            number,
+            file,
+            pos: 0,
+            len,
+            last_lsn: 0,
+        };
+        let old = std::mem::replace(&mut self.current, next);
+        if old.last_lsn > 0 {
+            self.sealed.push((old.number, old.last_lsn));
+        } else {
+            self.preparer.recycle(old.number);
+        }
+        self.checkpoint(self.checkpointed);
+        Ok(())
+    }
+}
+pub(super) fn crc(lsn: Lsn, payload: &[u8]) -> u32 {
+    let mut hasher = crc32fast::Hasher::new();
+    hasher.update(&lsn.to_le_bytes());
+    hasher.update(payload);
+    hasher.finalize()
+}

@@ -1,0 +1,179 @@
+//! Segment files: their names, making one ready (zero-filled or
+//! recycled, durable before use), and the preparer thread that keeps one
+//! ready ahead of the writer.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use parking_lot::{Condvar, Mutex};
+
+use super::{WalError, EXTENSION, TMP_NAME};
+
+pub(super) fn segment_path(dir: &Path, number: u64) -> PathBuf {
+    dir.join(format!("{number:016x}.{EXTENSION}"))
+}
+
+pub(super) fn segment_numbers(dir: &Path) -> Result<Vec<u64>, WalError> {
+    let mut numbers = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let name = entry?.file_name();
+        let Some(stem) = name
+            .to_str()
+            .and_then(|n| n.strip_suffix(EXTENSION))
+            .and_then(|n| n.strip_suffix('.'))
+        else {
+            continue;
+        };
+        if let Ok(number) = u64::from_str_radix(stem, 16) {
+            numbers.push(number);
+        }
+    }
+    numbers.sort_unstable();
+    Ok(numbers)
+}
+
+pub(super) fn open_segment(path: &Path) -> std::io::Result<File> {
+    OpenOptions::new().read(true).write(true).open(path)
+}
+
+/// Makes segment `number` ready and durable under its name: a recycled
+/// segment renamed (its old records are all at or below the checkpoint),
+/// or a new one zero-filled under a temporary name, fsynced, renamed.
+pub(super) fn prepare(
+    dir: &Path,
+    number: u64,
+    len: u64,
+    recycled: Option<u64>,
+) -> std::io::Result<File> {
+    let path = segment_path(dir, number);
+    match recycled {
+        Some(old) => std::fs::rename(segment_path(dir, old), &path)?,
+        None => {
+            let tmp = dir.join(TMP_NAME);
+            let mut file = OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&tmp)?;
+            grow_zeroed(&mut file, len)?;
+            std::fs::rename(&tmp, &path)?;
+        }
+    }
+    File::open(dir)?.sync_all()?;
+    open_segment(&path)
+}
+
+/// Writes zeros up to `len` (real blocks, not a hole or an unwritten
+/// extent, so later writes change no metadata) and fsyncs the file.
+pub(super) fn grow_zeroed(file: &mut File, len: u64) -> std::io::Result<()> {
+    let zeros = vec![0u8; 1 << 20];
+    let mut at = file.metadata()?.len();
+    while at < len {
+        let n = (len - at).min(zeros.len() as u64) as usize;
+        file.write_all_at(&zeros[..n], at)?;
+        at += n as u64;
+    }
+    file.flush()?;
+    file.sync_all()
+}
+
+/// What the writer and the preparer thread share.
+struct Shared {
+    /// The segment ready for the writer, once prepared.
+    ready: Option<std::io::Result<(u64, File)>>,
+    /// Segments whose records are all checkpointed.
+    recyclable: Vec<u64>,
+    /// The number the next prepared segment gets.
+    next_number: u64,
+    stop: bool,
+}
+
+/// Keeps one segment ready ahead of the writer, on its own thread, so that
+/// rolling to the next segment costs the writer nothing but a hand-over.
+pub(super) struct Preparer {
+    shared: Arc<(Mutex<Shared>, Condvar)>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Preparer {
+    pub(super) fn start(
+        dir: PathBuf,
+        segment_bytes: u64,
+        first: u64,
+        recyclable: Vec<u64>,
+    ) -> Preparer {
+        let shared = Arc::new((
+            Mutex::new(Shared {
+                ready: None,
+                recyclable,
+                next_number: first,
+                stop: false,
+            }),
+            Condvar::new(),
+        ));
+        let theirs = shared.clone();
+        let thread = std::thread::Builder::new()
+            .name("vato-wal-prepare".into())
+            .spawn(move || prepare_ahead(&dir, segment_bytes, &theirs))
+            .ok();
+        Preparer { shared, thread }
+    }
+
+    /// The next segment, waiting for it if the preparer is not done.
+    pub(super) fn take(&self) -> std::io::Result<(u64, File)> {
+        let (lock, ready) = &*self.shared;
+        let mut shared = lock.lock();
+        loop {
+            if let Some(prepared) = shared.ready.take() {
+                ready.notify_all();
+                return prepared;
+            }
+            if self.thread.is_none() {
+                return Err(std::io::Error::other("the WAL preparer did not start"));
+            }
+            ready.wait(&mut shared);
+        }
+    }
+
+    pub(super) fn recycle(&self, number: u64) {
+        self.shared.0.lock().recyclable.push(number);
+    }
+}
+
+fn prepare_ahead(dir: &Path, segment_bytes: u64, shared: &(Mutex<Shared>, Condvar)) {
+    let (lock, ready) = shared;
+    loop {
+        let (number, recycled) = {
+            let mut state = lock.lock();
+            while state.ready.is_some() && !state.stop {
+                ready.wait(&mut state);
+            }
+            if state.stop {
+                return;
+            }
+            let number = state.next_number;
+            state.next_number += 1;
+            state.recyclable.sort_unstable();
+            (number, state.recyclable.pop())
+        };
+        let prepared = prepare(dir, number, segment_bytes, recycled).map(|file| (number, file));
+        let mut state = lock.lock();
+        state.ready = Some(prepared);
+        ready.notify_all();
+    }
+}
+
+impl Drop for Preparer {
+    fn drop(&mut self) {
+        self.shared.0.lock().stop = true;
+        self.shared.1.notify_all();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
