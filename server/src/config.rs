@@ -98,6 +98,12 @@ pub struct Config {
     /// Write a read-model snapshot every this many events.
     #[arg(long, env = "VATO_SNAPSHOT_EVERY", default_value_t = 250_000)]
     pub snapshot_every: u64,
+
+    /// Length of each write-ahead-log segment, MiB (preallocated and
+    /// zero-filled ahead of use; a few are kept and recycled).
+    #[arg(long, env = "VATO_WAL_SEGMENT_MIB", default_value_t = 16,
+          value_parser = clap::value_parser!(u64).range(1..=1024))]
+    pub wal_segment_mib: u64,
 }
 
 impl Config {
