@@ -17,73 +17,11 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
 pub use vato_client::socket::{send_ws, seqs};
+pub use vato_client::objects::{CONVERSATION_KEYS, MESSAGE_KEYS, USER_KEYS};
 pub use vato_client::{frames, message_path, messages_path, ws_url, Api, Resp, User, Ws, TIMEOUT};
 
 /// Password of every user the tests register.
 pub const PASSWORD: &str = "correct-horse";
-
-/// The message object's keys: the contract's 15, then Vato's `seq` and
-/// `client_id`.
-pub const MESSAGE_KEYS: [&str; 17] = [
-    "id",
-    "conversation",
-    "sender",
-    "message_type",
-    "content",
-    "created_at",
-    "edited_at",
-    "reply_to",
-    "reply_to_message",
-    "forwarded_from",
-    "forwarded_from_message",
-    "is_deleted",
-    "attachments",
-    "receipts",
-    "reactions",
-    "seq",
-    "client_id",
-];
-
-/// The conversation object's 13 keys (contract 1.4).
-pub const CONVERSATION_KEYS: [&str; 13] = [
-    "id",
-    "title",
-    "conversation_type",
-    "owner",
-    "description",
-    "created_at",
-    "updated_at",
-    "avatar",
-    "is_public",
-    "invite_link",
-    "members",
-    "last_message",
-    "unread_count",
-];
-
-/// The user object's 20 keys (contract 1.1).
-pub const USER_KEYS: [&str; 20] = [
-    "id",
-    "username",
-    "email",
-    "display_name",
-    "phone_number",
-    "avatar",
-    "status_message",
-    "bio",
-    "is_online",
-    "last_seen_at",
-    "date_of_birth",
-    "country",
-    "city",
-    "website",
-    "show_phone_number",
-    "show_last_seen",
-    "show_profile_photo",
-    "allow_calls",
-    "allow_group_invite",
-    "settings",
-];
 
 /// The keys of a JSON object, in the order they were sent.
 pub fn keys(value: &Value) -> Vec<&str> {
