@@ -73,7 +73,7 @@ use wal::Wal;
 /// Length of a new WAL segment unless the store says otherwise.
 pub const DEFAULT_WAL_SEGMENT_BYTES: u64 = 16 << 20;
 /// Events the projector may fall behind by before appends wait for it.
-const MAX_PENDING_EVENTS: usize = 1 << 20;
+const MAX_PENDING_EVENTS: usize = 1 << 18;
 
 pub struct Log {
     projection: Arc<Projection>,
