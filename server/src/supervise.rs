@@ -18,6 +18,12 @@ const CRITICAL_THREADS: [&str; 2] = ["vato-log-writer", "vato-projector"];
 /// elsewhere (a request handler's task) keep today's behaviour: tokio
 /// catches them and the server goes on.
 pub fn exit_on_critical_panic() {
+    // Once per process: embedders and tests may start several servers.
+    static INSTALL: std::sync::Once = std::sync::Once::new();
+    INSTALL.call_once(install_hook);
+}
+
+fn install_hook() {
     let default = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
         default(info);
