@@ -63,6 +63,9 @@ pub fn jwt_secret(config: &Config) -> Result<String, BoxError> {
     let path = Path::new(&config.data_dir).join("dev-jwt-secret");
     if let Ok(secret) = std::fs::read_to_string(&path) {
         if secret.trim().len() >= 16 {
+            // A secret written by an older version may be world-readable.
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
             return Ok(secret.trim().to_string());
         }
     }
