@@ -104,6 +104,43 @@ pub struct Config {
     #[arg(long, env = "VATO_WAL_SEGMENT_MIB", default_value_t = 16,
           value_parser = clap::value_parser!(u64).range(1..=1024))]
     pub wal_segment_mib: u64,
+
+    // HTTP connection hygiene and operations (issue 17). A `0` disables a
+    // limit.
+    /// Seconds a client has to send a request's headers, counted from the
+    /// moment the connection waits for a request (a fresh or a kept-alive
+    /// one): so it is also the idle keep-alive timeout.
+    #[arg(long, env = "VATO_HEADER_TIMEOUT_SECS", default_value_t = 10)]
+    pub header_timeout_secs: u64,
+
+    /// Seconds a REST request has, once its headers are in, to send its
+    /// body and be answered; later is a 408. WebSocket traffic is exempt.
+    #[arg(long, env = "VATO_BODY_TIMEOUT_SECS", default_value_t = 30)]
+    pub body_timeout_secs: u64,
+
+    /// Most simultaneous HTTP connections (WebSocket handshakes included;
+    /// an upgraded socket counts against --max-connections instead). More
+    /// are closed at accept.
+    #[arg(long, env = "VATO_MAX_HTTP_CONNECTIONS", default_value_t = 10_000)]
+    pub max_http_connections: usize,
+
+    /// Largest request head (request line and headers, bytes); larger gets
+    /// 431 and the connection is closed. At least 8192.
+    #[arg(long, env = "VATO_MAX_HEADER_BYTES", default_value_t = 65_536, value_parser = clap::value_parser!(u64).range(8192..))]
+    pub max_header_bytes: u64,
+
+    /// On SIGTERM, seconds to wait for open connections before dropping
+    /// them; the store is closed cleanly either way.
+    #[arg(long, env = "VATO_SHUTDOWN_GRACE_SECS", default_value_t = 10)]
+    pub shutdown_grace_secs: u64,
+
+    /// Serve `/metrics` only on this address (host:port), not on --listen.
+    #[arg(long, env = "VATO_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
+
+    /// `/metrics` on --listen requires `Authorization: Bearer <token>`.
+    #[arg(long, env = "VATO_METRICS_TOKEN", hide_env_values = true)]
+    pub metrics_token: Option<String>,
 }
 
 impl Config {

@@ -7,7 +7,11 @@
 //! * this file: [`start`] opens the store, the fan-out and the sequencer;
 //!   [`Server::serve`] serves a listener until shutdown. `main.rs` only
 //!   parses flags and calls them. [`startup`] holds the start-up helpers
-//!   (JWT secret, demo accounts, CORS, signals).
+//!   (JWT secret, demo accounts, CORS, signals, file modes, open-files
+//!   limit, security headers).
+//! * `serve`: the HTTP accept loop and its limits (header timeout, head
+//!   size, connection cap, shutdown grace); `supervise`: a panic where the
+//!   log is written or fanned out exits the process.
 //! * `app`: the shared context every handler gets.
 //! * `sequencer`: the one way a command reaches the state machine,
 //!   embedded (the local store) or cluster (NATS JetStream).
@@ -34,7 +38,9 @@ mod hub;
 mod intake;
 mod render;
 mod sequencer;
+mod serve;
 pub mod startup;
+mod supervise;
 mod ws;
 
 use std::future::Future;
@@ -43,10 +49,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
 use axum::routing::get;
 use axum::Router;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
+use tower_http::timeout::TimeoutLayer;
 use vato_eventlog::{Store, StoreConfig};
 
 use crate::app::App;
@@ -65,6 +73,9 @@ pub struct Server {
 
 /// Opens everything a server needs before it may answer anyone.
 pub async fn start(config: Config) -> Result<Server, BoxError> {
+    startup::raise_open_files_limit();
+    supervise::exit_on_critical_panic();
+    startup::private_data_dir(&config.data_dir)?;
     let secret = startup::jwt_secret(&config)?;
     if config.nats_url.is_some() && config.jwt_secret.is_none() {
         tracing::warn!("cluster mode with a generated JWT secret: tokens issued here are refused by other nodes; give every node the same --jwt-secret");
@@ -75,7 +86,10 @@ pub async fn start(config: Config) -> Result<Server, BoxError> {
     store_config.snapshot_every = config.snapshot_every;
     let (store, committed) = Store::open(store_config)?;
     let hub = Arc::new(Hub::new(&store.state()));
-    tokio::spawn(hub::run_fan_out(hub.clone(), store.clone(), committed));
+    supervise::spawn_critical(
+        "fan-out",
+        hub::run_fan_out(hub.clone(), store.clone(), committed),
+    );
     // Cluster mode catches up with the stream before anything is served.
     let sequencer = match &config.nats_url {
         Some(urls) => {
@@ -107,8 +121,10 @@ pub async fn start(config: Config) -> Result<Server, BoxError> {
 }
 
 impl Server {
-    /// Serves `listener` until `shutdown` resolves, then closes the sockets
-    /// with 1001 and the store with a snapshot.
+    /// Serves `listener` (and `--metrics-listen`) until `shutdown`
+    /// resolves, then closes the sockets with 1001, waits at most
+    /// `--shutdown-grace-secs` for HTTP connections, and closes the store
+    /// with a snapshot.
     pub async fn serve(
         self,
         listener: TcpListener,
@@ -116,14 +132,18 @@ impl Server {
     ) -> Result<(), BoxError> {
         let Server { app } = self;
         let (store, hub) = (app.store.clone(), app.hub.clone());
+        let limits = serve::Limits::from_config(&app.config);
+        let metrics = match app.config.metrics_listen {
+            Some(address) => Some(TcpListener::bind(address).await?),
+            None => None,
+        };
+        if let Some(metrics) = &metrics {
+            tracing::info!("metrics on http://{}/metrics only", metrics.local_addr()?);
+        } else if app.config.metrics_token.is_none() && !app.config.dev_mode() {
+            tracing::warn!("/metrics is open to anyone who reaches --listen: set --metrics-listen or --metrics-token");
+        }
+        let metrics_router = api::web::metrics_router(app.clone());
         let router = router(app);
-        // Chat frames are small and latency-bound: without TCP_NODELAY,
-        // Nagle holds a frame back while an earlier one is unacknowledged,
-        // and the peer's delayed ACK turns that into tens of milliseconds
-        // under load.
-        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-            let _ = tcp.set_nodelay(true);
-        });
         // A failed disk stops the store; the process must not pretend to
         // work.
         let watched = store.clone();
@@ -138,14 +158,26 @@ impl Server {
                 }
             }
         });
+        let (stop, stopped) = tokio::sync::watch::channel(false);
         let shutdown_hub = hub.clone();
-        axum::serve(listener, router)
-            .with_graceful_shutdown(async move {
-                shutdown.await;
-                tracing::info!("shutting down: closing sockets with 1001");
-                shutdown_hub.close_all(1001);
-            })
-            .await?;
+        tokio::spawn(async move {
+            shutdown.await;
+            tracing::info!("shutting down: closing sockets with 1001");
+            shutdown_hub.close_all(1001);
+            let _ = stop.send(true);
+        });
+        let metrics_served = metrics.map(|listener| {
+            tokio::spawn(serve::serve_http(
+                listener,
+                metrics_router,
+                limits.clone(),
+                stopped.clone(),
+            ))
+        });
+        serve::serve_http(listener, router, limits, stopped).await;
+        if let Some(served) = metrics_served {
+            let _ = served.await;
+        }
         // Sockets are detached from the HTTP server: give them a moment to
         // send their close frames.
         for _ in 0..20 {
@@ -184,14 +216,21 @@ fn router(app: Arc<App>) -> Router {
     let sockets = Router::new()
         .route("/ws/conversations/{id}/", get(ws::handshake))
         .route("/ws/chat/{id}/", get(ws::handshake));
-    Router::new()
+    let mut rest = Router::new()
         .merge(api::router())
         .fallback(api::web::fallback)
         .layer(DefaultBodyLimit::max(config.max_body_bytes))
-        .layer(axum::middleware::map_response(error::json_413))
-        .layer(startup::cors(&config.cors_origins))
-        .merge(sockets)
-        .with_state(app)
+        .layer(axum::middleware::map_response(error::json_413));
+    // Handlers read their body inside the request's future: bounding the
+    // future bounds a slow body (and a slow answer) with a 408.
+    if config.body_timeout_secs > 0 {
+        rest = rest.layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            Duration::from_secs(config.body_timeout_secs),
+        ));
+    }
+    let rest = rest.layer(startup::cors(&config.cors_origins));
+    startup::security_headers(rest.merge(sockets)).with_state(app)
 }
 
 /// The line scripts and tests read to learn the port.

@@ -37,9 +37,11 @@ fn main() -> std::process::ExitCode {
 async fn serve(config: Config) -> Result<(), BoxError> {
     let server = vato_server::start(config.clone()).await?;
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
+    // Before the line below: a SIGTERM right after it shuts down cleanly.
+    let shutdown = startup::shutdown_signal();
     let line = listening_line(listener.local_addr()?);
     // Printed once the server is ready: scripts and tests read it.
     println!("{line}");
     tracing::info!(data_dir = %server.data_dir().display(), "{line}");
-    server.serve(listener, startup::shutdown_signal()).await
+    server.serve(listener, shutdown).await
 }

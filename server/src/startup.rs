@@ -1,8 +1,10 @@
 //! Start-up helpers: the JWT secret, the demo accounts, the CORS layer and
-//! the signals that stop the server.
+//! the signals that stop the server; the process's file hygiene (private
+//! data directory, open-files limit) and the security headers.
 
 use std::path::Path;
 
+use axum::Router;
 use tower_http::cors::{AllowOrigin, Any, CorsLayer};
 use vato_eventlog::Command;
 
@@ -15,25 +17,33 @@ use crate::config::Config;
 /// exits.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-/// Resolves on Ctrl-C or SIGTERM.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// Resolves on Ctrl-C or SIGTERM. The handlers are installed when this is
+/// called, not when the future is first polled: a SIGTERM right after the
+/// listening line is printed must not kill the process outright.
+pub fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'static {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let term = signal(SignalKind::terminate());
+        let interrupt = signal(SignalKind::interrupt());
+        async move {
+            match (term, interrupt) {
+                (Ok(mut term), Ok(mut interrupt)) => {
+                    tokio::select! {
+                        _ = term.recv() => {}
+                        _ = interrupt.recv() => {}
+                    }
+                }
+                _ => {
+                    tracing::warn!("cannot install the signal handlers");
+                    std::future::pending::<()>().await
+                }
             }
-            Err(_) => std::future::pending::<()>().await,
         }
-    };
+    }
     #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {}
-        _ = term => {}
+    async {
+        let _ = tokio::signal::ctrl_c().await;
     }
 }
 
@@ -53,6 +63,9 @@ pub fn jwt_secret(config: &Config) -> Result<String, BoxError> {
     let path = Path::new(&config.data_dir).join("dev-jwt-secret");
     if let Ok(secret) = std::fs::read_to_string(&path) {
         if secret.trim().len() >= 16 {
+            // A secret written by an older version may be world-readable.
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
             return Ok(secret.trim().to_string());
         }
     }
@@ -61,7 +74,7 @@ pub fn jwt_secret(config: &Config) -> Result<String, BoxError> {
         let bytes: [u8; 32] = rand::thread_rng().gen();
         bytes.iter().map(|b| format!("{b:02x}")).collect()
     };
-    std::fs::write(&path, &secret)?;
+    write_private(&path, &secret)?;
     tracing::warn!("generated a development JWT secret in {}", path.display());
     Ok(secret)
 }
@@ -133,4 +146,98 @@ pub fn cors(origins: &str) -> CorsLayer {
             origins.iter().filter_map(|o| o.parse().ok()),
         ))
     }
+}
+
+/// Makes everything Vato creates private to its user: a umask of 077 for
+/// the whole process (sled's files, the WAL, snapshots and whatever a
+/// dependency creates), then the data directory created (or tightened) to
+/// 0700. Call before anything is created in it.
+pub fn private_data_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    // SAFETY: umask(2) only sets the process's file mode creation mask.
+    unsafe { libc::umask(0o077) };
+    std::fs::create_dir_all(dir)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+}
+
+/// Writes a new file readable by its owner only (0600), whatever the umask.
+fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    // An older file keeps its mode on open: tighten it.
+    file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    file.write_all(contents.as_bytes())
+}
+
+/// Raises the open-files soft limit to the hard limit: every connection is
+/// a descriptor, and a common soft limit of 1,024 lets a thousand idle
+/// clients lock everyone out. Logs both limits.
+pub fn raise_open_files_limit() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit with a valid pointer to an rlimit.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        tracing::warn!(
+            "cannot read the open-files limit: {}",
+            std::io::Error::last_os_error()
+        );
+        return;
+    }
+    let soft = limit.rlim_cur;
+    if limit.rlim_cur < limit.rlim_max {
+        limit.rlim_cur = limit.rlim_max;
+        // SAFETY: as above.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) } != 0 {
+            tracing::warn!(
+                soft,
+                hard = limit.rlim_max,
+                "cannot raise the open-files limit: {}",
+                std::io::Error::last_os_error()
+            );
+            return;
+        }
+    }
+    tracing::info!(
+        was = soft,
+        soft = limit.rlim_cur,
+        hard = limit.rlim_max,
+        "open-files limit"
+    );
+}
+
+/// The security headers every response carries (web client and API): a
+/// CSP that allows only our own scripts, styles and API (and sockets), no
+/// framing, no MIME sniffing, no referrer. The web client has no inline
+/// script or style, so it works under this policy.
+pub fn security_headers<S: Clone + Send + Sync + 'static>(router: Router<S>) -> Router<S> {
+    use axum::http::{header, HeaderValue};
+    use tower_http::set_header::SetResponseHeaderLayer;
+    const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; \
+        img-src 'self' data:; connect-src 'self' ws: wss:; object-src 'none'; \
+        base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
+    router
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(CSP),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("no-referrer"),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::X_FRAME_OPTIONS,
+            HeaderValue::from_static("DENY"),
+        ))
 }

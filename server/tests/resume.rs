@@ -190,9 +190,9 @@ async fn a_socket_dropped_by_the_server_resumes_with_since() {
         assert_eq!(ws.recv_type("message.new").await["seq"], 1);
     }
 
-    // The dev hook closes every socket of one user with 1012.
-    let dropped = server
-        .anon()
+    // The dev hook closes every socket of one user with 1012 (it wants a
+    // token and JSON: any logged-in user's will do).
+    let dropped = lalo
         .post("/api/dev/drop-sockets/", json!({"user_id": kalu.id}))
         .await;
     assert_eq!(dropped.status, 200);

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{FromRequestParts, State};
 use axum::http::{header, HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -12,6 +12,7 @@ use axum::{Json, Router};
 use serde_json::{json, Value};
 
 use super::body::{json_body, opt_id};
+use super::extract::AuthUser;
 use crate::app::App;
 use crate::error::{ApiError, ApiResult};
 
@@ -75,12 +76,39 @@ async fn api_index() -> Json<Value> {
 }
 
 /// Test hook (only with --dev/--demo): closes a user's sockets from the
-/// server side with 1012, to exercise client reconnects.
-async fn drop_sockets(State(app): State<Arc<App>>, body: Bytes) -> ApiResult<Json<Value>> {
+/// server side with 1012, to exercise client reconnects. It wants a valid
+/// access token (any user's) and a JSON body: a web page elsewhere can send
+/// neither without a CORS preflight, which it would fail.
+async fn drop_sockets(
+    State(app): State<Arc<App>>,
+    request: axum::extract::Request,
+) -> Result<Response, ApiError> {
     if !app.config.dev_mode() {
         return Err(ApiError::NotFound("Not found."));
     }
-    let body = json_body(&body)?;
+    let (mut parts, body) = request.into_parts();
+    AuthUser::from_request_parts(&mut parts, &app).await?;
+    let is_json = parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
+    if !is_json {
+        return Ok((
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Json(json!({ "detail": "Content-Type must be application/json." })),
+        )
+            .into_response());
+    }
+    let body = axum::body::to_bytes(body, app.config.max_body_bytes)
+        .await
+        .map_err(|_| ApiError::detail("Unreadable body."))?;
+    Ok(drop_user_sockets(&app, &body)?.into_response())
+}
+
+fn drop_user_sockets(app: &App, body: &Bytes) -> ApiResult<Json<Value>> {
+    let body = json_body(body)?;
     let Some(user_id) = opt_id(&body, "user_id")? else {
         return Err(ApiError::detail("user_id required."));
     };
@@ -109,8 +137,63 @@ pub async fn fallback(uri: Uri, method: axum::http::Method) -> Response {
     ApiError::NotFound("Not found.").into_response()
 }
 
+/// `/metrics` alone, for `--metrics-listen`.
+pub fn metrics_router(app: Arc<App>) -> Router {
+    Router::new()
+        .route(
+            "/metrics",
+            get(
+                |State(app): State<Arc<App>>, headers: HeaderMap| async move {
+                    metrics_guarded(&app, &headers)
+                },
+            ),
+        )
+        .with_state(app)
+}
+
+/// `/metrics` on the main listener: absent when `--metrics-listen` serves
+/// it elsewhere.
+async fn metrics(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
+    if app.config.metrics_listen.is_some() {
+        return ApiError::NotFound("Not found.").into_response();
+    }
+    metrics_guarded(&app, &headers)
+}
+
+/// With `--metrics-token`, wherever `/metrics` is served it needs
+/// `Authorization: Bearer <token>`; a missing or wrong one is a 401.
+fn metrics_guarded(app: &App, headers: &HeaderMap) -> Response {
+    if let Some(token) = &app.config.metrics_token {
+        let given = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or("");
+        if !same_secret(given.trim().as_bytes(), token.as_bytes()) {
+            return (
+                StatusCode::UNAUTHORIZED,
+                [(header::WWW_AUTHENTICATE, "Bearer")],
+                Json(json!({ "detail": "A metrics token is required." })),
+            )
+                .into_response();
+        }
+    }
+    metrics_text(app)
+}
+
+/// Compares without stopping at the first difference, so timing tells an
+/// attacker nothing about how much of a guess was right.
+fn same_secret(given: &[u8], expected: &[u8]) -> bool {
+    given.len() == expected.len()
+        && given
+            .iter()
+            .zip(expected)
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
+}
+
 /// Prometheus text format: a few gauges and counters operators watch.
-async fn metrics(State(app): State<Arc<App>>) -> Response {
+fn metrics_text(app: &App) -> Response {
     use std::fmt::Write;
     let mut out = String::new();
     let connections = app.open_connections();
