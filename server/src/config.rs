@@ -98,6 +98,12 @@ pub struct Config {
     /// Write a read-model snapshot every this many events.
     #[arg(long, env = "VATO_SNAPSHOT_EVERY", default_value_t = 250_000)]
     pub snapshot_every: u64,
+
+    /// Registrations per minute per client address (IPv6: per /64), with
+    /// bursts of as many; more get 429 with `Retry-After`. 0 disables it
+    /// (load benchmarks that register thousands of users from one host).
+    #[arg(long, env = "VATO_REGISTER_RATE", default_value_t = 20)]
+    pub register_rate: u32,
 }
 
 impl Config {

@@ -18,11 +18,14 @@
 //! * `ws`: the socket endpoint: handshake, frames, reader, writer.
 //! * `hub`: fan-out of committed events to sockets; `render`: the
 //!   contract's JSON objects and frames; `burst`: the socket write buffer.
-//! * `auth`: tokens and passwords, no HTTP; `clock`: time stamps.
+//! * `auth`: tokens and passwords, no HTTP; `accounts`: the rules a new
+//!   account must pass (password validators, registration throttle);
+//!   `clock`: time stamps.
 //!
 //! Only `api/`, `ws/` and `error` know HTTP; below them, modules return
 //! their own errors.
 
+mod accounts;
 mod api;
 mod app;
 mod auth;
@@ -97,8 +100,10 @@ pub async fn start(config: Config) -> Result<Server, BoxError> {
             config.max_connections.min(Semaphore::MAX_PERMITS),
         )),
         sequencer,
+        register_throttle: accounts::RegisterThrottle::new(config.register_rate),
         config,
     });
+    accounts::load_common_passwords();
     if app.config.demo {
         startup::seed_demo(&app).await?;
     }
@@ -138,13 +143,18 @@ impl Server {
             }
         });
         let shutdown_hub = hub.clone();
-        axum::serve(listener, router)
-            .with_graceful_shutdown(async move {
-                shutdown.await;
-                tracing::info!("shutting down: closing sockets with 1001");
-                shutdown_hub.close_all(1001);
-            })
-            .await?;
+        // The peer address (`ConnectInfo`) is what registrations are
+        // throttled by.
+        axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            tracing::info!("shutting down: closing sockets with 1001");
+            shutdown_hub.close_all(1001);
+        })
+        .await?;
         // Sockets are detached from the HTTP server: give them a moment to
         // send their close frames.
         for _ in 0..20 {
