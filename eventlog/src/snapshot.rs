@@ -42,8 +42,13 @@ pub fn read(dir: &Path) -> Option<State> {
             return None;
         }
     };
-    match codec::decode(&bytes) {
-        Ok(state) => Some(state),
+    match codec::decode::<State>(&bytes) {
+        // Indexes derived from `users` are not stored (the look-alike one)
+        // or were keyed differently by older versions (the phone one).
+        Ok(mut state) => {
+            state.rebuild_user_indexes();
+            Some(state)
+        }
         Err(e) => {
             tracing::warn!("damaged snapshot ignored, replaying the whole log: {e}");
             None

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use tokio::sync::Semaphore;
 use vato_eventlog::{Command, Store};
 
+use crate::accounts::RegisterThrottle;
 use crate::auth::Jwt;
 use crate::config::Config;
 use crate::hub::Hub;
@@ -23,6 +24,8 @@ pub struct App {
     pub connections: Arc<Semaphore>,
     /// Who orders the commands: the local store, or JetStream.
     pub sequencer: Sequencer,
+    /// `--register-rate`; `None` when 0.
+    pub register_throttle: Option<RegisterThrottle>,
 }
 
 impl App {

@@ -141,6 +141,11 @@ pub struct Config {
     /// `/metrics` on --listen requires `Authorization: Bearer <token>`.
     #[arg(long, env = "VATO_METRICS_TOKEN", hide_env_values = true)]
     pub metrics_token: Option<String>,
+    /// Registrations per minute per client address (IPv6: per /64), with
+    /// bursts of as many; more get 429 with `Retry-After`. 0 disables it
+    /// (load benchmarks that register thousands of users from one host).
+    #[arg(long, env = "VATO_REGISTER_RATE", default_value_t = 20)]
+    pub register_rate: u32,
 }
 
 impl Config {

@@ -20,6 +20,9 @@
 //!   empty string is none.
 //! * An edit's `content`: required and not blank, with the same limit.
 //! * A reaction's `emoji`: required, 1 to 16 characters.
+//! * An account's `phone_number`: absent, null or blank is none; else at
+//!   most 32 characters, which without spaces, dashes, dots and parentheses
+//!   are `+` and 8 to 15 digits (E.164), stored in that form.
 
 use serde_json::{Map, Value};
 use vato_eventlog::state::MESSAGE_TYPES;
@@ -57,6 +60,9 @@ impl Invalid {
 
 /// A client's fields: a REST body or a socket frame.
 pub type Fields = Map<String, Value>;
+
+/// Longest `phone_number` as typed, separators included, in characters.
+pub const MAX_PHONE_CHARS: usize = 32;
 
 /// Who asks, where, and when: what the request's path or socket says.
 #[derive(Clone, Copy, Debug)]
@@ -131,6 +137,34 @@ pub fn toggle_reaction(
         emoji,
         at: cx.at,
     })
+}
+
+/// An account's `phone_number` in E.164 (`+15550001111`), so that one
+/// number typed two ways is one number; `None` when absent or blank.
+pub fn phone_number(fields: &Fields) -> Result<Option<String>, Invalid> {
+    let Some(raw) = string(fields, "phone_number")?.filter(|p| !p.trim().is_empty()) else {
+        return Ok(None);
+    };
+    if raw.chars().count() > MAX_PHONE_CHARS {
+        return Err(Invalid::field(
+            "phone_number",
+            format!("Ensure this field has no more than {MAX_PHONE_CHARS} characters."),
+        ));
+    }
+    let number: String = raw
+        .chars()
+        .filter(|c| !matches!(c, ' ' | '-' | '.' | '(' | ')'))
+        .collect();
+    let valid = number.strip_prefix('+').is_some_and(|digits| {
+        (8..=15).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit())
+    });
+    if !valid {
+        return Err(Invalid::field(
+            "phone_number",
+            "Enter a valid phone number in international format, such as +15550001111.",
+        ));
+    }
+    Ok(Some(number))
 }
 
 /// A required `message_id` (the socket's read, edit and delete frames).
@@ -380,6 +414,53 @@ mod tests {
         ] {
             assert_eq!(react(bad).unwrap_err(), Invalid::detail("emoji required."));
         }
+    }
+
+    #[test]
+    fn phone_numbers_become_e164() {
+        let phone = |value: Value| phone_number(&fields(json!({ "phone_number": value })));
+        for typed in [
+            "+1 555 000 1111",
+            "+15550001111",
+            "+1 (555) 000-1111",
+            "+1.555.000.1111",
+        ] {
+            assert_eq!(
+                phone(json!(typed)),
+                Ok(Some("+15550001111".into())),
+                "{typed}"
+            );
+        }
+        for none in [Value::Null, json!(""), json!("  ")] {
+            assert_eq!(phone(none), Ok(None));
+        }
+        assert_eq!(phone_number(&fields(json!({}))), Ok(None));
+        assert_eq!(phone(json!("+12345678")), Ok(Some("+12345678".into())));
+        assert!(phone(json!("+123456789012345")).is_ok(), "15 digits");
+        for bad in [
+            json!("15550001111"),
+            json!("+1234567"),
+            json!("+1234567890123456"),
+            json!("+1555000111x"),
+            json!("+١٢٣٤٥٦٧٨٩"),
+            json!("++15550001111"),
+            json!(5550001111u64),
+        ] {
+            assert_eq!(
+                refused_field_of(phone(bad.clone())),
+                Some("phone_number"),
+                "{bad}"
+            );
+        }
+        let long = phone(json!("1".repeat(200_000))).unwrap_err();
+        assert_eq!(
+            long.message,
+            "Ensure this field has no more than 32 characters."
+        );
+    }
+
+    fn refused_field_of(result: Result<Option<String>, Invalid>) -> Option<&'static str> {
+        result.expect_err("should be refused").field
     }
 
     #[test]

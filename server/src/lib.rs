@@ -22,11 +22,14 @@
 //! * `ws`: the socket endpoint: handshake, frames, reader, writer.
 //! * `hub`: fan-out of committed events to sockets; `render`: the
 //!   contract's JSON objects and frames; `burst`: the socket write buffer.
-//! * `auth`: tokens and passwords, no HTTP; `clock`: time stamps.
+//! * `auth`: tokens and passwords, no HTTP; `accounts`: the rules a new
+//!   account must pass (password validators, registration throttle);
+//!   `clock`: time stamps.
 //!
 //! Only `api/`, `ws/` and `error` know HTTP; below them, modules return
 //! their own errors.
 
+mod accounts;
 mod api;
 mod app;
 mod auth;
@@ -112,8 +115,10 @@ pub async fn start(config: Config) -> Result<Server, BoxError> {
             config.max_connections.min(Semaphore::MAX_PERMITS),
         )),
         sequencer,
+        register_throttle: accounts::RegisterThrottle::new(config.register_rate),
         config,
     });
+    accounts::load_common_passwords();
     if app.config.demo {
         startup::seed_demo(&app).await?;
     }

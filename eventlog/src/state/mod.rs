@@ -27,6 +27,7 @@ mod users;
 
 pub use messages::MESSAGE_TYPES;
 pub use model::{Attachment, Conversation, Member, Message, Reaction, ReadPosition, User};
+pub use users::{phone_key, username_skeleton};
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 pub struct State {
@@ -42,6 +43,12 @@ pub struct State {
     /// Lower-cased username → user: names are unique regardless of case so
     /// that "Lalo" cannot pose as "lalo".
     users_by_name: HashMap<String, UserId>,
+    /// Look-alike key of the username ([`username_skeleton`]) → the first
+    /// user with it: what registration's uniqueness is decided on. Derived
+    /// from `users`, so not in the snapshot: rebuilt when one is loaded.
+    #[serde(skip)]
+    users_by_skeleton: HashMap<String, UserId>,
+    /// [`phone_key`] of the phone number → user.
     users_by_phone: HashMap<String, UserId>,
     pub conversations: BTreeMap<ConvId, Conversation>,
     user_conversations: HashMap<UserId, BTreeSet<ConvId>>,
@@ -91,7 +98,7 @@ impl State {
 
     pub fn user_by_phone(&self, phone: &str) -> Option<&User> {
         self.users_by_phone
-            .get(phone)
+            .get(&phone_key(phone))
             .and_then(|id| self.users.get(id))
     }
 

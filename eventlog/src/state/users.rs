@@ -1,4 +1,16 @@
 //! Users: registering and logging in.
+//!
+//! Two keys decide uniqueness, both pure functions of the stored values so
+//! that live decisions and replay agree:
+//! * [`username_skeleton`]: a name is taken when another one looks the same
+//!   (`lаlo` with a Cyrillic а, fullwidth `ｌａｌｏ`, `LALO` all fold to the
+//!   key of `lalo`). Login still finds the exact name, case-insensitively.
+//! * [`phone_key`]: the number without the separators people type, so a
+//!   number stored raw before the server normalised them (`+1 555 000
+//!   1111`) still blocks and still logs in as `+15550001111`.
+
+use unicode_normalization::UnicodeNormalization;
+use unicode_security::confusable_detection::skeleton;
 
 use crate::command::{Command, Invalid, Rejection, Reply};
 use crate::event::Event;
@@ -6,8 +18,45 @@ use crate::event::Event;
 use super::model::User;
 use super::{Decision, State};
 
+/// The look-alike key of a username: NFKC, lowercase, then the Unicode
+/// confusables skeleton (UTS #39). Two names with the same key are the same
+/// name to a reader. Depends only on the `unicode-security` tables compiled
+/// in, so replay gives the same keys as the live decisions of this binary.
+pub fn username_skeleton(name: &str) -> String {
+    let folded: String = name.nfkc().collect::<String>().to_lowercase();
+    skeleton(&folded).collect()
+}
+
+/// The index key of a phone number: without spaces, dashes, dots and
+/// parentheses. The server stores E.164 already; this also folds numbers
+/// stored raw by older versions.
+pub fn phone_key(phone: &str) -> String {
+    phone
+        .chars()
+        .filter(|c| !matches!(c, ' ' | '-' | '.' | '(' | ')'))
+        .collect()
+}
+
 impl State {
-    /// Usernames are unique regardless of case; phone numbers are unique.
+    /// Rebuilds the user indexes that are not in the snapshot (or whose key
+    /// changed since it was written) from `users`, in id order, exactly as
+    /// replaying their registrations does.
+    pub(crate) fn rebuild_user_indexes(&mut self) {
+        self.users_by_skeleton.clear();
+        self.users_by_phone.clear();
+        for user in self.users.values() {
+            index_user(
+                &mut self.users_by_skeleton,
+                &mut self.users_by_phone,
+                user.id,
+                &user.username,
+                user.phone_number.as_deref(),
+            );
+        }
+    }
+
+    /// Usernames are unique up to look-alikes ([`username_skeleton`]);
+    /// phone numbers up to separators ([`phone_key`]).
     pub(super) fn decide_register(&self, command: &Command) -> Result<Decision, Rejection> {
         let Command::Register {
             username,
@@ -23,11 +72,15 @@ impl State {
         if username.is_empty() {
             return Err(Rejection::Invalid(Invalid::BlankUsername));
         }
-        if self.users_by_name.contains_key(&username.to_lowercase()) {
+        if self.users_by_name.contains_key(&username.to_lowercase())
+            || self
+                .users_by_skeleton
+                .contains_key(&username_skeleton(username))
+        {
             return Err(Rejection::UsernameTaken);
         }
         if let Some(phone) = phone_number {
-            if self.users_by_phone.contains_key(phone) {
+            if self.users_by_phone.contains_key(&phone_key(phone)) {
                 return Err(Rejection::PhoneTaken);
             }
         }
@@ -61,9 +114,13 @@ impl State {
         };
         self.next_user_id = self.next_user_id.max(*user_id);
         self.users_by_name.insert(username.to_lowercase(), *user_id);
-        if let Some(phone) = phone_number {
-            self.users_by_phone.insert(phone.clone(), *user_id);
-        }
+        index_user(
+            &mut self.users_by_skeleton,
+            &mut self.users_by_phone,
+            *user_id,
+            username,
+            phone_number.as_deref(),
+        );
         self.users.insert(
             *user_id,
             User {
@@ -103,5 +160,50 @@ impl State {
             user.is_online = true;
             user.last_seen_at = Some(*at);
         }
+    }
+}
+
+/// Adds a user to the look-alike and phone indexes. The first user keeps a
+/// key: look-alikes registered before the skeleton existed stay as they are
+/// (each still logs in by its exact name) and block new ones alike.
+fn index_user(
+    by_skeleton: &mut std::collections::HashMap<String, u64>,
+    by_phone: &mut std::collections::HashMap<String, u64>,
+    user_id: u64,
+    username: &str,
+    phone_number: Option<&str>,
+) {
+    by_skeleton
+        .entry(username_skeleton(username))
+        .or_insert(user_id);
+    if let Some(phone) = phone_number {
+        by_phone.entry(phone_key(phone)).or_insert(user_id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn look_alikes_share_a_skeleton() {
+        let lalo = username_skeleton("lalo");
+        for alike in [
+            "lalo",
+            "LALO",
+            "l\u{430}lo",
+            "\u{ff4c}\u{ff41}\u{ff4c}\u{ff4f}",
+            "Lalo",
+        ] {
+            assert_eq!(username_skeleton(alike), lalo, "{alike}");
+        }
+        assert_ne!(username_skeleton("kalu"), lalo);
+        assert_ne!(username_skeleton("lala"), lalo);
+    }
+
+    #[test]
+    fn phone_keys_drop_separators_only() {
+        assert_eq!(phone_key("+1 (555) 000-11.11"), "+15550001111");
+        assert_eq!(phone_key("+15550001111"), "+15550001111");
     }
 }

@@ -2,9 +2,12 @@
 
 use std::sync::Arc;
 
+use std::net::SocketAddr;
+
 use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::StatusCode;
+use axum::extract::{ConnectInfo, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{json, Map, Value};
@@ -12,11 +15,12 @@ use vato_eventlog::{Command, Rejection, Reply};
 
 use super::body::{json_body, opt_str};
 use super::extract::{AuthUser, MaybeAuthUser};
+use crate::accounts::password_problems;
 use crate::app::App;
 use crate::auth::{hash_password, verify_password, TokenType};
 use crate::clock::now_micros;
 use crate::error::{token_not_valid_body, ApiError, ApiResult};
-use crate::render;
+use crate::{intake, render};
 
 pub fn router() -> Router<Arc<App>> {
     Router::new()
@@ -36,11 +40,19 @@ fn valid_username(name: &str) -> bool {
             .all(|c| c.is_alphanumeric() || "@.+-_".contains(c))
 }
 
+/// Registers an account: field rules, then Django's password validators,
+/// all behind the per-address `--register-rate`.
 async fn register(
     State(app): State<Arc<App>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     _: MaybeAuthUser,
     body: Bytes,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+) -> ApiResult<Response> {
+    if let Some(throttle) = &app.register_throttle {
+        if let Err(wait) = throttle.check(peer.ip()) {
+            return Ok(throttled(wait));
+        }
+    }
     let body = json_body(&body)?;
     let mut errors = Map::new();
     let username = opt_str(&body, "username")?.unwrap_or_default();
@@ -48,7 +60,11 @@ async fn register(
     let password2 = opt_str(&body, "password2")?.unwrap_or_default();
     let email = opt_str(&body, "email")?.unwrap_or_default();
     let display_name = opt_str(&body, "display_name")?.unwrap_or_default();
-    let phone_number = opt_str(&body, "phone_number")?.filter(|p| !p.trim().is_empty());
+    let phone_number = intake::phone_number(&body).unwrap_or_else(|invalid| {
+        let field = invalid.field.unwrap_or("phone_number");
+        errors.insert(field.into(), json!([invalid.message]));
+        None
+    });
     if username.is_empty() {
         errors.insert("username".into(), json!(["This field is required."]));
     } else if !valid_username(&username) {
@@ -80,6 +96,15 @@ async fn register(
     if app.store.state().user_by_name(&username).is_some() {
         return Err(Rejection::UsernameTaken.into());
     }
+    let attributes = [
+        ("username", username.as_str()),
+        ("display name", display_name.as_str()),
+        ("email address", email.as_str()),
+    ];
+    let problems = password_problems(&password, &attributes);
+    if !problems.is_empty() {
+        return Err(ApiError::BadRequest(json!({ "password": problems })));
+    }
     let password_hash = hash_password(password).await?;
     let applied = app
         .submit(Command::Register {
@@ -95,7 +120,20 @@ async fn register(
         return Err(ApiError::Internal("register did not return a user".into()));
     };
     let body = token_response(&app, user_id)?;
-    Ok((StatusCode::CREATED, Json(body)))
+    Ok((StatusCode::CREATED, Json(body)).into_response())
+}
+
+/// 429 in DRF's throttle shape, with `Retry-After` in whole seconds.
+fn throttled(wait: std::time::Duration) -> Response {
+    let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    let seconds = seconds.max(1);
+    let detail = format!("Request was throttled. Expected available in {seconds} seconds.");
+    (
+        StatusCode::TOO_MANY_REQUESTS,
+        [(header::RETRY_AFTER, seconds.to_string())],
+        Json(json!({ "detail": detail })),
+    )
+        .into_response()
 }
 
 fn token_response(app: &App, user_id: u64) -> ApiResult<Value> {

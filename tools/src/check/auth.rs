@@ -78,7 +78,9 @@ async fn login_check(
         label.to_lowercase(),
         ctx.token().replace('-', "_")
     );
-    let password = format!("pw-{}", ctx.token());
+    // Not derived from the run id the username carries: the server refuses
+    // a password too similar to the username (Django's validator).
+    let password = format!("pw-{}", super::unique_token());
     let reply = session::register(api, &username, &password).await?;
     if reply.status != 201 {
         return Err(format!(

@@ -201,7 +201,8 @@ async fn refuse_bad_tokens(ctx: &Ctx, a: &User, conversation: i64) -> CheckResul
 /// Registers a third user, who is no member, and tries their token.
 async fn refuse_non_member(ctx: &Ctx, a: &User, conversation: i64) -> CheckResult {
     let username = format!("vc_x_{}", ctx.token().replace('-', "_"));
-    let password = format!("pw-{}", ctx.token());
+    // Unlike the username, not derived from the run id (see auth.rs).
+    let password = format!("pw-{}", super::unique_token());
     let reply = session::register(&a.api, &username, &password).await?;
     if reply.status != 201 {
         return Err(format!(
