@@ -9,6 +9,7 @@ use vato_eventlog::{Command, Store};
 use crate::auth::Jwt;
 use crate::config::Config;
 use crate::hub::Hub;
+use crate::limits::Limits;
 use crate::sequencer::{Outcome, Sequencer, Unavailable};
 
 pub struct App {
@@ -23,6 +24,8 @@ pub struct App {
     pub connections: Arc<Semaphore>,
     /// Who orders the commands: the local store, or JetStream.
     pub sequencer: Sequencer,
+    /// Per-user rates and socket counts (issue 17).
+    pub limits: Limits,
 }
 
 impl App {

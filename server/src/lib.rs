@@ -13,6 +13,8 @@
 //!   embedded (the local store) or cluster (NATS JetStream).
 //! * `intake`: the one place client fields become a command, with every
 //!   limit; REST and sockets both use it.
+//! * `limits`: per-user rates and socket counts, checked before a command
+//!   is submitted (REST and sockets alike), and typing coalescing.
 //! * `api`: REST, one file per resource, its extractors and its one error
 //!   type (`error`).
 //! * `ws`: the socket endpoint: handshake, frames, reader, writer.
@@ -32,6 +34,7 @@ pub mod config;
 mod error;
 mod hub;
 mod intake;
+mod limits;
 mod render;
 mod sequencer;
 pub mod startup;
@@ -97,6 +100,7 @@ pub async fn start(config: Config) -> Result<Server, BoxError> {
             config.max_connections.min(Semaphore::MAX_PERMITS),
         )),
         sequencer,
+        limits: limits::Limits::new(&config),
         config,
     });
     if app.config.demo {
