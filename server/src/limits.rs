@@ -48,7 +48,15 @@ pub struct Limits {
     sockets: Arc<Mutex<HashMap<UserId, usize>>>,
     /// Per (sender, conversation): the last typing value forwarded, when.
     typing: Mutex<HashMap<(UserId, ConvId), (bool, Instant)>>,
+    /// Per (sender, conversation): typing frames forwarded, changes of
+    /// `is_typing` included ([`TYPING_RATE`]).
+    typing_rate: DefaultKeyedRateLimiter<(UserId, ConvId)>,
 }
+
+/// Typing frames forwarded per second per sender and conversation, with
+/// bursts of twice that: toggling `is_typing` as fast as possible does not
+/// get past it either.
+pub const TYPING_RATE: u32 = 5;
 
 /// A command refused because its user is over a rate limit.
 #[derive(Debug)]
@@ -122,6 +130,10 @@ impl Limits {
             max_sockets: config.max_sockets_per_user,
             sockets: Arc::default(),
             typing: Mutex::default(),
+            typing_rate: RateLimiter::keyed(
+                Quota::per_second(NonZeroU32::new(TYPING_RATE).unwrap_or(NonZeroU32::MIN))
+                    .allow_burst(NonZeroU32::new(2 * TYPING_RATE).unwrap_or(NonZeroU32::MIN)),
+            ),
         }
     }
 
@@ -189,27 +201,26 @@ impl Limits {
     }
 
     /// Whether a typing signal of `user_id` in `conv_id` goes to the
-    /// others: a change of `is_typing` always does, a repeat only once per
-    /// [`TYPING_REPEAT`].
+    /// others: a repeat of the last forwarded `is_typing` only once per
+    /// [`TYPING_REPEAT`], a change always, both within [`TYPING_RATE`].
     pub fn typing_passes(&self, user_id: UserId, conv_id: ConvId, is_typing: bool) -> bool {
         let now = Instant::now();
+        let key = (user_id, conv_id);
         let mut typing = self.typing.lock();
         if typing.len() >= 65_536 {
             typing.retain(|_, (_, at)| now.duration_since(*at) < TYPING_REPEAT);
+            self.typing_rate.retain_recent();
         }
-        match typing.get_mut(&(user_id, conv_id)) {
-            Some((last, at)) if *last == is_typing && now.duration_since(*at) < TYPING_REPEAT => {
-                false
-            }
-            Some(entry) => {
-                *entry = (is_typing, now);
-                true
-            }
-            None => {
-                typing.insert((user_id, conv_id), (is_typing, now));
-                true
+        if let Some((last, at)) = typing.get(&key) {
+            if *last == is_typing && now.duration_since(*at) < TYPING_REPEAT {
+                return false;
             }
         }
+        if self.typing_rate.check_key(&key).is_err() {
+            return false;
+        }
+        typing.insert(key, (is_typing, now));
+        true
     }
 
     /// Forgets the limiter state of users idle long enough to be back at a

@@ -6,7 +6,7 @@
 
 use std::collections::VecDeque;
 use std::future::Future;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use fastwebsockets::{Frame, OpCode, Payload, WebSocketError};
@@ -29,9 +29,10 @@ pub(super) type Upgraded = TokioIo<hyper::upgrade::Upgraded>;
 /// A socket's write half, behind its burst buffer.
 pub(super) type Writer = fastwebsockets::WebSocketWrite<BurstWriter<WriteHalf<Upgraded>>>;
 
-/// Longest a write to a peer may block before the socket is closed with
-/// 4408, as if its queue had overflowed (a replay fills no queue: this is
-/// what closes a replay that is not read).
+/// Longest a write to a peer may make no progress before the socket is
+/// closed with 4408, as if its queue had overflowed (a replay fills no
+/// queue: this is what closes a replay that is not read; a replay counts
+/// progress per chunk).
 const WRITE_STALL: Duration = Duration::from_secs(10);
 /// Commands one socket may have in flight before its reader waits.
 const IN_FLIGHT: usize = 256;
@@ -90,6 +91,7 @@ pub(super) async fn write_loop(
         // earlier would cut a frame.
         // Boxed, as are the reader's steps: an idle socket's tasks then
         // hold only their waits, not the largest step's state.
+        let progress = AtomicU64::new(0);
         let mut work = Box::pin(perform(
             app,
             &mut write,
@@ -98,10 +100,25 @@ pub(super) async fn write_loop(
             handle,
             step,
             &mut cursor,
+            &progress,
         ));
-        let done = tokio::select! {
-            done = tokio::time::timeout(WRITE_STALL, &mut work) => done.ok(),
-            _ = closed(&mut closing) => None,
+        // A long replay that keeps being read is not a stall: the clock
+        // restarts whenever it makes progress.
+        let mut tick = tokio::time::interval(WRITE_STALL / 10);
+        let (mut seen, mut stalled_since) = (0, tokio::time::Instant::now());
+        let done = loop {
+            tokio::select! {
+                done = &mut work => break Some(done),
+                _ = closed(&mut closing) => break None,
+                _ = tick.tick() => {
+                    let now = progress.load(Ordering::Relaxed);
+                    if now != seen {
+                        (seen, stalled_since) = (now, tokio::time::Instant::now());
+                    } else if stalled_since.elapsed() >= WRITE_STALL {
+                        break None;
+                    }
+                }
+            }
         };
         let done = match done {
             Some(done) => done,
@@ -136,6 +153,7 @@ fn next_outcome(
 
 /// Does one step of the writer, then drains what is already queued and
 /// flushes once. Returns false when the socket is done.
+#[allow(clippy::too_many_arguments)] // the writer loop's own state, borrowed per step
 async fn perform(
     app: &App,
     write: &mut Writer,
@@ -144,6 +162,7 @@ async fn perform(
     handle: &SocketHandle,
     step: Step,
     cursor: &mut Seq,
+    progress: &AtomicU64,
 ) -> Result<bool, WebSocketError> {
     let user = handle.user_id;
     match step {
@@ -163,7 +182,7 @@ async fn perform(
         }
         Step::Ctrl(Ctrl::Text(text)) => write_text(write, &text).await?,
         Step::Ctrl(Ctrl::Sync(since)) => {
-            let replayed = replay(app, write, handle, since, *cursor).await;
+            let replayed = replay(app, write, handle, since, *cursor, progress).await;
             handle.replaying.store(false, Ordering::Release);
             replayed?
         }
@@ -233,6 +252,7 @@ async fn replay(
     handle: &SocketHandle,
     since: Seq,
     upto: Seq,
+    progress: &AtomicU64,
 ) -> Result<(), WebSocketError> {
     let (conv_id, user) = (handle.conv_id, handle.user_id);
     let chunk_len = REPLAY_CHUNK.min(app.config.outbound_queue).max(1);
@@ -273,6 +293,7 @@ async fn replay(
             .and_then(|e| e.event.conv_seq())
             .map_or(upto, |(_, seq)| seq);
         write.flush().await?;
+        progress.fetch_add(1, Ordering::Relaxed);
         tokio::task::yield_now().await;
     }
     let done = json!({"type": "sync.done", "seq": upto});
