@@ -104,8 +104,9 @@ pub(super) async fn write_loop(
         ));
         // A long replay that keeps being read is not a stall: the clock
         // restarts whenever it makes progress.
-        let mut tick = tokio::time::interval(WRITE_STALL / 10);
-        let (mut seen, mut stalled_since) = (0, tokio::time::Instant::now());
+        let started = tokio::time::Instant::now();
+        let mut tick = tokio::time::interval_at(started + WRITE_STALL / 10, WRITE_STALL / 10);
+        let (mut seen, mut stalled_since) = (0, started);
         let done = loop {
             tokio::select! {
                 done = &mut work => break Some(done),
