@@ -10,6 +10,7 @@ use crate::accounts::RegisterThrottle;
 use crate::auth::Jwt;
 use crate::config::Config;
 use crate::hub::Hub;
+use crate::limits::Limits;
 use crate::sequencer::{Outcome, Sequencer, Unavailable};
 
 pub struct App {
@@ -26,6 +27,8 @@ pub struct App {
     pub sequencer: Sequencer,
     /// `--register-rate`; `None` when 0.
     pub register_throttle: Option<RegisterThrottle>,
+    /// Per-user rates and socket counts (issue 17).
+    pub limits: Limits,
 }
 
 impl App {

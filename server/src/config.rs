@@ -95,6 +95,26 @@ pub struct Config {
     #[arg(long, env = "VATO_MAX_CONNECTIONS", default_value_t = 200_000)]
     pub max_connections: usize,
 
+    // ---- Per-user limits (issue 17); per node in cluster mode. ----
+    /// Messages (sends, edits, reactions) per second per user, across all
+    /// their sockets and REST; over it: 429 / `rate_limited`. 0 disables.
+    #[arg(long, env = "VATO_USER_MSG_RATE", default_value_t = 30)]
+    pub user_msg_rate: u32,
+
+    /// How many messages a user may send at once before --user-msg-rate
+    /// applies.
+    #[arg(long, env = "VATO_USER_MSG_BURST", default_value_t = 100)]
+    pub user_msg_burst: u32,
+
+    /// Message content bytes per second per user (bursts of one second's
+    /// worth); 0 disables.
+    #[arg(long, env = "VATO_USER_BYTES_RATE", default_value_t = 1_048_576)]
+    pub user_bytes_rate: u32,
+
+    /// Most open WebSockets per user; more get HTTP 429. 0 disables.
+    #[arg(long, env = "VATO_MAX_SOCKETS_PER_USER", default_value_t = 64)]
+    pub max_sockets_per_user: usize,
+
     /// Write a read-model snapshot every this many events.
     #[arg(long, env = "VATO_SNAPSHOT_EVERY", default_value_t = 250_000)]
     pub snapshot_every: u64,

@@ -12,7 +12,7 @@
 //! in the log: that is the seam that makes `since` resume exact.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
@@ -58,6 +58,10 @@ pub struct SocketHandle {
     /// The close code the socket must close with; 0 while it lives. The
     /// socket's writer watches it.
     closing: watch::Sender<u16>,
+    /// A replay (`since`/`sync`) is running: set by the reader when it
+    /// asks for one, cleared by the writer after `sync.done`; a second
+    /// `sync` meanwhile is refused with `busy`.
+    pub replaying: AtomicBool,
 }
 
 impl SocketHandle {
@@ -70,6 +74,12 @@ impl SocketHandle {
             }
             first
         });
+    }
+
+    /// The socket was told to close: its writer sends nothing more but the
+    /// close frame.
+    pub fn is_closing(&self) -> bool {
+        *self.closing.borrow() != 0
     }
 
     /// The close code the socket must close with (0 while it lives), to
@@ -145,6 +155,7 @@ impl Hub {
             conv_id,
             queue: tx,
             closing: watch::Sender::new(0),
+            replaying: AtomicBool::new(false),
         });
         let mut rooms = self.rooms.lock();
         let room = rooms.entry(conv_id).or_default();

@@ -17,6 +17,8 @@
 //!   embedded (the local store) or cluster (NATS JetStream).
 //! * `intake`: the one place client fields become a command, with every
 //!   limit; REST and sockets both use it.
+//! * `limits`: per-user rates and socket counts, checked before a command
+//!   is submitted (REST and sockets alike), and typing coalescing.
 //! * `api`: REST, one file per resource, its extractors and its one error
 //!   type (`error`).
 //! * `ws`: the socket endpoint: handshake, frames, reader, writer.
@@ -39,6 +41,7 @@ pub mod config;
 mod error;
 mod hub;
 mod intake;
+mod limits;
 mod render;
 mod sequencer;
 mod serve;
@@ -116,6 +119,7 @@ pub async fn start(config: Config) -> Result<Server, BoxError> {
         )),
         sequencer,
         register_throttle: accounts::RegisterThrottle::new(config.register_rate),
+        limits: limits::Limits::new(&config),
         config,
     });
     accounts::load_common_passwords();

@@ -128,7 +128,8 @@ async fn send_with_client_id_is_exactly_once() {
 
 #[tokio::test]
 async fn history_is_newest_first_and_paginates() {
-    let server = Server::start(&["--dev"]).await;
+    // 105 sends in a row: past the default burst of 100 per user.
+    let server = Server::start(&["--dev", "--user-msg-rate", "0"]).await;
     let ana = server.register("ana").await;
     let ben = server.register("ben").await;
     let cid = server.register("cid").await;

@@ -230,6 +230,13 @@ impl State {
             unreachable!("State::decide dispatches only Command::MarkRead here")
         };
         let (conv, _) = self.visible_message(*conv_id, *message_id, *by)?;
+        // A mark that does not move the read position changes nothing: it
+        // is not stored and nobody is told (a client repeating its read
+        // mark must not fill the log and everyone's sockets).
+        let read_up_to = self.reads.get(&(*conv_id, *by)).map(|r| r.up_to);
+        if read_up_to.is_some_and(|up_to| up_to >= *message_id) {
+            return Ok(Decision::none(Reply::Done));
+        }
         Ok(Decision::one(
             Event::MessagesRead {
                 conv_id: *conv_id,

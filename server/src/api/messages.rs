@@ -1,6 +1,7 @@
 //! `/api/chat/conversations/{cid}/messages/`: history with cursor
 //! pagination, send (delivered live, exactly once with `client_id`), edit,
-//! delete, react, read.
+//! delete, react, read. Sends, edits and reactions are charged to the
+//! user's rate limits first (429 with `Retry-After` over them).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -139,11 +140,14 @@ async fn send(
     AuthUser(me): AuthUser,
     Path(cid): Path<String>,
     body: Bytes,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+) -> ApiResult<Response> {
     let conv_id = path_id(&cid, NOT_MEMBER).map_err(|_| ApiError::Forbidden(NOT_MEMBER))?;
     let body = json_body(&body)?;
     member_of(&app.store.state(), conv_id, me)?;
     let command = intake::post_message(&body, context(&app, me, conv_id))?;
+    if let Err(limited) = app.limits.admit(&command) {
+        return Ok(limited.into_response());
+    }
     let outcome = app.submit(command).await?;
     let reply = match outcome {
         Ok(applied) => applied.reply,
@@ -168,7 +172,7 @@ async fn send(
     } else {
         StatusCode::OK
     };
-    Ok((status, Json(render::message(&state, message, Some(me)))))
+    Ok((status, Json(render::message(&state, message, Some(me)))).into_response())
 }
 
 /// What intake needs to know besides the body.
@@ -210,14 +214,17 @@ async fn edit(
     AuthUser(me): AuthUser,
     Path((cid, mid)): Path<(String, String)>,
     body: Bytes,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Response> {
     let (conv_id, message_id) = ids(&cid, &mid)?;
     let body = json_body(&body)?;
     let command = intake::edit_message(&body, message_id, context(&app, me, conv_id))?;
+    if let Err(limited) = app.limits.admit(&command) {
+        return Ok(limited.into_response());
+    }
     app.submit(command)
         .await?
         .map_err(|r| message_rejection(r, "You can only edit your own messages."))?;
-    Ok(Json(message_json(&app, message_id, me)?))
+    Ok(Json(message_json(&app, message_id, me)?).into_response())
 }
 
 async fn remove(app: &App, me: u64, cid: &str, mid: &str) -> ApiResult<()> {
@@ -256,10 +263,13 @@ async fn react(
     AuthUser(me): AuthUser,
     Path((cid, mid)): Path<(String, String)>,
     body: Bytes,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+) -> ApiResult<Response> {
     let (conv_id, message_id) = ids(&cid, &mid)?;
     let body = json_body(&body)?;
     let command = intake::toggle_reaction(&body, message_id, context(&app, me, conv_id))?;
+    if let Err(limited) = app.limits.admit(&command) {
+        return Ok(limited.into_response());
+    }
     let applied = app
         .submit(command)
         .await?
@@ -277,9 +287,10 @@ async fn react(
             Ok((
                 StatusCode::CREATED,
                 Json(render::reaction(&state, reaction, Some(me))),
-            ))
+            )
+                .into_response())
         }
-        _ => Ok((StatusCode::OK, Json(json!({"status": "reaction removed"})))),
+        _ => Ok((StatusCode::OK, Json(json!({"status": "reaction removed"}))).into_response()),
     }
 }
 

@@ -5,12 +5,16 @@
 //! Error codes: `bad_json` (not JSON), `unknown_type` (no or an unknown
 //! `type`), `invalid` (a field intake or the state machine refuses),
 //! `forbidden`, `not_found`, `unavailable` (retry with the same
-//! `client_id`). Every error about a frame carries its `client_id`.
+//! `client_id`), `rate_limited` (the user is over a rate limit; nothing
+//! was stored; retry after `retry_after_ms`), `busy` (a `sync` while this
+//! socket's replay still runs). Every error about a frame carries its
+//! `client_id`.
 
 use serde_json::{json, Value};
 use vato_eventlog::{Command, Rejection, Seq};
 
 use crate::intake::{self, Fields};
+use crate::limits::RateLimited;
 
 /// What one inbound frame asks for.
 #[derive(Debug)]
@@ -105,6 +109,20 @@ pub fn error(code: &str, detail: &str, client_id: Option<&Value>) -> String {
         frame["client_id"] = client_id.clone();
     }
     frame.to_string()
+}
+
+/// A command refused by the user's rate limits: nothing was stored.
+pub fn rate_limited(limited: &RateLimited, client_id: Option<&Value>) -> String {
+    let mut frame: Value =
+        serde_json::from_str(&error("rate_limited", limited.detail, client_id)).unwrap_or_default();
+    frame["retry_after_ms"] = json!(limited.retry_after.as_millis().max(1) as u64);
+    frame.to_string()
+}
+
+/// A `sync` refused because this socket's replay is still running.
+pub fn busy() -> String {
+    let detail = "a replay is already running on this socket; wait for its sync.done";
+    error("busy", detail, None)
 }
 
 /// What intake refused, as a socket error frame.

@@ -8,6 +8,7 @@
 //! socket small.
 
 use std::collections::HashMap;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -88,6 +89,14 @@ pub async fn handshake(
     let Ok(permit) = app.connections.clone().try_acquire_owned() else {
         return refuse(StatusCode::SERVICE_UNAVAILABLE, "Too many connections.");
     };
+    // Likewise held for the socket's life: one user cannot hold every
+    // connection (`--max-sockets-per-user`).
+    let Some(slot) = app.limits.socket_slot(user_id) else {
+        return refuse(
+            StatusCode::TOO_MANY_REQUESTS,
+            "Too many open sockets for this user.",
+        );
+    };
     let (response, upgrade) = match upgrade::upgrade(&mut request) {
         Ok(pair) => pair,
         Err(e) => return refuse(StatusCode::BAD_REQUEST, &e.to_string()),
@@ -105,7 +114,7 @@ pub async fn handshake(
             Err(e) => tracing::debug!("upgrade failed: {e}"),
         }
         task_app.hub.unregister(&handle);
-        drop(permit);
+        drop((permit, slot));
     }
     .instrument(span);
     tokio::spawn(task);
@@ -152,6 +161,7 @@ fn start_reader(
     let (ctrl_tx, ctrl_rx) = mpsc::channel(64);
     if let Some(since) = since {
         // The channel is new and empty: this cannot fail.
+        handle.replaying.store(true, Ordering::Release);
         let _ = ctrl_tx.try_send(Ctrl::Sync(since));
     }
     let reader = tokio::spawn(reader::read_loop(

@@ -1,11 +1,13 @@
 //! A socket's reader: reads frames (reassembling fragments, capping their
 //! size), parses each with [`frames::parse`], and hands the writer what to
-//! do: a reply, a replay, or a command begun with the sequencer.
+//! do: a reply, a replay, or a command begun with the sequencer. Commands
+//! are charged to the user's rate limits first; typing is coalesced.
 //!
 //! `fastwebsockets`' `read_frame` is not cancel-safe, so this is a
 //! dedicated task that is never put in a `select!`; it is aborted only when
 //! the socket is being torn down anyway.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use fastwebsockets::{Frame, OpCode, WebSocketError};
@@ -104,10 +106,23 @@ async fn act_on(app: &App, handle: &SocketHandle, bytes: &[u8]) -> Option<Ctrl> 
     };
     let (command, client_id) = match inbound {
         Inbound::Ping => return Some(Ctrl::Text(frames::pong())),
+        // One replay at a time per socket: the writer clears the flag
+        // once its `sync.done` is written.
+        Inbound::Sync { .. } if handle.replaying.swap(true, Ordering::AcqRel) => {
+            return Some(Ctrl::Text(frames::busy()))
+        }
         Inbound::Sync { since } => return Some(Ctrl::Sync(since)),
         Inbound::Typing { is_typing } => return signal_typing(app, handle, is_typing).await,
         Inbound::Command { command, client_id } => (command, client_id),
     };
+    // Over the user's rates: refused here, before the sequencer, so
+    // nothing is stored.
+    if let Err(limited) = app.limits.admit(&command) {
+        return Some(Ctrl::Text(frames::rate_limited(
+            &limited,
+            client_id.as_ref(),
+        )));
+    }
     let is_send = matches!(command, Command::PostMessage { .. });
     // Queued, not awaited: the next frame is read at once, and a burst from
     // one socket shares group commits. The writer answers the outcomes in
@@ -134,6 +149,11 @@ async fn signal_typing(app: &App, handle: &SocketHandle, is_typing: bool) -> Opt
             .map(|u| u.username.clone())
             .unwrap_or_default()
     };
+    // Coalesced per sender and conversation: a flood of typing frames
+    // reaches the others as a few per second.
+    if !app.limits.typing_passes(user_id, conv_id, is_typing) {
+        return None;
+    }
     let signal =
         json!({"type": "typing", "user_id": user_id, "username": username, "is_typing": is_typing});
     app.sequencer.signal(conv_id, user_id, signal).await;

@@ -6,6 +6,7 @@
 
 use std::collections::VecDeque;
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use fastwebsockets::{Frame, OpCode, Payload, WebSocketError};
@@ -14,7 +15,7 @@ use serde_json::json;
 use serde_json::Value;
 use tokio::io::WriteHalf;
 use tokio::sync::mpsc;
-use vato_eventlog::{ConvId, Reply, Seq, UserId};
+use vato_eventlog::{Reply, Seq, UserId};
 
 use super::frames;
 use crate::app::App;
@@ -28,14 +29,21 @@ pub(super) type Upgraded = TokioIo<hyper::upgrade::Upgraded>;
 /// A socket's write half, behind its burst buffer.
 pub(super) type Writer = fastwebsockets::WebSocketWrite<BurstWriter<WriteHalf<Upgraded>>>;
 
-/// Longest a write to a peer may block before the connection is dropped.
-const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest a write to a peer may make no progress before the socket is
+/// closed with 4408, as if its queue had overflowed (a replay fills no
+/// queue: this is what closes a replay that is not read; a replay counts
+/// progress per chunk).
+const WRITE_STALL: Duration = Duration::from_secs(10);
 /// Commands one socket may have in flight before its reader waits.
 const IN_FLIGHT: usize = 256;
-/// How long a socket told to close may finish a blocked write.
-const CLOSE_GRACE: Duration = Duration::from_secs(2);
-/// Events replayed per log read; the writer yields between chunks.
-const REPLAY_CHUNK: usize = 512;
+/// How long a socket told to close may take to finish the frame it is
+/// writing, and then its close frame. A peer that reads nothing for that
+/// long is dropped; until then no frame is ever cut in the middle.
+const CLOSE_GRACE: Duration = Duration::from_secs(10);
+/// Events replayed per log read (at most the queue bound): a replay is
+/// never more than this many rendered frames ahead of what the
+/// connection has taken.
+const REPLAY_CHUNK: usize = 128;
 
 pub(super) async fn write_loop(
     app: &App,
@@ -56,6 +64,9 @@ pub(super) async fn write_loop(
         let step = tokio::select! {
             biased;
             code = closed(&mut closing) => {
+                // What is still queued is never sent: free it now.
+                queue.close();
+                while queue.try_recv().is_ok() {}
                 Box::pin(close(&mut write, code)).await;
                 return;
             }
@@ -71,12 +82,16 @@ pub(super) async fn write_loop(
                 Some(o) => Step::Out(o),
             },
         };
-        // A peer that stops reading blocks our writes; past WRITE_TIMEOUT
-        // the connection is dropped (the write may be cut mid-frame, which
-        // is fine for a connection that is going away). A socket told to
-        // close while blocked gets a short grace instead.
+        // A peer that stops reading blocks our writes. Past WRITE_STALL
+        // the socket is closed with 4408, exactly as when its queue
+        // overflows. Once told to close, the step stops after the frame
+        // it is writing (`perform` checks between frames) and gets
+        // CLOSE_GRACE to finish it; only a peer that reads nothing for
+        // that long is dropped, possibly mid-frame. Dropping `work`
+        // earlier would cut a frame.
         // Boxed, as are the reader's steps: an idle socket's tasks then
         // hold only their waits, not the largest step's state.
+        let progress = AtomicU64::new(0);
         let mut work = Box::pin(perform(
             app,
             &mut write,
@@ -85,13 +100,42 @@ pub(super) async fn write_loop(
             handle,
             step,
             &mut cursor,
+            &progress,
         ));
-        let done = tokio::select! {
-            done = tokio::time::timeout(WRITE_TIMEOUT, &mut work) => done,
-            _ = closed(&mut closing) => tokio::time::timeout(CLOSE_GRACE, &mut work).await,
+        // A long replay that keeps being read is not a stall: the clock
+        // restarts whenever it makes progress.
+        let started = tokio::time::Instant::now();
+        let mut tick = tokio::time::interval_at(started + WRITE_STALL / 10, WRITE_STALL / 10);
+        let (mut seen, mut stalled_since) = (0, started);
+        let done = loop {
+            tokio::select! {
+                done = &mut work => break Some(done),
+                _ = closed(&mut closing) => break None,
+                _ = tick.tick() => {
+                    let now = progress.load(Ordering::Relaxed);
+                    if now != seen {
+                        (seen, stalled_since) = (now, tokio::time::Instant::now());
+                    } else if stalled_since.elapsed() >= WRITE_STALL {
+                        break None;
+                    }
+                }
+            }
+        };
+        let done = match done {
+            Some(done) => done,
+            None => {
+                handle.close(4408);
+                match tokio::time::timeout(CLOSE_GRACE, &mut work).await {
+                    Ok(done) => done,
+                    Err(_) => {
+                        tracing::debug!("peer read nothing for {CLOSE_GRACE:?} after close");
+                        return;
+                    }
+                }
+            }
         };
         match done {
-            Ok(Ok(true)) => {}
+            Ok(true) => {}
             _ => return,
         }
     }
@@ -110,6 +154,7 @@ fn next_outcome(
 
 /// Does one step of the writer, then drains what is already queued and
 /// flushes once. Returns false when the socket is done.
+#[allow(clippy::too_many_arguments)] // the writer loop's own state, borrowed per step
 async fn perform(
     app: &App,
     write: &mut Writer,
@@ -118,6 +163,7 @@ async fn perform(
     handle: &SocketHandle,
     step: Step,
     cursor: &mut Seq,
+    progress: &AtomicU64,
 ) -> Result<bool, WebSocketError> {
     let user = handle.user_id;
     match step {
@@ -137,7 +183,9 @@ async fn perform(
         }
         Step::Ctrl(Ctrl::Text(text)) => write_text(write, &text).await?,
         Step::Ctrl(Ctrl::Sync(since)) => {
-            replay(app, write, handle.conv_id, user, since, *cursor).await?
+            let replayed = replay(app, write, handle, since, *cursor, progress).await;
+            handle.replaying.store(false, Ordering::Release);
+            replayed?
         }
         Step::Ctrl(Ctrl::Pending(command)) => in_flight.push_back(command),
         Step::Answer(outcome) => {
@@ -149,8 +197,12 @@ async fn perform(
         }
         Step::Out(out) => write_out(write, out, user, cursor).await?,
     }
-    // Drain what is already queued before paying for a flush.
+    // Drain what is already queued before paying for a flush; a socket
+    // told to close sends nothing more but its close frame.
     for _ in 0..256 {
+        if handle.is_closing() {
+            break;
+        }
         let Ok(out) = queue.try_recv() else { break };
         write_out(write, out, user, cursor).await?;
     }
@@ -192,18 +244,25 @@ async fn write_out(
 }
 
 /// Sends the log's events with seq in (since, upto], then `sync.done`.
-/// Everything after `upto` is (or will be) in the socket's queue.
+/// Everything after `upto` is (or will be) in the socket's queue. Paced by
+/// the connection: a chunk is read from the log only once the previous
+/// one has been written; a socket told to close stops at once.
 async fn replay(
     app: &App,
     write: &mut Writer,
-    conv_id: ConvId,
-    user: UserId,
+    handle: &SocketHandle,
     since: Seq,
     upto: Seq,
+    progress: &AtomicU64,
 ) -> Result<(), WebSocketError> {
+    let (conv_id, user) = (handle.conv_id, handle.user_id);
+    let chunk_len = REPLAY_CHUNK.min(app.config.outbound_queue).max(1);
     let mut after = since;
     while after < upto {
-        let chunk = match app.store.conv_after(conv_id, after, REPLAY_CHUNK) {
+        if handle.is_closing() {
+            return Ok(());
+        }
+        let chunk = match app.store.conv_after(conv_id, after, chunk_len) {
             Ok(chunk) => chunk,
             Err(e) => {
                 tracing::error!("replay read failed: {e}");
@@ -225,6 +284,9 @@ async fn replay(
                 .collect()
         };
         for text in &texts {
+            if handle.is_closing() {
+                return Ok(());
+            }
             write_text(write, text).await?;
         }
         after = chunk
@@ -232,6 +294,7 @@ async fn replay(
             .and_then(|e| e.event.conv_seq())
             .map_or(upto, |(_, seq)| seq);
         write.flush().await?;
+        progress.fetch_add(1, Ordering::Relaxed);
         tokio::task::yield_now().await;
     }
     let done = json!({"type": "sync.done", "seq": upto});
@@ -240,9 +303,9 @@ async fn replay(
 
 async fn close(write: &mut Writer, code: u16) {
     let code = if code == 0 { 1000 } else { code };
-    // The peer may not be reading (that is why we close with 4408): never
-    // wait on it for long.
-    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+    // The peer may not be reading (that is why we close with 4408): wait
+    // on it for CLOSE_GRACE at most, then drop the connection.
+    let _ = tokio::time::timeout(CLOSE_GRACE, async {
         let _ = write.write_frame(Frame::close(code, b"")).await;
         let _ = write.flush().await;
     })

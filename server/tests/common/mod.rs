@@ -137,6 +137,18 @@ impl Server {
         &self.data_dir
     }
 
+    /// The server's resident memory (VmRSS), in bytes.
+    pub fn rss_bytes(&self) -> u64 {
+        let pid = self.child.id().expect("server still running");
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+        let kib: u64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmRSS");
+        kib * 1024
+    }
+
     /// An API client without credentials.
     pub fn anon(&self) -> Api {
         self.api.clone()
