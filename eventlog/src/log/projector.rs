@@ -13,7 +13,11 @@ use super::{LogError, Shared};
 
 /// How often the projection is made durable while batches arrive. Longer
 /// means fewer sled flushes; shorter, a shorter WAL to replay after a crash.
-pub const SYNC_EVERY: Duration = Duration::from_millis(200);
+/// Each flush writes sled's dirty pages and `fdatasync`s them, and the WAL's
+/// `fdatasync`s queue behind that I/O for a few ms: at 200 ms the store's
+/// p99 ack on disk at 2,000/s was 6.7 ms (median of 3), at 2 s 2.7 ms
+/// (BENCHMARKS.md, #18).
+pub const SYNC_EVERY: Duration = Duration::from_millis(2000);
 /// Most events written in one sled transaction.
 const MAX_EVENTS_PER_TRANSACTION: usize = 16_384;
 
