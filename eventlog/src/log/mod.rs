@@ -43,7 +43,7 @@
 //! the pending batches), `wal`, `pending`, `projector`, `projection`,
 //! `format`, `write`, `read`, `error`, `legacy`.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use parking_lot::{Condvar, Mutex, RwLock};
@@ -114,7 +114,7 @@ impl Log {
     pub fn open_with(dir: &Path, wal_segment_bytes: u64) -> Result<Log, LogError> {
         let projection = Arc::new(Projection::open(dir)?);
         let checkpoint = projection.wal_lsn()?;
-        let (wal, records) = Wal::open(&dir.join(WAL_DIR), wal_segment_bytes, checkpoint)?;
+        let (mut wal, records) = Wal::open(&dir.join(WAL_DIR), wal_segment_bytes, checkpoint)?;
         let mut recovered = Vec::with_capacity(records.len());
         for record in records {
             let (events, position) = decode_record(record.lsn, &record.payload)?;
@@ -125,7 +125,6 @@ impl Log {
                 position,
             });
         }
-        let mut wal = wal;
         if let Some(last) = recovered.last() {
             let lsn = last.lsn;
             projection.project(&recovered)?;
@@ -358,11 +357,6 @@ impl Log {
     #[doc(hidden)]
     pub fn sled(&self) -> &sled::Db {
         self.projection.sled()
-    }
-
-    /// Where the WAL's segments are.
-    pub fn wal_dir(&self) -> PathBuf {
-        self.dir().join(WAL_DIR)
     }
 }
 
