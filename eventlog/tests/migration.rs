@@ -257,6 +257,26 @@ fn a_migration_stopped_in_any_state_on_disk_is_finished_by_the_next_open() {
     place_legacy(dir.path(), &events[..10]);
     check(&open(dir.path()), &events, &state, POSITION);
 
+    // Killed while the new database's `conf` was being written (sled 0.34
+    // wrote it in place, in two writes: the text, then its crc): a torn
+    // `conf` is a database that was never created, not a corrupt one.
+    for torn in [
+        &b"segment_size: 8388608\nuse_compression: false\nversion: 0.34\n"[..],
+        b"segment_size: 83",
+    ] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        place_legacy(dir.path(), &events);
+        std::fs::create_dir(dir.path().join("sled")).expect("mkdir");
+        std::fs::write(dir.path().join("sled").join("conf"), torn).expect("torn conf");
+        check(&open(dir.path()), &events, &state, POSITION);
+        // The same without a migration: a new log whose creation was killed.
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir(dir.path().join("sled")).expect("mkdir");
+        std::fs::write(dir.path().join("sled").join("conf"), torn).expect("torn conf");
+        let log = open(dir.path());
+        assert_eq!(log.next_offset().expect("next_offset"), 0);
+    }
+
     // A per-event database both in place and aside: refused, untouched.
     let dir = tempfile::tempdir().expect("tempdir");
     write_legacy(dir.path(), &events);

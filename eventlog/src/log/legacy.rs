@@ -65,7 +65,16 @@ pub(super) fn is_legacy(db_path: &Path) -> Result<bool, LogError> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
         Err(e) => return Err(e.into()),
     };
-    let segment_size = String::from_utf8_lossy(&conf)
+    // A `conf` that fails its crc (the last 4 bytes) was torn while its
+    // database was being created: sled treats it as absent, and so do we.
+    let Some(split) = conf.len().checked_sub(4) else {
+        return Ok(false);
+    };
+    let (text, crc) = conf.split_at(split);
+    if crc32fast::hash(text).to_le_bytes() != crc {
+        return Ok(false);
+    }
+    let segment_size = String::from_utf8_lossy(text)
         .lines()
         .find_map(|line| line.strip_prefix("segment_size: "))
         .and_then(|n| n.trim().parse::<usize>().ok());

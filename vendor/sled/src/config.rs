@@ -670,13 +670,29 @@ impl Config {
 
         let path = self.config_path();
 
-        let mut f =
-            fs::OpenOptions::new().write(true).create(true).open(path)?;
+        // Vato: written whole to a temporary file, fsynced, then renamed
+        // into place (and the directory fsynced), so that a process killed
+        // while creating a database never leaves a torn `conf` behind
+        // (upstream wrote it in place, in two writes, without a sync).
+        let tmp_path = path.with_extension("tmp");
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&tmp_path)?;
 
         io_fail!(self, "write_config bytes");
-        f.write_all(&*bytes)?;
+        let mut whole = Vec::with_capacity(bytes.len() + crc_arr.len());
+        whole.extend_from_slice(&bytes);
+        whole.extend_from_slice(&crc_arr);
+        f.write_all(&whole)?;
         io_fail!(self, "write_config crc");
-        f.write_all(&crc_arr)?;
+        f.sync_all()?;
+        drop(f);
+        fs::rename(&tmp_path, &path)?;
+        if let Some(dir) = path.parent() {
+            fs::File::open(dir)?.sync_all()?;
+        }
         io_fail!(self, "write_config post");
         Ok(())
     }
@@ -714,11 +730,17 @@ impl Config {
         let crc_actual = crc32(&*buf);
 
         if crc_expected != crc_actual {
+            // Vato: `conf` is written once, when the database is created,
+            // before anything else; one that fails its crc was torn by a
+            // crash during that creation (by a version that wrote it in
+            // place), so it is treated as absent and written again, as
+            // upstream already did for one of 8 bytes or fewer.
             warn!(
-                "crc for settings file {:?} failed! \
-                 can't verify that config is safe",
+                "crc for settings file {:?} failed: \
+                 treating it as torn and writing it again",
                 path
             );
+            return Ok(None);
         }
 
         StorageParameters::deserialize(&buf).map(Some)
