@@ -56,7 +56,11 @@ impl Ws {
             .expect("tcp connect");
         let (stream, _) = tokio::time::timeout(
             TIMEOUT,
-            tokio_tungstenite::client_async(url, MaybeTlsStream::Plain(tcp)),
+            tokio_tungstenite::client_async_with_config(
+                url,
+                MaybeTlsStream::Plain(tcp),
+                Some(crate::socket::config()),
+            ),
         )
         .await
         .expect("handshake timed out")

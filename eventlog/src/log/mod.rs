@@ -8,8 +8,8 @@
 //!   writer's thread) and only then is the batch acknowledged.
 //! * **The projection** (`<data dir>/sled`, [`projection`]): the same
 //!   events in sled, in chunks with a per-conversation index, written by
-//!   the projector thread ([`projector`]) a moment later, many batches per
-//!   transaction, and made durable by its own flush + fdatasync every
+//!   the projector thread ([`projector`]) up to
+//!   [`projector::PROJECT_EVERY`] later, many batches per transaction, and made durable by its own flush + fdatasync every
 //!   [`projector::SYNC_EVERY`]; the last WAL record it holds is recorded in
 //!   the same transaction (`meta.wal_lsn`), and the WAL recycles the
 //!   segments below it. Until a batch is in sled, readers take it from
@@ -98,6 +98,9 @@ pub(crate) struct Signal {
     stop: bool,
     /// The projector failed: appends fail too (the store stops).
     failed: Option<String>,
+    /// Project what is pending now, without waiting for
+    /// [`projector::PROJECT_EVERY`] (test hook [`Log::settle`]).
+    hurry: bool,
 }
 
 impl Log {
@@ -192,13 +195,21 @@ impl Log {
             wal.checkpoint(checkpoint);
             wal.append(&record)?
         };
-        self.shared.pending.write().push(Batch {
-            lsn,
-            events: batch,
-            record: record.into(),
-            position,
-        });
-        self.shared.signal.1.notify_all();
+        let pending = {
+            let mut pending = self.shared.pending.write();
+            pending.push(Batch {
+                lsn,
+                events: batch,
+                record: record.into(),
+                position,
+            });
+            pending.len_events()
+        };
+        // The projector wakes by itself every `PROJECT_EVERY`; waking it
+        // for each batch would cost a thread switch per group commit.
+        if pending >= projector::PROJECT_AT_EVENTS {
+            self.shared.signal.1.notify_all();
+        }
         Ok(())
     }
 
@@ -342,6 +353,8 @@ impl Log {
         let (lock, cond) = &self.shared.signal;
         let mut signal = lock.lock();
         while !self.shared.pending.read().is_empty() && signal.failed.is_none() {
+            signal.hurry = true;
+            cond.notify_all();
             cond.wait_for(&mut signal, std::time::Duration::from_millis(5));
         }
     }

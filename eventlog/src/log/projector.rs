@@ -20,6 +20,15 @@ use super::{LogError, Shared};
 pub const SYNC_EVERY: Duration = Duration::from_millis(2000);
 /// Most events written in one sled transaction.
 const MAX_EVENTS_PER_TRANSACTION: usize = 16_384;
+/// How long batches wait in the pending overlay before the projector
+/// writes them into sled, unless [`PROJECT_AT_EVENTS`] are waiting. Readers
+/// find them in the overlay meanwhile, so this costs no reader anything;
+/// projecting each group commit as it came (1–3 events at 2,000 msg/s)
+/// cost a sled transaction and two thread wake-ups per batch: the
+/// projector was a quarter of the server's CPU (perf, #18).
+pub const PROJECT_EVERY: Duration = Duration::from_millis(100);
+/// Pending events that wake the projector at once.
+pub(super) const PROJECT_AT_EVENTS: usize = 4_096;
 
 pub(super) struct Projector {
     shared: Arc<Shared>,
@@ -74,26 +83,31 @@ fn run(projection: &Projection, shared: &Shared) -> Result<(), LogError> {
             cond.notify_all();
         }
         let stopping = lock.lock().stop;
-        let idle = batches.is_empty();
         if unsynced && (stopping || last_sync.elapsed() >= SYNC_EVERY) {
             projection.sync()?;
             unsynced = false;
             last_sync = Instant::now();
             lock.lock().checkpoint = projected;
         }
-        if idle {
-            let mut signal = lock.lock();
-            if signal.stop {
-                if unsynced {
-                    // Synced on the next turn, then stop.
-                    continue;
-                }
+        let mut signal = lock.lock();
+        let pending = shared.pending.read().len_events();
+        if signal.stop {
+            if pending == 0 && !unsynced {
                 return Ok(());
             }
-            if shared.pending.read().is_empty() {
-                let due = SYNC_EVERY.saturating_sub(last_sync.elapsed());
-                cond.wait_for(&mut signal, if unsynced { due } else { SYNC_EVERY });
-            }
+            // Projected and synced on the next turns, then stop.
+            continue;
         }
+        if pending >= PROJECT_AT_EVENTS || (pending > 0 && signal.hurry) {
+            continue;
+        }
+        signal.hurry = false;
+        let sync_due = SYNC_EVERY.saturating_sub(last_sync.elapsed());
+        let wait = match (pending > 0, unsynced) {
+            (true, _) => PROJECT_EVERY,
+            (false, true) => sync_due,
+            (false, false) => SYNC_EVERY,
+        };
+        cond.wait_for(&mut signal, wait);
     }
 }
