@@ -8,7 +8,11 @@
 #                                        directory on tmpfs and on disk, alternated
 #   loadtest/bench.sh cold RATE [RUNS]   RUNS (3) times: a fresh server, the first
 #                                        COLD_TIME (15s) of load, then as long again
-#                                        on the same, now warm, server
+#                                        on the same, now warm, server (with
+#                                        OLD_SERVER set: that one's, alternated)
+#   loadtest/bench.sh ab RATE [RUNS]     RUNS (3) times: OLD_SERVER (another build's
+#                                        vato-server, OLD_FLAGS its flags) and this
+#                                        one, each on tmpfs and on disk, alternated
 #   loadtest/bench.sh device [BYTES]     the disk alone: BYTES (4096) written in
 #                                        place + fdatasync, per second and p99
 #
@@ -55,8 +59,9 @@ start_server() {
   DATA="$(mktemp -d "$parent/vato-bench-data.XXXXXX")"
   # Benchmarks measure throughput: every load user registers from this host
   # and the per-user rates (issue 17) are off.
-  "$BIN/vato-server" --dev --register-rate 0 --listen "127.0.0.1:$PORT" --data-dir "$DATA" \
-    --user-msg-rate 0 --user-bytes-rate 0 >"$OUT/server.log" 2>&1 &
+  # shellcheck disable=SC2086 # SERVER_FLAGS is a list of flags
+  "${SERVER:-$BIN/vato-server}" --dev ${SERVER_FLAGS---register-rate 0 --user-msg-rate 0 --user-bytes-rate 0} \
+    --listen "127.0.0.1:$PORT" --data-dir "$DATA" >"$OUT/server.log" 2>&1 &
   SERVER_PID=$!
   for _ in $(seq 1 100); do
     curl -fsS "http://127.0.0.1:$PORT/healthz" >/dev/null 2>&1 && return 0
@@ -120,17 +125,21 @@ one_load() {
   hz="$(getconf CLK_TCK)"
   for i in 1 2 3 4 5 6 7 8; do ticks=$(( ticks + b[i] - a[i] )); done
   idle=$(( b[4] + b[5] - a[4] - a[5] ))
+  # Steal: time the hypervisor gave our vCPUs to someone else (field 8 of
+  # the cpu line). On a shared host it can reach a quarter of the run and
+  # then dominates every tail; it is in no process's CPU.
+  local steal=$(( b[8] - a[8] ))
   # Fields 14 and 15 of /proc/PID/stat (utime, stime) are 12 and 13 after "comm".
   cpu="$(python3 -c "
 c=open('$OUT/$tag.time').read().split()
 client=(float(c[-2])+float(c[-1]))*$hz
 server=${st[11]}+${st[12]}
-busy=$ticks-$idle
-print(f'client_cpu={100*client/$ticks:.0f}% server_cpu={100*server/$ticks:.0f}% foreign_cpu={100*max(0,busy-client-server)/$ticks:.0f}%')
+busy=$ticks-$idle-$steal
+print(f'client_cpu={100*client/$ticks:.0f}% server_cpu={100*server/$ticks:.0f}% foreign_cpu={100*max(0,busy-client-server)/$ticks:.0f}% steal={100*$steal/$ticks:.0f}%')
 ")"
   local line
   line="$(grep -E '^vato-load: delivered=' "$OUT/$tag.out" || echo "vato-load: no summary (exit $rc)")"
-  echo "target=$total msg/s users=$USERS per_user=$per data=${DATA_PARENT:-${TMPDIR:-/tmp}} idle_before=$quiet% $cpu exit=$rc server $mem | $line" | tee -a "$OUT/bench.txt"
+  echo "${LABEL:+$LABEL }target=$total msg/s users=$USERS per_user=$per data=${DATA_PARENT:-${TMPDIR:-/tmp}} idle_before=$quiet% $cpu exit=$rc server $mem | $line" | tee -a "$OUT/bench.txt"
 }
 
 # device BYTES: the floor under every ack on the disk the data would be on:
@@ -193,23 +202,50 @@ case "${1:-}" in
       DATA_PARENT="$disk_dir" one_rate "$r" "disk-$r-$i"
     done
     ;;
+  ab)
+    # OLD_SERVER against this build's server, each on tmpfs and on disk,
+    # alternated; OLD_FLAGS are the old server's extra flags (default none:
+    # a build from before the per-user limits has no such flags).
+    r="${2:?rate}"
+    runs="${3:-3}"
+    disk_dir="${DISK_DIR:-$OUT/data}"
+    old="${OLD_SERVER:?OLD_SERVER=path of the other vato-server}"
+    for i in $(seq 1 "$runs"); do
+      DATA_PARENT="$disk_dir" device 4096
+      for media in "${TMPFS_DIR:-/dev/shm}" "$disk_dir"; do
+        DATA_PARENT="$media" SERVER="$old" SERVER_FLAGS="${OLD_FLAGS:-}" LABEL=OLD \
+          one_rate "$r" "ab-old-$r-$i"
+        DATA_PARENT="$media" LABEL=NEW one_rate "$r" "ab-new-$r-$i"
+      done
+    done
+    ;;
   cold)
+    # With OLD_SERVER set, that server's cold start alternates with this one's.
     r="${2:?rate}"
     runs="${3:-3}"
     for i in $(seq 1 "$runs"); do
       device 4096
-      quiet="$(wait_quiet)"
-      start_server
-      RUN_TIME="${COLD_TIME:-15s}" one_load "$r" "cold-$r-$i" "$quiet"
-      RUN_TIME="${COLD_TIME:-15s}" one_load "$r" "warm-$r-$i" "$quiet"
-      stop_server
+      for which in ${OLD_SERVER:+OLD} NEW; do
+        if [[ "$which" == OLD ]]; then
+          export SERVER="$OLD_SERVER" SERVER_FLAGS="${OLD_FLAGS:-}" LABEL=OLD
+        else
+          unset SERVER SERVER_FLAGS
+          export LABEL=${OLD_SERVER:+NEW}
+        fi
+        quiet="$(wait_quiet)"
+        start_server
+        LABEL="${LABEL:+$LABEL }cold" RUN_TIME="${COLD_TIME:-15s}" one_load "$r" "cold-$r-$i" "$quiet"
+        LABEL="${LABEL:+$LABEL }warm" RUN_TIME="${COLD_TIME:-15s}" one_load "$r" "warm-$r-$i" "$quiet"
+        stop_server
+      done
+      unset SERVER SERVER_FLAGS LABEL
     done
     ;;
   device)
     device "${2:-4096}"
     ;;
   *)
-    sed -n '2,26p' "$0"
+    sed -n '2,31p' "$0"
     exit 2
     ;;
 esac
