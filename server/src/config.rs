@@ -70,7 +70,8 @@ pub struct Config {
     #[arg(long, env = "VATO_REFRESH_TOKEN_DAYS", default_value_t = 30)]
     pub refresh_token_days: u64,
 
-    /// Allowed CORS origins, comma-separated, or `*` for any.
+    /// Allowed CORS origins, comma-separated, or `*` for any. Unset: none,
+    /// or any with --dev/--demo (as the original's development settings).
     #[arg(long, env = "VATO_CORS_ORIGINS", default_value = "")]
     pub cors_origins: String,
 
@@ -172,5 +173,16 @@ impl Config {
     /// Test hooks and a generated secret are allowed.
     pub fn dev_mode(&self) -> bool {
         self.dev || self.demo
+    }
+
+    /// The CORS origins in effect: `--cors-origins` if given; otherwise any
+    /// origin in development mode (a Flutter web build served from another
+    /// port works against `--demo`, as with the original's DEBUG settings)
+    /// and none in production.
+    pub fn cors_origins(&self) -> &str {
+        match self.cors_origins.trim() {
+            "" if self.dev_mode() => "*",
+            origins => origins,
+        }
     }
 }

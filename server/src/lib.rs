@@ -238,7 +238,7 @@ fn router(app: Arc<App>) -> Router {
             Duration::from_secs(config.body_timeout_secs),
         ));
     }
-    let rest = rest.layer(startup::cors(&config.cors_origins));
+    let rest = rest.layer(startup::cors(config.cors_origins()));
     startup::security_headers(rest.merge(sockets)).with_state(app)
 }
 

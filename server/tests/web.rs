@@ -40,3 +40,54 @@ async fn index_health_and_unknown_paths() {
     assert_eq!(huge.status, 413);
     assert!(huge.body["detail"].is_string(), "{}", huge.body);
 }
+
+/// A browser on another origin (a Flutter web build on its own port) gets
+/// CORS headers from a development server without any flag, as from the
+/// original's DEBUG settings; a production server answers only the origins
+/// it was given.
+#[tokio::test]
+async fn cors_any_origin_in_development_only_the_given_ones_in_production() {
+    async fn preflight(server: &Server, origin: &str) -> reqwest::Response {
+        reqwest::Client::new()
+            .request(
+                reqwest::Method::OPTIONS,
+                format!("{}/api/auth/login/", server.base),
+            )
+            .header("Origin", origin)
+            .header("Access-Control-Request-Method", "POST")
+            .header("Access-Control-Request-Headers", "content-type")
+            .send()
+            .await
+            .expect("preflight")
+    }
+    let allowed = |resp: &reqwest::Response| {
+        resp.headers()
+            .get("access-control-allow-origin")
+            .map(|v| v.to_str().unwrap().to_string())
+    };
+
+    let demo = Server::start(&["--demo"]).await;
+    let resp = preflight(&demo, "http://localhost:5555").await;
+    assert!(resp.status().is_success(), "{}", resp.status());
+    assert_eq!(allowed(&resp).as_deref(), Some("*"));
+
+    let production = Server::start(&[
+        "--jwt-secret",
+        "a-production-secret-of-enough-length-0123456789",
+        "--cors-origins",
+        "https://chat.example.com",
+    ])
+    .await;
+    let resp = preflight(&production, "https://chat.example.com").await;
+    assert_eq!(allowed(&resp).as_deref(), Some("https://chat.example.com"));
+    let resp = preflight(&production, "http://localhost:5555").await;
+    assert_eq!(allowed(&resp), None, "an origin it was not given");
+
+    let production = Server::start(&[
+        "--jwt-secret",
+        "a-production-secret-of-enough-length-0123456789",
+    ])
+    .await;
+    let resp = preflight(&production, "http://localhost:5555").await;
+    assert_eq!(allowed(&resp), None, "no origin without --cors-origins");
+}
