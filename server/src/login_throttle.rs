@@ -34,7 +34,8 @@ use parking_lot::Mutex;
 
 use crate::accounts::throttle_key;
 
-type Limiter<K> = RateLimiter<K, DefaultKeyedStateStore<K>, DefaultClock, StateInformationMiddleware>;
+type Limiter<K> =
+    RateLimiter<K, DefaultKeyedStateStore<K>, DefaultClock, StateInformationMiddleware>;
 
 /// How long an address counts as having failed recently (the window of
 /// the per-account rule).
@@ -74,9 +75,7 @@ impl<K: std::hash::Hash + Eq + Clone> Allowance<K> {
         let until = match self.limiter.check_key(key) {
             Ok(state) if state.remaining_burst_capacity() == 0 => now + self.replenish,
             Ok(_) => return,
-            Err(not_until) => {
-                now + not_until.wait_time_from(self.limiter.clock().now())
-            }
+            Err(not_until) => now + not_until.wait_time_from(self.limiter.clock().now()),
         };
         self.exhausted.lock().insert(key.clone(), until);
     }
@@ -129,11 +128,7 @@ impl LoginThrottle {
     pub fn admit(&self, address: IpAddr, account: Option<&str>) -> Result<(), Duration> {
         let now = Instant::now();
         let address = throttle_key(address);
-        if let Some(wait) = self
-            .by_address
-            .as_ref()
-            .and_then(|a| a.wait(&address, now))
-        {
+        if let Some(wait) = self.by_address.as_ref().and_then(|a| a.wait(&address, now)) {
             return Err(wait);
         }
         if let (Some(allowance), Some(account)) = (&self.by_account, account) {
@@ -198,8 +193,13 @@ mod tests {
             assert!(throttle.admit(attacker, Some("u:ana")).is_ok());
             throttle.failed(attacker, Some("u:ana"));
         }
-        let wait = throttle.admit(attacker, Some("u:bo")).expect_err("out of failures");
-        assert!(wait > Duration::ZERO && wait <= Duration::from_secs(20), "{wait:?}");
+        let wait = throttle
+            .admit(attacker, Some("u:bo"))
+            .expect_err("out of failures");
+        assert!(
+            wait > Duration::ZERO && wait <= Duration::from_secs(20),
+            "{wait:?}"
+        );
         assert!(throttle.admit(ip("10.0.0.2"), Some("u:ana")).is_ok());
         assert!(LoginThrottle::new(0, 0).is_none());
     }
@@ -220,7 +220,10 @@ mod tests {
 
     #[test]
     fn account_keys_fold_case_and_separators() {
-        assert_eq!(account_key(Some("Lalo"), None), account_key(Some("lalo"), None));
+        assert_eq!(
+            account_key(Some("Lalo"), None),
+            account_key(Some("lalo"), None)
+        );
         assert_eq!(
             account_key(None, Some("+1 555 000 1111")),
             account_key(None, Some("+15550001111"))

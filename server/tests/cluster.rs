@@ -331,9 +331,21 @@ async fn a_logout_on_one_node_holds_on_the_other() {
     let dirs = [tempdir(), tempdir()];
     let (n1, n2) = two_nodes(&nats, &dirs, &[]).await;
     let lalo = n1.login("lalo", "lalo123").await;
-    assert_eq!(n2.anon().post("/api/auth/token/refresh/", json!({"refresh": &lalo.refresh})).await.status, 200);
+    assert_eq!(
+        n2.anon()
+            .post(
+                "/api/auth/token/refresh/",
+                json!({"refresh": &lalo.refresh})
+            )
+            .await
+            .status,
+        200
+    );
 
-    let resp = n1.anon().post("/api/auth/logout/", json!({"refresh": &lalo.refresh})).await;
+    let resp = n1
+        .anon()
+        .post("/api/auth/logout/", json!({"refresh": &lalo.refresh}))
+        .await;
     assert_eq!(resp.status, 200, "{}", resp.body);
     eventually("node 2 refuses the revoked refresh token", || {
         let (api, body) = (n2.anon(), json!({"refresh": &lalo.refresh}));
@@ -344,7 +356,10 @@ async fn a_logout_on_one_node_holds_on_the_other() {
     })
     .await;
     // Revoking it again on node 2 is the contract's 400.
-    let again = n2.anon().post("/api/auth/logout/", json!({"refresh": &lalo.refresh})).await;
+    let again = n2
+        .anon()
+        .post("/api/auth/logout/", json!({"refresh": &lalo.refresh}))
+        .await;
     assert_eq!(again.status, 400, "{}", again.body);
 
     let on_n2 = n2.with_token(&lalo.access);

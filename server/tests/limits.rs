@@ -432,6 +432,9 @@ async fn replays_that_are_not_read_hold_a_bounded_kernel_send_queue() {
     let bound = 2 * SNDBUF + 64 * 1024;
     assert!(peak_one <= bound, "one socket queued {peak_one} > {bound}");
     assert!(peak_total <= 20 * bound, "{peak_total} queued in all");
+    // Past the 10 s write stall (reading earlier would make progress and
+    // let the replay go on): every replay has been told to close.
+    tokio::time::sleep(Duration::from_secs(14).saturating_sub(started.elapsed())).await;
     for mut ws in stalled {
         let (frames, code) = ws.until_close().await;
         assert_eq!(code, Some(4408), "after {} frames", frames.len());

@@ -46,7 +46,9 @@ async fn failed_logins_are_throttled_per_address_and_per_account() {
     let server = Server::demo().await;
     let attacker = from(&server, "127.0.0.1");
     for i in 0..10 {
-        refused(&answered(attacker.login("lalo", &format!("guess-{i}")).await));
+        refused(&answered(
+            attacker.login("lalo", &format!("guess-{i}")).await,
+        ));
     }
     // The eleventh attempt is refused before its password is looked at:
     // the right one does not get in either.
@@ -70,7 +72,10 @@ async fn failed_logins_are_throttled_per_address_and_per_account() {
     // After Retry-After, a failure's worth has come back to the attacker's
     // address; a correct login there works again.
     tokio::time::sleep(Duration::from_secs(wait)).await;
-    assert_eq!(answered(attacker.login("kalu", "kalu123").await).status, 200);
+    assert_eq!(
+        answered(attacker.login("kalu", "kalu123").await).status,
+        200
+    );
 }
 
 #[tokio::test]

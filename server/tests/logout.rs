@@ -38,7 +38,11 @@ async fn logout_revokes_the_refresh_token_across_restarts() {
         json!({"refresh": 42}),
     ] {
         let resp = anon.post("/api/auth/logout/", body.clone()).await;
-        assert_eq!((resp.status, resp.body.clone()), (400, invalid.clone()), "{body}");
+        assert_eq!(
+            (resp.status, resp.body.clone()),
+            (400, invalid.clone()),
+            "{body}"
+        );
     }
     // No token at all is a no-op 200, as in the original.
     for body in [json!({}), json!({"refresh": ""}), json!({"refresh": null})] {

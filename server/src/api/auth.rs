@@ -16,11 +16,11 @@ use vato_eventlog::{Command, Rejection, Reply};
 use super::body::{json_body, opt_str};
 use super::extract::{AuthUser, MaybeAuthUser};
 use crate::accounts::password_problems;
-use crate::login_throttle::account_key;
 use crate::app::App;
 use crate::auth::{hash_password, verify_password, TokenType};
 use crate::clock::now_micros;
 use crate::error::{token_not_valid_body, ApiError, ApiResult};
+use crate::login_throttle::account_key;
 use crate::{intake, render};
 
 pub fn router() -> Router<Arc<App>> {

@@ -74,10 +74,7 @@ async fn logout(
 }
 
 /// The body is ignored, as in the original.
-async fn go_offline(
-    State(app): State<Arc<App>>,
-    AuthUser(me): AuthUser,
-) -> ApiResult<Json<Value>> {
+async fn go_offline(State(app): State<Arc<App>>, AuthUser(me): AuthUser) -> ApiResult<Json<Value>> {
     app.submit(Command::GoOffline {
         user_id: me,
         at: now_micros(),

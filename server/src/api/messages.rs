@@ -126,7 +126,9 @@ async fn history(
         let page = search.is_none().then(|| {
             let slice = match direction {
                 Direction::OldestFirst => &ids[range.start..range.end.min(range.start + limit)],
-                Direction::NewestFirst => &ids[range.end.saturating_sub(limit).max(range.start)..range.end],
+                Direction::NewestFirst => {
+                    &ids[range.end.saturating_sub(limit).max(range.start)..range.end]
+                }
             };
             render_page(&state, slice.iter().rev(), me)
         });
@@ -136,16 +138,19 @@ async fn history(
         (Some(page), _) => (page, None),
         (None, Some(needle)) => {
             let budget = app.config.search_scan_limit;
-            let found =
-                search::messages(&app.store, conv_id, range, direction, &needle, limit, budget)
-                    .await;
+            let found = search::messages(
+                &app.store, conv_id, range, direction, &needle, limit, budget,
+            )
+            .await;
             let mut ids = found.ids;
             if direction == Direction::OldestFirst {
                 ids.reverse();
             }
             // A match deleted since the scan is left out.
             let state = app.store.state();
-            let live = ids.iter().filter(|id| state.message(**id).is_some_and(|m| !m.is_deleted));
+            let live = ids
+                .iter()
+                .filter(|id| state.message(**id).is_some_and(|m| !m.is_deleted));
             (render_page(&state, live, me), found.stopped_at)
         }
         (None, None) => unreachable!("a page is rendered whenever there is no search"),
