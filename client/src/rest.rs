@@ -88,6 +88,18 @@ impl Api {
         Api::with_http(http, base)
     }
 
+    /// A client without credentials whose connections come from
+    /// `local` (e.g. `127.0.0.2`, to be another client address to a
+    /// server on loopback).
+    pub fn from_address(base: &str, local: std::net::IpAddr) -> Api {
+        let http = reqwest::Client::builder()
+            .timeout(crate::TIMEOUT)
+            .local_address(local)
+            .build()
+            .expect("reqwest client");
+        Api::with_http(http, base)
+    }
+
     /// A client without credentials over the caller's reqwest client.
     pub fn with_http(http: reqwest::Client, base: &str) -> Api {
         Api {
@@ -235,6 +247,17 @@ impl Api {
     pub async fn refresh(&self, refresh: &str) -> Result<Resp, RestError> {
         let body = json!({"refresh": refresh});
         self.try_post("/api/auth/token/refresh/", &body).await
+    }
+
+    /// `POST /api/auth/logout/ {"refresh"}`: revokes that refresh token.
+    pub async fn logout(&self, refresh: &str) -> Result<Resp, RestError> {
+        let body = json!({"refresh": refresh});
+        self.try_post("/api/auth/logout/", &body).await
+    }
+
+    /// `POST /api/auth/auth/logout/`: the caller goes offline.
+    pub async fn logout_offline(&self) -> Result<Resp, RestError> {
+        self.try_post("/api/auth/auth/logout/", &json!({})).await
     }
 
     /// `GET /api/auth/profile/me/`.

@@ -98,6 +98,19 @@ pub enum Command {
         blob_key: String,
         at: Micros,
     },
+    /// Logout: the refresh token `jti` (valid until `expires_at`) of
+    /// `user_id` is refused from now on.
+    RevokeRefreshToken {
+        jti: String,
+        user_id: UserId,
+        expires_at: Micros,
+        at: Micros,
+    },
+    /// Logout of the app: the user is offline (a no-op when already so).
+    GoOffline {
+        user_id: UserId,
+        at: Micros,
+    },
 }
 
 /// What the caller learns besides the events: which object the command
@@ -144,6 +157,8 @@ pub enum Rejection {
     MessageDeleted,
     #[error("already a member")]
     AlreadyMember,
+    #[error("the token was revoked already")]
+    TokenRevoked,
     /// A field breaks a rule; the reason names both.
     #[error("{0}")]
     Invalid(Invalid),

@@ -140,6 +140,17 @@ pub enum Event {
         blob_key: String,
         at: Micros,
     },
+    /// Logout revoked a refresh token (`jti` is its JWT id): refused from
+    /// now on, remembered until [`crate::state::REVOCATION_GRACE`] past
+    /// `expires_at` (its `exp`), when it would be refused anyway.
+    RefreshTokenRevoked {
+        jti: String,
+        user_id: UserId,
+        expires_at: Micros,
+        at: Micros,
+    },
+    /// The user logged out of the app: `is_online` false, `last_seen_at`.
+    UserWentOffline { user_id: UserId, at: Micros },
 }
 
 impl Event {
@@ -147,7 +158,11 @@ impl Event {
     pub fn conv_seq(&self) -> Option<(ConvId, Seq)> {
         use Event::*;
         match self {
-            UserRegistered { .. } | UserSeen { .. } | ConversationCreated { .. } => None,
+            UserRegistered { .. }
+            | UserSeen { .. }
+            | ConversationCreated { .. }
+            | RefreshTokenRevoked { .. }
+            | UserWentOffline { .. } => None,
             MemberAdded { conv_id, seq, .. }
             | MemberRemoved { conv_id, seq, .. }
             | MessagePosted { conv_id, seq, .. }

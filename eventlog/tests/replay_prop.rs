@@ -13,6 +13,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use proptest::prelude::*;
 use proptest::test_runner::FileFailurePersistence;
 use vato_eventlog::log::Log;
+use vato_eventlog::state::REVOCATION_GRACE;
 use vato_eventlog::{snapshot, Command, Envelope, State, Store, StoreConfig};
 
 /// Who issues a command: a fixed id (possibly unknown), or someone resolved
@@ -105,6 +106,17 @@ enum Op {
         conv: Where,
         message: Msg,
     },
+    /// Logout: revokes refresh token `token` of `user`, which expires at
+    /// an offset of `expiry` grace periods from now (some long past, so
+    /// that later revocations forget them).
+    Revoke {
+        user: u64,
+        token: u8,
+        expiry: u8,
+    },
+    Offline {
+        user: u64,
+    },
     /// Several commands submitted concurrently, so they share group commits.
     Burst(Vec<Op>),
     /// Restart: `clean` closes (final snapshot); otherwise the store is just
@@ -175,6 +187,8 @@ fn simple_op() -> impl Strategy<Value = Op> {
         4 => (member(), of_message(), message(), 0u8..3)
             .prop_map(|(by, conv, message, emoji)| Op::React { by, conv, message, emoji }),
         2 => (author(), of_message(), message()).prop_map(|(by, conv, message)| Op::Attach { by, conv, message }),
+        2 => (user(), 0u8..6, 0u8..4).prop_map(|(user, token, expiry)| Op::Revoke { user, token, expiry }),
+        1 => user().prop_map(|user| Op::Offline { user }),
     ]
 }
 
@@ -327,6 +341,18 @@ fn command(op: &Op, state: &State, at: i64) -> Command {
                 at,
             }
         }
+        Op::Revoke {
+            user,
+            token,
+            expiry,
+        } => Command::RevokeRefreshToken {
+            jti: format!("jti-{token}"),
+            user_id: *user,
+            // From two grace periods ago (forgotten at once) to one ahead.
+            expires_at: at + (*expiry as i64 - 2) * REVOCATION_GRACE,
+            at,
+        },
+        Op::Offline { user } => Command::GoOffline { user_id: *user, at },
         Op::Burst(_) | Op::Reopen { .. } => unreachable!("not a single command"),
     }
 }

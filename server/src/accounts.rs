@@ -150,7 +150,7 @@ impl RegisterThrottle {
 
 /// The address a throttle counts: IPv4 as is (an IPv4-mapped IPv6 address
 /// too), IPv6 by its /64, which one host usually has whole.
-fn throttle_key(address: IpAddr) -> IpAddr {
+pub(crate) fn throttle_key(address: IpAddr) -> IpAddr {
     match address {
         IpAddr::V4(v4) => IpAddr::V4(v4),
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {

@@ -11,6 +11,7 @@ use crate::auth::Jwt;
 use crate::config::Config;
 use crate::hub::Hub;
 use crate::limits::Limits;
+use crate::login_throttle::LoginThrottle;
 use crate::sequencer::{Outcome, Sequencer, Unavailable};
 
 pub struct App {
@@ -27,6 +28,9 @@ pub struct App {
     pub sequencer: Sequencer,
     /// `--register-rate`; `None` when 0.
     pub register_throttle: Option<RegisterThrottle>,
+    /// `--login-fail-rate` and `--login-user-fail-rate`; `None` when both
+    /// are 0.
+    pub login_throttle: Option<LoginThrottle>,
     /// Per-user rates and socket counts (issue 17).
     pub limits: Limits,
 }

@@ -91,8 +91,14 @@ impl Jwt {
 
     /// The user of a valid, unexpired token of the given type.
     pub fn verify(&self, token: &str, token_type: TokenType) -> Option<UserId> {
+        self.claims(token, token_type).map(|claims| claims.user_id)
+    }
+
+    /// The claims of a valid, unexpired token of the given type (logout
+    /// and refresh need its `jti` and `exp`).
+    pub fn claims(&self, token: &str, token_type: TokenType) -> Option<Claims> {
         let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation).ok()?;
-        (data.claims.token_type == token_type.as_str()).then_some(data.claims.user_id)
+        (data.claims.token_type == token_type.as_str()).then_some(data.claims)
     }
 }
 

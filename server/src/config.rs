@@ -167,6 +167,32 @@ pub struct Config {
     /// (load benchmarks that register thousands of users from one host).
     #[arg(long, env = "VATO_REGISTER_RATE", default_value_t = 20)]
     pub register_rate: u32,
+
+    /// Failed logins per minute per client address (IPv6: per /64), with
+    /// bursts of as many; past them every login from that address gets 429
+    /// with `Retry-After`. 0 disables it.
+    #[arg(long, env = "VATO_LOGIN_FAIL_RATE", default_value_t = 10)]
+    pub login_fail_rate: u32,
+
+    /// Failed logins per minute per account (from any address); past them
+    /// the account gets 429 from addresses that failed a login in the last
+    /// minute, while other addresses still reach the password check. 0
+    /// disables it.
+    #[arg(long, env = "VATO_LOGIN_USER_FAIL_RATE", default_value_t = 10)]
+    pub login_user_fail_rate: u32,
+
+    /// Most messages one history search (`?search=`) scans, newest first
+    /// from its cursor; older ones are left for the next page. 0: no
+    /// bound.
+    #[arg(long, env = "VATO_SEARCH_SCAN_LIMIT", default_value_t = 10_000)]
+    pub search_scan_limit: usize,
+
+    /// Kernel send buffer of each accepted connection (SO_SNDBUF, bytes;
+    /// Linux doubles it for bookkeeping): what a client that stops reading
+    /// can make the kernel hold. 0 keeps the kernel's default (autotuned
+    /// up to net.ipv4.tcp_wmem's maximum, 4 MiB by default).
+    #[arg(long, env = "VATO_SOCKET_SNDBUF_BYTES", default_value_t = 262_144)]
+    pub socket_sndbuf_bytes: usize,
 }
 
 impl Config {

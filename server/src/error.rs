@@ -156,6 +156,7 @@ impl From<Rejection> for ApiError {
             }
             Rejection::MessageDeleted => ApiError::detail("The message was deleted."),
             Rejection::AlreadyMember => ApiError::detail("Already a member."),
+            Rejection::TokenRevoked => ApiError::detail("Invalid token."),
             Rejection::Invalid(reason) => match reason.field() {
                 "non_field_errors" => ApiError::detail(&reason.to_string()),
                 field => ApiError::field(field, &reason.to_string()),

@@ -22,10 +22,13 @@
 //! * `api`: REST, one file per resource, its extractors and its one error
 //!   type (`error`).
 //! * `ws`: the socket endpoint: handshake, frames, reader, writer.
+//! * `search`: history and user search, scanned off the state lock in
+//!   chunks (history within `--search-scan-limit`).
 //! * `hub`: fan-out of committed events to sockets; `render`: the
 //!   contract's JSON objects and frames; `burst`: the socket write buffer.
 //! * `auth`: tokens and passwords, no HTTP; `accounts`: the rules a new
 //!   account must pass (password validators, registration throttle);
+//!   `login_throttle`: failed logins per address and per account;
 //!   `clock`: time stamps.
 //!
 //! Only `api/`, `ws/` and `error` know HTTP; below them, modules return
@@ -42,7 +45,9 @@ mod error;
 mod hub;
 mod intake;
 mod limits;
+mod login_throttle;
 mod render;
+mod search;
 mod sequencer;
 mod serve;
 pub mod startup;
@@ -119,6 +124,10 @@ pub async fn start(config: Config) -> Result<Server, BoxError> {
         )),
         sequencer,
         register_throttle: accounts::RegisterThrottle::new(config.register_rate),
+        login_throttle: login_throttle::LoginThrottle::new(
+            config.login_fail_rate,
+            config.login_user_fail_rate,
+        ),
         limits: limits::Limits::new(&config),
         config,
     });

@@ -41,6 +41,11 @@ pub struct Limits {
     /// After shutdown is asked for, how long open connections may take to
     /// finish before they are dropped.
     pub shutdown_grace: Duration,
+    /// SO_SNDBUF of each accepted connection (`--socket-sndbuf-bytes`):
+    /// the kernel memory a peer that stops reading can pin, WebSockets
+    /// included (they keep this connection's socket). `None`: the
+    /// kernel's autotuned default.
+    pub send_buffer: Option<usize>,
 }
 
 impl Limits {
@@ -52,6 +57,7 @@ impl Limits {
             max_connections: (config.max_http_connections > 0)
                 .then(|| config.max_http_connections.min(Semaphore::MAX_PERMITS)),
             shutdown_grace: Duration::from_secs(config.shutdown_grace_secs),
+            send_buffer: (config.socket_sndbuf_bytes > 0).then_some(config.socket_sndbuf_bytes),
         }
     }
 
@@ -102,6 +108,9 @@ pub async fn serve_http(
                         },
                         None => None,
                     };
+                    if let Some(bytes) = limits.send_buffer {
+                        cap_send_buffer(&stream, bytes);
+                    }
                     connections.spawn(serve_connection(
                         stream,
                         peer,
@@ -169,6 +178,16 @@ async fn serve_connection(
     };
     if let Err(e) = result {
         tracing::debug!(%peer, "HTTP connection ended: {e}");
+    }
+}
+
+/// Sets SO_SNDBUF, which also turns off the kernel's send-buffer
+/// autotuning for this socket: without it, a client that never reads
+/// (a WebSocket replaying `since=0`) made the kernel hold up to
+/// net.ipv4.tcp_wmem's maximum (4 MiB by default) per connection.
+fn cap_send_buffer(stream: &TcpStream, bytes: usize) {
+    if let Err(e) = socket2::SockRef::from(stream).set_send_buffer_size(bytes) {
+        tracing::debug!("SO_SNDBUF {bytes}: {e}");
     }
 }
 

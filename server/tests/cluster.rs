@@ -7,11 +7,13 @@
 //!    history, seqs and unread counts.
 //! 2. Racing registrations and create-directs on two nodes resolve to one
 //!    outcome that both nodes agree on.
+//! 3. A refresh token revoked by a logout on node 1 is refused by node 2;
+//!    a user who logs out of the app on node 2 is offline on node 1.
 
 mod cluster_support;
 mod common;
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde_json::json;
 
@@ -307,4 +309,66 @@ async fn racing_registers_and_create_directs_resolve_to_one_outcome() {
         }
     }
     eprintln!("racing writes: {:?}", started.elapsed());
+}
+
+/// Polls `check` on a node until it holds: the other node applies the
+/// stream a moment after the accepting node answered.
+async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !check().await {
+        assert!(Instant::now() < deadline, "never: {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_logout_on_one_node_holds_on_the_other() {
+    let nats = Nats::single().await;
+    let dirs = [tempdir(), tempdir()];
+    let (n1, n2) = two_nodes(&nats, &dirs, &[]).await;
+    let lalo = n1.login("lalo", "lalo123").await;
+    assert_eq!(
+        n2.anon()
+            .post(
+                "/api/auth/token/refresh/",
+                json!({"refresh": &lalo.refresh})
+            )
+            .await
+            .status,
+        200
+    );
+
+    let resp = n1
+        .anon()
+        .post("/api/auth/logout/", json!({"refresh": &lalo.refresh}))
+        .await;
+    assert_eq!(resp.status, 200, "{}", resp.body);
+    eventually("node 2 refuses the revoked refresh token", || {
+        let (api, body) = (n2.anon(), json!({"refresh": &lalo.refresh}));
+        async move {
+            let resp = api.post("/api/auth/token/refresh/", body).await;
+            resp.status == 401 && resp.body["code"] == "token_not_valid"
+        }
+    })
+    .await;
+    // Revoking it again on node 2 is the contract's 400.
+    let again = n2
+        .anon()
+        .post("/api/auth/logout/", json!({"refresh": &lalo.refresh}))
+        .await;
+    assert_eq!(again.status, 400, "{}", again.body);
+
+    let on_n2 = n2.with_token(&lalo.access);
+    let resp = on_n2.post("/api/auth/auth/logout/", json!({})).await;
+    assert_eq!(resp.status, 200, "{}", resp.body);
+    let on_n1 = n1.with_token(&lalo.access);
+    eventually("node 1 shows lalo offline", || {
+        let api = on_n1.clone();
+        async move { api.get("/api/auth/profile/me/").await.body["is_online"] == false }
+    })
+    .await;
 }

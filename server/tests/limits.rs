@@ -391,3 +391,58 @@ async fn replays_that_are_not_read_are_closed_with_4408_and_memory_stays_bounded
     }
     kalu_ws.ping().await;
 }
+
+/// Issue 17, finding 2: twenty sockets with `?since=0` that never read
+/// held 57 MB of the kernel's send buffers. Each accepted connection's
+/// SO_SNDBUF is capped (`--socket-sndbuf-bytes`, default 256 KiB, which
+/// Linux doubles): the server's kernel-side queue per socket stays under
+/// that, whatever the replay, and the sockets are closed with 4408 in
+/// bounded time.
+#[tokio::test]
+async fn replays_that_are_not_read_hold_a_bounded_kernel_send_queue() {
+    const SNDBUF: u64 = 262_144;
+    let server = Server::start(&[&["--demo"][..], &UNLIMITED[..]].concat()).await;
+    let (lalo, kalu) = server.lalo_and_kalu().await;
+    let conv = lalo.direct_with(&kalu).await;
+    const MESSAGES: usize = 3000;
+    // 12 MB of history: far past any kernel buffer.
+    fill(&lalo, conv, MESSAGES, &"k".repeat(4000)).await;
+    let started = Instant::now();
+    let mut stalled = Vec::new();
+    for _ in 0..20 {
+        // Ordinary sockets (default receive buffers), as in the finding.
+        stalled.push(Ws::connect(&kalu.ws_url(conv, Some(0))).await);
+    }
+    // The replays fill whatever the kernel lets them; watch the server's
+    // side of those connections until the write stall closes them.
+    let (mut peak_one, mut peak_total) = (0u64, 0u64);
+    while started.elapsed() < Duration::from_secs(8) {
+        let queues = server.kernel_send_queues();
+        peak_one = peak_one.max(queues.iter().copied().max().unwrap_or(0));
+        peak_total = peak_total.max(queues.iter().sum());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    eprintln!("server send queues: peak {peak_one} on one socket, {peak_total} in all");
+    // Not vacuous: the replays did fill the queues.
+    assert!(
+        peak_total > 20 * 64 * 1024,
+        "the stalled replays queued only {peak_total} bytes"
+    );
+    // Linux doubles SO_SNDBUF; a little more for the segment in flight.
+    let bound = 2 * SNDBUF + 64 * 1024;
+    assert!(peak_one <= bound, "one socket queued {peak_one} > {bound}");
+    assert!(peak_total <= 20 * bound, "{peak_total} queued in all");
+    // Past the 10 s write stall (reading earlier would make progress and
+    // let the replay go on): every replay has been told to close.
+    tokio::time::sleep(Duration::from_secs(14).saturating_sub(started.elapsed())).await;
+    for mut ws in stalled {
+        let (frames, code) = ws.until_close().await;
+        assert_eq!(code, Some(4408), "after {} frames", frames.len());
+        assert!(frames.len() < MESSAGES, "the replay was not finished");
+    }
+    let elapsed = started.elapsed();
+    assert!(
+        elapsed < Duration::from_secs(30),
+        "closed only after {elapsed:?}"
+    );
+}

@@ -6,7 +6,8 @@
 //! code path that must agree with these two.
 //!
 //! Each area keeps the `decide_*` of its commands next to the `apply_*` of
-//! their events: `users.rs`, `conversations.rs`, `messages.rs`; `model.rs`
+//! their events: `users.rs`, `conversations.rs`, `messages.rs`,
+//! `sessions.rs`; `model.rs`
 //! holds the read-model structs. An area's functions are reached only
 //! through the two matches below, hence their `let ... else unreachable!`
 //! (the command and event enums keep their serialized shape, so a variant
@@ -23,10 +24,12 @@ use crate::event::*;
 mod conversations;
 mod messages;
 mod model;
+mod sessions;
 mod users;
 
 pub use messages::MESSAGE_TYPES;
 pub use model::{Attachment, Conversation, Member, Message, Reaction, ReadPosition, User};
+pub use sessions::REVOCATION_GRACE;
 pub use users::{phone_key, username_skeleton};
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
@@ -59,6 +62,15 @@ pub struct State {
     idempotency: HashMap<(UserId, ConvId, String), MessageId>,
     /// (conversation, user) → read position.
     reads: HashMap<(ConvId, UserId), ReadPosition>,
+    /// Refresh tokens revoked by logout: jti → expiry, forgotten
+    /// [`REVOCATION_GRACE`] after it. Last and defaulted, so that a
+    /// snapshot written before logout existed still loads.
+    #[serde(default)]
+    revoked_tokens: HashMap<String, Micros>,
+    /// `revoked_tokens` by expiry, to forget them in order. Derived: not in
+    /// the snapshot, rebuilt when one is loaded.
+    #[serde(skip)]
+    revoked_by_expiry: BTreeSet<(Micros, String)>,
 }
 
 /// The outcome of an accepted command.
@@ -197,6 +209,8 @@ impl State {
             Command::MarkRead { .. } => self.decide_read(command),
             Command::ToggleReaction { .. } => self.decide_reaction(command),
             Command::StoreAttachment { .. } => self.decide_attachment(command),
+            Command::RevokeRefreshToken { .. } => self.decide_revoke(command),
+            Command::GoOffline { .. } => self.decide_go_offline(command),
         }
     }
 
@@ -283,6 +297,8 @@ impl State {
             Event::ReactionAdded { .. } => self.apply_reaction_added(event),
             Event::ReactionRemoved { .. } => self.apply_reaction_removed(event),
             Event::AttachmentStored { .. } => self.apply_attachment_stored(event),
+            Event::RefreshTokenRevoked { .. } => self.apply_token_revoked(event),
+            Event::UserWentOffline { .. } => self.apply_went_offline(event),
         }
     }
 }

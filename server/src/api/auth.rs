@@ -20,6 +20,7 @@ use crate::app::App;
 use crate::auth::{hash_password, verify_password, TokenType};
 use crate::clock::now_micros;
 use crate::error::{token_not_valid_body, ApiError, ApiResult};
+use crate::login_throttle::account_key;
 use crate::{intake, render};
 
 pub fn router() -> Router<Arc<App>> {
@@ -124,7 +125,7 @@ async fn register(
 }
 
 /// 429 in DRF's throttle shape, with `Retry-After` in whole seconds.
-fn throttled(wait: std::time::Duration) -> Response {
+pub(super) fn throttled(wait: std::time::Duration) -> Response {
     let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
     let seconds = seconds.max(1);
     let detail = format!("Request was throttled. Expected available in {seconds} seconds.");
@@ -148,11 +149,15 @@ fn token_response(app: &App, user_id: u64) -> ApiResult<Value> {
     }))
 }
 
+/// Logs in by username or phone number. Failures are charged to the
+/// client address and the account (`login_throttle`); a throttled attempt
+/// gets 429 before its password is looked at.
 async fn login(
     State(app): State<Arc<App>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     _: MaybeAuthUser,
     body: Bytes,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Response> {
     let body = json_body(&body)?;
     let username = opt_str(&body, "username")?.filter(|s| !s.is_empty());
     let phone = opt_str(&body, "phone_number")?.filter(|s| !s.is_empty());
@@ -160,6 +165,12 @@ async fn login(
     let Some(password) = password else {
         return Err(ApiError::field("password", "This field is required."));
     };
+    let account = account_key(username.as_deref(), phone.as_deref());
+    if let Some(throttle) = &app.login_throttle {
+        if let Err(wait) = throttle.admit(peer.ip(), account.as_deref()) {
+            return Ok(throttled(wait));
+        }
+    }
     let candidate = {
         let state = app.store.state();
         let user = match (&username, &phone) {
@@ -176,6 +187,9 @@ async fn login(
     };
     let (user_id, hash) = candidate.unzip();
     if !verify_password(password, hash).await {
+        if let Some(throttle) = &app.login_throttle {
+            throttle.failed(peer.ip(), account.as_deref());
+        }
         return Err(ApiError::field(
             "non_field_errors",
             "Unable to log in with provided credentials.",
@@ -201,10 +215,11 @@ async fn login(
             other => return Err(other),
         },
     }
-    Ok(Json(token_response(&app, user_id)?))
+    Ok(Json(token_response(&app, user_id)?).into_response())
 }
 
-/// A bad refresh token is a 401 here, not the original's 500.
+/// A bad refresh token is a 401 here, not the original's 500; so is one
+/// revoked by logout (the original's blacklisted token gave a 500 too).
 async fn refresh(State(app): State<Arc<App>>, body: Bytes) -> ApiResult<Json<Value>> {
     let body = json_body(&body)?;
     let Some(token) = opt_str(&body, "refresh")?.filter(|s| !s.is_empty()) else {
@@ -212,8 +227,12 @@ async fn refresh(State(app): State<Arc<App>>, body: Bytes) -> ApiResult<Json<Val
     };
     let user_id = app
         .jwt
-        .verify(&token, TokenType::Refresh)
-        .filter(|id| app.store.state().user(*id).is_some());
+        .claims(&token, TokenType::Refresh)
+        .filter(|claims| {
+            let state = app.store.state();
+            state.user(claims.user_id).is_some() && !state.is_revoked(&claims.jti)
+        })
+        .map(|claims| claims.user_id);
     match user_id {
         Some(user_id) => Ok(Json(
             json!({ "access": app.jwt.issue(user_id, TokenType::Access)? }),

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, patch, post};
 use axum::{Json, Router};
@@ -22,6 +22,7 @@ use crate::clock::now_micros;
 use crate::error::{ApiError, ApiResult};
 use crate::intake;
 use crate::render;
+use crate::search::{self, Direction};
 
 const NOT_MEMBER: &str = "You are not a member of this conversation.";
 const NO_MESSAGE: &str = "No Message matches the given query.";
@@ -64,12 +65,19 @@ fn query_u64(query: &HashMap<String, String>, key: &str) -> ApiResult<Option<u64
 /// Newest first. `limit` (default 100, at most 1000); `before`/`after` by
 /// message id or `before_seq`/`after_seq` by seq. With `after`, the page is
 /// the `limit` messages right after the cursor (still newest first).
+///
+/// The cursors are turned into a range of positions by binary search
+/// (ids and seqs grow together), so a page costs its own size, not the
+/// conversation's. `search=` scans that range off the state lock
+/// (`crate::search`), at most `--search-scan-limit` messages; when that
+/// budget ends the scan early, the answer's `X-Search-Stopped-At` header
+/// names the last message scanned, from which the client goes on.
 async fn history(
     State(app): State<Arc<App>>,
     AuthUser(me): AuthUser,
     Path(cid): Path<String>,
     Query(query): Query<HashMap<String, String>>,
-) -> ApiResult<Json<Vec<Value>>> {
+) -> ApiResult<Response> {
     let conv_id = path_id(&cid, NOT_MEMBER).map_err(|_| ApiError::Forbidden(NOT_MEMBER))?;
     let limit = query_u64(&query, "limit")?
         .map_or(DEFAULT_LIMIT, |l| l as usize)
@@ -85,52 +93,88 @@ async fn history(
     let oldest_first = query
         .get("ordering")
         .is_some_and(|o| o == "created_at" || o == "id");
-
-    let state = app.store.state();
-    member_of(&state, conv_id, me)?;
-    let conv = state
-        .conversation(conv_id)
-        .ok_or(ApiError::Forbidden(NOT_MEMBER))?;
-    let in_range = |id: &u64| {
-        let Some(m) = state.message(*id) else {
-            return false;
-        };
-        before.is_none_or(|b| *id < b)
-            && after.is_none_or(|a| *id > a)
-            && before_seq.is_none_or(|b| m.seq < b)
-            && after_seq.is_none_or(|a| m.seq > a)
-            && search
-                .as_ref()
-                .is_none_or(|s| !m.is_deleted && m.content.to_lowercase().contains(s))
-    };
-    let ids: Vec<u64> = if after.is_some() || after_seq.is_some() {
-        let mut page: Vec<u64> = conv
-            .message_ids
-            .iter()
-            .filter(|id| in_range(id))
-            .take(limit)
-            .copied()
-            .collect();
-        page.reverse();
-        page
+    let direction = if after.is_some() || after_seq.is_some() {
+        Direction::OldestFirst
     } else {
-        conv.message_ids
-            .iter()
-            .rev()
-            .filter(|id| in_range(id))
-            .take(limit)
-            .copied()
-            .collect()
+        Direction::NewestFirst
     };
-    let mut page: Vec<Value> = ids
-        .iter()
-        .filter_map(|id| state.message(*id))
-        .map(|m| render::message(&state, m, Some(me)))
-        .collect();
+
+    let (range, page) = {
+        let state = app.store.state();
+        member_of(&state, conv_id, me)?;
+        let conv = state
+            .conversation(conv_id)
+            .ok_or(ApiError::Forbidden(NOT_MEMBER))?;
+        let ids = &conv.message_ids;
+        let seq_of = |id: &u64| state.message(*id).map_or(0, |m| m.seq);
+        let mut lo = 0;
+        let mut hi = ids.len();
+        if let Some(b) = before {
+            hi = hi.min(ids.partition_point(|id| *id < b));
+        }
+        if let Some(b) = before_seq {
+            hi = hi.min(ids.partition_point(|id| seq_of(id) < b));
+        }
+        if let Some(a) = after {
+            lo = lo.max(ids.partition_point(|id| *id <= a));
+        }
+        if let Some(a) = after_seq {
+            lo = lo.max(ids.partition_point(|id| seq_of(id) <= a));
+        }
+        let range = lo..hi.max(lo);
+        // Without a search the page is a slice of the range: render it now.
+        let page = search.is_none().then(|| {
+            let slice = match direction {
+                Direction::OldestFirst => &ids[range.start..range.end.min(range.start + limit)],
+                Direction::NewestFirst => {
+                    &ids[range.end.saturating_sub(limit).max(range.start)..range.end]
+                }
+            };
+            render_page(&state, slice.iter().rev(), me)
+        });
+        (range, page)
+    };
+    let (mut page, stopped_at) = match (page, search) {
+        (Some(page), _) => (page, None),
+        (None, Some(needle)) => {
+            let budget = app.config.search_scan_limit;
+            let found = search::messages(
+                &app.store, conv_id, range, direction, &needle, limit, budget,
+            )
+            .await;
+            let mut ids = found.ids;
+            if direction == Direction::OldestFirst {
+                ids.reverse();
+            }
+            // A match deleted since the scan is left out.
+            let state = app.store.state();
+            let live = ids
+                .iter()
+                .filter(|id| state.message(**id).is_some_and(|m| !m.is_deleted));
+            (render_page(&state, live, me), found.stopped_at)
+        }
+        (None, None) => unreachable!("a page is rendered whenever there is no search"),
+    };
     if oldest_first {
         page.reverse();
     }
-    Ok(Json(page))
+    let mut response = Json(page).into_response();
+    if let Some(id) = stopped_at {
+        response
+            .headers_mut()
+            .insert(SEARCH_STOPPED_AT, HeaderValue::from(id));
+    }
+    Ok(response)
+}
+
+/// Names the last message a search scanned when its budget ended it.
+const SEARCH_STOPPED_AT: &str = "x-search-stopped-at";
+
+/// The messages of `ids`, in the order given, rendered for `me`.
+fn render_page<'a>(state: &LogState, ids: impl Iterator<Item = &'a u64>, me: u64) -> Vec<Value> {
+    ids.filter_map(|id| state.message(*id))
+        .map(|m| render::message(state, m, Some(me)))
+        .collect()
 }
 
 /// 201 with the new message; a retry with the same `client_id` answers 200

@@ -10,6 +10,7 @@ mod auth;
 mod body;
 mod conversations;
 pub mod extract;
+mod logout;
 mod messages;
 mod users;
 pub mod web;
@@ -17,6 +18,7 @@ pub mod web;
 pub fn router() -> Router<Arc<App>> {
     Router::new()
         .merge(auth::router())
+        .merge(logout::router())
         .merge(users::router())
         .merge(conversations::router())
         .merge(messages::router())

@@ -12,6 +12,7 @@ use super::extract::AuthUser;
 use crate::app::App;
 use crate::error::ApiResult;
 use crate::render;
+use crate::search;
 
 pub fn router() -> Router<Arc<App>> {
     Router::new()
@@ -45,15 +46,12 @@ async fn search(
     if q.chars().count() < 2 {
         return Ok(Json(Vec::new()));
     }
+    // Scanned off the state lock, a chunk at a time.
+    let ids = search::users(&app.store, me, &q, 20).await;
     let state = app.store.state();
-    let users = state
-        .users
-        .values()
-        .filter(|u| u.id != me)
-        .filter(|u| {
-            u.username.to_lowercase().contains(&q) || u.display_name.to_lowercase().contains(&q)
-        })
-        .take(20)
+    let users = ids
+        .iter()
+        .filter_map(|id| state.user(*id))
         .map(|u| render::user(u, Some(me)))
         .collect();
     Ok(Json(users))

@@ -141,6 +141,7 @@ pub fn rejection(rejection: &Rejection, client_id: Option<&Value>) -> String {
         | Rejection::PhoneTaken
         | Rejection::MessageDeleted
         | Rejection::AlreadyMember
+        | Rejection::TokenRevoked
         | Rejection::Invalid(_) => "invalid",
     };
     error(code, &rejection.to_string(), client_id)

@@ -149,6 +149,44 @@ impl Server {
         kib * 1024
     }
 
+    /// The kernel send queues (bytes written, not yet acknowledged by the
+    /// peer) of the server's established TCP connections, from
+    /// /proc/net/tcp and tcp6: the `tx_queue` of every socket whose local
+    /// port is the server's.
+    pub fn kernel_send_queues(&self) -> Vec<u64> {
+        let port = Api::new(&self.base).port();
+        let mut queues = Vec::new();
+        for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+            let Ok(text) = std::fs::read_to_string(table) else {
+                continue;
+            };
+            for line in text.lines().skip(1) {
+                let fields: Vec<&str> = line.split_whitespace().collect();
+                let (Some(local), Some(state), Some(queues_field)) =
+                    (fields.get(1), fields.get(3), fields.get(4))
+                else {
+                    continue;
+                };
+                let local_port = local
+                    .rsplit(':')
+                    .next()
+                    .and_then(|p| u16::from_str_radix(p, 16).ok());
+                // 01: ESTABLISHED.
+                if local_port != Some(port) || *state != "01" {
+                    continue;
+                }
+                if let Some(tx) = queues_field
+                    .split(':')
+                    .next()
+                    .and_then(|q| u64::from_str_radix(q, 16).ok())
+                {
+                    queues.push(tx);
+                }
+            }
+        }
+        queues
+    }
+
     /// An API client without credentials.
     pub fn anon(&self) -> Api {
         self.api.clone()
