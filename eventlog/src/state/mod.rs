@@ -6,7 +6,8 @@
 //! code path that must agree with these two.
 //!
 //! Each area keeps the `decide_*` of its commands next to the `apply_*` of
-//! their events: `users.rs`, `conversations.rs`, `messages.rs`; `model.rs`
+//! their events: `users.rs`, `profiles.rs`, `conversations.rs`,
+//! `messages.rs`; `model.rs`
 //! holds the read-model structs. An area's functions are reached only
 //! through the two matches below, hence their `let ... else unreachable!`
 //! (the command and event enums keep their serialized shape, so a variant
@@ -23,6 +24,7 @@ use crate::event::*;
 mod conversations;
 mod messages;
 mod model;
+mod profiles;
 mod users;
 
 pub use messages::MESSAGE_TYPES;
@@ -59,6 +61,10 @@ pub struct State {
     idempotency: HashMap<(UserId, ConvId, String), MessageId>,
     /// (conversation, user) → read position.
     reads: HashMap<(ConvId, UserId), ReadPosition>,
+    /// Id of the last settings row created. Added after the first
+    /// release: last, with a default, so older snapshots still load.
+    #[serde(default)]
+    next_settings_id: u64,
 }
 
 /// The outcome of an accepted command.
@@ -197,6 +203,9 @@ impl State {
             Command::MarkRead { .. } => self.decide_read(command),
             Command::ToggleReaction { .. } => self.decide_reaction(command),
             Command::StoreAttachment { .. } => self.decide_attachment(command),
+            Command::UpdateProfile { .. } => self.decide_update_profile(command),
+            Command::UpdateSettings { .. } => self.decide_update_settings(command),
+            Command::CreateSettings { .. } => self.decide_create_settings(command),
         }
     }
 
@@ -283,6 +292,9 @@ impl State {
             Event::ReactionAdded { .. } => self.apply_reaction_added(event),
             Event::ReactionRemoved { .. } => self.apply_reaction_removed(event),
             Event::AttachmentStored { .. } => self.apply_attachment_stored(event),
+            Event::ProfileUpdated { .. } => self.apply_profile_updated(event),
+            Event::SettingsUpdated { .. } => self.apply_settings_updated(event),
+            Event::MessagesReadPrivately { .. } => self.apply_messages_read(event),
         }
     }
 }
