@@ -11,6 +11,8 @@ mod body;
 mod conversations;
 pub mod extract;
 mod messages;
+mod profile;
+mod settings;
 mod users;
 pub mod web;
 
@@ -18,6 +20,8 @@ pub fn router() -> Router<Arc<App>> {
     Router::new()
         .merge(auth::router())
         .merge(users::router())
+        .merge(profile::router())
+        .merge(settings::router())
         .merge(conversations::router())
         .merge(messages::router())
         .merge(web::router())

@@ -81,7 +81,11 @@ pub struct Cluster {
 /// The subject a command is published on.
 fn subject(command: &Command) -> String {
     match command {
-        Command::Register { .. } | Command::RecordLogin { .. } => "vato.users".into(),
+        Command::Register { .. }
+        | Command::RecordLogin { .. }
+        | Command::UpdateProfile { .. }
+        | Command::UpdateSettings { .. }
+        | Command::CreateSettings { .. } => "vato.users".into(),
         Command::CreateDirect { .. } | Command::CreateGroup { .. } => "vato.dir".into(),
         Command::AddMember { conv_id, .. }
         | Command::RemoveMember { conv_id, .. }
