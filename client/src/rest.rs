@@ -296,7 +296,8 @@ impl Api {
 
     /// `PATCH /api/auth/settings/` with these settings.
     pub async fn update_settings(&self, fields: &Value) -> Result<Resp, RestError> {
-        self.try_request(Method::PATCH, SETTINGS, Some(fields)).await
+        self.try_request(Method::PATCH, SETTINGS, Some(fields))
+            .await
     }
 
     /// `POST /api/auth/settings/reset/`: every setting to its default.

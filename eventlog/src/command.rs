@@ -115,7 +115,10 @@ pub enum Command {
     },
     /// Creates the user's settings row with the defaults if there is none
     /// (a first `GET settings/`); nothing otherwise.
-    CreateSettings { user_id: UserId, at: Micros },
+    CreateSettings {
+        user_id: UserId,
+        at: Micros,
+    },
 }
 
 /// What the caller learns besides the events: which object the command

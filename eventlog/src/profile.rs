@@ -220,7 +220,10 @@ impl SettingsChanges {
         set(&mut values.auto_download_videos, &self.auto_download_videos);
         set(&mut values.auto_download_files, &self.auto_download_files);
         set(&mut values.two_factor_enabled, &self.two_factor_enabled);
-        set(&mut values.show_typing_indicator, &self.show_typing_indicator);
+        set(
+            &mut values.show_typing_indicator,
+            &self.show_typing_indicator,
+        );
         set(&mut values.show_read_receipts, &self.show_read_receipts);
         set(&mut values.theme, &self.theme);
         set(&mut values.font_size, &self.font_size);

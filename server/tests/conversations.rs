@@ -258,7 +258,10 @@ async fn group_adds_need_the_users_consent() {
     let server = Server::demo().await;
     let (lalo, kalu) = server.lalo_and_kalu().await;
     let mika = server.register("mika").await;
-    let off = answered(mika.update_profile(&json!({"allow_group_invite": false})).await);
+    let off = answered(
+        mika.update_profile(&json!({"allow_group_invite": false}))
+            .await,
+    );
     assert_eq!(off.status, 200, "{}", off.body);
     let lalo_before = listed_ids(&lalo).await;
 
@@ -271,7 +274,10 @@ async fn group_adds_need_the_users_consent() {
     );
     assert_eq!(listed_ids(&lalo).await, lalo_before, "nothing created");
     assert!(listed_ids(&mika).await.is_empty());
-    assert!(!listed_ids(&kalu).await.iter().any(|c| !lalo_before.contains(c)));
+    assert!(!listed_ids(&kalu)
+        .await
+        .iter()
+        .any(|c| !lalo_before.contains(c)));
 
     // Later, by an admin: refused too.
     let created = answered(lalo.create_group("crew", &[kalu.id]).await);
@@ -289,7 +295,10 @@ async fn group_adds_need_the_users_consent() {
     assert_eq!(detail["members"].as_array().unwrap().len(), 2);
 
     // Consent given: the add goes through, and nothing was sent before.
-    answered(mika.update_profile(&json!({"allow_group_invite": true})).await);
+    answered(
+        mika.update_profile(&json!({"allow_group_invite": true}))
+            .await,
+    );
     let add = answered(lalo.add_member(group, mika.id).await);
     assert_eq!(add.status, 200, "{}", add.body);
     let frame = kalu_ws.recv().await;

@@ -345,7 +345,9 @@ async fn users_detail_is_read_only_except_for_oneself() {
         no_name.body,
         json!({"username": ["This field is required."]})
     );
-    let put = kalu.put(&path, json!({"username": "kalu", "city": "Lima"})).await;
+    let put = kalu
+        .put(&path, json!({"username": "kalu", "city": "Lima"}))
+        .await;
     assert_eq!(put.status, 200, "{}", put.body);
     assert_eq!(put.body["city"], "Lima");
     assert_eq!(put.body["bio"], "mine");

@@ -39,7 +39,10 @@ async fn settings_are_null_until_first_used_then_16_keys_seen_only_by_their_owne
     let server = Server::demo().await;
     let (lalo, kalu) = server.lalo_and_kalu().await;
     let conv = lalo.direct_with(&kalu).await;
-    assert_eq!(answered(lalo.profile_me().await).body["settings"], Value::Null);
+    assert_eq!(
+        answered(lalo.profile_me().await).body["settings"],
+        Value::Null
+    );
     assert_eq!(server.anon().get("/api/auth/settings/").await.status, 401);
 
     let first = answered(lalo.settings().await);
@@ -53,7 +56,10 @@ async fn settings_are_null_until_first_used_then_16_keys_seen_only_by_their_owne
     assert_ne!(kalus["id"], first.body["id"], "one row per user");
 
     // Nested in the owner's own objects...
-    assert_eq!(answered(lalo.profile_me().await).body["settings"], first.body);
+    assert_eq!(
+        answered(lalo.profile_me().await).body["settings"],
+        first.body
+    );
     assert_eq!(answered(lalo.user_me().await).body["settings"], first.body);
     let message = lalo.send_message(conv, "hi").await;
     assert_eq!(message["sender"]["settings"], first.body);
@@ -208,7 +214,10 @@ async fn read_marks_of_a_user_who_hides_receipts_reach_nobody_else() {
     let server = Server::demo().await;
     let (lalo, kalu) = server.lalo_and_kalu().await;
     let conv = lalo.direct_with(&kalu).await;
-    answered(kalu.update_settings(&json!({"show_read_receipts": false})).await);
+    answered(
+        kalu.update_settings(&json!({"show_read_receipts": false}))
+            .await,
+    );
     let mut lalo_ws = lalo.ws(conv).await;
     let mut kalu_ws = kalu.ws(conv).await;
     let one = send_ws(&mut lalo_ws, "one", "c1").await;
@@ -243,7 +252,10 @@ async fn read_marks_of_a_user_who_hides_receipts_reach_nobody_else() {
     );
     assert_eq!(
         receipts(kalu.history(conv, "").await),
-        [(json!(lalo.id), json!("sent")), (json!(kalu.id), json!("read"))]
+        [
+            (json!(lalo.id), json!("sent")),
+            (json!(kalu.id), json!("read"))
+        ]
     );
     // REST reads are hidden alike, and a replay has no read frame.
     let three = lalo.send_message(conv, "three").await;
@@ -256,7 +268,10 @@ async fn read_marks_of_a_user_who_hides_receipts_reach_nobody_else() {
         replayed.iter().all(|f| f["type"] != "message.read"),
         "{replayed:?}"
     );
-    assert_eq!(seqs(&replayed), (1..=seqs(&replayed).len() as u64).collect::<Vec<_>>());
+    assert_eq!(
+        seqs(&replayed),
+        (1..=seqs(&replayed).len() as u64).collect::<Vec<_>>()
+    );
 
     // Kalu still sees lalo's receipts (the setting is about one's own).
     lalo_ws.recv_type("message.new").await;

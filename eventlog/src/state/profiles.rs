@@ -228,7 +228,7 @@ mod tests {
 
     use super::*;
     use crate::codec;
-    use crate::event::{ConvId, Envelope, Micros, MessageId};
+    use crate::event::{ConvId, Envelope, MessageId, Micros};
     use crate::profile::Profile;
     use crate::state::model::{Conversation, Message, ReadPosition};
 

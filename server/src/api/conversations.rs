@@ -115,7 +115,11 @@ async fn create_group(
     }
     for (field, value, max) in [
         ("title", &title, MAX_TITLE_CHARS),
-        ("description", &description, app.config.max_description_chars),
+        (
+            "description",
+            &description,
+            app.config.max_description_chars,
+        ),
     ] {
         if value.chars().count() > max {
             errors.add(

@@ -35,7 +35,9 @@ pub fn router() -> Router<Arc<App>> {
     Router::new()
         .route(
             "/api/auth/profile/me/",
-            get(profile_me).patch(write_profile_me).put(write_profile_me),
+            get(profile_me)
+                .patch(write_profile_me)
+                .put(write_profile_me),
         )
         .route("/api/auth/profile/{id}/", get(public_profile))
         .route("/api/auth/user/", get(user_me).patch(write_user_me))
@@ -46,10 +48,7 @@ pub fn router() -> Router<Arc<App>> {
         )
 }
 
-async fn profile_me(
-    State(app): State<Arc<App>>,
-    AuthUser(me): AuthUser,
-) -> ApiResult<Json<Value>> {
+async fn profile_me(State(app): State<Arc<App>>, AuthUser(me): AuthUser) -> ApiResult<Json<Value>> {
     let state = app.store.state();
     let user = state.user(me).ok_or(ApiError::InvalidToken)?;
     Ok(Json(render::profile(user)))

@@ -29,10 +29,7 @@ use crate::render;
 
 pub fn router() -> Router<Arc<App>> {
     Router::new()
-        .route(
-            "/api/auth/settings/",
-            get(read).patch(write).put(write),
-        )
+        .route("/api/auth/settings/", get(read).patch(write).put(write))
         .route("/api/auth/settings/reset/", post(reset))
 }
 

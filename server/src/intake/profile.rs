@@ -73,7 +73,11 @@ pub fn profile_changes(
         ),
         _ => {}
     }
-    if changes.email.as_deref().is_some_and(|e| !e.is_empty() && !valid_email(e)) {
+    if changes
+        .email
+        .as_deref()
+        .is_some_and(|e| !e.is_empty() && !valid_email(e))
+    {
         errors.add("email", "Enter a valid email address.");
     }
     if changes
@@ -274,7 +278,8 @@ fn valid_url(url: &str) -> bool {
             None => (host_port, None),
         },
     };
-    let port_ok = port.is_none_or(|p| (1..=5).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_digit()));
+    let port_ok =
+        port.is_none_or(|p| (1..=5).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_digit()));
     port_ok
         && (host == "localhost"
             || host.parse::<std::net::Ipv4Addr>().is_ok()
@@ -352,7 +357,9 @@ mod tests {
     #[test]
     fn read_only_and_unknown_keys_are_ignored() {
         let changes = profile_changes(
-            &fields(json!({"id": 9, "is_online": false, "settings": {}, "whatever": 1, "bio": "hi"})),
+            &fields(
+                json!({"id": 9, "is_online": false, "settings": {}, "whatever": 1, "bio": "hi"}),
+            ),
             false,
         )
         .unwrap();
@@ -389,9 +396,11 @@ mod tests {
         );
         assert_eq!(changes.allow_group_invite, Some(false));
         assert_eq!(changes.show_phone_number, Some(true));
-        let cleared =
-            profile_changes(&fields(json!({"phone_number": null, "date_of_birth": ""})), false)
-                .unwrap();
+        let cleared = profile_changes(
+            &fields(json!({"phone_number": null, "date_of_birth": ""})),
+            false,
+        )
+        .unwrap();
         assert_eq!(cleared.phone_number, Some(Nullable::Null));
         assert_eq!(cleared.date_of_birth, Some(Nullable::Null));
     }
@@ -402,7 +411,9 @@ mod tests {
             "http://localhost:8000/",
             "https://example.com",
             "ftp://127.0.0.1/x",
-            "https://sub.example.org:443/a b".replace(' ', "%20").as_str(),
+            "https://sub.example.org:443/a b"
+                .replace(' ', "%20")
+                .as_str(),
         ] {
             assert!(valid_url(good), "{good}");
         }
@@ -417,7 +428,13 @@ mod tests {
             assert!(!valid_url(bad), "{bad}");
         }
         assert!(valid_email("lalo@example.com"));
-        for bad in ["lalo", "@example.com", "lalo@", "lalo@example", "la lo@example.com"] {
+        for bad in [
+            "lalo",
+            "@example.com",
+            "lalo@",
+            "lalo@example",
+            "la lo@example.com",
+        ] {
             assert!(!valid_email(bad), "{bad}");
         }
     }
@@ -451,9 +468,10 @@ mod tests {
                 "language": ["\"xx\" is not a valid choice."],
             })
         );
-        let changes =
-            settings_changes(&fields(json!({"theme": "dark", "show_read_receipts": false})))
-                .unwrap();
+        let changes = settings_changes(&fields(
+            json!({"theme": "dark", "show_read_receipts": false}),
+        ))
+        .unwrap();
         assert_eq!(changes.theme.as_deref(), Some("dark"));
         assert_eq!(changes.show_read_receipts, Some(false));
         assert_eq!(changes.language, None);

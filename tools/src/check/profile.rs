@@ -41,17 +41,28 @@ pub async fn profile(ctx: &Ctx, a: &User, b: &User) -> CheckResult {
             return Err(format!("B sees status {}", seen["status_message"]));
         }
         let bad = api.update_profile(&json!({"bio": "x".repeat(501)})).await;
-        expect(bad, 400, &json!({"bio": ["Ensure this field has no more than 500 characters."]}))?;
+        expect(
+            bad,
+            400,
+            &json!({"bio": ["Ensure this field has no more than 500 characters."]}),
+        )?;
         let foreign = api.update_user(unsigned(b.id), &json!({"bio": "x"})).await;
         let status = foreign.map(|r| r.status).map_err(|e| e.to_string())?;
         if status != 403 {
-            return Err(format!("A's PATCH of B's user answered HTTP {status}, not 403"));
+            return Err(format!(
+                "A's PATCH of B's user answered HTTP {status}, not 403"
+            ));
         }
-        Ok(Pass::detail("written, seen by B, bad value and foreign edit refused"))
+        Ok(Pass::detail(
+            "written, seen by B, bad value and foreign edit refused",
+        ))
     }
     .await;
     let restore = json!({"status_message": before["status_message"]});
-    ok(api.update_profile(&restore).await, "restoring status_message")?;
+    ok(
+        api.update_profile(&restore).await,
+        "restoring status_message",
+    )?;
     result
 }
 
@@ -66,7 +77,11 @@ pub async fn settings(a: &User, b: &User) -> CheckResult {
     if keys != SETTINGS_KEYS {
         return Err(format!("settings keys {keys:?}"));
     }
-    let theme = if before["theme"] == "dark" { "light" } else { "dark" };
+    let theme = if before["theme"] == "dark" {
+        "light"
+    } else {
+        "dark"
+    };
     let written = ok(
         api.update_settings(&json!({"theme": theme})).await,
         "PATCH settings/",
@@ -76,7 +91,11 @@ pub async fn settings(a: &User, b: &User) -> CheckResult {
             return Err(format!("PATCH answered theme {}", written["theme"]));
         }
         let bad = api.update_settings(&json!({"theme": "blue"})).await;
-        expect(bad, 400, &json!({"theme": ["\"blue\" is not a valid choice."]}))?;
+        expect(
+            bad,
+            400,
+            &json!({"theme": ["\"blue\" is not a valid choice."]}),
+        )?;
         let seen = ok(
             b.authed().user_detail(unsigned(a.id)).await,
             "B's GET users/{a}/",
@@ -84,7 +103,9 @@ pub async fn settings(a: &User, b: &User) -> CheckResult {
         if !seen["settings"].is_null() {
             return Err("B sees A's settings".into());
         }
-        Ok(Pass::detail("16 keys, written, bad choice refused, hidden from B"))
+        Ok(Pass::detail(
+            "16 keys, written, bad choice refused, hidden from B",
+        ))
     }
     .await;
     let restore = json!({"theme": before["theme"]});
@@ -108,7 +129,10 @@ fn expect(
 ) -> Result<(), String> {
     let resp = resp.map_err(|e| e.to_string())?;
     if resp.status != status || &resp.body != body {
-        return Err(format!("expected HTTP {status} {body}, got {}", resp.describe()));
+        return Err(format!(
+            "expected HTTP {status} {body}, got {}",
+            resp.describe()
+        ));
     }
     Ok(())
 }

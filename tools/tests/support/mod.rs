@@ -215,7 +215,10 @@ impl Server {
             ),
             ("GET", ["api", "auth", "profile", "me"], Some(me)) => (200, state.profile(me)),
             ("PATCH", ["api", "auth", "profile", "me"], Some(me)) => {
-                if req.body["bio"].as_str().is_some_and(|b| b.chars().count() > 500) {
+                if req.body["bio"]
+                    .as_str()
+                    .is_some_and(|b| b.chars().count() > 500)
+                {
                     return (
                         400,
                         json!({"bio": ["Ensure this field has no more than 500 characters."]}),
@@ -246,7 +249,10 @@ impl Server {
                 if method == "PATCH" {
                     match theme {
                         Some(t) if !["light", "dark", "auto"].contains(&t) => {
-                            return (400, json!({"theme": [format!("\"{t}\" is not a valid choice.")]}));
+                            return (
+                                400,
+                                json!({"theme": [format!("\"{t}\" is not a valid choice.")]}),
+                            );
                         }
                         Some(t) => {
                             if let Some(user) = state.users.iter_mut().find(|u| u.id == me) {
