@@ -103,14 +103,14 @@ pub enum Command {
     /// by the server's intake; uniqueness is decided here.
     UpdateProfile {
         user_id: UserId,
-        changes: ProfileChanges,
+        changes: Box<ProfileChanges>,
         at: Micros,
     },
     /// Writes the user's settings, creating the row on first use. Always
     /// an event (`updated_at` moves), as the original's save.
     UpdateSettings {
         user_id: UserId,
-        changes: SettingsChanges,
+        changes: Box<SettingsChanges>,
         at: Micros,
     },
     /// Creates the user's settings row with the defaults if there is none

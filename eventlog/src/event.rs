@@ -146,14 +146,14 @@ pub enum Event {
     /// change.
     ProfileUpdated {
         user_id: UserId,
-        changes: ProfileChanges,
+        changes: Box<ProfileChanges>,
         at: Micros,
     },
     /// A settings call: the first one creates the row with the defaults
     /// (`created_at` = `at`), then `changes` apply; `updated_at` = `at`.
     SettingsUpdated {
         user_id: UserId,
-        changes: SettingsChanges,
+        changes: Box<SettingsChanges>,
         at: Micros,
     },
     /// A read mark of a user whose `show_read_receipts` is off: it moves

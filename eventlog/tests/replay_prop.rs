@@ -358,12 +358,12 @@ fn command(op: &Op, state: &State, at: i64) -> Command {
             invite,
         } => Command::UpdateProfile {
             user_id: *user,
-            changes: ProfileChanges {
+            changes: Box::new(ProfileChanges {
                 username: name.map(|n| NAMES[n as usize].to_string()),
                 phone_number: phone.map(|p| Nullable::Value(format!("+1555000{p}"))),
                 allow_group_invite: *invite,
                 ..ProfileChanges::default()
-            },
+            }),
             at,
         },
         Op::Settings {
@@ -376,10 +376,10 @@ fn command(op: &Op, state: &State, at: i64) -> Command {
             } else {
                 Command::UpdateSettings {
                     user_id: *user,
-                    changes: SettingsChanges {
+                    changes: Box::new(SettingsChanges {
                         show_read_receipts: *receipts,
                         ..SettingsChanges::default()
-                    },
+                    }),
                     at,
                 }
             }

@@ -4,7 +4,7 @@
 
 use crate::command::{Command, Invalid, Rejection, Reply};
 use crate::event::{Event, UserId};
-use crate::profile::{Nullable, ProfileChanges, Settings, SettingsChanges, SettingsValues};
+use crate::profile::{Nullable, ProfileChanges, Settings, SettingsValues};
 
 use super::model::User;
 use super::users::{phone_key, username_skeleton};
@@ -42,7 +42,7 @@ impl State {
         Ok(Decision::one(
             Event::ProfileUpdated {
                 user_id: *user_id,
-                changes,
+                changes: Box::new(changes),
                 at: *at,
             },
             Reply::User(*user_id),
@@ -141,7 +141,7 @@ impl State {
         Ok(Decision::one(
             Event::SettingsUpdated {
                 user_id: *user_id,
-                changes: SettingsChanges::default(),
+                changes: Box::default(),
                 at: *at,
             },
             Reply::User(*user_id),
@@ -229,7 +229,7 @@ mod tests {
     use super::*;
     use crate::codec;
     use crate::event::{ConvId, Envelope, MessageId, Micros};
-    use crate::profile::Profile;
+    use crate::profile::{Profile, SettingsChanges};
     use crate::state::model::{Conversation, Message, ReadPosition};
 
     fn register(state: &mut State, name: &str, phone: Option<&str>) -> UserId {
@@ -257,7 +257,7 @@ mod tests {
             .execute(
                 &Command::UpdateProfile {
                     user_id,
-                    changes,
+                    changes: Box::new(changes),
                     at: 2,
                 },
                 &mut out,
@@ -288,7 +288,7 @@ mod tests {
             panic!("{events:?}")
         };
         assert_eq!(
-            *changes,
+            **changes,
             ProfileChanges {
                 bio: Some("hola".into()),
                 ..Default::default()
@@ -314,7 +314,7 @@ mod tests {
         let decide = |state: &State, user_id, changes| {
             state.decide(&Command::UpdateProfile {
                 user_id,
-                changes,
+                changes: Box::new(changes),
                 at: 3,
             })
         };
@@ -378,7 +378,7 @@ mod tests {
         };
         let write = |changes, at| Command::UpdateSettings {
             user_id: ana,
-            changes,
+            changes: Box::new(changes),
             at,
         };
         state.execute(&write(dark, 8), &mut out).unwrap();

@@ -175,7 +175,7 @@ async fn update(app: &App, me: UserId, body: &Bytes, username_required: bool) ->
     // node, may have taken the name since).
     app.submit(Command::UpdateProfile {
         user_id: me,
-        changes,
+        changes: Box::new(changes),
         at: now_micros(),
     })
     .await??;

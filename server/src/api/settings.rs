@@ -66,7 +66,7 @@ async fn reset(State(app): State<Arc<App>>, AuthUser(me): AuthUser) -> ApiResult
 async fn store(app: &App, me: UserId, changes: SettingsChanges) -> ApiResult<Json<Value>> {
     app.submit(Command::UpdateSettings {
         user_id: me,
-        changes,
+        changes: Box::new(changes),
         at: now_micros(),
     })
     .await??;
