@@ -63,3 +63,52 @@ pub const USER_KEYS: [&str; 20] = [
     "allow_group_invite",
     "settings",
 ];
+
+/// The profile object's keys (contract 1.2's 22 in its order, then Vato's
+/// `first_name` and `last_name`).
+pub const PROFILE_KEYS: [&str; 24] = [
+    "id",
+    "username",
+    "email",
+    "display_name",
+    "phone_number",
+    "avatar",
+    "avatar_url",
+    "status_message",
+    "bio",
+    "date_of_birth",
+    "country",
+    "city",
+    "website",
+    "show_phone_number",
+    "show_last_seen",
+    "show_profile_photo",
+    "allow_calls",
+    "allow_group_invite",
+    "is_online",
+    "last_seen_at",
+    "date_joined",
+    "settings",
+    "first_name",
+    "last_name",
+];
+
+/// The settings object's 16 keys, in the contract's order (§2).
+pub const SETTINGS_KEYS: [&str; 16] = [
+    "id",
+    "enable_notifications",
+    "notification_sound",
+    "message_preview",
+    "enter_to_send",
+    "auto_download_photos",
+    "auto_download_videos",
+    "auto_download_files",
+    "two_factor_enabled",
+    "show_typing_indicator",
+    "show_read_receipts",
+    "theme",
+    "font_size",
+    "language",
+    "created_at",
+    "updated_at",
+];

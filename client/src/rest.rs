@@ -276,6 +276,59 @@ impl Api {
         self.try_get(&path).await
     }
 
+    // ------------------------------------------------------------ profile and settings
+
+    /// `PATCH /api/auth/profile/me/` with these fields: 200 with the
+    /// profile object, or 400 with every field's errors.
+    pub async fn update_profile(&self, fields: &Value) -> Result<Resp, RestError> {
+        self.try_request(Method::PATCH, "/api/auth/profile/me/", Some(fields))
+            .await
+    }
+
+    /// `GET /api/auth/user/`: the caller's user object.
+    pub async fn user_me(&self) -> Result<Resp, RestError> {
+        self.try_get("/api/auth/user/").await
+    }
+
+    /// `PATCH /api/auth/user/`: 200 with the caller's user object.
+    pub async fn update_user_me(&self, fields: &Value) -> Result<Resp, RestError> {
+        self.try_request(Method::PATCH, "/api/auth/user/", Some(fields))
+            .await
+    }
+
+    /// `GET /api/auth/profile/<id>/`: the privacy-filtered profile.
+    pub async fn public_profile(&self, user_id: u64) -> Result<Resp, RestError> {
+        self.try_get(&format!("/api/auth/profile/{user_id}/")).await
+    }
+
+    /// `GET /api/auth/users/<id>/`.
+    pub async fn user_detail(&self, user_id: u64) -> Result<Resp, RestError> {
+        self.try_get(&format!("/api/auth/users/{user_id}/")).await
+    }
+
+    /// `PATCH /api/auth/users/<id>/`: yourself only (403 otherwise).
+    pub async fn update_user(&self, user_id: u64, fields: &Value) -> Result<Resp, RestError> {
+        let path = format!("/api/auth/users/{user_id}/");
+        self.try_request(Method::PATCH, &path, Some(fields)).await
+    }
+
+    /// `GET /api/auth/settings/` (the first call creates the row).
+    pub async fn settings(&self) -> Result<Resp, RestError> {
+        self.try_get(SETTINGS).await
+    }
+
+    /// `PATCH /api/auth/settings/` with these settings.
+    pub async fn update_settings(&self, fields: &Value) -> Result<Resp, RestError> {
+        self.try_request(Method::PATCH, SETTINGS, Some(fields))
+            .await
+    }
+
+    /// `POST /api/auth/settings/reset/`: every setting to its default.
+    pub async fn reset_settings(&self) -> Result<Resp, RestError> {
+        self.try_request(Method::POST, &format!("{SETTINGS}reset/"), None)
+            .await
+    }
+
     // ------------------------------------------------------------ conversations
 
     /// `GET /api/chat/conversations/`.
@@ -304,6 +357,18 @@ impl Api {
     pub async fn add_member(&self, conv: u64, user_id: u64) -> Result<Resp, RestError> {
         let path = format!("{}add-member/", conversation_path(conv));
         self.try_post(&path, &json!({"user_id": user_id})).await
+    }
+
+    /// `POST .../<id>/leave/`: any member leaves a group.
+    pub async fn leave(&self, conv: u64) -> Result<Resp, RestError> {
+        let path = format!("{}leave/", conversation_path(conv));
+        self.try_request(Method::POST, &path, None).await
+    }
+
+    /// `POST /api/chat/conversations/` with any body (description,
+    /// is_public, ...).
+    pub async fn create_group_with(&self, body: &Value) -> Result<Resp, RestError> {
+        self.try_post(CONVERSATIONS, body).await
     }
 
     // ------------------------------------------------------------ messages
@@ -382,6 +447,7 @@ impl Api {
 }
 
 const CONVERSATIONS: &str = "/api/chat/conversations/";
+const SETTINGS: &str = "/api/auth/settings/";
 
 /// `/api/chat/conversations/<conv>/`.
 pub fn conversation_path(conv: u64) -> String {

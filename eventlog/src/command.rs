@@ -8,6 +8,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::event::*;
+use crate::profile::{ProfileChanges, SettingsChanges};
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 pub enum Command {
@@ -111,6 +112,26 @@ pub enum Command {
         user_id: UserId,
         at: Micros,
     },
+    /// Changes the user's own profile: the fields given, already checked
+    /// by the server's intake; uniqueness is decided here.
+    UpdateProfile {
+        user_id: UserId,
+        changes: Box<ProfileChanges>,
+        at: Micros,
+    },
+    /// Writes the user's settings, creating the row on first use. Always
+    /// an event (`updated_at` moves), as the original's save.
+    UpdateSettings {
+        user_id: UserId,
+        changes: Box<SettingsChanges>,
+        at: Micros,
+    },
+    /// Creates the user's settings row with the defaults if there is none
+    /// (a first `GET settings/`); nothing otherwise.
+    CreateSettings {
+        user_id: UserId,
+        at: Micros,
+    },
 }
 
 /// What the caller learns besides the events: which object the command
@@ -159,6 +180,9 @@ pub enum Rejection {
     AlreadyMember,
     #[error("the token was revoked already")]
     TokenRevoked,
+    /// The user turned `allow_group_invite` off (issue 17).
+    #[error("{username} does not accept group invitations.")]
+    GroupInviteRefused { user_id: UserId, username: String },
     /// A field breaks a rule; the reason names both.
     #[error("{0}")]
     Invalid(Invalid),

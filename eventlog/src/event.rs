@@ -4,6 +4,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::profile::{ProfileChanges, SettingsChanges};
+
 pub type UserId = u64;
 pub type ConvId = u64;
 pub type MessageId = u64;
@@ -151,6 +153,29 @@ pub enum Event {
     },
     /// The user logged out of the app: `is_online` false, `last_seen_at`.
     UserWentOffline { user_id: UserId, at: Micros },
+    /// `PATCH`/`PUT` of the user's own profile: only the fields that
+    /// change.
+    ProfileUpdated {
+        user_id: UserId,
+        changes: Box<ProfileChanges>,
+        at: Micros,
+    },
+    /// A settings call: the first one creates the row with the defaults
+    /// (`created_at` = `at`), then `changes` apply; `updated_at` = `at`.
+    SettingsUpdated {
+        user_id: UserId,
+        changes: Box<SettingsChanges>,
+        at: Micros,
+    },
+    /// A read mark of a user whose `show_read_receipts` is off: it moves
+    /// their read position (their unread counts) but has no seq, so no
+    /// socket and no replay ever shows it to anyone.
+    MessagesReadPrivately {
+        conv_id: ConvId,
+        user_id: UserId,
+        up_to: MessageId,
+        at: Micros,
+    },
 }
 
 impl Event {
@@ -162,7 +187,10 @@ impl Event {
             | UserSeen { .. }
             | ConversationCreated { .. }
             | RefreshTokenRevoked { .. }
-            | UserWentOffline { .. } => None,
+            | UserWentOffline { .. }
+            | ProfileUpdated { .. }
+            | SettingsUpdated { .. }
+            | MessagesReadPrivately { .. } => None,
             MemberAdded { conv_id, seq, .. }
             | MemberRemoved { conv_id, seq, .. }
             | MessagePosted { conv_id, seq, .. }
@@ -178,7 +206,8 @@ impl Event {
     /// The conversation an event belongs to (including its creation).
     pub fn conv_id(&self) -> Option<ConvId> {
         match self {
-            Event::ConversationCreated { conv_id, .. } => Some(*conv_id),
+            Event::ConversationCreated { conv_id, .. }
+            | Event::MessagesReadPrivately { conv_id, .. } => Some(*conv_id),
             other => other.conv_seq().map(|(c, _)| c),
         }
     }

@@ -5,6 +5,8 @@
 //! * [`event`]: the events, the only persistent state.
 //! * [`command`]: what clients ask for, and why a request can be refused
 //!   ([`Rejection`], with a typed [`Invalid`] reason).
+//! * [`profile`]: a user's profile and settings, their defaults, and the
+//!   changes the profile and settings events carry.
 //! * [`state`]: the deterministic state machine. `state/mod.rs` holds the
 //!   [`State`], its queries, `execute`, and the two thin matches `decide`
 //!   and `apply` that hand each command and event to its area:
@@ -29,6 +31,7 @@ pub mod codec;
 pub mod command;
 pub mod event;
 pub mod log;
+pub mod profile;
 pub mod snapshot;
 pub mod state;
 pub mod store;

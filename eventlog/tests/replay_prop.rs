@@ -13,6 +13,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use proptest::prelude::*;
 use proptest::test_runner::FileFailurePersistence;
 use vato_eventlog::log::Log;
+use vato_eventlog::profile::{Nullable, ProfileChanges, SettingsChanges};
 use vato_eventlog::state::REVOCATION_GRACE;
 use vato_eventlog::{snapshot, Command, Envelope, State, Store, StoreConfig};
 
@@ -117,6 +118,20 @@ enum Op {
     Offline {
         user: u64,
     },
+    /// A profile write: a new username (maybe taken), phone number (maybe
+    /// taken) and `allow_group_invite`.
+    Profile {
+        user: u64,
+        name: Option<u8>,
+        phone: Option<u8>,
+        invite: Option<bool>,
+    },
+    /// A settings write (`show_read_receipts`), or a first-use creation.
+    Settings {
+        user: u64,
+        receipts: Option<bool>,
+        create_only: bool,
+    },
     /// Several commands submitted concurrently, so they share group commits.
     Burst(Vec<Op>),
     /// Restart: `clean` closes (final snapshot); otherwise the store is just
@@ -189,6 +204,15 @@ fn simple_op() -> impl Strategy<Value = Op> {
         2 => (author(), of_message(), message()).prop_map(|(by, conv, message)| Op::Attach { by, conv, message }),
         2 => (user(), 0u8..6, 0u8..4).prop_map(|(user, token, expiry)| Op::Revoke { user, token, expiry }),
         1 => user().prop_map(|user| Op::Offline { user }),
+        2 => (
+            user(),
+            proptest::option::weighted(0.3, 0u8..7),
+            proptest::option::weighted(0.3, 0u8..3),
+            proptest::option::of(any::<bool>()),
+        )
+            .prop_map(|(user, name, phone, invite)| Op::Profile { user, name, phone, invite }),
+        2 => (user(), proptest::option::of(any::<bool>()), any::<bool>())
+            .prop_map(|(user, receipts, create_only)| Op::Settings { user, receipts, create_only }),
     ]
 }
 
@@ -353,6 +377,39 @@ fn command(op: &Op, state: &State, at: i64) -> Command {
             at,
         },
         Op::Offline { user } => Command::GoOffline { user_id: *user, at },
+        Op::Profile {
+            user,
+            name,
+            phone,
+            invite,
+        } => Command::UpdateProfile {
+            user_id: *user,
+            changes: Box::new(ProfileChanges {
+                username: name.map(|n| NAMES[n as usize].to_string()),
+                phone_number: phone.map(|p| Nullable::Value(format!("+1555000{p}"))),
+                allow_group_invite: *invite,
+                ..ProfileChanges::default()
+            }),
+            at,
+        },
+        Op::Settings {
+            user,
+            receipts,
+            create_only,
+        } => {
+            if *create_only {
+                Command::CreateSettings { user_id: *user, at }
+            } else {
+                Command::UpdateSettings {
+                    user_id: *user,
+                    changes: Box::new(SettingsChanges {
+                        show_read_receipts: *receipts,
+                        ..SettingsChanges::default()
+                    }),
+                    at,
+                }
+            }
+        }
         Op::Burst(_) | Op::Reopen { .. } => unreachable!("not a single command"),
     }
 }

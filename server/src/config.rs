@@ -83,6 +83,11 @@ pub struct Config {
     #[arg(long, env = "VATO_MAX_MESSAGE_CHARS", default_value_t = 4096)]
     pub max_message_chars: usize,
 
+    /// Longest group description, in characters (the original had no
+    /// limit: issue 17 filled a victim's list with 250,000-character ones).
+    #[arg(long, env = "VATO_MAX_DESCRIPTION_CHARS", default_value_t = 2048)]
+    pub max_description_chars: usize,
+
     /// Largest REST request body (bytes); larger is a 413.
     #[arg(long, env = "VATO_MAX_BODY_BYTES", default_value_t = 262_144)]
     pub max_body_bytes: usize,

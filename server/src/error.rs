@@ -22,6 +22,8 @@ pub enum ApiError {
     /// 401 with a given body (a bad refresh token).
     Unauthorized(Value),
     Forbidden(&'static str),
+    /// 403 with a detail naming someone (a refused group invitation).
+    ForbiddenText(String),
     NotFound(&'static str),
     /// 404 with a given body (the custom views' `{"error": ...}` shape).
     NotFoundBody(Value),
@@ -80,6 +82,7 @@ impl IntoResponse for ApiError {
             ApiError::Unauthorized(body) => (StatusCode::UNAUTHORIZED, body),
             ApiError::NotFoundBody(body) => (StatusCode::NOT_FOUND, body),
             ApiError::Forbidden(detail) => (StatusCode::FORBIDDEN, json!({ "detail": detail })),
+            ApiError::ForbiddenText(detail) => (StatusCode::FORBIDDEN, json!({ "detail": detail })),
             ApiError::NotFound(detail) => (StatusCode::NOT_FOUND, json!({ "detail": detail })),
             ApiError::Unavailable => (
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -130,6 +133,12 @@ impl From<intake::Invalid> for ApiError {
     }
 }
 
+impl From<intake::profile::FieldErrors> for ApiError {
+    fn from(e: intake::profile::FieldErrors) -> ApiError {
+        ApiError::BadRequest(Value::Object(e.0))
+    }
+}
+
 /// The default mapping of a state-machine rejection; handlers that owe the
 /// contract a specific message map the cases they know first.
 impl From<Rejection> for ApiError {
@@ -157,6 +166,9 @@ impl From<Rejection> for ApiError {
             Rejection::MessageDeleted => ApiError::detail("The message was deleted."),
             Rejection::AlreadyMember => ApiError::detail("Already a member."),
             Rejection::TokenRevoked => ApiError::detail("Invalid token."),
+            refused @ Rejection::GroupInviteRefused { .. } => {
+                ApiError::ForbiddenText(refused.to_string())
+            }
             Rejection::Invalid(reason) => match reason.field() {
                 "non_field_errors" => ApiError::detail(&reason.to_string()),
                 field => ApiError::field(field, &reason.to_string()),

@@ -23,10 +23,14 @@
 //! * An account's `phone_number`: absent, null or blank is none; else at
 //!   most 32 characters, which without spaces, dashes, dots and parentheses
 //!   are `+` and 8 to 15 digits (E.164), stored in that form.
+//! * Profile and settings fields: [`profile`] (all of a body's errors
+//!   together, as DRF).
 
 use serde_json::{Map, Value};
 use vato_eventlog::state::MESSAGE_TYPES;
 use vato_eventlog::{Command, ConvId, MessageId, Micros, UserId};
+
+pub mod profile;
 
 /// Longest `client_id`, in characters.
 pub const MAX_CLIENT_ID_CHARS: usize = 64;

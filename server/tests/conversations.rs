@@ -241,3 +241,153 @@ async fn conversations_list_has_last_message_and_unread_count_most_recent_first(
         [with_kalu]
     );
 }
+
+/// The ids of the caller's conversations.
+async fn listed_ids(api: &Api) -> Vec<u64> {
+    answered(api.conversations().await)
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["id"].as_u64().unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn group_adds_need_the_users_consent() {
+    let server = Server::demo().await;
+    let (lalo, kalu) = server.lalo_and_kalu().await;
+    let mika = server.register("mika").await;
+    let off = answered(
+        mika.update_profile(&json!({"allow_group_invite": false}))
+            .await,
+    );
+    assert_eq!(off.status, 200, "{}", off.body);
+    let lalo_before = listed_ids(&lalo).await;
+
+    // At creation: the whole request is refused, naming the user.
+    let refused = answered(lalo.create_group("crew", &[kalu.id, mika.id]).await);
+    assert_eq!(refused.status, 403, "{}", refused.body);
+    assert_eq!(
+        refused.body,
+        json!({"detail": "mika does not accept group invitations."})
+    );
+    assert_eq!(listed_ids(&lalo).await, lalo_before, "nothing created");
+    assert!(listed_ids(&mika).await.is_empty());
+    assert!(!listed_ids(&kalu)
+        .await
+        .iter()
+        .any(|c| !lalo_before.contains(c)));
+
+    // Later, by an admin: refused too.
+    let created = answered(lalo.create_group("crew", &[kalu.id]).await);
+    assert_eq!(created.status, 201, "{}", created.body);
+    let group = created.id().unwrap();
+    let mut kalu_ws = kalu.ws(group).await;
+    let add = answered(lalo.add_member(group, mika.id).await);
+    assert_eq!(add.status, 403, "{}", add.body);
+    assert_eq!(
+        add.body,
+        json!({"detail": "mika does not accept group invitations."})
+    );
+    assert!(listed_ids(&mika).await.is_empty());
+    let detail = answered(lalo.conversation(group).await).body;
+    assert_eq!(detail["members"].as_array().unwrap().len(), 2);
+
+    // Consent given: the add goes through, and nothing was sent before.
+    answered(
+        mika.update_profile(&json!({"allow_group_invite": true}))
+            .await,
+    );
+    let add = answered(lalo.add_member(group, mika.id).await);
+    assert_eq!(add.status, 200, "{}", add.body);
+    let frame = kalu_ws.recv().await;
+    assert_eq!(frame["type"], "member.added", "{frame}");
+    assert_eq!(frame["seq"], 1, "the refused add used no seq");
+    assert_eq!(listed_ids(&mika).await, [group]);
+}
+
+#[tokio::test]
+async fn any_member_can_leave_a_group_but_not_a_direct_conversation() {
+    let server = Server::demo().await;
+    let (lalo, kalu) = server.lalo_and_kalu().await;
+    let mika = server.register("mika").await;
+    let group = answered(lalo.create_group("crew", &[kalu.id, mika.id]).await)
+        .id()
+        .unwrap();
+    let mut lalo_ws = lalo.ws(group).await;
+    let mut kalu_ws = kalu.ws(group).await;
+
+    let left = answered(kalu.leave(group).await);
+    assert_eq!(left.status, 200, "{}", left.body);
+    assert_eq!(left.body, json!({"status": "left"}));
+    let frame = lalo_ws.recv_type("member.removed").await;
+    assert_eq!(frame["user_id"], kalu.id);
+    assert_eq!(frame["conversation"], group);
+    let (_, code) = kalu_ws.until_close().await;
+    assert_eq!(code, Some(4403));
+    assert!(!listed_ids(&kalu).await.contains(&group));
+    assert_eq!(answered(kalu.conversation(group).await).status, 404);
+    let again = answered(kalu.leave(group).await);
+    assert_eq!(again.status, 404);
+    assert_eq!(again.body, json!({"detail": NO_CONVERSATION}));
+    let members = answered(lalo.conversation(group).await).body["members"]
+        .as_array()
+        .unwrap()
+        .len();
+    assert_eq!(members, 2);
+    // The admin may leave too.
+    assert_eq!(answered(lalo.leave(group).await).status, 200);
+    assert_eq!(listed_ids(&mika).await, [group]);
+
+    let direct = lalo.direct_with(&kalu).await;
+    let refused = answered(lalo.leave(direct).await);
+    assert_eq!(refused.status, 400, "{}", refused.body);
+    assert!(listed_ids(&lalo).await.contains(&direct));
+    assert_eq!(answered(lalo.leave(999_999).await).status, 404);
+}
+
+#[tokio::test]
+async fn titles_and_descriptions_have_limits() {
+    let server = Server::demo().await;
+    let lalo = server.login("lalo", "lalo123").await;
+    let before = listed_ids(&lalo).await;
+    let huge = answered(
+        lalo.create_group_with(&json!({"title": "spam", "description": "d".repeat(250_000)}))
+            .await,
+    );
+    assert_eq!(huge.status, 400, "{}", huge.describe());
+    assert_eq!(
+        huge.body,
+        json!({"description": ["Ensure this field has no more than 2048 characters."]})
+    );
+    let both = answered(
+        lalo.create_group_with(&json!({"title": "t".repeat(256), "description": "d".repeat(2049)}))
+            .await,
+    );
+    assert_eq!(
+        both.body,
+        json!({
+            "title": ["Ensure this field has no more than 255 characters."],
+            "description": ["Ensure this field has no more than 2048 characters."],
+        })
+    );
+    assert_eq!(listed_ids(&lalo).await, before, "nothing stored");
+    let at_limit = answered(
+        lalo.create_group_with(&json!({"title": "t".repeat(255), "description": "é".repeat(2048)}))
+            .await,
+    );
+    assert_eq!(at_limit.status, 201, "{}", at_limit.describe());
+
+    // The limit is a flag.
+    let small = Server::start(&["--demo", "--max-description-chars", "10"]).await;
+    let lalo = small.login("lalo", "lalo123").await;
+    let over = answered(
+        lalo.create_group_with(&json!({"title": "x", "description": "d".repeat(11)}))
+            .await,
+    );
+    assert_eq!(
+        over.body,
+        json!({"description": ["Ensure this field has no more than 10 characters."]})
+    );
+}

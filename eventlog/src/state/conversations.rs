@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use crate::command::{Command, Invalid, Rejection, Reply};
 use crate::event::{ConvKind, Event};
 
-use super::model::{Conversation, Member};
+use super::model::{Conversation, Member, User};
 use super::{pair, Decision, State};
 
 impl State {
@@ -46,7 +46,8 @@ impl State {
         ))
     }
 
-    /// The creator is the admin; repeated member ids count once.
+    /// The creator is the admin; repeated member ids count once. Every
+    /// member must accept group invitations, or nothing is created.
     pub(super) fn decide_group(&self, command: &Command) -> Result<Decision, Rejection> {
         let Command::CreateGroup {
             by,
@@ -62,7 +63,10 @@ impl State {
         self.existing_user(*by)?;
         let mut members = vec![(*by, true)];
         for id in member_ids {
-            self.existing_user(*id)?;
+            let user = self.existing_user(*id)?;
+            if id != by {
+                consents_to_invite(user)?;
+            }
             if !members.iter().any(|(m, _)| m == id) {
                 members.push((*id, false));
             }
@@ -154,10 +158,11 @@ impl State {
         if !conv.members.get(by).is_some_and(|m| m.is_admin) {
             return Err(Rejection::NotAnAdmin);
         }
-        self.existing_user(*user_id)?;
+        let user = self.existing_user(*user_id)?;
         if conv.members.contains_key(user_id) {
             return Err(Rejection::AlreadyMember);
         }
+        consents_to_invite(user)?;
         Ok(Decision::one(
             Event::MemberAdded {
                 conv_id: *conv_id,
@@ -211,6 +216,9 @@ impl State {
             unreachable!("State::decide dispatches only Command::RemoveMember here")
         };
         let conv = self.member_conversation(*conv_id, *by)?;
+        if conv.kind == ConvKind::Direct {
+            return Err(Rejection::Invalid(Invalid::DirectMembersFixed));
+        }
         // Anyone may leave; only admins may remove someone else.
         if by != user_id && !conv.members.get(by).is_some_and(|m| m.is_admin) {
             return Err(Rejection::NotAnAdmin);
@@ -247,5 +255,18 @@ impl State {
         if let Some(set) = self.user_conversations.get_mut(user_id) {
             set.remove(conv_id);
         }
+    }
+}
+
+/// Adding someone to a group needs their consent: `allow_group_invite`
+/// (issue 17; the original stored it and ignored it).
+fn consents_to_invite(user: &User) -> Result<(), Rejection> {
+    if user.profile.allow_group_invite {
+        Ok(())
+    } else {
+        Err(Rejection::GroupInviteRefused {
+            user_id: user.id,
+            username: user.username.clone(),
+        })
     }
 }

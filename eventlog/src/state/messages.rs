@@ -237,6 +237,19 @@ impl State {
         if read_up_to.is_some_and(|up_to| up_to >= *message_id) {
             return Ok(Decision::none(Reply::Done));
         }
+        // A user who hides read receipts still moves their own read
+        // position, without a seq: no socket or replay shows it.
+        if !self.existing_user(*by)?.shows_read_receipts() {
+            return Ok(Decision::one(
+                Event::MessagesReadPrivately {
+                    conv_id: *conv_id,
+                    user_id: *by,
+                    up_to: *message_id,
+                    at: *at,
+                },
+                Reply::Done,
+            ));
+        }
         Ok(Decision::one(
             Event::MessagesRead {
                 conv_id: *conv_id,
@@ -249,16 +262,23 @@ impl State {
         ))
     }
 
+    /// `MessagesRead` and `MessagesReadPrivately` alike.
     pub(super) fn apply_messages_read(&mut self, event: &Event) {
-        let Event::MessagesRead {
+        let (Event::MessagesRead {
             conv_id,
             user_id,
             up_to,
             at,
             ..
-        } = event
+        }
+        | Event::MessagesReadPrivately {
+            conv_id,
+            user_id,
+            up_to,
+            at,
+        }) = event
         else {
-            unreachable!("State::apply dispatches only Event::MessagesRead here")
+            unreachable!("State::apply dispatches only the read events here")
         };
         let position = self
             .reads

@@ -6,8 +6,8 @@
 //! code path that must agree with these two.
 //!
 //! Each area keeps the `decide_*` of its commands next to the `apply_*` of
-//! their events: `users.rs`, `conversations.rs`, `messages.rs`,
-//! `sessions.rs`; `model.rs`
+//! their events: `users.rs`, `profiles.rs`, `conversations.rs`,
+//! `messages.rs`, `sessions.rs`; `model.rs`
 //! holds the read-model structs. An area's functions are reached only
 //! through the two matches below, hence their `let ... else unreachable!`
 //! (the command and event enums keep their serialized shape, so a variant
@@ -24,6 +24,7 @@ use crate::event::*;
 mod conversations;
 mod messages;
 mod model;
+mod profiles;
 mod sessions;
 mod users;
 
@@ -71,6 +72,10 @@ pub struct State {
     /// the snapshot, rebuilt when one is loaded.
     #[serde(skip)]
     revoked_by_expiry: BTreeSet<(Micros, String)>,
+    /// Id of the last settings row created. Added after the first
+    /// release: last, with a default, so older snapshots still load.
+    #[serde(default)]
+    next_settings_id: u64,
 }
 
 /// The outcome of an accepted command.
@@ -211,6 +216,9 @@ impl State {
             Command::StoreAttachment { .. } => self.decide_attachment(command),
             Command::RevokeRefreshToken { .. } => self.decide_revoke(command),
             Command::GoOffline { .. } => self.decide_go_offline(command),
+            Command::UpdateProfile { .. } => self.decide_update_profile(command),
+            Command::UpdateSettings { .. } => self.decide_update_settings(command),
+            Command::CreateSettings { .. } => self.decide_create_settings(command),
         }
     }
 
@@ -299,6 +307,9 @@ impl State {
             Event::AttachmentStored { .. } => self.apply_attachment_stored(event),
             Event::RefreshTokenRevoked { .. } => self.apply_token_revoked(event),
             Event::UserWentOffline { .. } => self.apply_went_offline(event),
+            Event::ProfileUpdated { .. } => self.apply_profile_updated(event),
+            Event::SettingsUpdated { .. } => self.apply_settings_updated(event),
+            Event::MessagesReadPrivately { .. } => self.apply_messages_read(event),
         }
     }
 }

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::event::*;
+use crate::profile::{Profile, Settings};
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 pub struct User {
@@ -18,6 +19,29 @@ pub struct User {
     pub is_online: bool,
     pub last_seen_at: Option<Micros>,
     pub date_joined: Micros,
+    /// Written by `ProfileUpdated`. Fields added after the first release
+    /// come last with a default, so older snapshots still load.
+    #[serde(default)]
+    pub profile: Profile,
+    /// `None` until the user's first settings call (contract §2).
+    #[serde(default)]
+    pub settings: Option<Settings>,
+}
+
+impl User {
+    /// Whether others may see this user's read marks.
+    pub fn shows_read_receipts(&self) -> bool {
+        self.settings
+            .as_ref()
+            .is_none_or(|s| s.values.show_read_receipts)
+    }
+
+    /// Whether others may see this user typing.
+    pub fn shows_typing(&self) -> bool {
+        self.settings
+            .as_ref()
+            .is_none_or(|s| s.values.show_typing_indicator)
+    }
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]

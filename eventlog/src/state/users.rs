@@ -13,7 +13,7 @@ use unicode_normalization::UnicodeNormalization;
 use unicode_security::confusable_detection::skeleton;
 
 use crate::command::{Command, Invalid, Rejection, Reply};
-use crate::event::Event;
+use crate::event::{Event, UserId};
 
 use super::model::User;
 use super::{Decision, State};
@@ -38,6 +38,22 @@ pub fn phone_key(phone: &str) -> String {
 }
 
 impl State {
+    /// Whether `name`, or a look-alike of it, is the name of a user other
+    /// than `me`.
+    pub fn username_taken(&self, name: &str, me: UserId) -> bool {
+        let other = |id: Option<&UserId>| id.is_some_and(|id| *id != me);
+        other(self.users_by_name.get(&name.to_lowercase()))
+            || other(self.users_by_skeleton.get(&username_skeleton(name)))
+    }
+
+    /// Whether `phone` (up to separators) is the number of a user other
+    /// than `me`.
+    pub fn phone_taken(&self, phone: &str, me: UserId) -> bool {
+        self.users_by_phone
+            .get(&phone_key(phone))
+            .is_some_and(|id| *id != me)
+    }
+
     /// Rebuilds the user indexes that are not in the snapshot (or whose key
     /// changed since it was written) from `users`, in id order, exactly as
     /// replaying their registrations does.
@@ -133,6 +149,8 @@ impl State {
                 is_online: false,
                 last_seen_at: None,
                 date_joined: *at,
+                profile: Default::default(),
+                settings: None,
             },
         );
     }

@@ -1,4 +1,5 @@
-//! `/api/auth/`: register, login, token refresh, own profile.
+//! `/api/auth/`: register, login, token refresh. (Profiles: `profile.rs`;
+//! settings: `settings.rs`.)
 
 use std::sync::Arc;
 
@@ -8,13 +9,13 @@ use axum::body::Bytes;
 use axum::extract::{ConnectInfo, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::post;
 use axum::{Json, Router};
 use serde_json::{json, Map, Value};
 use vato_eventlog::{Command, Rejection, Reply};
 
 use super::body::{json_body, opt_str};
-use super::extract::{AuthUser, MaybeAuthUser};
+use super::extract::MaybeAuthUser;
 use crate::accounts::password_problems;
 use crate::app::App;
 use crate::auth::{hash_password, verify_password, TokenType};
@@ -28,8 +29,6 @@ pub fn router() -> Router<Arc<App>> {
         .route("/api/auth/register/", post(register))
         .route("/api/auth/login/", post(login))
         .route("/api/auth/token/refresh/", post(refresh))
-        .route("/api/auth/profile/me/", get(profile_me))
-        .route("/api/auth/users/me/", get(users_me))
 }
 
 /// Django's username rule: 1–150 characters of letters, digits and @.+-_.
@@ -242,22 +241,4 @@ async fn refresh(State(app): State<Arc<App>>, body: Bytes) -> ApiResult<Json<Val
             "refresh",
         ))),
     }
-}
-
-async fn profile_me(
-    State(app): State<Arc<App>>,
-    AuthUser(user_id): AuthUser,
-) -> ApiResult<Json<Value>> {
-    let state = app.store.state();
-    let user = state.user(user_id).ok_or(ApiError::InvalidToken)?;
-    Ok(Json(render::profile(user)))
-}
-
-async fn users_me(
-    State(app): State<Arc<App>>,
-    AuthUser(user_id): AuthUser,
-) -> ApiResult<Json<Value>> {
-    let state = app.store.state();
-    let user = state.user(user_id).ok_or(ApiError::InvalidToken)?;
-    Ok(Json(render::user(user, Some(user_id))))
 }

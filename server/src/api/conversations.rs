@@ -1,5 +1,10 @@
 //! `/api/chat/conversations/`: list, create-direct, create group, detail,
-//! add member.
+//! add member, leave.
+//!
+//! Adding someone to a group (at creation or later) needs their consent
+//! (`allow_group_invite`); refused, nothing is stored and the 403 names
+//! them. A group's title is at most 255 characters and its description at
+//! most `--max-description-chars`.
 
 use std::sync::Arc;
 
@@ -16,9 +21,12 @@ use super::extract::AuthUser;
 use crate::app::App;
 use crate::clock::now_micros;
 use crate::error::{ApiError, ApiResult};
+use crate::intake::profile::FieldErrors;
 use crate::render;
 
 const NO_CONVERSATION: &str = "No Conversation matches the given query.";
+/// The contract's model limit of a conversation title.
+const MAX_TITLE_CHARS: usize = 255;
 
 pub fn router() -> Router<Arc<App>> {
     Router::new()
@@ -29,6 +37,7 @@ pub fn router() -> Router<Arc<App>> {
         )
         .route("/api/chat/conversations/{id}/", get(detail))
         .route("/api/chat/conversations/{id}/add-member/", post(add_member))
+        .route("/api/chat/conversations/{id}/leave/", post(leave))
 }
 
 /// The caller's conversations, most recent activity first.
@@ -99,14 +108,28 @@ async fn create_group(
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let body = json_body(&body)?;
     let title = opt_str(&body, "title")?.unwrap_or_default();
+    let description = opt_str(&body, "description")?.unwrap_or_default();
+    let mut errors = FieldErrors::default();
     if title.trim().is_empty() {
-        return Err(ApiError::field("title", "This field is required."));
+        errors.add("title", "This field is required.");
     }
-    if title.chars().count() > 255 {
-        return Err(ApiError::field(
-            "title",
-            "Ensure this field has no more than 255 characters.",
-        ));
+    for (field, value, max) in [
+        ("title", &title, MAX_TITLE_CHARS),
+        (
+            "description",
+            &description,
+            app.config.max_description_chars,
+        ),
+    ] {
+        if value.chars().count() > max {
+            errors.add(
+                field,
+                format!("Ensure this field has no more than {max} characters."),
+            );
+        }
+    }
+    if !errors.is_empty() {
+        return Err(errors.into());
     }
     match opt_str(&body, "conversation_type")?.as_deref() {
         None | Some("group") => {}
@@ -143,7 +166,7 @@ async fn create_group(
         .submit(Command::CreateGroup {
             by: me,
             title,
-            description: opt_str(&body, "description")?.unwrap_or_default(),
+            description,
             is_public: opt_bool(&body, "is_public")?.unwrap_or(false),
             member_ids,
             at: now_micros(),
@@ -198,6 +221,33 @@ async fn add_member(
         .await?;
     match outcome {
         Ok(_) => Ok(Json(json!({"status": "member added"}))),
+        Err(Rejection::NotAMember | Rejection::UnknownConversation) => {
+            Err(ApiError::NotFound(NO_CONVERSATION))
+        }
+        Err(other) => Err(other.into()),
+    }
+}
+
+/// Any member may leave a group (the original had no way out); 200
+/// `{"status": "left"}`. Members' sockets get `member.removed`; the
+/// leaver's own sockets of it are closed with 4403. A direct conversation
+/// cannot be left (400).
+async fn leave(
+    State(app): State<Arc<App>>,
+    AuthUser(me): AuthUser,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let conv_id = path_id(&id, NO_CONVERSATION)?;
+    let outcome = app
+        .submit(Command::RemoveMember {
+            by: me,
+            conv_id,
+            user_id: me,
+            at: now_micros(),
+        })
+        .await?;
+    match outcome {
+        Ok(_) => Ok(Json(json!({"status": "left"}))),
         Err(Rejection::NotAMember | Rejection::UnknownConversation) => {
             Err(ApiError::NotFound(NO_CONVERSATION))
         }

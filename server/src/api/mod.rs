@@ -12,6 +12,8 @@ mod conversations;
 pub mod extract;
 mod logout;
 mod messages;
+mod profile;
+mod settings;
 mod users;
 pub mod web;
 
@@ -20,6 +22,8 @@ pub fn router() -> Router<Arc<App>> {
         .merge(auth::router())
         .merge(logout::router())
         .merge(users::router())
+        .merge(profile::router())
+        .merge(settings::router())
         .merge(conversations::router())
         .merge(messages::router())
         .merge(web::router())

@@ -25,7 +25,9 @@ pub fn user_id_json(state: &State, id: UserId, viewer: Option<UserId>) -> Value 
     json!(UserView::of(state, id, viewer))
 }
 
-/// The 22-key profile object (contract 1.2), keys in the contract's order.
+/// The profile object (contract 1.2): its 22 keys in the contract's
+/// order, then Vato's `first_name` and `last_name` (writable, and shown
+/// nowhere else).
 pub fn profile(u: &User) -> Value {
     let base = user(u, Some(u.id));
     let mut out = Map::new();
@@ -58,7 +60,41 @@ pub fn profile(u: &User) -> Value {
         out.insert(key.into(), base[key].clone());
     }
     out.insert("date_joined".into(), json!(format(u.date_joined)));
-    out.insert("settings".into(), Value::Null);
+    out.insert("settings".into(), base["settings"].clone());
+    out.insert("first_name".into(), json!(u.profile.first_name));
+    out.insert("last_name".into(), json!(u.profile.last_name));
+    Value::Object(out)
+}
+
+/// The settings object (contract §2, 16 keys), or null before the first
+/// settings call.
+pub fn settings(u: &User) -> Value {
+    json!(u.settings.as_ref().map(views::SettingsView::new))
+}
+
+/// `GET profile/{id}/`: the privacy-filtered view of a user (contract
+/// §1.2). Always `id, username, display_name, status_message, bio`; then
+/// `avatar` if `show_profile_photo`, `phone_number` if
+/// `show_phone_number`, `is_online` and `last_seen_at` if
+/// `show_last_seen`. Hidden keys are absent, for the user themselves too.
+pub fn public_profile(u: &User) -> Value {
+    let p = &u.profile;
+    let mut out = Map::new();
+    out.insert("id".into(), json!(u.id));
+    out.insert("username".into(), json!(u.username));
+    out.insert("display_name".into(), json!(u.display_name));
+    out.insert("status_message".into(), json!(p.status_message));
+    out.insert("bio".into(), json!(p.bio));
+    if p.show_profile_photo {
+        out.insert("avatar".into(), Value::Null);
+    }
+    if p.show_phone_number {
+        out.insert("phone_number".into(), json!(u.phone_number));
+    }
+    if p.show_last_seen {
+        out.insert("is_online".into(), json!(u.is_online));
+        out.insert("last_seen_at".into(), json!(u.last_seen_at.map(format)));
+    }
     Value::Object(out)
 }
 

@@ -3,6 +3,7 @@
 //! the only definition of its object.
 
 use serde::Serialize;
+use vato_eventlog::profile::Settings;
 use vato_eventlog::state::{Message, User};
 use vato_eventlog::{
     AttachmentId, ConvId, Envelope, Event, MessageId, ReactionId, Seq, State, UserId,
@@ -18,52 +19,107 @@ pub(super) struct UserView<'a> {
     display_name: &'a str,
     phone_number: Option<&'a str>,
     avatar: (),
-    status_message: &'static str,
-    bio: &'static str,
+    status_message: &'a str,
+    bio: &'a str,
     is_online: bool,
     last_seen_at: Option<String>,
-    date_of_birth: (),
-    country: &'static str,
-    city: &'static str,
-    website: &'static str,
+    date_of_birth: Option<&'a str>,
+    country: &'a str,
+    city: &'a str,
+    website: &'a str,
     show_phone_number: bool,
     show_last_seen: bool,
     show_profile_photo: bool,
     allow_calls: bool,
     allow_group_invite: bool,
-    settings: (),
+    settings: Option<SettingsView<'a>>,
 }
 
 impl<'a> UserView<'a> {
+    /// The user as `viewer` may see them. Others get `email` `""`,
+    /// `date_of_birth` and `settings` null, `phone_number` only if
+    /// `show_phone_number`, and `is_online` false with `last_seen_at` null
+    /// unless `show_last_seen`; the keys stay (the object has 20).
     pub(super) fn new(u: &'a User, viewer: Option<UserId>) -> Self {
         let own = viewer == Some(u.id);
+        let p = &u.profile;
+        let presence = own || p.show_last_seen;
         UserView {
             id: u.id,
             username: &u.username,
             email: if own { &u.email } else { "" },
             display_name: &u.display_name,
-            phone_number: if own { u.phone_number.as_deref() } else { None },
+            phone_number: if own || p.show_phone_number {
+                u.phone_number.as_deref()
+            } else {
+                None
+            },
             avatar: (),
-            status_message: "",
-            bio: "",
-            is_online: u.is_online,
-            last_seen_at: u.last_seen_at.map(format),
-            date_of_birth: (),
-            country: "",
-            city: "",
-            website: "",
-            show_phone_number: false,
-            show_last_seen: true,
-            show_profile_photo: true,
-            allow_calls: true,
-            allow_group_invite: true,
-            settings: (),
+            status_message: &p.status_message,
+            bio: &p.bio,
+            is_online: presence && u.is_online,
+            last_seen_at: u.last_seen_at.filter(|_| presence).map(format),
+            date_of_birth: p.date_of_birth.as_deref().filter(|_| own),
+            country: &p.country,
+            city: &p.city,
+            website: &p.website,
+            show_phone_number: p.show_phone_number,
+            show_last_seen: p.show_last_seen,
+            show_profile_photo: p.show_profile_photo,
+            allow_calls: p.allow_calls,
+            allow_group_invite: p.allow_group_invite,
+            settings: u.settings.as_ref().filter(|_| own).map(SettingsView::new),
         }
     }
 
     /// The user object of `id`, or null if unknown.
     pub(super) fn of(state: &'a State, id: UserId, viewer: Option<UserId>) -> Option<Self> {
         state.user(id).map(|u| UserView::new(u, viewer))
+    }
+}
+
+/// The settings object's 16 keys (contract §2), in its order.
+#[derive(Serialize)]
+pub(super) struct SettingsView<'a> {
+    id: u64,
+    enable_notifications: bool,
+    notification_sound: bool,
+    message_preview: bool,
+    enter_to_send: bool,
+    auto_download_photos: bool,
+    auto_download_videos: bool,
+    auto_download_files: bool,
+    two_factor_enabled: bool,
+    show_typing_indicator: bool,
+    show_read_receipts: bool,
+    theme: &'a str,
+    font_size: &'a str,
+    language: &'a str,
+    created_at: String,
+    updated_at: String,
+}
+
+impl<'a> SettingsView<'a> {
+    pub(super) fn new(s: &'a Settings) -> Self {
+        let v = &s.values;
+        SettingsView {
+            id: s.id,
+            enable_notifications: v.enable_notifications,
+            notification_sound: v.notification_sound,
+            message_preview: v.message_preview,
+            enter_to_send: v.enter_to_send,
+            auto_download_photos: v.auto_download_photos,
+            auto_download_videos: v.auto_download_videos,
+            auto_download_files: v.auto_download_files,
+            two_factor_enabled: v.two_factor_enabled,
+            show_typing_indicator: v.show_typing_indicator,
+            show_read_receipts: v.show_read_receipts,
+            theme: &v.theme,
+            font_size: &v.font_size,
+            language: &v.language,
+            created_at: format(s.created_at),
+            updated_at: format(s.updated_at),
+        }
     }
 }
 
@@ -169,7 +225,11 @@ impl<'a> MessageView<'a> {
         }];
         if let Some(conv) = state.conversation(m.conv_id) {
             for (reader, at) in state.readers_of(conv, m.id) {
-                if reader != m.sender {
+                // A reader who hides read receipts is shown only to
+                // themselves.
+                let shown = viewer == Some(reader)
+                    || state.user(reader).is_some_and(User::shows_read_receipts);
+                if reader != m.sender && shown {
                     receipts.push(Receipt {
                         user: UserView::of(state, reader, viewer),
                         state: "read",

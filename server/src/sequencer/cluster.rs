@@ -84,7 +84,10 @@ fn subject(command: &Command) -> String {
         Command::Register { .. }
         | Command::RecordLogin { .. }
         | Command::RevokeRefreshToken { .. }
-        | Command::GoOffline { .. } => "vato.users".into(),
+        | Command::GoOffline { .. }
+        | Command::UpdateProfile { .. }
+        | Command::UpdateSettings { .. }
+        | Command::CreateSettings { .. } => "vato.users".into(),
         Command::CreateDirect { .. } | Command::CreateGroup { .. } => "vato.dir".into(),
         Command::AddMember { conv_id, .. }
         | Command::RemoveMember { conv_id, .. }

@@ -133,7 +133,10 @@ pub fn invalid(invalid: &intake::Invalid, client_id: Option<&Value>) -> String {
 /// The socket's one mapping of a state-machine rejection to an error code.
 pub fn rejection(rejection: &Rejection, client_id: Option<&Value>) -> String {
     let code = match rejection {
-        Rejection::NotAMember | Rejection::NotAnAdmin | Rejection::NotYourMessage => "forbidden",
+        Rejection::NotAMember
+        | Rejection::NotAnAdmin
+        | Rejection::NotYourMessage
+        | Rejection::GroupInviteRefused { .. } => "forbidden",
         Rejection::UnknownMessage | Rejection::UnknownConversation | Rejection::UnknownUser => {
             "not_found"
         }

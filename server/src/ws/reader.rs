@@ -135,7 +135,8 @@ async fn act_on(app: &App, handle: &SocketHandle, bytes: &[u8]) -> Option<Ctrl> 
 }
 
 /// Tells the conversation's other sockets, on every node, that this user
-/// is typing; never stored.
+/// is typing; never stored. Nothing is sent for a user whose
+/// `show_typing_indicator` is off.
 async fn signal_typing(app: &App, handle: &SocketHandle, is_typing: bool) -> Option<Ctrl> {
     let (user_id, conv_id) = (handle.user_id, handle.conv_id);
     let username = {
@@ -144,10 +145,13 @@ async fn signal_typing(app: &App, handle: &SocketHandle, is_typing: bool) -> Opt
             let detail = "not a member of this conversation";
             return Some(Ctrl::Text(frames::error("forbidden", detail, None)));
         }
-        state
-            .user(user_id)
-            .map(|u| u.username.clone())
-            .unwrap_or_default()
+        match state.user(user_id) {
+            // `show_typing_indicator` off: nobody is told, and the
+            // sender gets no error (their client may not know).
+            Some(user) if !user.shows_typing() => return None,
+            Some(user) => user.username.clone(),
+            None => String::new(),
+        }
     };
     // Coalesced per sender and conversation: a flood of typing frames
     // reaches the others as a few per second.

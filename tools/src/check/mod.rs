@@ -8,7 +8,8 @@
 //! 4. `realtime`: A→B, B→A, echo, a burst, seq order;
 //! 5. `rest`: a REST send is delivered live and shows in history;
 //! 6. `extended` (`--extended`): exactly-once resend, resume with `since`,
-//!    typing, edit, delete, read.
+//!    typing, edit, delete, read; then `profile`: A's profile and
+//!    settings written, validated, hidden where they should be, put back.
 //!
 //! Every check is reported exactly once (see [`PLAN`]); one that cannot run
 //! because something it needs failed is reported as
@@ -19,6 +20,7 @@ mod connection;
 mod conversation;
 mod extended;
 mod inbox;
+mod profile;
 mod realtime;
 mod report;
 mod rest;
@@ -128,6 +130,8 @@ pub const PLAN_EXTENDED: &[&str] = &[
     "ext.edit",
     "ext.delete",
     "ext.read",
+    "ext.profile",
+    "ext.settings",
 ];
 
 /// What every case needs: where to go and how long to wait.
@@ -233,6 +237,8 @@ async fn run_cases(ctx: &Ctx, report: &mut Report) {
     .await;
     if ctx.config.extended {
         extended::run(ctx, report, &a, &b, conversation, socket_a, socket_b).await;
+        report.record("ext.profile", profile::profile(ctx, &a, &b).await);
+        report.record("ext.settings", profile::settings(&a, &b).await);
     }
 }
 

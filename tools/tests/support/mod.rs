@@ -96,6 +96,22 @@ struct UserRec {
     id: i64,
     username: String,
     password: String,
+    /// The profile's status message and the settings' theme: what the
+    /// profile and settings checks write (and put back).
+    status_message: String,
+    theme: String,
+}
+
+impl UserRec {
+    fn new(id: i64, username: &str, password: &str) -> UserRec {
+        UserRec {
+            id,
+            username: username.into(),
+            password: password.into(),
+            status_message: String::new(),
+            theme: "light".into(),
+        }
+    }
 }
 
 #[derive(Default)]
@@ -131,11 +147,7 @@ impl Server {
             ..State::default()
         };
         for (id, name, password) in [(1, "lalo", "lalo123"), (2, "kalu", "kalu123")] {
-            state.users.push(UserRec {
-                id,
-                username: name.into(),
-                password: password.into(),
-            });
+            state.users.push(UserRec::new(id, name, password));
         }
         Self {
             fault,
@@ -177,11 +189,7 @@ impl Server {
                     );
                 }
                 let id = state.id();
-                state.users.push(UserRec {
-                    id,
-                    username: username.into(),
-                    password: password.into(),
-                });
+                state.users.push(UserRec::new(id, username, password));
                 (201, state.session(id))
             }
             ("POST", ["api", "auth", "login"], _) => {
@@ -205,7 +213,57 @@ impl Server {
                 401,
                 json!({"detail": "Authentication credentials were not provided."}),
             ),
-            ("GET", ["api", "auth", "profile", "me"], Some(me)) => (200, state.user(me)),
+            ("GET", ["api", "auth", "profile", "me"], Some(me)) => (200, state.profile(me)),
+            ("PATCH", ["api", "auth", "profile", "me"], Some(me)) => {
+                if req.body["bio"]
+                    .as_str()
+                    .is_some_and(|b| b.chars().count() > 500)
+                {
+                    return (
+                        400,
+                        json!({"bio": ["Ensure this field has no more than 500 characters."]}),
+                    );
+                }
+                if let (Some(status), Some(user)) = (
+                    req.body["status_message"].as_str(),
+                    state.users.iter_mut().find(|u| u.id == me),
+                ) {
+                    user.status_message = status.into();
+                }
+                (200, state.profile(me))
+            }
+            ("GET", ["api", "auth", "users", id], Some(_)) => match id.parse() {
+                Ok(id) if state.users.iter().any(|u| u.id == id) => {
+                    let mut user = state.profile(id);
+                    user["settings"] = Value::Null;
+                    (200, user)
+                }
+                _ => (404, json!({"detail": "No User matches the given query."})),
+            },
+            ("PATCH", ["api", "auth", "users", id], Some(me)) if *id != me.to_string() => (
+                403,
+                json!({"detail": "You do not have permission to perform this action."}),
+            ),
+            (method, ["api", "auth", "settings"], Some(me)) => {
+                let theme = req.body["theme"].as_str();
+                if method == "PATCH" {
+                    match theme {
+                        Some(t) if !["light", "dark", "auto"].contains(&t) => {
+                            return (
+                                400,
+                                json!({"theme": [format!("\"{t}\" is not a valid choice.")]}),
+                            );
+                        }
+                        Some(t) => {
+                            if let Some(user) = state.users.iter_mut().find(|u| u.id == me) {
+                                user.theme = t.into();
+                            }
+                        }
+                        None => {}
+                    }
+                }
+                (200, state.settings(me))
+            }
             ("GET", ["api", "chat", "conversations"], Some(me)) => {
                 let list: Vec<Value> = state
                     .conversations
@@ -415,6 +473,41 @@ impl State {
             .find(|u| u.id == id)
             .map_or("", |u| u.username.as_str());
         json!({"id": id, "username": name})
+    }
+
+    /// The contract's 22 profile keys; only `status_message` and
+    /// `settings.theme` are ever written.
+    fn profile(&self, id: i64) -> Value {
+        let user = self.users.iter().find(|u| u.id == id);
+        json!({
+            "id": id, "username": user.map_or("", |u| u.username.as_str()),
+            "email": "", "display_name": "", "phone_number": null, "avatar": null,
+            "avatar_url": null,
+            "status_message": user.map_or("", |u| u.status_message.as_str()),
+            "bio": "", "date_of_birth": null, "country": "", "city": "", "website": "",
+            "show_phone_number": false, "show_last_seen": true, "show_profile_photo": true,
+            "allow_calls": true, "allow_group_invite": true, "is_online": true,
+            "last_seen_at": null, "date_joined": "2026-01-01T00:00:00Z",
+            "settings": self.settings(id),
+        })
+    }
+
+    /// The 16-key settings object, in the contract's order.
+    fn settings(&self, id: i64) -> Value {
+        let theme = self
+            .users
+            .iter()
+            .find(|u| u.id == id)
+            .map_or("light", |u| u.theme.as_str());
+        json!({
+            "id": id, "enable_notifications": true, "notification_sound": true,
+            "message_preview": true, "enter_to_send": true, "auto_download_photos": true,
+            "auto_download_videos": false, "auto_download_files": false,
+            "two_factor_enabled": false, "show_typing_indicator": true,
+            "show_read_receipts": true, "theme": theme, "font_size": "medium",
+            "language": "en", "created_at": "2026-01-01T00:00:00Z",
+            "updated_at": "2026-01-01T00:00:00Z",
+        })
     }
 
     fn session(&mut self, id: i64) -> Value {

@@ -1,0 +1,80 @@
+//! `/api/auth/settings/` (contract API-rest.md §2): the caller's own
+//! settings, created with the defaults on first use.
+//!
+//! * `GET`: the 16-key object; the first call stores the row (an event).
+//! * `PATCH` and `PUT`: partial, choices and booleans checked, read-only
+//!   and unknown keys ignored; every write moves `updated_at`.
+//! * `POST reset/`: every setting back to its default.
+//!
+//! Nobody else ever sees them: other users' objects carry `settings` null
+//! (the original showed them to every conversation partner).
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::Value;
+use vato_eventlog::profile::SettingsChanges;
+use vato_eventlog::{Command, UserId};
+
+use super::body::json_body;
+use super::extract::AuthUser;
+use crate::app::App;
+use crate::clock::now_micros;
+use crate::error::{ApiError, ApiResult};
+use crate::intake::profile::settings_changes;
+use crate::render;
+
+pub fn router() -> Router<Arc<App>> {
+    Router::new()
+        .route("/api/auth/settings/", get(read).patch(write).put(write))
+        .route("/api/auth/settings/reset/", post(reset))
+}
+
+async fn read(State(app): State<Arc<App>>, AuthUser(me): AuthUser) -> ApiResult<Json<Value>> {
+    let exists = app
+        .store
+        .state()
+        .user(me)
+        .is_some_and(|u| u.settings.is_some());
+    if !exists {
+        app.submit(Command::CreateSettings {
+            user_id: me,
+            at: now_micros(),
+        })
+        .await??;
+    }
+    current(&app, me)
+}
+
+async fn write(
+    State(app): State<Arc<App>>,
+    AuthUser(me): AuthUser,
+    body: Bytes,
+) -> ApiResult<Json<Value>> {
+    let changes = settings_changes(&json_body(&body)?)?;
+    store(&app, me, changes).await
+}
+
+/// No body is read.
+async fn reset(State(app): State<Arc<App>>, AuthUser(me): AuthUser) -> ApiResult<Json<Value>> {
+    store(&app, me, SettingsChanges::reset()).await
+}
+
+async fn store(app: &App, me: UserId, changes: SettingsChanges) -> ApiResult<Json<Value>> {
+    app.submit(Command::UpdateSettings {
+        user_id: me,
+        changes: Box::new(changes),
+        at: now_micros(),
+    })
+    .await??;
+    current(app, me)
+}
+
+fn current(app: &App, me: UserId) -> ApiResult<Json<Value>> {
+    let state = app.store.state();
+    let user = state.user(me).ok_or(ApiError::InvalidToken)?;
+    Ok(Json(render::settings(user)))
+}
