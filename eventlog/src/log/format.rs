@@ -243,7 +243,14 @@ pub(super) fn record_frames(
     record: &[u8],
 ) -> impl Iterator<Item = Result<Range<usize>, LogError>> + '_ {
     let body = record.get(9..).unwrap_or_default();
-    entries(0, body).map(|entry| entry.map(|(_, range)| range.start + 9..range.end + 9))
+    // A record of no events (in cluster mode: only a new stream position,
+    // for commands the state machine refused) has an empty body, which is
+    // no error here, unlike an empty chunk.
+    (!body.is_empty())
+        .then(|| entries(0, body))
+        .into_iter()
+        .flatten()
+        .map(|entry| entry.map(|(_, range)| range.start + 9..range.end + 9))
 }
 
 /// A record back into its batch (at recovery).
@@ -264,4 +271,26 @@ pub(super) fn decode_record(
         events.push(envelope);
     }
     Ok((events, (position != NO_POSITION).then_some(position)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Cluster mode logs a record of no events when a command is refused
+    /// (only the stream position moves); recovery must read it back, not
+    /// take its empty body for a damaged one (a node killed with such a
+    /// record in its WAL failed to start).
+    #[test]
+    fn a_record_of_no_events_decodes() {
+        let record = encode_record(&[], Some(42)).expect("encode");
+        assert_eq!(record_frames(&record).count(), 0);
+        let (events, position) = decode_record(7, &record).expect("decode");
+        assert!(events.is_empty());
+        assert_eq!(position, Some(42));
+        let (events, position) =
+            decode_record(8, &encode_record(&[], None).expect("encode")).expect("decode");
+        assert!(events.is_empty());
+        assert_eq!(position, None);
+    }
 }
