@@ -15,10 +15,7 @@ pub type AttachmentId = u64;
 pub type Offset = u64;
 /// Position of an event within its conversation (1, 2, 3, ... gap-free).
 pub type Seq = u64;
-/// Microseconds since the Unix epoch, UTC. Always chosen by the node that
-/// accepted the request and carried in the command, so that applying the log
-/// is deterministic.
-pub type Micros = i64;
+pub use crate::Micros;
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ConvKind {

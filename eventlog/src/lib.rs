@@ -38,6 +38,11 @@ pub mod store;
 #[cfg(feature = "testing")]
 pub mod testing;
 
+/// Microseconds since the Unix epoch, UTC. Always chosen by the node that
+/// accepted the request and carried in the command, so that applying the log
+/// is deterministic.
+pub type Micros = i64;
+
 pub use command::{Command, Invalid, Rejection, Reply};
 pub use event::*;
 pub use state::{Conversation, Message, State, User};

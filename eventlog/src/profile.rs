@@ -9,7 +9,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::event::Micros;
+use crate::Micros;
 
 /// `theme` choices, in the contract's order.
 pub const THEMES: [&str; 3] = ["light", "dark", "auto"];
