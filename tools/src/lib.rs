@@ -6,5 +6,9 @@
 //!   `test_realtime_chat.py`, plus Vato's additions with `--extended`.
 //!   Read `check/mod.rs` first (the order of the cases and their
 //!   dependencies), then one case module at a time.
+//! * [`generate`]: `vato-admin generate`, which fills a data directory with
+//!   users, conversations and messages through the real store, for the
+//!   memory and start-up benchmarks.
 
 pub mod check;
+pub mod generate;

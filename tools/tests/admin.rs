@@ -115,3 +115,65 @@ fn rebuild_writes_a_snapshot_that_verify_accepts() {
     assert!(dir.path().join("snapshot.bin").exists());
     assert!(admin(dir.path(), &["verify"]).status.success());
 }
+
+#[test]
+fn generate_fills_a_new_directory_that_verify_accepts_and_refuses_an_old_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let args = [
+        "generate",
+        "--messages",
+        "3000",
+        "--conversations",
+        "40",
+        "--users",
+        "60",
+        "--members",
+        "5",
+        "--busy-conversations",
+        "30",
+        "--password",
+        "generated-password",
+    ];
+    let out = admin(&data, &args);
+    assert!(out.status.success(), "{out:?}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("generated 60 users, 40 conversations, 3000 messages"),
+        "{stdout}"
+    );
+    let verify = admin(&data, &["verify"]);
+    assert!(verify.status.success(), "{verify:?}");
+    let stats = String::from_utf8_lossy(&admin(&data, &["stats"]).stdout).into_owned();
+    for line in [
+        "users          60",
+        "conversations  40",
+        "messages       3000",
+    ] {
+        assert!(stats.contains(line), "{line} in {stats}");
+    }
+    // gen0 is in the first 30 conversations; every user can log in with
+    // the password (one argon2 hash, checked here as the server would).
+    let log = vato_eventlog::log::Log::open(&data).unwrap();
+    let state = vato_eventlog::store::recover(&log).unwrap();
+    let gen0 = state.user_by_name("gen0").unwrap();
+    assert!(state.conversations_of(gen0.id).count() >= 30);
+    use argon2::PasswordVerifier;
+    let hash = argon2::PasswordHash::new(&gen0.password_hash).unwrap();
+    assert!(argon2::Argon2::default()
+        .verify_password(b"generated-password", &hash)
+        .is_ok());
+    drop(state);
+    log.close().unwrap();
+    drop(log);
+    // Private files, as the server's.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&data).unwrap().permissions().mode();
+    assert_eq!(mode & 0o077, 0, "data directory mode {mode:o}");
+    // A directory that already holds a log is refused and left unchanged.
+    let again = admin(&data, &args);
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already holds a Vato log"));
+    let stats_after = String::from_utf8_lossy(&admin(&data, &["stats"]).stdout).into_owned();
+    assert!(stats_after.contains("messages       3000"), "{stats_after}");
+}

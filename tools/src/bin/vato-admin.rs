@@ -7,6 +7,8 @@
 //! * `rebuild` — rebuilds from offset 0 and writes a fresh snapshot.
 //! * `dump`    — prints events as JSON lines.
 //! * `stats`   — counts and bytes on disk.
+//! * `generate` — fills a new data directory with users, conversations and
+//!   messages through the real store (benchmarks; see `vato_tools::generate`).
 //!
 //! Like the server, each command opens the log, which migrates a data
 //! directory still in the per-event layout.
@@ -52,6 +54,28 @@ enum Action {
     },
     /// Events, users, conversations, messages and bytes on disk.
     Stats,
+    /// Fill a new data directory with users (`gen0`, `gen1`, ...), group
+    /// conversations and messages, through the real store.
+    Generate {
+        #[arg(long)]
+        messages: u64,
+        #[arg(long, default_value_t = 10_000)]
+        conversations: u64,
+        #[arg(long, default_value_t = 20_000)]
+        users: u64,
+        /// Members of each conversation.
+        #[arg(long, default_value_t = 8)]
+        members: u64,
+        /// How many conversations `gen0` is in (the first ones).
+        #[arg(long, default_value_t = 500)]
+        busy_conversations: u64,
+        /// Bytes of each message's content.
+        #[arg(long, default_value_t = 100)]
+        content_bytes: usize,
+        /// Every generated user's password (at least 8 characters).
+        #[arg(long, env = "VATO_GENERATE_PASSWORD")]
+        password: String,
+    },
 }
 
 fn main() -> ExitCode {
@@ -72,6 +96,9 @@ type BoxError = Box<dyn std::error::Error>;
 /// longer while sled's last I/O finishes. Still held after that: a server
 /// is running on this directory.
 fn open_log(dir: &std::path::Path) -> Result<Log, BoxError> {
+    if !Log::exists_in(dir) {
+        return Err(format!("{} holds no Vato log", dir.display()).into());
+    }
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
     loop {
         match Log::open(dir) {
@@ -88,9 +115,6 @@ fn open_log(dir: &std::path::Path) -> Result<Log, BoxError> {
 
 fn run(cli: Cli) -> Result<ExitCode, BoxError> {
     let dir = cli.data_dir;
-    if !Log::exists_in(&dir) {
-        return Err(format!("{} holds no Vato log", dir.display()).into());
-    }
     match cli.command {
         Action::Verify => {
             let log = open_log(&dir)?;
@@ -150,6 +174,27 @@ fn run(cli: Cli) -> Result<ExitCode, BoxError> {
             if let Some(position) = log.position()? {
                 println!("stream position {position}");
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        Action::Generate {
+            messages,
+            conversations,
+            users,
+            members,
+            busy_conversations,
+            content_bytes,
+            password,
+        } => {
+            let plan = vato_tools::generate::Plan {
+                users,
+                conversations,
+                messages,
+                members,
+                busy_conversations,
+                content_bytes,
+                password,
+            };
+            vato_tools::generate::run(&dir, &plan)?;
             Ok(ExitCode::SUCCESS)
         }
     }
