@@ -45,10 +45,12 @@ pub fn read(dir: &Path) -> Option<State> {
     match codec::decode::<State>(&bytes) {
         // Indexes derived from `users` are not stored (the look-alike one)
         // or were keyed differently by older versions (the phone one); the
-        // revoked tokens' expiry index is not stored either.
+        // revoked tokens' expiry index and the unread counters are not stored
+        // either.
         Ok(mut state) => {
             state.rebuild_user_indexes();
             state.rebuild_token_index();
+            state.rebuild_unread();
             Some(state)
         }
         Err(e) => {

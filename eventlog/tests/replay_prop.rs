@@ -563,6 +563,16 @@ fn check_reads(log: &Log, live: &State) -> Result<(), TestCaseError> {
         .expect("read_from");
     prop_assert_eq!(all.len() as u64, live.next_offset);
     for conv in live.conversations.values() {
+        // The unread counters `apply` keeps equal their definition.
+        for member in conv.members.keys() {
+            prop_assert_eq!(
+                live.unread_count(conv, *member),
+                live.unread_recount(conv, *member),
+                "unread counter of user {} in conversation {}",
+                member,
+                conv.id
+            );
+        }
         let id = conv.id;
         let expected: Vec<Envelope> = all
             .iter()

@@ -133,6 +133,9 @@ impl State {
                 .entry(*user_id)
                 .or_default()
                 .insert(*conv_id);
+            // A counter for every membership, so that counting and
+            // rebuilding give the same map.
+            self.unread.insert((*conv_id, *user_id), 0);
         }
         if *kind == ConvKind::Direct {
             let other = members.get(1).map_or(*owner, |(u, _)| *u);
@@ -203,6 +206,12 @@ impl State {
                 .or_default()
                 .insert(*conv_id);
         }
+        // A new member finds the history after their read position (all of
+        // it, unless they were a member before) unread.
+        if let Some(conv) = self.conversations.get(conv_id) {
+            let unread = self.unread_recount(conv, *user_id);
+            self.unread.insert((*conv_id, *user_id), unread);
+        }
     }
 
     pub(super) fn decide_remove_member(&self, command: &Command) -> Result<Decision, Rejection> {
@@ -255,6 +264,7 @@ impl State {
         if let Some(set) = self.user_conversations.get_mut(user_id) {
             set.remove(conv_id);
         }
+        self.unread.remove(&(*conv_id, *user_id));
     }
 }
 

@@ -98,6 +98,10 @@ impl State {
             conv.message_ids.push(*message_id);
             conv.last_message = Some(*message_id);
             conv.updated_at = *at;
+            // O(members), as the fan-out of the message is.
+            for member in conv.members.keys().filter(|m| *m != sender) {
+                *self.unread.entry((*conv_id, *member)).or_insert(0) += 1;
+            }
         }
         if let Some(key) = client_id {
             self.idempotency
@@ -203,8 +207,21 @@ impl State {
         else {
             unreachable!("State::apply dispatches only Event::MessageDeleted here")
         };
-        if let Some(m) = self.messages.get_mut(message_id) {
-            m.is_deleted = true;
+        let Some(m) = self.messages.get_mut(message_id) else {
+            return;
+        };
+        let (sender, was_deleted) = (m.sender, m.is_deleted);
+        m.is_deleted = true;
+        if !was_deleted {
+            if let Some(conv) = self.conversations.get(conv_id) {
+                for member in conv.members.keys().filter(|m| **m != sender) {
+                    if self.read_up_to(*conv_id, *member) < *message_id {
+                        if let Some(n) = self.unread.get_mut(&(*conv_id, *member)) {
+                            *n = n.saturating_sub(1);
+                        }
+                    }
+                }
+            }
         }
         if let Some(conv) = self.conversations.get_mut(conv_id) {
             if conv.last_message == Some(*message_id) {
@@ -285,11 +302,23 @@ impl State {
             .entry((*conv_id, *user_id))
             .or_insert(ReadPosition { up_to: 0, at: *at });
         // Reading an older message never moves the position back.
-        if *up_to >= position.up_to {
-            *position = ReadPosition {
-                up_to: *up_to,
-                at: *at,
-            };
+        if *up_to < position.up_to {
+            return;
+        }
+        let before = position.up_to;
+        *position = ReadPosition {
+            up_to: *up_to,
+            at: *at,
+        };
+        // The messages between the old and the new position are read now.
+        let Some(conv) = self.conversations.get(conv_id) else {
+            return;
+        };
+        let ids = &conv.message_ids;
+        let range = ids.partition_point(|id| *id <= before)..ids.partition_point(|id| id <= up_to);
+        let read = self.unread_among(&ids[range], *user_id);
+        if let Some(n) = self.unread.get_mut(&(*conv_id, *user_id)) {
+            *n = n.saturating_sub(read);
         }
     }
 
