@@ -10,7 +10,8 @@ use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{json, Value};
@@ -41,16 +42,14 @@ pub fn router() -> Router<Arc<App>> {
 }
 
 /// The caller's conversations, most recent activity first.
-async fn list(State(app): State<Arc<App>>, AuthUser(me): AuthUser) -> ApiResult<Json<Vec<Value>>> {
-    let state = app.store.state();
-    let mut conversations: Vec<_> = state.conversations_of(me).collect();
-    conversations.sort_by(|a, b| b.updated_at.cmp(&a.updated_at).then(b.id.cmp(&a.id)));
-    Ok(Json(
-        conversations
-            .into_iter()
-            .map(|c| render::conversation(&state, c, me))
-            .collect(),
-    ))
+async fn list(State(app): State<Arc<App>>, AuthUser(me): AuthUser) -> ApiResult<Response> {
+    let text = {
+        let state = app.store.state();
+        let mut conversations: Vec<_> = state.conversations_of(me).collect();
+        conversations.sort_by(|a, b| b.updated_at.cmp(&a.updated_at).then(b.id.cmp(&a.id)));
+        render::conversations_text(&state, conversations.into_iter(), me)
+    };
+    Ok(([(header::CONTENT_TYPE, "application/json")], text).into_response())
 }
 
 fn conversation_json(app: &App, conv_id: u64, me: u64) -> ApiResult<Value> {

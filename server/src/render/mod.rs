@@ -13,7 +13,7 @@ use crate::clock::format;
 
 mod views;
 
-use views::{MessageFrame, MessageView, ReactionView, UserView};
+use views::{ConversationView, MessageFrame, MessageView, ReactionView, UserView};
 
 /// The 20-key user object (contract 1.1).
 pub fn user(u: &User, viewer: Option<UserId>) -> Value {
@@ -114,39 +114,21 @@ pub fn reaction(
 
 /// The 13-key conversation object (contract 1.4), for `viewer`.
 pub fn conversation(state: &State, c: &Conversation, viewer: UserId) -> Value {
-    let members: Vec<Value> = c
-        .members
-        .iter()
-        .map(|(uid, m)| {
-            json!({
-                "id": m.id,
-                "user": user_id_json(state, *uid, Some(viewer)),
-                "nickname": "",
-                "is_admin": m.is_admin,
-                "joined_at": format(m.joined_at),
-                "muted_until": Value::Null,
-            })
-        })
+    json!(ConversationView::new(state, c, viewer))
+}
+
+/// A list of conversation objects as JSON text, written in one pass
+/// without building `Value`s: a user in 500 groups gets megabytes, and
+/// this runs under the state's read lock.
+pub fn conversations_text<'a>(
+    state: &'a State,
+    conversations: impl Iterator<Item = &'a Conversation>,
+    viewer: UserId,
+) -> Vec<u8> {
+    let views: Vec<_> = conversations
+        .map(|c| ConversationView::new(state, c, viewer))
         .collect();
-    let last_message = c
-        .last_message
-        .and_then(|id| state.message(id))
-        .map(|m| message(state, m, Some(viewer)));
-    json!({
-        "id": c.id,
-        "title": c.title,
-        "conversation_type": c.kind.as_str(),
-        "owner": c.owner,
-        "description": c.description,
-        "created_at": format(c.created_at),
-        "updated_at": format(c.updated_at),
-        "avatar": Value::Null,
-        "is_public": c.is_public,
-        "invite_link": Value::Null,
-        "members": members,
-        "last_message": last_message,
-        "unread_count": state.unread_count(c, viewer),
-    })
+    serde_json::to_vec(&views).unwrap_or_else(|_| b"[]".to_vec())
 }
 
 /// The user who caused a conversation event.

@@ -4,7 +4,7 @@
 
 use serde::Serialize;
 use vato_eventlog::profile::Settings;
-use vato_eventlog::state::{Message, User};
+use vato_eventlog::state::{Conversation, Member, Message, User};
 use vato_eventlog::{
     AttachmentId, ConvId, Envelope, Event, MessageId, ReactionId, Seq, State, UserId,
 };
@@ -318,6 +318,68 @@ impl<'a> MessageFrame<'a> {
             data: MessageView::new(state, m, viewer),
             seq: m.seq,
             client_id: Some(m.client_id.as_deref()),
+        }
+    }
+}
+
+/// The 13-key conversation object (contract 1.4), for `viewer`.
+#[derive(Serialize)]
+pub(super) struct ConversationView<'a> {
+    id: ConvId,
+    title: &'a str,
+    conversation_type: &'static str,
+    owner: UserId,
+    description: &'a str,
+    created_at: String,
+    updated_at: String,
+    avatar: (),
+    is_public: bool,
+    invite_link: (),
+    members: Vec<MemberView<'a>>,
+    last_message: Option<MessageView<'a>>,
+    unread_count: usize,
+}
+
+#[derive(Serialize)]
+pub(super) struct MemberView<'a> {
+    id: u64,
+    user: Option<UserView<'a>>,
+    nickname: &'static str,
+    is_admin: bool,
+    joined_at: String,
+    muted_until: (),
+}
+
+impl<'a> ConversationView<'a> {
+    pub(super) fn new(state: &'a State, c: &'a Conversation, viewer: UserId) -> Self {
+        ConversationView {
+            id: c.id,
+            title: &c.title,
+            conversation_type: c.kind.as_str(),
+            owner: c.owner,
+            description: &c.description,
+            created_at: format(c.created_at),
+            updated_at: format(c.updated_at),
+            avatar: (),
+            is_public: c.is_public,
+            invite_link: (),
+            members: c
+                .members
+                .iter()
+                .map(|(uid, m): (&UserId, &'a Member)| MemberView {
+                    id: m.id,
+                    user: UserView::of(state, *uid, Some(viewer)),
+                    nickname: "",
+                    is_admin: m.is_admin,
+                    joined_at: format(m.joined_at),
+                    muted_until: (),
+                })
+                .collect(),
+            last_message: c
+                .last_message
+                .and_then(|id| state.message(id))
+                .map(|m| MessageView::new(state, m, Some(viewer))),
+            unread_count: state.unread_count(c, viewer),
         }
     }
 }
