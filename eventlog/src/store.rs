@@ -39,6 +39,8 @@ pub struct StoreConfig {
     pub queue: usize,
     /// Length of each WAL segment (preallocated; a few are kept).
     pub wal_segment_bytes: u64,
+    /// Bound of the log's page cache in memory (sled's `cache_capacity`).
+    pub cache_bytes: u64,
 }
 
 impl StoreConfig {
@@ -49,6 +51,7 @@ impl StoreConfig {
             max_batch: 4096,
             queue: 65_536,
             wal_segment_bytes: crate::log::DEFAULT_WAL_SEGMENT_BYTES,
+            cache_bytes: crate::log::DEFAULT_CACHE_BYTES,
         }
     }
 }
@@ -113,7 +116,11 @@ impl Store {
     /// Opens (or creates) the store in `config.dir`: loads the latest
     /// snapshot, replays the log's tail, and starts the writer.
     pub fn open(config: StoreConfig) -> Result<(Store, CommittedRx), StoreError> {
-        let log = Arc::new(Log::open_with(&config.dir, config.wal_segment_bytes)?);
+        let log = Arc::new(Log::open_with(
+            &config.dir,
+            config.wal_segment_bytes,
+            config.cache_bytes,
+        )?);
         let state = recover(&log)?;
         let state = Arc::new(RwLock::new(state));
         let failed = Arc::new(AtomicBool::new(false));

@@ -131,6 +131,13 @@ pub struct Config {
           value_parser = clap::value_parser!(u64).range(1..=1024))]
     pub wal_segment_mib: u64,
 
+    /// Memory for the log's page cache, MiB: what history reads (pages,
+    /// replays, search) keep of the log in RAM. Reads beyond it go to the
+    /// disk (and the kernel's page cache).
+    #[arg(long, env = "VATO_CACHE_MIB", default_value_t = 64,
+          value_parser = clap::value_parser!(u64).range(1..=65536))]
+    pub cache_mib: u64,
+
     // HTTP connection hygiene and operations (issue 17). A `0` disables a
     // limit.
     /// Seconds a client has to send a request's headers, counted from the

@@ -94,6 +94,7 @@ pub async fn start(config: Config) -> Result<Server, BoxError> {
     std::fs::create_dir_all(&config.data_dir)?;
     let mut store_config = StoreConfig::new(&config.data_dir);
     store_config.wal_segment_bytes = config.wal_segment_mib << 20;
+    store_config.cache_bytes = config.cache_mib << 20;
     store_config.snapshot_every = config.snapshot_every;
     let (store, committed) = Store::open(store_config)?;
     let hub = Arc::new(Hub::new(&store.state()));

@@ -72,6 +72,9 @@ use wal::Wal;
 
 /// Length of a new WAL segment unless the store says otherwise.
 pub const DEFAULT_WAL_SEGMENT_BYTES: u64 = 16 << 20;
+/// Bound of sled's page cache unless the store says otherwise (the
+/// server's `--cache-mib`).
+pub const DEFAULT_CACHE_BYTES: u64 = 64 << 20;
 /// Events the projector may fall behind by before appends wait for it.
 const MAX_PENDING_EVENTS: usize = 1 << 18;
 
@@ -107,15 +110,21 @@ impl Log {
     /// Opens (or creates) the log in `dir` with WAL segments of the default
     /// length.
     pub fn open(dir: &Path) -> Result<Log, LogError> {
-        Log::open_with(dir, DEFAULT_WAL_SEGMENT_BYTES)
+        Log::open_with(dir, DEFAULT_WAL_SEGMENT_BYTES, DEFAULT_CACHE_BYTES)
     }
 
     /// Opens (or creates) the log in `dir`: the projection (migrating a
     /// per-event database first), then the WAL, whose records past the
     /// projection's `wal_lsn` are projected and made durable before this
     /// returns.
-    pub fn open_with(dir: &Path, wal_segment_bytes: u64) -> Result<Log, LogError> {
-        let projection = Arc::new(Projection::open(dir)?);
+    /// `cache_bytes` bounds sled's page cache: what reads keep of the
+    /// log in memory.
+    pub fn open_with(
+        dir: &Path,
+        wal_segment_bytes: u64,
+        cache_bytes: u64,
+    ) -> Result<Log, LogError> {
+        let projection = Arc::new(Projection::open(dir, cache_bytes)?);
         let checkpoint = projection.wal_lsn()?;
         let (mut wal, records) = Wal::open(&dir.join(WAL_DIR), wal_segment_bytes, checkpoint)?;
         let mut recovered = Vec::with_capacity(records.len());

@@ -36,7 +36,7 @@ pub struct Projection {
 impl Projection {
     /// Opens (or creates) the log in `dir`, first migrating a database
     /// written by the per-event layout (see [`legacy`]).
-    pub fn open(dir: &Path) -> Result<Projection, LogError> {
+    pub fn open(dir: &Path, cache_bytes: u64) -> Result<Projection, LogError> {
         std::fs::create_dir_all(dir)?;
         let db_path = dir.join(DB_DIR);
         let legacy_path = dir.join(legacy::DIR);
@@ -46,6 +46,9 @@ impl Projection {
         let db = sled::Config::new()
             .path(&db_path)
             .segment_size(SEGMENT_SIZE)
+            // sled's default is 1 GiB: a server would grow towards it as
+            // history is read (replays, history pages).
+            .cache_capacity(cache_bytes)
             // Our own group commit decides when to flush; the background
             // flusher only adds I/O that nobody waits for.
             .flush_every_ms(None)
