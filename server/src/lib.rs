@@ -30,6 +30,9 @@
 //!   account must pass (password validators, registration throttle);
 //!   `login_throttle`: failed logins per address and per account;
 //!   `clock`: time stamps.
+//! * `telemetry`: the metrics recorder behind `/metrics`, the hot paths'
+//!   metric handles, and the HTTP middleware (request id span, counts);
+//!   `probe`: the delivery probe and `/readyz`.
 //!
 //! Only `api/`, `ws/` and `error` know HTTP; below them, modules return
 //! their own errors.
