@@ -313,7 +313,10 @@ impl Hub {
         match socket.queue.try_send(out) {
             Ok(()) => {
                 let waiting = socket.queue.max_capacity() - socket.queue.capacity();
-                self.queue_high_water.fetch_max(waiting, Ordering::Relaxed);
+                // A load first: the read-modify-write only when it grows.
+                if waiting > self.queue_high_water.load(Ordering::Relaxed) {
+                    self.queue_high_water.fetch_max(waiting, Ordering::Relaxed);
+                }
             }
             Err(mpsc::error::TrySendError::Full(_)) => socket.close(4408),
             // The socket is going away; it unregisters itself.

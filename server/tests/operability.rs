@@ -349,3 +349,43 @@ async fn json_logs_carry_the_request_id() {
     assert_eq!(line["fields"]["status"], 200, "{line}");
     child.kill().await.expect("kill");
 }
+
+/// The dashboard parses and every series it asks for is one the server
+/// exports (all are named in `telemetry.rs`): a renamed metric breaks this
+/// test, not a panel nobody looks at until an incident.
+#[test]
+fn the_grafana_dashboard_names_only_exported_series() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let dashboard = std::fs::read_to_string(root.join("deploy/grafana/vato.json"))
+        .expect("deploy/grafana/vato.json");
+    let dashboard: Value = serde_json::from_str(&dashboard).expect("the dashboard is JSON");
+    let telemetry = include_str!("../src/telemetry.rs");
+    let panels = dashboard["panels"].as_array().expect("panels");
+    assert!(panels.len() >= 10, "{} panels", panels.len());
+    let mut names = Vec::new();
+    for panel in panels {
+        for target in panel["targets"].as_array().expect("targets") {
+            let expr = target["expr"].as_str().expect("expr");
+            let mut rest = expr;
+            while let Some(at) = rest.find("vato_") {
+                let name: String = rest[at..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
+                rest = &rest[at + name.len()..];
+                names.push(name);
+            }
+        }
+    }
+    assert!(!names.is_empty());
+    for name in names {
+        let base = ["_bucket", "_count", "_sum"]
+            .iter()
+            .find_map(|suffix| name.strip_suffix(suffix))
+            .unwrap_or(&name);
+        assert!(
+            telemetry.contains(&format!("\"{base}\"")),
+            "the dashboard asks for {name}, which the server does not export"
+        );
+    }
+}
