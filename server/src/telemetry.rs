@@ -238,6 +238,13 @@ impl Hot {
     }
 }
 
+/// A command's fields refused by intake (before the sequencer), by the
+/// field at fault (`detail` for the request as a whole).
+pub fn refused_at_intake(field: Option<&'static str>) {
+    let reason = format!("intake_{}", field.unwrap_or("detail"));
+    metrics::counter!("vato_commands_rejected_total", "reason" => reason).increment(1);
+}
+
 /// A socket closed by the server with `code`.
 pub fn socket_closed(code: u16) {
     let code: &'static str = match code {

@@ -110,6 +110,13 @@ async fn metrics_after_traffic_show_every_series() {
     lalo_ws.send(frames::edit(kalus_id, "not mine")).await;
     let refused = lalo_ws.recv_type("error").await;
     assert_eq!(refused["code"], "forbidden", "{refused}");
+    // Fields intake refuses (blank content), on the socket and over REST.
+    lalo_ws
+        .send(json!({"type": "message.send", "content": "  ", "client_id": "blank"}))
+        .await;
+    assert_eq!(lalo_ws.recv_type("error").await["code"], "invalid");
+    let blank = answered(lalo.send(conv, "   ", None).await);
+    assert_eq!(blank.status, 400, "{}", blank.body);
     // A frame the parser refuses, and a ping.
     lalo_ws.send_text("not json").await;
     assert_eq!(lalo_ws.recv_type("error").await["code"], "bad_json");
@@ -203,6 +210,13 @@ async fn metrics_after_traffic_show_every_series() {
             "vato_commands_rejected_total",
             &[r#"reason="not_your_message""#]
         ) >= 1.0
+    );
+    assert!(
+        sum(
+            &m,
+            "vato_commands_rejected_total",
+            &[r#"reason="intake_content""#]
+        ) >= 2.0
     );
     // Gauges.
     assert_eq!(sum(&m, "vato_ws_connections", &[]), 1.0, "lalo's socket");
