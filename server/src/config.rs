@@ -201,8 +201,10 @@ pub struct Config {
 
     /// Seconds between delivery probes: a message through the whole path
     /// (sequencer, log, fan-out) to a subscriber of this node's own;
-    /// `/readyz` wants one within 3 intervals. 0 disables the probe.
-    #[arg(long, env = "VATO_PROBE_INTERVAL_SECS", default_value_t = 10)]
+    /// `/readyz` wants one within 3 intervals. 0 disables the probe; at
+    /// most a day.
+    #[arg(long, env = "VATO_PROBE_INTERVAL_SECS", default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(0..=86_400))]
     pub probe_interval_secs: u64,
 
     /// Log lines as `text` (for people) or `json` (one object a line, with

@@ -259,6 +259,20 @@ async fn readyz_names_the_probe_and_healthz_stays_cheap() {
 }
 
 #[tokio::test]
+async fn bad_probe_and_log_flags_are_refused_at_start() {
+    for args in [
+        ["--dev", "--probe-interval-secs", "86401"],
+        ["--dev", "--probe-interval-secs", "ten"],
+        ["--dev", "--log-format", "xml"],
+    ] {
+        let out = run_to_exit(&args).await;
+        assert!(!out.status.success(), "{args:?} started");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(args[1]), "{args:?}: {stderr}");
+    }
+}
+
+#[tokio::test]
 async fn readyz_turns_503_while_nats_is_down_and_recovers() {
     let mut nats = Nats::single().await;
     let dir = tempfile::tempdir().expect("temp dir");
