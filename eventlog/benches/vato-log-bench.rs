@@ -295,7 +295,8 @@ async fn open_with_conversations(
     tokio::spawn(async move {
         while let Some(batch) = committed.recv().await {
             c.batches.fetch_add(1, Ordering::Relaxed);
-            c.events.fetch_add(batch.len() as u64, Ordering::Relaxed);
+            c.events
+                .fetch_add(batch.events.len() as u64, Ordering::Relaxed);
         }
     });
     let mut users = Vec::new();

@@ -132,6 +132,16 @@ pub enum Command {
         user_id: UserId,
         at: Micros,
     },
+    /// A node's delivery probe (issue 16): one event through the whole
+    /// path (sequencer, log, fan-out) to the node's own internal
+    /// subscriber. It belongs to no conversation and no user, so no list,
+    /// search or socket ever shows it.
+    Probe {
+        /// The probing node (random per process start).
+        node: u64,
+        /// The node's probe number.
+        nonce: u64,
+    },
 }
 
 /// What the caller learns besides the events: which object the command
@@ -207,7 +217,41 @@ pub enum Invalid {
     BlankEmoji,
 }
 
+impl Rejection {
+    /// A short stable name for metrics labels: the variant, never the
+    /// text (which may carry a username).
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Rejection::UnknownUser => "unknown_user",
+            Rejection::UnknownConversation => "unknown_conversation",
+            Rejection::NotAMember => "not_a_member",
+            Rejection::NotAnAdmin => "not_an_admin",
+            Rejection::UsernameTaken => "username_taken",
+            Rejection::PhoneTaken => "phone_taken",
+            Rejection::UnknownMessage => "unknown_message",
+            Rejection::NotYourMessage => "not_your_message",
+            Rejection::MessageDeleted => "message_deleted",
+            Rejection::AlreadyMember => "already_member",
+            Rejection::TokenRevoked => "token_revoked",
+            Rejection::GroupInviteRefused { .. } => "group_invite_refused",
+            Rejection::Invalid(invalid) => invalid.reason(),
+        }
+    }
+}
+
 impl Invalid {
+    /// A short stable name for metrics labels (`invalid_` and the rule).
+    pub fn reason(self) -> &'static str {
+        match self {
+            Invalid::BlankUsername => "invalid_blank_username",
+            Invalid::DirectMembersFixed => "invalid_direct_members_fixed",
+            Invalid::BlankContent => "invalid_blank_content",
+            Invalid::UnknownMessageType => "invalid_unknown_message_type",
+            Invalid::ReplyToElsewhere => "invalid_reply_to_elsewhere",
+            Invalid::BlankEmoji => "invalid_blank_emoji",
+        }
+    }
+
     /// The request field at fault (`non_field_errors` when it is the
     /// conversation itself).
     pub fn field(self) -> &'static str {

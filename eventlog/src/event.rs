@@ -173,6 +173,9 @@ pub enum Event {
         up_to: MessageId,
         at: Micros,
     },
+    /// A node's delivery probe went through the log (issue 16). Changes no
+    /// read model; only the probing node's fan-out looks at it.
+    ProbeRecorded { node: u64, nonce: u64 },
 }
 
 impl Event {
@@ -187,7 +190,8 @@ impl Event {
             | UserWentOffline { .. }
             | ProfileUpdated { .. }
             | SettingsUpdated { .. }
-            | MessagesReadPrivately { .. } => None,
+            | MessagesReadPrivately { .. }
+            | ProbeRecorded { .. } => None,
             MemberAdded { conv_id, seq, .. }
             | MemberRemoved { conv_id, seq, .. }
             | MessagePosted { conv_id, seq, .. }

@@ -46,4 +46,4 @@ pub type Micros = i64;
 pub use command::{Command, Invalid, Rejection, Reply};
 pub use event::*;
 pub use state::{Conversation, Message, State, User};
-pub use store::{Answer, Applied, CommittedRx, Store, StoreConfig, StoreError};
+pub use store::{Answer, Applied, Committed, CommittedRx, Store, StoreConfig, StoreError};

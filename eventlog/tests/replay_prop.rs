@@ -118,6 +118,10 @@ enum Op {
     Offline {
         user: u64,
     },
+    /// A node's delivery probe (issue 16): an event that changes nothing.
+    Probe {
+        nonce: u64,
+    },
     /// A profile write: a new username (maybe taken), phone number (maybe
     /// taken) and `allow_group_invite`.
     Profile {
@@ -204,6 +208,7 @@ fn simple_op() -> impl Strategy<Value = Op> {
         2 => (author(), of_message(), message()).prop_map(|(by, conv, message)| Op::Attach { by, conv, message }),
         2 => (user(), 0u8..6, 0u8..4).prop_map(|(user, token, expiry)| Op::Revoke { user, token, expiry }),
         1 => user().prop_map(|user| Op::Offline { user }),
+        1 => (0u64..1000).prop_map(|nonce| Op::Probe { nonce }),
         2 => (
             user(),
             proptest::option::weighted(0.3, 0u8..7),
@@ -377,6 +382,10 @@ fn command(op: &Op, state: &State, at: i64) -> Command {
             at,
         },
         Op::Offline { user } => Command::GoOffline { user_id: *user, at },
+        Op::Probe { nonce } => Command::Probe {
+            node: 7,
+            nonce: *nonce,
+        },
         Op::Profile {
             user,
             name,

@@ -33,6 +33,8 @@ pub struct App {
     pub login_throttle: Option<LoginThrottle>,
     /// Per-user rates and socket counts (issue 17).
     pub limits: Limits,
+    /// What the delivery probe and the lag check last saw, for `/readyz`.
+    pub probe: crate::probe::Probe,
 }
 
 impl App {

@@ -205,6 +205,25 @@ pub struct Config {
     /// up to net.ipv4.tcp_wmem's maximum, 4 MiB by default).
     #[arg(long, env = "VATO_SOCKET_SNDBUF_BYTES", default_value_t = 262_144)]
     pub socket_sndbuf_bytes: usize,
+
+    /// Seconds between delivery probes: a message through the whole path
+    /// (sequencer, log, fan-out) to a subscriber of this node's own;
+    /// `/readyz` wants one within 3 intervals. 0 disables the probe; at
+    /// most a day.
+    #[arg(long, env = "VATO_PROBE_INTERVAL_SECS", default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(0..=86_400))]
+    pub probe_interval_secs: u64,
+
+    /// Log lines as `text` (for people) or `json` (one object a line, with
+    /// the request or socket span's fields, for log shippers).
+    #[arg(long, env = "VATO_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 impl Config {

@@ -126,6 +126,7 @@ impl From<AuthError> for ApiError {
 
 impl From<intake::Invalid> for ApiError {
     fn from(e: intake::Invalid) -> ApiError {
+        crate::telemetry::refused_at_intake(e.field);
         match e.field {
             Some(field) => ApiError::field(field, &e.message),
             None => ApiError::detail(&e.message),

@@ -12,7 +12,7 @@
 //! in the log: that is the seam that makes `since` resume exact.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
@@ -30,7 +30,15 @@ pub enum Out {
     Events(Arc<[RenderedEvent]>),
     /// An ephemeral frame (typing): not stored, no seq.
     Ephemeral(Arc<str>),
+    /// This node's delivery probe came through the log (only the probe's
+    /// own subscriber, in [`PROBE_ROOM`], receives it).
+    Probe { nonce: u64 },
 }
+
+/// The room of the delivery probe's subscriber: a conversation id no
+/// conversation ever has, so no user can list, search or open a socket on
+/// it (a handshake for it is a 404).
+pub const PROBE_ROOM: ConvId = ConvId::MAX;
 
 pub struct RenderedEvent {
     pub seq: Seq,
@@ -115,6 +123,12 @@ pub struct Hub {
     /// counted in its room's `last_seq` (a `since` replay right after a
     /// 201 includes it before `sync.done`).
     fanned_out: watch::Sender<Offset>,
+    /// The most frames one socket's queue held right after a delivery,
+    /// since the last scrape of `/metrics`.
+    queue_high_water: AtomicUsize,
+    /// This node's probe id: only its own probes reach [`PROBE_ROOM`] (in
+    /// cluster mode every node fans out every node's probes).
+    probe_node: AtomicU64,
 }
 
 impl Hub {
@@ -137,6 +151,8 @@ impl Hub {
             rooms: Mutex::new(rooms),
             next_id: AtomicU64::new(1),
             fanned_out: watch::Sender::new(0),
+            queue_high_water: AtomicUsize::new(0),
+            probe_node: AtomicU64::new(0),
         }
     }
 
@@ -181,6 +197,9 @@ impl Hub {
         let mut per_room: HashMap<ConvId, Vec<RenderedEvent>> = HashMap::new();
         for envelope in batch {
             let Some((conv_id, seq)) = envelope.event.conv_seq() else {
+                if let Event::ProbeRecorded { node, nonce } = envelope.event {
+                    self.deliver_probe(&rooms, node, nonce);
+                }
                 continue;
             };
             let room = rooms.entry(conv_id).or_default();
@@ -213,10 +232,32 @@ impl Hub {
             let events: Arc<[RenderedEvent]> = events.into();
             if let Some(room) = rooms.get(&conv_id) {
                 for socket in room.sockets.values() {
-                    deliver(socket, Out::Events(events.clone()));
+                    self.deliver(socket, Out::Events(events.clone()));
                 }
             }
         }
+    }
+
+    /// A probe reaches the probe's subscriber if it is this node's.
+    fn deliver_probe(&self, rooms: &HashMap<ConvId, Room>, node: u64, nonce: u64) {
+        if node != self.probe_node.load(Ordering::Relaxed) {
+            return;
+        }
+        if let Some(room) = rooms.get(&PROBE_ROOM) {
+            for socket in room.sockets.values() {
+                self.deliver(socket, Out::Probe { nonce });
+            }
+        }
+    }
+
+    /// Sets the probe id this node's probes carry.
+    pub fn set_probe_node(&self, node: u64) {
+        self.probe_node.store(node, Ordering::Relaxed);
+    }
+
+    /// The fullest a socket queue was since the last call (for `/metrics`).
+    pub fn take_queue_high_water(&self) -> usize {
+        self.queue_high_water.swap(0, Ordering::Relaxed)
     }
 
     /// Waits until the batch holding log offset `offset` has been fanned
@@ -232,7 +273,7 @@ impl Hub {
         let rooms = self.rooms.lock();
         if let Some(room) = rooms.get(&conv_id) {
             for socket in room.sockets.values().filter(|s| s.user_id != except_user) {
-                deliver(socket, Out::Ephemeral(text.clone()));
+                self.deliver(socket, Out::Ephemeral(text.clone()));
             }
         }
     }
@@ -258,17 +299,29 @@ impl Hub {
         count
     }
 
+    /// Client sockets (the probe's subscriber is not one).
     pub fn socket_count(&self) -> usize {
-        self.rooms.lock().values().map(|r| r.sockets.len()).sum()
+        self.rooms
+            .lock()
+            .iter()
+            .filter(|(id, _)| **id != PROBE_ROOM)
+            .map(|(_, r)| r.sockets.len())
+            .sum()
     }
-}
 
-fn deliver(socket: &SocketHandle, out: Out) {
-    match socket.queue.try_send(out) {
-        Ok(()) => {}
-        Err(mpsc::error::TrySendError::Full(_)) => socket.close(4408),
-        // The socket is going away; it unregisters itself.
-        Err(mpsc::error::TrySendError::Closed(_)) => {}
+    fn deliver(&self, socket: &SocketHandle, out: Out) {
+        match socket.queue.try_send(out) {
+            Ok(()) => {
+                let waiting = socket.queue.max_capacity() - socket.queue.capacity();
+                // A load first: the read-modify-write only when it grows.
+                if waiting > self.queue_high_water.load(Ordering::Relaxed) {
+                    self.queue_high_water.fetch_max(waiting, Ordering::Relaxed);
+                }
+            }
+            Err(mpsc::error::TrySendError::Full(_)) => socket.close(4408),
+            // The socket is going away; it unregisters itself.
+            Err(mpsc::error::TrySendError::Closed(_)) => {}
+        }
     }
 }
 
@@ -278,9 +331,11 @@ pub async fn run_fan_out(
     store: vato_eventlog::Store,
     mut committed: vato_eventlog::CommittedRx,
 ) {
+    let latency = &crate::telemetry::hot().fan_out;
     while let Some(batch) = committed.recv().await {
-        hub.fan_out(&store, &batch);
-        if let Some(last) = batch.last() {
+        hub.fan_out(&store, &batch.events);
+        latency.record(batch.durable_at.elapsed().as_secs_f64());
+        if let Some(last) = batch.events.last() {
             hub.fanned_out.send_modify(|o| *o = (*o).max(last.offset));
         }
     }

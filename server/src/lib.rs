@@ -30,6 +30,9 @@
 //!   account must pass (password validators, registration throttle);
 //!   `login_throttle`: failed logins per address and per account;
 //!   `clock`: time stamps.
+//! * `telemetry`: the metrics recorder behind `/metrics`, the hot paths'
+//!   metric handles, and the HTTP middleware (request id span, counts);
+//!   `probe`: the delivery probe and `/readyz`.
 //!
 //! Only `api/`, `ws/` and `error` know HTTP; below them, modules return
 //! their own errors.
@@ -46,12 +49,14 @@ mod hub;
 mod intake;
 mod limits;
 mod login_throttle;
+mod probe;
 mod render;
 mod search;
 mod sequencer;
 mod serve;
 pub mod startup;
 mod supervise;
+mod telemetry;
 mod ws;
 
 use std::future::Future;
@@ -86,6 +91,9 @@ pub struct Server {
 pub async fn start(config: Config) -> Result<Server, BoxError> {
     startup::raise_open_files_limit();
     supervise::exit_on_critical_panic();
+    // Before the store: its writer creates its metric handles at start.
+    telemetry::install();
+    telemetry::spawn_upkeep();
     startup::private_data_dir(&config.data_dir)?;
     let secret = startup::jwt_secret(&config)?;
     if config.nats_url.is_some() && config.jwt_secret.is_none() {
@@ -130,8 +138,12 @@ pub async fn start(config: Config) -> Result<Server, BoxError> {
             config.login_user_fail_rate,
         ),
         limits: limits::Limits::new(&config),
+        probe: probe::Probe::new(config.probe_interval_secs),
         config,
     });
+    if app.config.probe_interval_secs > 0 || app.sequencer.cluster().is_some() {
+        tokio::spawn(probe::run(app.clone()));
+    }
     accounts::load_common_passwords();
     if app.config.demo {
         startup::seed_demo(&app).await?;
@@ -249,7 +261,9 @@ fn router(app: Arc<App>) -> Router {
         ));
     }
     let rest = rest.layer(startup::cors(config.cors_origins()));
-    startup::security_headers(rest.merge(sockets)).with_state(app)
+    startup::security_headers(rest.merge(sockets))
+        .layer(axum::middleware::from_fn(telemetry::http))
+        .with_state(app)
 }
 
 /// The line scripts and tests read to learn the port.

@@ -141,6 +141,15 @@ impl Limits {
     /// (the command must then not be submitted). Commands other than
     /// sends, edits and reactions are free.
     pub fn admit(&self, command: &Command) -> Result<(), RateLimited> {
+        let admitted = self.check(command);
+        if admitted.is_err() {
+            metrics::counter!("vato_commands_rejected_total", "reason" => "rate_limited")
+                .increment(1);
+        }
+        admitted
+    }
+
+    fn check(&self, command: &Command) -> Result<(), RateLimited> {
         let (user, bytes) = match command {
             Command::PostMessage {
                 sender, content, ..

@@ -2,20 +2,13 @@
 //! [`vato_server::start`] and [`vato_server::Server::serve`].
 
 use clap::Parser;
-use vato_server::config::Config;
+use vato_server::config::{Config, LogFormat};
 use vato_server::{listening_line, startup, BoxError};
 
 fn main() -> std::process::ExitCode {
     give_big_allocations_back();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("VATO_LOG")
-                .unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
     let config = Config::parse();
+    init_logs(config.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -32,6 +25,29 @@ fn main() -> std::process::ExitCode {
             eprintln!("vato-server: {e}");
             std::process::ExitCode::FAILURE
         }
+    }
+}
+
+/// Logs on stderr, filtered by `VATO_LOG` (default `info`); `json` writes
+/// one object a line with the current span and its parents (`http` with
+/// `request_id`, `ws` with `socket`).
+fn init_logs(format: LogFormat) {
+    let filter = || {
+        tracing_subscriber::EnvFilter::try_from_env("VATO_LOG").unwrap_or_else(|_| "info".into())
+    };
+    match format {
+        LogFormat::Text => tracing_subscriber::fmt()
+            .with_env_filter(filter())
+            .with_writer(std::io::stderr)
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+        LogFormat::Json => tracing_subscriber::fmt()
+            .json()
+            .with_current_span(true)
+            .with_span_list(true)
+            .with_env_filter(filter())
+            .with_writer(std::io::stderr)
+            .init(),
     }
 }
 

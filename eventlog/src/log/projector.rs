@@ -72,6 +72,9 @@ fn run(projection: &Projection, shared: &Shared) -> Result<(), LogError> {
     let mut projected = 0;
     let mut unsynced = false;
     let mut last_sync = Instant::now();
+    // Events durable in the WAL but not yet in sled (readers take them
+    // from the overlay meanwhile).
+    let lag = metrics::gauge!("vato_projector_pending_events");
     loop {
         let batches = shared.pending.read().oldest(MAX_EVENTS_PER_TRANSACTION);
         if let Some(last) = batches.last() {
@@ -91,6 +94,7 @@ fn run(projection: &Projection, shared: &Shared) -> Result<(), LogError> {
         }
         let mut signal = lock.lock();
         let pending = shared.pending.read().len_events();
+        lag.set(pending as f64);
         if signal.stop {
             if pending == 0 && !unsynced {
                 return Ok(());

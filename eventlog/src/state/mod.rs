@@ -24,6 +24,7 @@ use crate::event::*;
 mod conversations;
 mod messages;
 mod model;
+mod probe;
 mod profiles;
 mod sessions;
 mod users;
@@ -253,6 +254,7 @@ impl State {
             Command::UpdateProfile { .. } => self.decide_update_profile(command),
             Command::UpdateSettings { .. } => self.decide_update_settings(command),
             Command::CreateSettings { .. } => self.decide_create_settings(command),
+            Command::Probe { node, nonce } => Ok(probe::decide_probe(*node, *nonce)),
         }
     }
 
@@ -344,6 +346,8 @@ impl State {
             Event::ProfileUpdated { .. } => self.apply_profile_updated(event),
             Event::SettingsUpdated { .. } => self.apply_settings_updated(event),
             Event::MessagesReadPrivately { .. } => self.apply_messages_read(event),
+            // A probe changes no read model.
+            Event::ProbeRecorded { .. } => {}
         }
     }
 }

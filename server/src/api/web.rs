@@ -25,6 +25,7 @@ pub fn router() -> Router<Arc<App>> {
         .route("/", get(root))
         .route("/api/", get(api_index))
         .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
         .route(
             "/static/app.js",
             get(|| async {
@@ -192,38 +193,22 @@ fn same_secret(given: &[u8], expected: &[u8]) -> bool {
             == 0
 }
 
-/// Prometheus text format: a few gauges and counters operators watch.
+/// Ready to take traffic: writable, caught up (cluster mode), and the
+/// delivery probe succeeded within three intervals (`probe.rs`). 503 with
+/// the failing checks named otherwise. `/healthz` stays a bare liveness
+/// answer.
+async fn readyz(State(app): State<Arc<App>>) -> Response {
+    let (ready, body) = app.probe.readiness(&app);
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(body)).into_response()
+}
+
+/// Prometheus text format, rendered by the exporter (`telemetry.rs`).
 fn metrics_text(app: &App) -> Response {
-    use std::fmt::Write;
-    let mut out = String::new();
-    let connections = app.open_connections();
-    let events = app.store.state().next_offset;
-    let _ = writeln!(
-        out,
-        "# TYPE vato_ws_connections gauge\nvato_ws_connections {connections}"
-    );
-    let _ = writeln!(
-        out,
-        "# TYPE vato_log_events gauge\nvato_log_events {events}"
-    );
-    if let Some(cluster) = app.sequencer.cluster() {
-        let slow = cluster
-            .slow_consumers
-            .load(std::sync::atomic::Ordering::Relaxed);
-        let _ = writeln!(
-            out,
-            "# TYPE vato_nats_slow_consumer_total counter\nvato_nats_slow_consumer_total {slow}"
-        );
-        let _ = writeln!(
-            out,
-            "# TYPE vato_nats_connected gauge\nvato_nats_connected {}",
-            u8::from(cluster.connected())
-        );
-        let _ = writeln!(
-            out,
-            "# TYPE vato_stream_applied_position gauge\nvato_stream_applied_position {}",
-            cluster.applied_position()
-        );
-    }
+    let out = crate::telemetry::render(app);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
 }

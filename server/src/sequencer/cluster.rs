@@ -76,6 +76,8 @@ pub struct Cluster {
     /// How long the accepting node waits for its own applier.
     apply_timeout: Duration,
     pub slow_consumers: Arc<AtomicU64>,
+    /// The stream, for its last position (readiness, `vato_stream_lag`).
+    stream: stream::Stream,
 }
 
 /// The subject a command is published on.
@@ -88,7 +90,9 @@ fn subject(command: &Command) -> String {
         | Command::UpdateProfile { .. }
         | Command::UpdateSettings { .. }
         | Command::CreateSettings { .. } => "vato.users".into(),
-        Command::CreateDirect { .. } | Command::CreateGroup { .. } => "vato.dir".into(),
+        Command::CreateDirect { .. } | Command::CreateGroup { .. } | Command::Probe { .. } => {
+            "vato.dir".into()
+        }
         Command::AddMember { conv_id, .. }
         | Command::RemoveMember { conv_id, .. }
         | Command::PostMessage { conv_id, .. }
@@ -149,6 +153,7 @@ impl Cluster {
             publish_timeout: Duration::from_millis(config.nats_timeout_ms),
             apply_timeout: Duration::from_millis(config.nats_timeout_ms.max(1) * 5),
             slow_consumers,
+            stream: stream.clone(),
         });
         let (answers_tx, answers_rx) = mpsc::channel(65_536);
         tokio::spawn(cluster.clone().consume(stream, store, start, answers_tx));
@@ -169,6 +174,16 @@ impl Cluster {
 
     pub fn applied_position(&self) -> u64 {
         *self.applied.borrow()
+    }
+
+    /// The stream's last sequence, asked of JetStream (bounded by the
+    /// publish timeout).
+    pub async fn stream_last_sequence(&self) -> Result<u64, String> {
+        match tokio::time::timeout(self.publish_timeout, self.stream.get_info()).await {
+            Ok(Ok(info)) => Ok(info.state.last_sequence),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err("timed out".into()),
+        }
     }
 
     /// Publishes a command (the send is ordered: commands begun one after
@@ -198,6 +213,7 @@ impl Cluster {
         .map_err(|_| Unavailable::Nats)?;
         let (tx, rx) = oneshot::channel();
         self.pending.lock().insert(request, tx);
+        let publishing = std::time::Instant::now();
         let sent = tokio::time::timeout(
             self.publish_timeout,
             self.jetstream.publish(subject, payload.into()),
@@ -219,6 +235,9 @@ impl Cluster {
                 tracing::warn!("publish not acknowledged: {acked:?}");
                 return Err(Unavailable::Nats);
             }
+            crate::telemetry::hot()
+                .nats_publish
+                .record(publishing.elapsed().as_secs_f64());
             match tokio::time::timeout(cluster.apply_timeout, rx).await {
                 Ok(Ok(outcome)) => Ok(outcome?),
                 _ => {

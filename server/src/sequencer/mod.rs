@@ -10,6 +10,7 @@
 //! business, not this module's.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use serde_json::Value;
 use vato_eventlog::{Command, ConvId, Store, StoreError, UserId};
@@ -23,6 +24,21 @@ mod stream;
 pub use cluster::Cluster;
 pub use outcome::{Outcome, Pending, Unavailable};
 
+/// Records a command's outcome in the metrics and passes it on.
+fn observe(begun: Instant, outcome: Result<Outcome, Unavailable>) -> Result<Outcome, Unavailable> {
+    match &outcome {
+        Ok(Ok(_)) => crate::telemetry::hot()
+            .ack
+            .record(begun.elapsed().as_secs_f64()),
+        Ok(Err(rejection)) => {
+            metrics::counter!("vato_commands_rejected_total", "reason" => rejection.reason())
+                .increment(1)
+        }
+        Err(_) => metrics::counter!("vato_commands_unavailable_total").increment(1),
+    }
+    outcome
+}
+
 /// Who orders the commands.
 pub enum Sequencer {
     /// The local store's writer; signals go straight to this node's hub.
@@ -35,20 +51,25 @@ impl Sequencer {
     /// Starts a command without waiting for its outcome; the returned future
     /// resolves to it. Commands begun one after the other are decided in that
     /// order, so a socket can pipeline its sends through one group commit.
+    ///
+    /// Every outcome is counted here: the ack latency of an applied
+    /// command (begun → durable), the reason of a refused one.
     pub async fn begin(&self, command: Command) -> Pending {
+        let begun = Instant::now();
         match self {
             Sequencer::Embedded { store, .. } => match store.enqueue(command, None).await {
                 Ok(answer) => Box::pin(async move {
-                    match answer.await {
-                        Ok(outcome) => Ok(outcome?),
+                    let outcome = match answer.await {
+                        Ok(outcome) => outcome.map_err(Unavailable::from),
                         Err(_) => Err(Unavailable::Store(StoreError::Closed)),
-                    }
+                    };
+                    observe(begun, outcome)
                 }),
-                Err(e) => Box::pin(std::future::ready(Err(e.into()))),
+                Err(e) => Box::pin(std::future::ready(observe(begun, Err(e.into())))),
             },
             Sequencer::Cluster(cluster) => match cluster.begin(command).await {
-                Ok(outcome) => Box::pin(outcome),
-                Err(e) => Box::pin(std::future::ready(Err(e))),
+                Ok(outcome) => Box::pin(async move { observe(begun, outcome.await) }),
+                Err(e) => Box::pin(std::future::ready(observe(begun, Err(e)))),
             },
         }
     }

@@ -49,7 +49,10 @@ pub fn parse(bytes: &[u8], cx: intake::Context) -> Result<Inbound, Refused> {
     let fields = frame.as_object().unwrap_or(&empty);
     // Every error about this frame carries its client_id.
     let client_id = intake::raw_client_id(fields);
-    let refuse = |e: intake::Invalid| Refused(invalid(&e, client_id));
+    let refuse = |e: intake::Invalid| {
+        crate::telemetry::refused_at_intake(e.field);
+        Refused(invalid(&e, client_id))
+    };
     let Some(kind) = fields.get("type").and_then(Value::as_str) else {
         let detail = "frame has no \"type\"";
         return Err(Refused(error("unknown_type", detail, client_id)));

@@ -100,10 +100,20 @@ async fn act_on(app: &App, handle: &SocketHandle, bytes: &[u8]) -> Option<Ctrl> 
         at: now_micros(),
         max_message_chars: app.config.max_message_chars,
     };
+    let hot = crate::telemetry::hot();
     let inbound = match frames::parse(bytes, cx) {
         Ok(inbound) => inbound,
-        Err(Refused(frame)) => return Some(Ctrl::Text(frame)),
+        Err(Refused(frame)) => {
+            hot.frame_in("refused");
+            return Some(Ctrl::Text(frame));
+        }
     };
+    match &inbound {
+        Inbound::Ping => hot.frame_in("ping"),
+        Inbound::Sync { .. } => hot.frame_in("sync"),
+        Inbound::Typing { .. } => hot.frame_in("typing"),
+        Inbound::Command { command, .. } => hot.command_in(command),
+    }
     let (command, client_id) = match inbound {
         Inbound::Ping => return Some(Ctrl::Text(frames::pong())),
         // One replay at a time per socket: the writer clears the flag

@@ -218,6 +218,7 @@ enum Step {
 }
 
 async fn write_text(write: &mut Writer, text: &str) -> Result<(), WebSocketError> {
+    crate::telemetry::hot().frame_out(text);
     write
         .write_frame(Frame::text(Payload::Borrowed(text.as_bytes())))
         .await
@@ -240,6 +241,8 @@ async fn write_out(
             Ok(())
         }
         Out::Ephemeral(text) => write_text(write, &text).await,
+        // Only the probe's own subscriber is sent these.
+        Out::Probe { .. } => Ok(()),
     }
 }
 
@@ -303,6 +306,7 @@ async fn replay(
 
 async fn close(write: &mut Writer, code: u16) {
     let code = if code == 0 { 1000 } else { code };
+    crate::telemetry::socket_closed(code);
     // The peer may not be reading (that is why we close with 4408): wait
     // on it for CLOSE_GRACE at most, then drop the connection.
     let _ = tokio::time::timeout(CLOSE_GRACE, async {
