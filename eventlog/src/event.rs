@@ -11,6 +11,9 @@ pub type ConvId = u64;
 pub type MessageId = u64;
 pub type ReactionId = u64;
 pub type AttachmentId = u64;
+/// A server node's stable id (kept in its data directory): whose sockets
+/// make a user online.
+pub type NodeId = u64;
 /// Position of an event in the global log (0, 1, 2, ...).
 pub type Offset = u64;
 /// Position of an event within its conversation (1, 2, 3, ... gap-free).
@@ -173,6 +176,25 @@ pub enum Event {
         up_to: MessageId,
         at: Micros,
     },
+    /// The user's first socket on `node` opened: `node` holds them online.
+    /// Only the presence bookkeeping; the visible change (when no node held
+    /// them before) is the `UserSeen` decided with it.
+    PresenceJoined {
+        user_id: UserId,
+        node: NodeId,
+        at: Micros,
+    },
+    /// The user's last socket on `node` closed, and the grace passed
+    /// without a new one: `node` no longer holds them online (when no other
+    /// node does, a `UserWentOffline` is decided with it).
+    PresenceLeft {
+        user_id: UserId,
+        node: NodeId,
+        at: Micros,
+    },
+    /// `node` started: whatever sockets it had are gone, so it holds nobody
+    /// online any more (the users no other node holds go offline with it).
+    NodePresenceCleared { node: NodeId, at: Micros },
 }
 
 impl Event {
@@ -187,7 +209,10 @@ impl Event {
             | UserWentOffline { .. }
             | ProfileUpdated { .. }
             | SettingsUpdated { .. }
-            | MessagesReadPrivately { .. } => None,
+            | MessagesReadPrivately { .. }
+            | PresenceJoined { .. }
+            | PresenceLeft { .. }
+            | NodePresenceCleared { .. } => None,
             MemberAdded { conv_id, seq, .. }
             | MemberRemoved { conv_id, seq, .. }
             | MessagePosted { conv_id, seq, .. }

@@ -198,6 +198,12 @@ pub struct Config {
     /// up to net.ipv4.tcp_wmem's maximum, 4 MiB by default).
     #[arg(long, env = "VATO_SOCKET_SNDBUF_BYTES", default_value_t = 262_144)]
     pub socket_sndbuf_bytes: usize,
+
+    /// Seconds a user stays online after their last socket (on every
+    /// node) closed; a socket opened within it changes nothing. Then they
+    /// go offline and `last_seen_at` is recorded (issue 13).
+    #[arg(long, env = "VATO_PRESENCE_GRACE_SECS", default_value_t = 10)]
+    pub presence_grace_secs: u64,
 }
 
 impl Config {

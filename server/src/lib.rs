@@ -30,6 +30,8 @@
 //!   account must pass (password validators, registration throttle);
 //!   `login_throttle`: failed logins per address and per account;
 //!   `clock`: time stamps.
+//! * `presence`: this node's sockets per user, reported to the log on the
+//!   first open and after the grace of the last close.
 //!
 //! Only `api/`, `ws/` and `error` know HTTP; below them, modules return
 //! their own errors.
@@ -46,6 +48,7 @@ mod hub;
 mod intake;
 mod limits;
 mod login_throttle;
+mod presence;
 mod render;
 mod search;
 mod sequencer;
@@ -111,6 +114,8 @@ pub async fn start(config: Config) -> Result<Server, BoxError> {
             hub: hub.clone(),
         },
     };
+    let node = startup::node_id(&config.data_dir)?;
+    let (presence, presence_reports) = presence::Presence::new(node, config.presence_grace_secs);
     let app = Arc::new(App {
         jwt: Jwt::new(
             secret.as_bytes(),
@@ -129,8 +134,13 @@ pub async fn start(config: Config) -> Result<Server, BoxError> {
             config.login_user_fail_rate,
         ),
         limits: limits::Limits::new(&config),
+        presence,
         config,
     });
+    // Whoever this node held online before it (re)started is gone; then
+    // its sockets report from here on.
+    app.presence.clear_own(&app).await;
+    tokio::spawn(presence::run_reports(app.clone(), presence_reports));
     accounts::load_common_passwords();
     if app.config.demo {
         startup::seed_demo(&app).await?;

@@ -149,6 +149,26 @@ pub fn conversation(state: &State, c: &Conversation, viewer: UserId) -> Value {
     })
 }
 
+/// The `presence` frame of an event that changes whether a user is
+/// online (`UserSeen`: online; `UserWentOffline`: offline), as the user's
+/// conversation partners get it: `last_seen_at` is null when the user's
+/// `show_last_seen` is off. `None` for any other event.
+pub fn presence_frame(state: &State, event: &Event) -> Option<(UserId, String)> {
+    let (user_id, is_online, at) = match event {
+        Event::UserSeen { user_id, at } => (*user_id, true, *at),
+        Event::UserWentOffline { user_id, at } => (*user_id, false, *at),
+        _ => return None,
+    };
+    let shown = state.user(user_id)?.profile.show_last_seen;
+    let frame = json!({
+        "type": "presence",
+        "user_id": user_id,
+        "is_online": is_online,
+        "last_seen_at": shown.then(|| format(at)),
+    });
+    Some((user_id, frame.to_string()))
+}
+
 /// The user who caused a conversation event.
 pub fn actor(event: &Event, state: &State) -> Option<UserId> {
     match event {

@@ -87,7 +87,10 @@ fn subject(command: &Command) -> String {
         | Command::GoOffline { .. }
         | Command::UpdateProfile { .. }
         | Command::UpdateSettings { .. }
-        | Command::CreateSettings { .. } => "vato.users".into(),
+        | Command::CreateSettings { .. }
+        | Command::SocketsOpened { .. }
+        | Command::SocketsClosed { .. }
+        | Command::ClearNodePresence { .. } => "vato.users".into(),
         Command::CreateDirect { .. } | Command::CreateGroup { .. } => "vato.dir".into(),
         Command::AddMember { conv_id, .. }
         | Command::RemoveMember { conv_id, .. }
