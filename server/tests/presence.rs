@@ -41,7 +41,7 @@ async fn seen_by(viewer: &Api, user: &User) -> Value {
 async fn a_socket_makes_its_user_online_and_the_last_close_offline_after_the_grace() {
     let server = Server::start(&["--demo", "--presence-grace-secs", "1"]).await;
     let (lalo, kalu, conv) = scene(&server).await;
-    let mut a = lalo.ws(conv).await;
+    let mut a = lalo.ws(conv).await.with_presence();
 
     let b = kalu.ws(conv).await;
     let online = presence_of(&mut a, kalu.id, true).await;
@@ -76,7 +76,7 @@ async fn a_socket_makes_its_user_online_and_the_last_close_offline_after_the_gra
 async fn a_reconnect_within_the_grace_sends_nothing() {
     let server = Server::start(&["--demo", "--presence-grace-secs", "1"]).await;
     let (lalo, kalu, conv) = scene(&server).await;
-    let mut a = lalo.ws(conv).await;
+    let mut a = lalo.ws(conv).await.with_presence();
     let b = kalu.ws(conv).await;
     presence_of(&mut a, kalu.id, true).await;
 
@@ -97,7 +97,7 @@ async fn show_last_seen_off_hides_last_seen_at_from_others() {
     let (lalo, kalu, conv) = scene(&server).await;
     let resp = answered(kalu.update_profile(&json!({"show_last_seen": false})).await);
     assert_eq!(resp.status, 200, "{}", resp.body);
-    let mut a = lalo.ws(conv).await;
+    let mut a = lalo.ws(conv).await.with_presence();
 
     let b = kalu.ws(conv).await;
     let online = presence_of(&mut a, kalu.id, true).await;
@@ -114,7 +114,7 @@ async fn show_last_seen_off_hides_last_seen_at_from_others() {
 async fn set_online_and_set_offline_answer_the_contract_and_tell_partners() {
     let server = Server::start(&["--demo", "--presence-grace-secs", "1"]).await;
     let (lalo, kalu, conv) = scene(&server).await;
-    let mut a = lalo.ws(conv).await;
+    let mut a = lalo.ws(conv).await.with_presence();
 
     let resp = answered(kalu.set_offline().await);
     assert_eq!(
@@ -156,7 +156,7 @@ async fn presence_survives_restarts_and_a_crash_lets_go_of_the_nodes_users() {
     let flags = ["--demo", "--presence-grace-secs", "1"];
     let server = Server::start_in(dir.path(), &flags).await;
     let (lalo, kalu, conv) = scene(&server).await;
-    let mut a = lalo.ws(conv).await;
+    let mut a = lalo.ws(conv).await.with_presence();
     let b = kalu.ws(conv).await;
     presence_of(&mut a, kalu.id, true).await;
     b.close().await;
@@ -175,7 +175,7 @@ async fn presence_survives_restarts_and_a_crash_lets_go_of_the_nodes_users() {
     );
 
     // A socket, then a crash: the restarted node lets go of kalu.
-    let mut a = server.with_token(&lalo.access).ws(conv).await;
+    let mut a = server.with_token(&lalo.access).ws(conv).await.with_presence();
     let _b = server.with_token(&kalu.access).ws(conv).await;
     presence_of(&mut a, kalu.id, true).await;
     let seen = seen_by(&server.with_token(&lalo.access), &kalu).await;
