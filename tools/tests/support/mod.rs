@@ -36,6 +36,8 @@ pub enum Fault {
     AcceptAnyone,
     /// A `since` replay leaves out the first missed event.
     LossyResume,
+    /// `logout/` answers 200 but the refresh token keeps working.
+    IgnoreLogout,
 }
 
 /// One listening node; dropping it stops accepting connections.
@@ -208,6 +210,30 @@ impl Server {
                         json!({"non_field_errors": ["Unable to log in with provided credentials."]}),
                     ),
                 }
+            }
+            ("POST", ["api", "auth", "token", "refresh"], _) => {
+                let token = req.body["refresh"].as_str().unwrap_or_default();
+                match state.tokens.get(token) {
+                    Some((id, false)) => {
+                        let id = *id;
+                        let access = state.session(id)["access"].clone();
+                        (200, json!({ "access": access }))
+                    }
+                    _ => (
+                        401,
+                        json!({"detail": "Token is invalid or expired", "code": "token_not_valid"}),
+                    ),
+                }
+            }
+            ("POST", ["api", "auth", "logout"], _) => {
+                let token = req.body["refresh"].as_str().unwrap_or_default();
+                if !matches!(state.tokens.get(token), Some((_, false))) {
+                    return (400, json!({"detail": "Invalid token."}));
+                }
+                if self.fault != Fault::IgnoreLogout {
+                    state.tokens.remove(token);
+                }
+                (200, json!({"detail": "Successfully logged out."}))
             }
             (_, _, None) => (
                 401,
