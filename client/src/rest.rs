@@ -262,12 +262,14 @@ impl Api {
 
     /// `POST /api/auth/users/set-online/` (no body).
     pub async fn set_online(&self) -> Result<Resp, RestError> {
-        self.try_post("/api/auth/users/set-online/", &json!({})).await
+        self.try_post("/api/auth/users/set-online/", &json!({}))
+            .await
     }
 
     /// `POST /api/auth/users/set-offline/` (no body).
     pub async fn set_offline(&self) -> Result<Resp, RestError> {
-        self.try_post("/api/auth/users/set-offline/", &json!({})).await
+        self.try_post("/api/auth/users/set-offline/", &json!({}))
+            .await
     }
 
     /// `GET /api/auth/profile/me/`.

@@ -149,7 +149,10 @@ pub enum Command {
     },
     /// `node` (re)started: it holds nobody online any more (a no-op when
     /// it held nobody).
-    ClearNodePresence { node: NodeId, at: Micros },
+    ClearNodePresence {
+        node: NodeId,
+        at: Micros,
+    },
 }
 
 /// What the caller learns besides the events: which object the command

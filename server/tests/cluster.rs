@@ -408,7 +408,10 @@ async fn presence_counts_the_sockets_of_every_node() {
     let frame = a.recv().await;
     assert_eq!(frame["type"], "message.new", "{frame}");
     let seen = n1.with_token(&lalo.access).user_detail(kalu.id).await;
-    assert_eq!(seen.as_ref().map(|r| r.body["is_online"].clone()).ok(), Some(json!(true)));
+    assert_eq!(
+        seen.as_ref().map(|r| r.body["is_online"].clone()).ok(),
+        Some(json!(true))
+    );
 
     // The last socket anywhere closes: offline after the grace, on both
     // nodes alike.
@@ -420,7 +423,11 @@ async fn presence_counts_the_sockets_of_every_node() {
             .get(&format!("/api/auth/users/{}/", kalu.id))
             .await;
         assert_eq!(seen.body["is_online"], false, "{}", seen.body);
-        assert_eq!(seen.body["last_seen_at"], offline["last_seen_at"], "{}", seen.body);
+        assert_eq!(
+            seen.body["last_seen_at"], offline["last_seen_at"],
+            "{}",
+            seen.body
+        );
     }
 
     // kalu online through node 1, which crashes: when it starts again it

@@ -134,7 +134,10 @@ async fn set_online_and_set_offline_answer_the_contract_and_tell_partners() {
         (200, json!({"status": "online"}))
     );
     let online = presence_of(&mut a, kalu.id, true).await;
-    assert_eq!(seen_by(&lalo, &kalu).await["last_seen_at"], online["last_seen_at"]);
+    assert_eq!(
+        seen_by(&lalo, &kalu).await["last_seen_at"],
+        online["last_seen_at"]
+    );
 
     // Without a token: the contract's 401, nothing changes.
     for path in [
@@ -175,7 +178,11 @@ async fn presence_survives_restarts_and_a_crash_lets_go_of_the_nodes_users() {
     );
 
     // A socket, then a crash: the restarted node lets go of kalu.
-    let mut a = server.with_token(&lalo.access).ws(conv).await.with_presence();
+    let mut a = server
+        .with_token(&lalo.access)
+        .ws(conv)
+        .await
+        .with_presence();
     let _b = server.with_token(&kalu.access).ws(conv).await;
     presence_of(&mut a, kalu.id, true).await;
     let seen = seen_by(&server.with_token(&lalo.access), &kalu).await;

@@ -52,7 +52,10 @@ async fn router_roots_list_their_resources_for_a_logged_in_user() {
     let base = server.base.clone();
     let auth = ana.get("/api/auth/").await;
     assert_eq!(auth.status, 200, "{}", auth.body);
-    assert_eq!(auth.body, json!({"users": format!("{base}/api/auth/users/")}));
+    assert_eq!(
+        auth.body,
+        json!({"users": format!("{base}/api/auth/users/")})
+    );
     let chat = ana.get("/api/chat/").await;
     assert_eq!(chat.status, 200, "{}", chat.body);
     assert_eq!(

@@ -32,7 +32,10 @@ pub async fn logout(ctx: &Ctx, a: &User) -> CheckResult {
         .map_err(|e| format!("POST logout/: {e}"))?;
     let done = json!({"detail": "Successfully logged out."});
     if out.status != 200 || out.body != done {
-        return Err(format!("POST logout/: expected 200 {done}, got {}", out.describe()));
+        return Err(format!(
+            "POST logout/: expected 200 {done}, got {}",
+            out.describe()
+        ));
     }
     // On B's node (the same one outside cluster mode), which may apply the
     // revocation a moment later.
@@ -58,7 +61,9 @@ pub async fn logout(ctx: &Ctx, a: &User) -> CheckResult {
             own.describe()
         ));
     }
-    Ok(Pass::detail("revoked token refused with 401, other session kept"))
+    Ok(Pass::detail(
+        "revoked token refused with 401, other session kept",
+    ))
 }
 
 async fn refresh(api: &vato_client::Api, token: &str, what: &str) -> Result<Resp, String> {
