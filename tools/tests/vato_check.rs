@@ -95,7 +95,7 @@ async fn vato_check(args: &[&str]) -> Run {
 }
 
 const BASIC: usize = 20;
-const EXTENDED: usize = 29;
+const EXTENDED: usize = 30;
 
 const SETUP: &[&str] = &[
     "auth.login_a",

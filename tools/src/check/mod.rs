@@ -11,7 +11,8 @@
 //!    typing, edit, delete, read; then `profile`: A's profile and
 //!    settings written, validated, hidden where they should be, put back;
 //!    `logout`: a second session of A is logged out and its refresh
-//!    token refused (on B's node too).
+//!    token refused (on B's node too); `presence`: B's set-offline and
+//!    set-online reach A's socket as presence frames.
 //!
 //! Every check is reported exactly once (see [`PLAN`]); one that cannot run
 //! because something it needs failed is reported as
@@ -23,6 +24,7 @@ mod conversation;
 mod extended;
 mod inbox;
 mod logout;
+mod presence;
 mod profile;
 mod realtime;
 mod report;
@@ -136,6 +138,7 @@ pub const PLAN_EXTENDED: &[&str] = &[
     "ext.profile",
     "ext.settings",
     "ext.logout",
+    "ext.presence",
 ];
 
 /// What every case needs: where to go and how long to wait.
@@ -244,6 +247,8 @@ async fn run_cases(ctx: &Ctx, report: &mut Report) {
         report.record("ext.profile", profile::profile(ctx, &a, &b).await);
         report.record("ext.settings", profile::settings(&a, &b).await);
         report.record("ext.logout", logout::logout(ctx, &a).await);
+        let result = presence::presence(ctx, &a, &b, conversation).await;
+        report.record("ext.presence", result);
     }
 }
 

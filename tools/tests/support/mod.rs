@@ -270,6 +270,27 @@ impl Server {
                 403,
                 json!({"detail": "You do not have permission to perform this action."}),
             ),
+            ("POST", ["api", "auth", "users", set], Some(me))
+                if *set == "set-online" || *set == "set-offline" =>
+            {
+                let online = *set == "set-online";
+                let frame = json!({
+                    "type": Kind::Presence.name(), "user_id": me,
+                    "is_online": online, "last_seen_at": "2026-01-01T00:00:00Z",
+                })
+                .to_string();
+                for conversation in state
+                    .conversations
+                    .iter()
+                    .filter(|c| c.members.contains(&me))
+                {
+                    for s in conversation.sockets.iter().filter(|s| s.user != me) {
+                        let _ = s.tx.send(frame.clone());
+                    }
+                }
+                let status = if online { "online" } else { "offline" };
+                (200, json!({ "status": status }))
+            }
             (method, ["api", "auth", "settings"], Some(me)) => {
                 let theme = req.body["theme"].as_str();
                 if method == "PATCH" {
