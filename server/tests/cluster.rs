@@ -392,6 +392,9 @@ async fn presence_counts_the_sockets_of_every_node() {
     let (n1, n2) = two_nodes(&nats, &dirs, &["--presence-grace-secs", "1"]).await;
     let lalo = n2.login("lalo", "lalo123").await;
     let kalu = n1.login("kalu", "kalu123").await;
+    // Both logins applied on both nodes (a login sends a presence frame
+    // too), before lalo's socket opens.
+    wait_converged(&nats, &[&n1, &n2]).await;
     let mut a = lalo.ws(CONV).await.with_presence(); // on node 2
 
     // kalu's socket on node 1: lalo, on node 2, sees kalu come online.
