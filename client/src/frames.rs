@@ -28,6 +28,7 @@ pub enum Kind {
     Pong,
     SyncDone,
     Error,
+    Presence,
     // Both ways: the client's frame and the server's event share a name.
     MessageRead,
     Typing,
@@ -36,7 +37,7 @@ pub enum Kind {
 impl Kind {
     /// Every kind.
     #[cfg(test)]
-    const ALL: [Kind; 17] = [
+    const ALL: [Kind; 18] = [
         Kind::MessageSend,
         Kind::MessageEdit,
         Kind::MessageDelete,
@@ -52,6 +53,7 @@ impl Kind {
         Kind::Pong,
         Kind::SyncDone,
         Kind::Error,
+        Kind::Presence,
         Kind::MessageRead,
         Kind::Typing,
     ];
@@ -74,6 +76,7 @@ impl Kind {
             Kind::Pong => "pong",
             Kind::SyncDone => "sync.done",
             Kind::Error => "error",
+            Kind::Presence => "presence",
             Kind::MessageRead => "message.read",
             Kind::Typing => "typing",
         }
@@ -97,6 +100,7 @@ impl Kind {
             "pong" => Kind::Pong,
             "sync.done" => Kind::SyncDone,
             "error" => Kind::Error,
+            "presence" => Kind::Presence,
             "message.read" => Kind::MessageRead,
             "typing" => Kind::Typing,
             _ => return None,

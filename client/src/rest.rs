@@ -260,6 +260,18 @@ impl Api {
         self.try_post("/api/auth/auth/logout/", &json!({})).await
     }
 
+    /// `POST /api/auth/users/set-online/` (no body).
+    pub async fn set_online(&self) -> Result<Resp, RestError> {
+        self.try_post("/api/auth/users/set-online/", &json!({}))
+            .await
+    }
+
+    /// `POST /api/auth/users/set-offline/` (no body).
+    pub async fn set_offline(&self) -> Result<Resp, RestError> {
+        self.try_post("/api/auth/users/set-offline/", &json!({}))
+            .await
+    }
+
     /// `GET /api/auth/profile/me/`.
     pub async fn profile_me(&self) -> Result<Resp, RestError> {
         self.try_get("/api/auth/profile/me/").await

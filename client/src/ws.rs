@@ -12,8 +12,14 @@ use crate::TIMEOUT;
 
 /// A client socket with JSON helpers for tests. Every wait is bounded by
 /// [`TIMEOUT`]; what the server owes and does not send fails the test.
+///
+/// `presence` frames (a conversation partner came online or went offline)
+/// arrive whenever partners connect, interleaved with anything and without
+/// a seq; the helpers skip them, as they skip pings, unless the socket was
+/// made with [`Ws::with_presence`] (what presence tests do).
 pub struct Ws {
     stream: Stream,
+    presence: bool,
 }
 
 impl Ws {
@@ -39,7 +45,10 @@ impl Ws {
 
     async fn handshake(url: &str) -> Result<Ws, (u16, Value)> {
         match open(url, TIMEOUT).await {
-            Ok(stream) => Ok(Ws { stream }),
+            Ok(stream) => Ok(Ws {
+                stream,
+                presence: false,
+            }),
             Err(ConnectError::Refused { status, detail, .. }) => Err((status, detail)),
             Err(ConnectError::Failed(reason)) => panic!("socket {url}: {reason}"),
         }
@@ -65,7 +74,21 @@ impl Ws {
         .await
         .expect("handshake timed out")
         .expect("handshake");
-        Ws { stream }
+        Ws {
+            stream,
+            presence: false,
+        }
+    }
+
+    /// This socket's helpers return `presence` frames too.
+    pub fn with_presence(mut self) -> Ws {
+        self.presence = true;
+        self
+    }
+
+    /// Whether a helper returns `frame` (see [`Ws`] on presence frames).
+    fn wanted(&self, frame: &Value) -> bool {
+        self.presence || !Kind::Presence.is(frame)
     }
 
     /// The tungstenite stream, for what the helpers do not cover.
@@ -108,8 +131,11 @@ impl Ws {
         loop {
             match self.next_message().await {
                 Some(Message::Text(text)) => {
-                    return serde_json::from_str(&text)
-                        .unwrap_or_else(|e| panic!("frame is not JSON ({e}): {text}"))
+                    let frame = serde_json::from_str(&text)
+                        .unwrap_or_else(|e| panic!("frame is not JSON ({e}): {text}"));
+                    if self.wanted(&frame) {
+                        return frame;
+                    }
                 }
                 Some(Message::Ping(_) | Message::Pong(_)) => continue,
                 other => panic!("expected a text frame, got {other:?}"),
@@ -120,12 +146,17 @@ impl Ws {
     /// The next text frame, or `None` once the socket is closed, ended or
     /// broken (the server may be gone).
     pub async fn try_recv(&mut self) -> Option<Value> {
-        let event = tokio::time::timeout(TIMEOUT, next_event(&mut self.stream))
-            .await
-            .unwrap_or_else(|_| panic!("no frame within {TIMEOUT:?}"));
-        match event {
-            Event::Text(text) => serde_json::from_str(&text).ok(),
-            _ => None,
+        loop {
+            let event = tokio::time::timeout(TIMEOUT, next_event(&mut self.stream))
+                .await
+                .unwrap_or_else(|_| panic!("no frame within {TIMEOUT:?}"));
+            let Event::Text(text) = event else {
+                return None;
+            };
+            match serde_json::from_str(&text) {
+                Ok(frame) if !self.wanted(&frame) => continue,
+                parsed => return parsed.ok(),
+            }
         }
     }
 
@@ -165,7 +196,10 @@ impl Ws {
                 .unwrap_or_else(|_| panic!("socket not closed within {TIMEOUT:?}"));
             match event {
                 Event::Text(text) => {
-                    frames.push(serde_json::from_str(&text).expect("JSON frame"));
+                    let frame = serde_json::from_str(&text).expect("JSON frame");
+                    if self.wanted(&frame) {
+                        frames.push(frame);
+                    }
                 }
                 Event::Closed(frame) => return (frames, frame.map(|f| u16::from(f.code))),
                 Event::Error(_) | Event::End => return (frames, None),

@@ -142,6 +142,27 @@ pub enum Command {
         /// The node's probe number.
         nonce: u64,
     },
+    /// The user's first socket on `node` opened (a no-op when `node` holds
+    /// them already). Online everywhere when no node held them before.
+    SocketsOpened {
+        user_id: UserId,
+        node: NodeId,
+        at: Micros,
+    },
+    /// The user's last socket on `node` closed, the grace is over (a no-op
+    /// when `node` does not hold them). Offline when no other node holds
+    /// them.
+    SocketsClosed {
+        user_id: UserId,
+        node: NodeId,
+        at: Micros,
+    },
+    /// `node` (re)started: it holds nobody online any more (a no-op when
+    /// it held nobody).
+    ClearNodePresence {
+        node: NodeId,
+        at: Micros,
+    },
 }
 
 /// What the caller learns besides the events: which object the command

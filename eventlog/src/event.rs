@@ -11,6 +11,9 @@ pub type ConvId = u64;
 pub type MessageId = u64;
 pub type ReactionId = u64;
 pub type AttachmentId = u64;
+/// A server node's stable id (kept in its data directory): whose sockets
+/// make a user online.
+pub type NodeId = u64;
 /// Position of an event in the global log (0, 1, 2, ...).
 pub type Offset = u64;
 /// Position of an event within its conversation (1, 2, 3, ... gap-free).
@@ -176,6 +179,25 @@ pub enum Event {
     /// A node's delivery probe went through the log (issue 16). Changes no
     /// read model; only the probing node's fan-out looks at it.
     ProbeRecorded { node: u64, nonce: u64 },
+    /// The user's first socket on `node` opened: `node` holds them online.
+    /// Only the presence bookkeeping; the visible change (when no node held
+    /// them before) is the `UserSeen` decided with it.
+    PresenceJoined {
+        user_id: UserId,
+        node: NodeId,
+        at: Micros,
+    },
+    /// The user's last socket on `node` closed, and the grace passed
+    /// without a new one: `node` no longer holds them online (when no other
+    /// node does, a `UserWentOffline` is decided with it).
+    PresenceLeft {
+        user_id: UserId,
+        node: NodeId,
+        at: Micros,
+    },
+    /// `node` started: whatever sockets it had are gone, so it holds nobody
+    /// online any more (the users no other node holds go offline with it).
+    NodePresenceCleared { node: NodeId, at: Micros },
 }
 
 impl Event {
@@ -191,7 +213,10 @@ impl Event {
             | ProfileUpdated { .. }
             | SettingsUpdated { .. }
             | MessagesReadPrivately { .. }
-            | ProbeRecorded { .. } => None,
+            | ProbeRecorded { .. }
+            | PresenceJoined { .. }
+            | PresenceLeft { .. }
+            | NodePresenceCleared { .. } => None,
             MemberAdded { conv_id, seq, .. }
             | MemberRemoved { conv_id, seq, .. }
             | MessagePosted { conv_id, seq, .. }

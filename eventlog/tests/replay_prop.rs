@@ -122,6 +122,13 @@ enum Op {
     Probe {
         nonce: u64,
     },
+    /// Presence: the first socket of `user` on node `node` opened
+    /// (`open`), or its last closed; or (`user` None) the node restarted.
+    Presence {
+        user: Option<u64>,
+        node: u64,
+        open: bool,
+    },
     /// A profile write: a new username (maybe taken), phone number (maybe
     /// taken) and `allow_group_invite`.
     Profile {
@@ -209,6 +216,8 @@ fn simple_op() -> impl Strategy<Value = Op> {
         2 => (user(), 0u8..6, 0u8..4).prop_map(|(user, token, expiry)| Op::Revoke { user, token, expiry }),
         1 => user().prop_map(|user| Op::Offline { user }),
         1 => (0u64..1000).prop_map(|nonce| Op::Probe { nonce }),
+        2 => (proptest::option::weighted(0.9, user()), 1u64..4, proptest::bool::ANY)
+            .prop_map(|(user, node, open)| Op::Presence { user, node, open }),
         2 => (
             user(),
             proptest::option::weighted(0.3, 0u8..7),
@@ -386,6 +395,27 @@ fn command(op: &Op, state: &State, at: i64) -> Command {
             node: 7,
             nonce: *nonce,
         },
+        Op::Presence {
+            user: Some(user),
+            node,
+            open: true,
+        } => Command::SocketsOpened {
+            user_id: *user,
+            node: *node,
+            at,
+        },
+        Op::Presence {
+            user: Some(user),
+            node,
+            open: false,
+        } => Command::SocketsClosed {
+            user_id: *user,
+            node: *node,
+            at,
+        },
+        Op::Presence {
+            user: None, node, ..
+        } => Command::ClearNodePresence { node: *node, at },
         Op::Profile {
             user,
             name,

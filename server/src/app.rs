@@ -1,5 +1,6 @@
 //! The shared context every handler gets: configuration, the store, the
-//! fan-out hub, the token keys, the sequencer and the socket permits.
+//! fan-out hub, the token keys, the sequencer, the socket permits and the
+//! presence tracker.
 
 use std::sync::Arc;
 
@@ -12,6 +13,7 @@ use crate::config::Config;
 use crate::hub::Hub;
 use crate::limits::Limits;
 use crate::login_throttle::LoginThrottle;
+use crate::presence::Presence;
 use crate::sequencer::{Outcome, Sequencer, Unavailable};
 
 pub struct App {
@@ -35,6 +37,8 @@ pub struct App {
     pub limits: Limits,
     /// What the delivery probe and the lag check last saw, for `/readyz`.
     pub probe: crate::probe::Probe,
+    /// This node's sockets per user, reported as presence (issue 13).
+    pub presence: Presence,
 }
 
 impl App {

@@ -218,6 +218,12 @@ pub struct Config {
     /// the request or socket span's fields, for log shippers).
     #[arg(long, env = "VATO_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+
+    /// Seconds a user stays online after their last socket (on every
+    /// node) closed; a socket opened within it changes nothing. Then they
+    /// go offline and `last_seen_at` is recorded (issue 13).
+    #[arg(long, env = "VATO_PRESENCE_GRACE_SECS", default_value_t = 10)]
+    pub presence_grace_secs: u64,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]

@@ -28,7 +28,7 @@ pub enum Out {
     /// rendered for its actor and for everyone else. One queue slot per
     /// batch: a big group commit does not overflow a fast reader's queue.
     Events(Arc<[RenderedEvent]>),
-    /// An ephemeral frame (typing): not stored, no seq.
+    /// An ephemeral frame (typing, presence): no seq.
     Ephemeral(Arc<str>),
     /// This node's delivery probe came through the log (only the probe's
     /// own subscriber, in [`PROBE_ROOM`], receives it).
@@ -195,10 +195,18 @@ impl Hub {
         let mut rooms = self.rooms.lock();
         // Per conversation: its events of this batch, in order.
         let mut per_room: HashMap<ConvId, Vec<RenderedEvent>> = HashMap::new();
+        // Presence changes: (user, their conversations, the frame).
+        let mut presence: Vec<(UserId, Vec<ConvId>, Arc<str>)> = Vec::new();
         for envelope in batch {
             let Some((conv_id, seq)) = envelope.event.conv_seq() else {
                 if let Event::ProbeRecorded { node, nonce } = envelope.event {
                     self.deliver_probe(&rooms, node, nonce);
+                    continue;
+                }
+                let state = store.state();
+                if let Some((user_id, frame)) = render::presence_frame(&state, &envelope.event) {
+                    let convs = state.conversations_of(user_id).map(|c| c.id).collect();
+                    presence.push((user_id, convs, frame.into()));
                 }
                 continue;
             };
@@ -233,6 +241,17 @@ impl Hub {
             if let Some(room) = rooms.get(&conv_id) {
                 for socket in room.sockets.values() {
                     self.deliver(socket, Out::Events(events.clone()));
+                }
+            }
+        }
+        // To the sockets of every conversation the user shares, theirs
+        // excepted; no seq, so not ordered against the events above.
+        for (user_id, convs, frame) in presence {
+            for conv_id in convs {
+                if let Some(room) = rooms.get(&conv_id) {
+                    for socket in room.sockets.values().filter(|s| s.user_id != user_id) {
+                        self.deliver(socket, Out::Ephemeral(frame.clone()));
+                    }
                 }
             }
         }

@@ -33,6 +33,8 @@
 //! * `telemetry`: the metrics recorder behind `/metrics`, the hot paths'
 //!   metric handles, and the HTTP middleware (request id span, counts);
 //!   `probe`: the delivery probe and `/readyz`.
+//! * `presence`: this node's sockets per user, reported to the log on the
+//!   first open and after the grace of the last close.
 //!
 //! Only `api/`, `ws/` and `error` know HTTP; below them, modules return
 //! their own errors.
@@ -49,6 +51,7 @@ mod hub;
 mod intake;
 mod limits;
 mod login_throttle;
+mod presence;
 mod probe;
 mod render;
 mod search;
@@ -120,6 +123,8 @@ pub async fn start(config: Config) -> Result<Server, BoxError> {
             hub: hub.clone(),
         },
     };
+    let node = startup::node_id(&config.data_dir)?;
+    let (presence, presence_reports) = presence::Presence::new(node, config.presence_grace_secs);
     let app = Arc::new(App {
         jwt: Jwt::new(
             secret.as_bytes(),
@@ -139,8 +144,13 @@ pub async fn start(config: Config) -> Result<Server, BoxError> {
         ),
         limits: limits::Limits::new(&config),
         probe: probe::Probe::new(config.probe_interval_secs),
+        presence,
         config,
     });
+    // Whoever this node held online before it (re)started is gone; then
+    // its sockets report from here on.
+    app.presence.clear_own(&app).await;
+    tokio::spawn(presence::run_reports(app.clone(), presence_reports));
     if app.config.probe_interval_secs > 0 || app.sequencer.cluster().is_some() {
         tokio::spawn(probe::run(app.clone()));
     }

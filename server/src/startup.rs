@@ -79,6 +79,31 @@ pub fn jwt_secret(config: &Config) -> Result<String, BoxError> {
     Ok(secret)
 }
 
+/// This node's stable id, kept in `<data-dir>/node-id` (a random 64-bit
+/// number written at the first start): presence events name the node that
+/// holds a user online, so a restarted node must know which entries were
+/// its own to clear them (see `presence`).
+pub fn node_id(data_dir: &Path) -> Result<u64, BoxError> {
+    let path = data_dir.join("node-id");
+    match std::fs::read_to_string(&path) {
+        Ok(text) => text
+            .trim()
+            .parse()
+            .map_err(|_| format!("{} does not hold a node id", path.display()).into()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let id: u64 = rand::random();
+            // Written whole, then renamed: a crash never leaves half an id.
+            let partial = data_dir.join("node-id.partial");
+            write_private(&partial, &id.to_string())?;
+            std::fs::File::open(&partial)?.sync_all()?;
+            std::fs::rename(&partial, &path)?;
+            std::fs::File::open(data_dir)?.sync_all()?;
+            Ok(id)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// The original's demo accounts and their direct conversation. Idempotent:
 /// a restart finds them and adds nothing. Goes through the sequencer, so in
 /// cluster mode every node sees the same (and racing nodes agree).

@@ -9,6 +9,9 @@
 //!    outcome that both nodes agree on.
 //! 3. A refresh token revoked by a logout on node 1 is refused by node 2;
 //!    a user who logs out of the app on node 2 is offline on node 1.
+//! 4. Presence: a socket on node 1 makes its user online as seen from node
+//!    2; offline only once the last socket on either node closed; a
+//!    crashed node lets go of its users when it starts again.
 
 mod cluster_support;
 mod common;
@@ -19,7 +22,7 @@ use serde_json::json;
 
 use cluster_support::chat::*;
 use cluster_support::{wait_converged, Nats};
-use common::PASSWORD;
+use common::{Scene, PASSWORD};
 
 #[tokio::test]
 async fn users_on_two_nodes_chat_in_real_time() {
@@ -371,4 +374,75 @@ async fn a_logout_on_one_node_holds_on_the_other() {
         async move { api.get("/api/auth/profile/me/").await.body["is_online"] == false }
     })
     .await;
+}
+
+/// The next frame of a socket made `with_presence`, which must be the
+/// presence frame of `user_id`.
+async fn presence_of(ws: &mut common::Ws, user_id: u64, is_online: bool) -> serde_json::Value {
+    let frame = ws.recv_type("presence").await;
+    assert_eq!(frame["user_id"], user_id, "{frame}");
+    assert_eq!(frame["is_online"], is_online, "{frame}");
+    frame
+}
+
+#[tokio::test]
+async fn presence_counts_the_sockets_of_every_node() {
+    let nats = Nats::single().await;
+    let dirs = [tempdir(), tempdir()];
+    let (n1, n2) = two_nodes(&nats, &dirs, &["--presence-grace-secs", "1"]).await;
+    let lalo = n2.login("lalo", "lalo123").await;
+    let kalu = n1.login("kalu", "kalu123").await;
+    // Both logins applied on both nodes (a login sends a presence frame
+    // too), before lalo's socket opens.
+    wait_converged(&nats, &[&n1, &n2]).await;
+    let mut a = lalo.ws(CONV).await.with_presence(); // on node 2
+
+    // kalu's socket on node 1: lalo, on node 2, sees kalu come online.
+    let b1 = kalu.ws(CONV).await;
+    presence_of(&mut a, kalu.id, true).await;
+    // A second socket on node 2, then the one on node 1 closes: kalu stays
+    // online (node 2 holds them), and nothing is sent: after the grace the
+    // next frame lalo gets is a message.
+    let kalu_on_n2 = n2.with_token(&kalu.access);
+    let b2 = kalu_on_n2.ws(CONV).await;
+    b1.close().await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    kalu_on_n2.send_message(CONV, "still online").await;
+    let frame = a.recv().await;
+    assert_eq!(frame["type"], "message.new", "{frame}");
+    let seen = n1.with_token(&lalo.access).user_detail(kalu.id).await;
+    assert_eq!(
+        seen.as_ref().map(|r| r.body["is_online"].clone()).ok(),
+        Some(json!(true))
+    );
+
+    // The last socket anywhere closes: offline after the grace, on both
+    // nodes alike.
+    b2.close().await;
+    let offline = presence_of(&mut a, kalu.id, false).await;
+    for node in [&n1, &n2] {
+        let seen = node
+            .with_token(&lalo.access)
+            .get(&format!("/api/auth/users/{}/", kalu.id))
+            .await;
+        assert_eq!(seen.body["is_online"], false, "{}", seen.body);
+        assert_eq!(
+            seen.body["last_seen_at"], offline["last_seen_at"],
+            "{}",
+            seen.body
+        );
+    }
+
+    // kalu online through node 1, which crashes: when it starts again it
+    // lets go of kalu, and lalo (node 2) is told.
+    let _b = n1.with_token(&kalu.access).ws(CONV).await;
+    presence_of(&mut a, kalu.id, true).await;
+    n1.kill9().await;
+    let _n1 = cluster_support::start_vato(
+        &nats.urls(),
+        dirs[0].path(),
+        &["--presence-grace-secs", "1"],
+    )
+    .await;
+    presence_of(&mut a, kalu.id, false).await;
 }

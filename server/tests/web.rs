@@ -1,5 +1,5 @@
-//! The web routes (`api/web.rs`): the index page, the health check and
-//! unknown paths.
+//! The web routes (`api/web.rs`): the index page, the DRF router roots,
+//! the health check and unknown paths.
 
 mod common;
 
@@ -45,6 +45,39 @@ async fn index_health_and_unknown_paths() {
 /// CORS headers from a development server without any flag, as from the
 /// original's DEBUG settings; a production server answers only the origins
 /// it was given.
+#[tokio::test]
+async fn router_roots_list_their_resources_for_a_logged_in_user() {
+    let server = Server::start(&["--dev"]).await;
+    let ana = server.register("ana").await;
+    let base = server.base.clone();
+    let auth = ana.get("/api/auth/").await;
+    assert_eq!(auth.status, 200, "{}", auth.body);
+    assert_eq!(
+        auth.body,
+        json!({"users": format!("{base}/api/auth/users/")})
+    );
+    let chat = ana.get("/api/chat/").await;
+    assert_eq!(chat.status, 200, "{}", chat.body);
+    assert_eq!(
+        chat.body,
+        json!({"conversations": format!("{base}/api/chat/conversations/")})
+    );
+    // Each URL is the list route it names.
+    for url in [&auth.body["users"], &chat.body["conversations"]] {
+        let path = url.as_str().unwrap().strip_prefix(&base).unwrap();
+        assert_eq!(ana.get(path).await.status, 200, "{path}");
+    }
+    // Authentication required, with DRF's body.
+    for path in ["/api/auth/", "/api/chat/"] {
+        let resp = server.anon().get(path).await;
+        assert_eq!(resp.status, 401, "{path}: {}", resp.body);
+        assert_eq!(
+            resp.body,
+            json!({"detail": "Authentication credentials were not provided."})
+        );
+    }
+}
+
 #[tokio::test]
 async fn cors_any_origin_in_development_only_the_given_ones_in_production() {
     async fn preflight(server: &Server, origin: &str) -> reqwest::Response {

@@ -95,7 +95,7 @@ async fn vato_check(args: &[&str]) -> Run {
 }
 
 const BASIC: usize = 20;
-const EXTENDED: usize = 28;
+const EXTENDED: usize = 30;
 
 const SETUP: &[&str] = &[
     "auth.login_a",
@@ -264,6 +264,14 @@ async fn lossy_resume_fails_the_resume_check() {
         "\n{}",
         run.stdout
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_logout_that_revokes_nothing_fails_the_logout_check() {
+    let node = start(Fault::IgnoreLogout).await;
+    let run = vato_check(&["--base", &node.base, "--extended"]).await;
+    run.assert_fails(&["ext.logout"]);
+    run.assert_passes(&["ext.profile", "ext.settings", "ext.resume_since"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

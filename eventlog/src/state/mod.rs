@@ -7,7 +7,7 @@
 //!
 //! Each area keeps the `decide_*` of its commands next to the `apply_*` of
 //! their events: `users.rs`, `profiles.rs`, `conversations.rs`,
-//! `messages.rs`, `sessions.rs`; `model.rs`
+//! `messages.rs`, `sessions.rs`, `presence.rs`; `model.rs`
 //! holds the read-model structs. An area's functions are reached only
 //! through the two matches below, hence their `let ... else unreachable!`
 //! (the command and event enums keep their serialized shape, so a variant
@@ -24,6 +24,7 @@ use crate::event::*;
 mod conversations;
 mod messages;
 mod model;
+mod presence;
 mod probe;
 mod profiles;
 mod sessions;
@@ -84,6 +85,11 @@ pub struct State {
     /// Derived: not in the snapshot, rebuilt when one is loaded.
     #[serde(skip)]
     unread: HashMap<(ConvId, UserId), usize>,
+    /// User → the nodes whose sockets hold them online (presence, issue
+    /// 13). A BTreeMap so that clearing a node decides its users in id
+    /// order on every node. Last, with a default: older snapshots load.
+    #[serde(default)]
+    presence: BTreeMap<UserId, BTreeSet<NodeId>>,
 }
 
 /// The outcome of an accepted command.
@@ -255,6 +261,9 @@ impl State {
             Command::UpdateSettings { .. } => self.decide_update_settings(command),
             Command::CreateSettings { .. } => self.decide_create_settings(command),
             Command::Probe { node, nonce } => Ok(probe::decide_probe(*node, *nonce)),
+            Command::SocketsOpened { .. } => self.decide_sockets_opened(command),
+            Command::SocketsClosed { .. } => self.decide_sockets_closed(command),
+            Command::ClearNodePresence { .. } => self.decide_clear_node(command),
         }
     }
 
@@ -348,6 +357,9 @@ impl State {
             Event::MessagesReadPrivately { .. } => self.apply_messages_read(event),
             // A probe changes no read model.
             Event::ProbeRecorded { .. } => {}
+            Event::PresenceJoined { .. } => self.apply_presence_joined(event),
+            Event::PresenceLeft { .. } => self.apply_presence_left(event),
+            Event::NodePresenceCleared { .. } => self.apply_node_cleared(event),
         }
     }
 }

@@ -24,6 +24,8 @@ pub fn router() -> Router<Arc<App>> {
     Router::new()
         .route("/", get(root))
         .route("/api/", get(api_index))
+        .route("/api/auth/", get(auth_root))
+        .route("/api/chat/", get(chat_root))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route(
@@ -74,6 +76,38 @@ async fn root(headers: HeaderMap) -> Response {
 
 async fn api_index() -> Json<Value> {
     Json(index())
+}
+
+/// The router resources of `/api/auth/` that Vato serves: name → list path.
+const AUTH_ROUTES: [(&str, &str); 1] = [("users", "/api/auth/users/")];
+/// The same for `/api/chat/`.
+const CHAT_ROUTES: [(&str, &str); 1] = [("conversations", "/api/chat/conversations/")];
+
+/// `GET /api/auth/`: Django REST framework's DefaultRouter root, as the
+/// original serves it (authentication required): each resource's name and
+/// the absolute URL of its list route.
+async fn auth_root(headers: HeaderMap, _: AuthUser) -> Json<Value> {
+    Json(router_root(&headers, &AUTH_ROUTES))
+}
+
+/// `GET /api/chat/`: as [`auth_root`].
+async fn chat_root(headers: HeaderMap, _: AuthUser) -> Json<Value> {
+    Json(router_root(&headers, &CHAT_ROUTES))
+}
+
+/// `{"<name>": "http://<Host><path>", ...}` in the order given. The host
+/// is the request's `Host` header, as DRF's `build_absolute_uri`; the
+/// scheme is http (Vato serves no TLS itself).
+fn router_root(headers: &HeaderMap, routes: &[(&str, &str)]) -> Value {
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("localhost");
+    let routes = routes
+        .iter()
+        .map(|(name, path)| ((*name).to_owned(), json!(format!("http://{host}{path}"))))
+        .collect();
+    Value::Object(routes)
 }
 
 /// Test hook (only with --dev/--demo): closes a user's sockets from the

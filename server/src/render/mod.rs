@@ -131,6 +131,30 @@ pub fn conversations_text<'a>(
     serde_json::to_vec(&views).unwrap_or_else(|_| b"[]".to_vec())
 }
 
+/// The `presence` frame of an event that changes whether a user is
+/// online (`UserSeen`: online; `UserWentOffline`: offline), as the user's
+/// conversation partners get it: `last_seen_at` is null when the user's
+/// `show_last_seen` is off. `None` for any other event.
+pub fn presence_frame(state: &State, event: &Event) -> Option<(UserId, String)> {
+    let (user_id, is_online, at) = match event {
+        Event::UserSeen { user_id, at } => (*user_id, true, *at),
+        Event::UserWentOffline { user_id, at } => (*user_id, false, *at),
+        _ => return None,
+    };
+    // A user who hides their last seen is offline with no time in every
+    // REST object others get; a frame would tell what those hide.
+    if !state.user(user_id)?.profile.show_last_seen {
+        return None;
+    }
+    let frame = json!({
+        "type": "presence",
+        "user_id": user_id,
+        "is_online": is_online,
+        "last_seen_at": format(at),
+    });
+    Some((user_id, frame.to_string()))
+}
+
 /// The user who caused a conversation event.
 pub fn actor(event: &Event, state: &State) -> Option<UserId> {
     match event {

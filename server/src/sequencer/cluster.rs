@@ -89,7 +89,10 @@ fn subject(command: &Command) -> String {
         | Command::GoOffline { .. }
         | Command::UpdateProfile { .. }
         | Command::UpdateSettings { .. }
-        | Command::CreateSettings { .. } => "vato.users".into(),
+        | Command::CreateSettings { .. }
+        | Command::SocketsOpened { .. }
+        | Command::SocketsClosed { .. }
+        | Command::ClearNodePresence { .. } => "vato.users".into(),
         Command::CreateDirect { .. } | Command::CreateGroup { .. } | Command::Probe { .. } => {
             "vato.dir".into()
         }

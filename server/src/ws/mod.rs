@@ -110,7 +110,12 @@ pub async fn handshake(
     let task_app = app.clone();
     let task = async move {
         match upgrade.await {
-            Ok(ws) => serve(task_app.clone(), ws, handle.clone(), queue, live_seq, since).await,
+            Ok(ws) => {
+                // Presence counts sockets that were really opened.
+                task_app.presence.opened(user_id);
+                serve(task_app.clone(), ws, handle.clone(), queue, live_seq, since).await;
+                task_app.presence.closed(user_id);
+            }
             Err(e) => tracing::debug!("upgrade failed: {e}"),
         }
         task_app.hub.unregister(&handle);

@@ -9,7 +9,10 @@
 //! 5. `rest`: a REST send is delivered live and shows in history;
 //! 6. `extended` (`--extended`): exactly-once resend, resume with `since`,
 //!    typing, edit, delete, read; then `profile`: A's profile and
-//!    settings written, validated, hidden where they should be, put back.
+//!    settings written, validated, hidden where they should be, put back;
+//!    `logout`: a second session of A is logged out and its refresh
+//!    token refused (on B's node too); `presence`: B's set-offline and
+//!    set-online reach A's socket as presence frames.
 //!
 //! Every check is reported exactly once (see [`PLAN`]); one that cannot run
 //! because something it needs failed is reported as
@@ -20,6 +23,8 @@ mod connection;
 mod conversation;
 mod extended;
 mod inbox;
+mod logout;
+mod presence;
 mod profile;
 mod realtime;
 mod report;
@@ -132,6 +137,8 @@ pub const PLAN_EXTENDED: &[&str] = &[
     "ext.read",
     "ext.profile",
     "ext.settings",
+    "ext.logout",
+    "ext.presence",
 ];
 
 /// What every case needs: where to go and how long to wait.
@@ -239,6 +246,9 @@ async fn run_cases(ctx: &Ctx, report: &mut Report) {
         extended::run(ctx, report, &a, &b, conversation, socket_a, socket_b).await;
         report.record("ext.profile", profile::profile(ctx, &a, &b).await);
         report.record("ext.settings", profile::settings(&a, &b).await);
+        report.record("ext.logout", logout::logout(ctx, &a).await);
+        let result = presence::presence(ctx, &a, &b, conversation).await;
+        report.record("ext.presence", result);
     }
 }
 

@@ -14,6 +14,8 @@ pub struct User {
     pub id: i64,
     pub access: String,
     pub refresh: String,
+    /// What it logged in with: `ext.logout` opens a second session.
+    pub password: String,
     /// The node's API, without credentials (the user's own calls go
     /// through [`User::get`] and [`User::post`]).
     pub api: Api,
@@ -111,6 +113,7 @@ pub async fn login(
         id,
         access,
         refresh,
+        password: password.to_owned(),
         api: api.clone(),
         ws_base: ws_base.to_owned(),
     })

@@ -36,6 +36,8 @@ pub enum Fault {
     AcceptAnyone,
     /// A `since` replay leaves out the first missed event.
     LossyResume,
+    /// `logout/` answers 200 but the refresh token keeps working.
+    IgnoreLogout,
 }
 
 /// One listening node; dropping it stops accepting connections.
@@ -209,6 +211,30 @@ impl Server {
                     ),
                 }
             }
+            ("POST", ["api", "auth", "token", "refresh"], _) => {
+                let token = req.body["refresh"].as_str().unwrap_or_default();
+                match state.tokens.get(token) {
+                    Some((id, false)) => {
+                        let id = *id;
+                        let access = state.session(id)["access"].clone();
+                        (200, json!({ "access": access }))
+                    }
+                    _ => (
+                        401,
+                        json!({"detail": "Token is invalid or expired", "code": "token_not_valid"}),
+                    ),
+                }
+            }
+            ("POST", ["api", "auth", "logout"], _) => {
+                let token = req.body["refresh"].as_str().unwrap_or_default();
+                if !matches!(state.tokens.get(token), Some((_, false))) {
+                    return (400, json!({"detail": "Invalid token."}));
+                }
+                if self.fault != Fault::IgnoreLogout {
+                    state.tokens.remove(token);
+                }
+                (200, json!({"detail": "Successfully logged out."}))
+            }
             (_, _, None) => (
                 401,
                 json!({"detail": "Authentication credentials were not provided."}),
@@ -244,6 +270,27 @@ impl Server {
                 403,
                 json!({"detail": "You do not have permission to perform this action."}),
             ),
+            ("POST", ["api", "auth", "users", set], Some(me))
+                if *set == "set-online" || *set == "set-offline" =>
+            {
+                let online = *set == "set-online";
+                let frame = json!({
+                    "type": Kind::Presence.name(), "user_id": me,
+                    "is_online": online, "last_seen_at": "2026-01-01T00:00:00Z",
+                })
+                .to_string();
+                for conversation in state
+                    .conversations
+                    .iter()
+                    .filter(|c| c.members.contains(&me))
+                {
+                    for s in conversation.sockets.iter().filter(|s| s.user != me) {
+                        let _ = s.tx.send(frame.clone());
+                    }
+                }
+                let status = if online { "online" } else { "offline" };
+                (200, json!({ "status": status }))
+            }
             (method, ["api", "auth", "settings"], Some(me)) => {
                 let theme = req.body["theme"].as_str();
                 if method == "PATCH" {
