@@ -50,3 +50,49 @@ async fn a_burst_of_logins_leaves_no_memory_behind() {
         mib(after.saturating_sub(before))
     );
 }
+
+/// RSS per stored message, as CI can afford it: 200,000 messages written
+/// by `vato-admin generate`'s code, a server started on them and one on an
+/// empty directory, RSS compared once both are idle. Today every message
+/// is in the read models (827 MiB at 1M messages, BENCHMARKS.md #12), about
+/// 800 bytes each; the bound catches a regression of that, and comes down
+/// as messages move to disk.
+#[tokio::test]
+async fn rss_per_stored_message_stays_under_its_bound() {
+    const MESSAGES: u64 = 200_000;
+    const BOUND_BYTES_PER_MESSAGE: u64 = 1_100;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().join("data");
+    let plan = vato_tools::generate::Plan {
+        users: 4_000,
+        conversations: 2_000,
+        messages: MESSAGES,
+        members: 8,
+        busy_conversations: 100,
+        content_bytes: 100,
+        password: PASSWORD.to_string(),
+    };
+    let target = data.clone();
+    // Its own runtime, on a thread outside the test's.
+    std::thread::spawn(move || {
+        vato_tools::generate::run(&target, &plan).map_err(|e| e.to_string())
+    })
+    .join()
+    .expect("generate thread")
+    .expect("generate");
+    let idle_rss = |server: &Server| {
+        std::thread::sleep(std::time::Duration::from_secs(2));
+        server.rss_bytes()
+    };
+    let empty = Server::start(&["--dev", "--probe-interval-secs", "0"]).await;
+    let base = idle_rss(&empty);
+    drop(empty);
+    let full = Server::start_in(&data, &["--dev", "--probe-interval-secs", "0"]).await;
+    let loaded = idle_rss(&full);
+    let per_message = loaded.saturating_sub(base) / MESSAGES;
+    eprintln!("RSS {base} B empty, {loaded} B with {MESSAGES} messages: {per_message} B each");
+    assert!(
+        per_message <= BOUND_BYTES_PER_MESSAGE,
+        "{per_message} bytes of RSS per stored message (bound {BOUND_BYTES_PER_MESSAGE})"
+    );
+}
