@@ -282,6 +282,19 @@ describe('web client in a real browser', () => {
     await B.screenshot({ path: path.join(ART, 'mobile-ben-list.png') });
   });
 
+  it('shows the partner online, then last seen once their page is gone', async () => {
+    // B's conversation list is showing; open the chat again so B has a socket.
+    await B.click(`[data-testid=conv-item][data-conv-id="${cid}"]`);
+    await waitLive(B);
+    await A.waitForFunction(() => document.querySelector('[data-testid=chat-presence]').textContent === 'online',
+      null, { timeout: 5000 });
+    // B leaves the app: its last socket closes; after the server's grace
+    // (ci/browser-test runs it with 1 s) A is told by a presence frame.
+    await B.goto('about:blank');
+    await A.waitForFunction(() => /^last seen /.test(document.querySelector('[data-testid=chat-presence]').textContent),
+      null, { timeout: 10000 });
+  });
+
   it('raised no error in either page', () => {
     assert.deepEqual(pageErrors, []);
   });

@@ -277,6 +277,7 @@
     const name = conv ? convName(conv) : 'Conversation ' + cid;
     $('#chat-name').textContent = name;
     $('#chat-avatar').textContent = initial(name);
+    showPresence(conv);
     $('[data-testid=typing-indicator]').textContent = '';
     const list = $('#message-list');
     list.replaceChildren($('#history-state'));
@@ -302,7 +303,7 @@
     }
     if (!conv) loadConversations().then(() => {
       const c = S.convs.find((x) => x.id === cid);
-      if (c && S.chat === chat) { chat.conv = c; $('#chat-name').textContent = convName(c); $('#chat-avatar').textContent = initial(convName(c)); }
+      if (c && S.chat === chat) { chat.conv = c; $('#chat-name').textContent = convName(c); $('#chat-avatar').textContent = initial(convName(c)); showPresence(c); }
     });
     connect(chat);
     // Not on touch screens: focusing there would pop the keyboard over the history.
@@ -616,6 +617,17 @@
       case 'pong':
         chat.awaitingPong = 0;
         break;
+      case 'presence': {
+        // A partner came online or went offline: keep the member's user
+        // object current, and the header of a direct chat with them.
+        const member = chat.conv && (chat.conv.members || []).find((m) => m.user && m.user.id === f.user_id);
+        if (member) {
+          member.user.is_online = !!f.is_online;
+          member.user.last_seen_at = f.last_seen_at;
+          showPresence(chat.conv);
+        }
+        break;
+      }
       case 'error':
         if (f.client_id && chat.pending.has(f.client_id)) {
           if (f.code === 'unavailable') { setTimeout(() => { const o = chat.outbox.find((x) => x.client_id === f.client_id); if (o) { o.sentOn = -1; flushOutbox(chat); } }, 2000); break; }
@@ -629,6 +641,19 @@
       default:
         if (f.type === 'member.added') loadConversations();
     }
+  }
+
+  // "online" or "last seen HH:MM" under the name of a direct chat's partner
+  // (from the conversation's member objects, kept current by `presence`
+  // frames); nothing for groups or a partner who hides it.
+  function showPresence(conv) {
+    const node = $('#chat-presence');
+    const other = conv && conv.conversation_type === 'direct' && S.me
+      && ((conv.members || []).map((m) => m.user).find((u) => u && u.id !== S.me.id));
+    const online = !!(other && other.is_online);
+    node.classList.toggle('online', online);
+    node.textContent = !other ? '' : online ? 'online'
+      : other.last_seen_at ? 'last seen ' + hhmm(other.last_seen_at) : '';
   }
 
   // "X is typing…" for 3 s after each typing frame (the sender repeats every 2 s).
