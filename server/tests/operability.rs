@@ -417,3 +417,30 @@ fn the_grafana_dashboard_names_only_exported_series() {
         );
     }
 }
+
+/// Closes are counted by their code: a member removed from a group has
+/// their socket closed with 4403.
+#[tokio::test]
+async fn a_removed_members_close_is_counted_as_4403() {
+    let server = Server::start(&["--demo", "--probe-interval-secs", "0"]).await;
+    let (lalo, kalu) = server.lalo_and_kalu().await;
+    let group = answered(lalo.create_group("crew", &[kalu.id]).await)
+        .id()
+        .expect("group id");
+    let mut kalu_ws = kalu.ws(group).await;
+    assert_eq!(answered(kalu.leave(group).await).status, 200);
+    let (_, code) = kalu_ws.until_close().await;
+    assert_eq!(code, Some(4403));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while sum(
+        &scrape(&server).await,
+        "vato_ws_closes_total",
+        &[r#"code="4403""#],
+    ) < 1.0
+    {
+        assert!(Instant::now() < deadline, "no 4403 close counted");
+        tokio::time::sleep(POLL).await;
+    }
+    let m = scrape(&server).await;
+    assert_eq!(sum(&m, "vato_ws_closes_total", &[r#"code="1009""#]), 0.0);
+}
