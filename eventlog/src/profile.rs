@@ -207,11 +207,6 @@ impl SettingsChanges {
 
     /// Folds the changes into `values`.
     pub fn apply_to(&self, values: &mut SettingsValues) {
-        fn set<T: Clone>(slot: &mut T, change: &Option<T>) {
-            if let Some(v) = change {
-                *slot = v.clone();
-            }
-        }
         set(&mut values.enable_notifications, &self.enable_notifications);
         set(&mut values.notification_sound, &self.notification_sound);
         set(&mut values.message_preview, &self.message_preview);
@@ -228,5 +223,13 @@ impl SettingsChanges {
         set(&mut values.theme, &self.theme);
         set(&mut values.font_size, &self.font_size);
         set(&mut values.language, &self.language);
+    }
+}
+
+/// Writes a change into its field when the change carries one: how the
+/// profile and settings events apply their optional fields.
+pub(crate) fn set<T: Clone>(slot: &mut T, change: &Option<T>) {
+    if let Some(v) = change {
+        *slot = v.clone();
     }
 }

@@ -4,7 +4,7 @@
 
 use crate::command::{Command, Invalid, Rejection, Reply};
 use crate::event::{Event, UserId};
-use crate::profile::{Nullable, ProfileChanges, Settings, SettingsValues};
+use crate::profile::{set, Nullable, ProfileChanges, Settings, SettingsValues};
 
 use super::model::User;
 use super::users::{phone_key, username_skeleton};
@@ -81,11 +81,6 @@ impl State {
                 self.users_by_phone
                     .entry(phone_key(&new))
                     .or_insert(*user_id);
-            }
-        }
-        fn set<T: Clone>(slot: &mut T, change: &Option<T>) {
-            if let Some(v) = change {
-                *slot = v.clone();
             }
         }
         set(&mut user.email, &changes.email);
