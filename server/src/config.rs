@@ -199,6 +199,13 @@ pub struct Config {
     #[arg(long, env = "VATO_SEARCH_SCAN_LIMIT", default_value_t = 10_000)]
     pub search_scan_limit: usize,
 
+    /// Most messages a history request without `?limit=` answers (the
+    /// newest ones; the oldest after an `after` cursor). 0: no bound, the
+    /// whole history, as the original served it to clients that never
+    /// page.
+    #[arg(long, env = "VATO_HISTORY_MAX", default_value_t = 0)]
+    pub history_max: usize,
+
     /// Kernel send buffer of each accepted connection (SO_SNDBUF, bytes;
     /// Linux doubles it for bookkeeping): what a client that stops reading
     /// can make the kernel hold. 0 keeps the kernel's default (autotuned

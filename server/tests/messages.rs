@@ -150,9 +150,14 @@ async fn history_is_newest_first_and_paginates() {
     };
 
     let default = ben.history(conv, "").await;
-    assert_eq!(default.len(), 100, "default limit");
-    assert_eq!(contents(&default), names(6..=105), "newest first");
+    assert_eq!(default.len(), 105, "no limit: the whole history");
+    assert_eq!(contents(&default), names(1..=105), "newest first");
     assert_eq!(keys(&default[0]), MESSAGE_KEYS);
+    assert_eq!(
+        contents(&ben.history(conv, &format!("before={}", ids[9])).await),
+        names(1..=9),
+        "a cursor without limit: everything before it"
+    );
     assert_eq!(
         contents(&ben.history(conv, "limit=10").await),
         names(96..=105)
@@ -192,6 +197,62 @@ async fn history_is_newest_first_and_paginates() {
     let outsider = cid.get(&messages_path(conv)).await;
     assert_eq!(outsider.status, 403);
     assert_eq!(outsider.body, json!({"detail": NOT_MEMBER}));
+}
+
+/// The live Flutter client loads a conversation with one `GET` without
+/// parameters and never pages: it gets the whole history, as the original
+/// served it (issue 14; Vato used to answer the newest 100).
+#[tokio::test]
+async fn history_without_parameters_is_the_whole_history() {
+    let server = Server::start(&["--dev", "--user-msg-rate", "0"]).await;
+    let ana = server.register("ana").await;
+    let ben = server.register("ben").await;
+    let conv = ana.direct_with(&ben).await;
+    for i in 1..=130 {
+        ana.send_message(conv, &format!("m{i}")).await;
+    }
+    let all = ben.history(conv, "").await;
+    assert_eq!(all.len(), 130);
+    assert_eq!(all[0]["content"], "m130", "newest first");
+    assert_eq!(all[129]["content"], "m1");
+    let seqs: Vec<u64> = all.iter().map(|m| m["seq"].as_u64().unwrap()).collect();
+    assert_eq!(seqs, (1..=130).rev().collect::<Vec<u64>>());
+    // The explicit page sizes are unchanged.
+    assert_eq!(ben.history(conv, "limit=20").await.len(), 20);
+    assert_eq!(
+        ben.history(conv, "ordering=created_at").await[0]["content"],
+        "m1"
+    );
+    let found = ben.history(conv, "search=m12").await;
+    assert_eq!(found.len(), 11, "m12 and m120 to m129: every match");
+}
+
+/// `--history-max` caps an answer without `?limit=` (the newest N; the
+/// oldest N after an `after` cursor); an explicit `limit` is not capped
+/// by it.
+#[tokio::test]
+async fn history_max_caps_the_unpaged_history() {
+    let server = Server::start(&["--dev", "--user-msg-rate", "0", "--history-max", "50"]).await;
+    let ana = server.register("ana").await;
+    let ben = server.register("ben").await;
+    let conv = ana.direct_with(&ben).await;
+    let mut ids = Vec::new();
+    for i in 1..=130 {
+        ids.push(
+            ana.send_message(conv, &format!("m{i}")).await["id"]
+                .as_u64()
+                .unwrap(),
+        );
+    }
+    let capped = ben.history(conv, "").await;
+    assert_eq!(capped.len(), 50);
+    assert_eq!(capped[0]["content"], "m130");
+    assert_eq!(capped[49]["content"], "m81");
+    let after = ben.history(conv, &format!("after={}", ids[9])).await;
+    assert_eq!(after.len(), 50);
+    assert_eq!(after[0]["content"], "m60", "the 50 right after the cursor");
+    assert_eq!(after[49]["content"], "m11");
+    assert_eq!(ben.history(conv, "limit=120").await.len(), 120);
 }
 
 #[tokio::test]

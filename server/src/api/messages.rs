@@ -1,5 +1,5 @@
-//! `/api/chat/conversations/{cid}/messages/`: history with cursor
-//! pagination, send (delivered live, exactly once with `client_id`), edit,
+//! `/api/chat/conversations/{cid}/messages/`: history (whole, as the
+//! original, or in pages with `?limit=` and cursors), send (delivered live, exactly once with `client_id`), edit,
 //! delete, react, read. Sends, edits and reactions are charged to the
 //! user's rate limits first (429 with `Retry-After` over them).
 
@@ -26,9 +26,12 @@ use crate::search::{self, Direction};
 
 const NOT_MEMBER: &str = "You are not a member of this conversation.";
 const NO_MESSAGE: &str = "No Message matches the given query.";
-/// History page size when `?limit=` is not given.
-pub const DEFAULT_LIMIT: usize = 100;
+/// Largest `?limit=`.
 pub const MAX_LIMIT: usize = 1000;
+/// Messages rendered under one read lock of the state: a whole history
+/// is rendered a chunk at a time, so the store's writer never waits
+/// behind a long one.
+const RENDER_CHUNK: usize = 512;
 
 pub fn router() -> Router<Arc<App>> {
     let base = "/api/chat/conversations/{cid}/messages";
@@ -62,9 +65,12 @@ fn query_u64(query: &HashMap<String, String>, key: &str) -> ApiResult<Option<u64
     }
 }
 
-/// Newest first. `limit` (default 100, at most 1000); `before`/`after` by
-/// message id or `before_seq`/`after_seq` by seq. With `after`, the page is
-/// the `limit` messages right after the cursor (still newest first).
+/// Newest first. Without `limit` the whole range (the whole history, as
+/// the original answered clients that never page), at most
+/// `--history-max` messages when that is set; `limit` at most 1000.
+/// `before`/`after` by message id or `before_seq`/`after_seq` by seq. With
+/// `after`, the page is the messages right after the cursor (still newest
+/// first).
 ///
 /// The cursors are turned into a range of positions by binary search
 /// (ids and seqs grow together), so a page costs its own size, not the
@@ -79,9 +85,11 @@ async fn history(
     Query(query): Query<HashMap<String, String>>,
 ) -> ApiResult<Response> {
     let conv_id = path_id(&cid, NOT_MEMBER).map_err(|_| ApiError::Forbidden(NOT_MEMBER))?;
-    let limit = query_u64(&query, "limit")?
-        .map_or(DEFAULT_LIMIT, |l| l as usize)
-        .clamp(1, MAX_LIMIT);
+    let limit = match query_u64(&query, "limit")? {
+        Some(l) => usize::try_from(l).unwrap_or(MAX_LIMIT).clamp(1, MAX_LIMIT),
+        None if app.config.history_max > 0 => app.config.history_max,
+        None => usize::MAX,
+    };
     let before = query_u64(&query, "before")?;
     let after = query_u64(&query, "after")?;
     let before_seq = query_u64(&query, "before_seq")?;
@@ -99,7 +107,7 @@ async fn history(
         Direction::NewestFirst
     };
 
-    let (range, page) = {
+    let (range, page_ids) = {
         let state = app.store.state();
         member_of(&state, conv_id, me)?;
         let conv = state
@@ -122,20 +130,22 @@ async fn history(
             lo = lo.max(ids.partition_point(|id| seq_of(id) <= a));
         }
         let range = lo..hi.max(lo);
-        // Without a search the page is a slice of the range: render it now.
-        let page = search.is_none().then(|| {
+        // Without a search the page is a slice of the range.
+        let page_ids = search.is_none().then(|| {
             let slice = match direction {
-                Direction::OldestFirst => &ids[range.start..range.end.min(range.start + limit)],
+                Direction::OldestFirst => {
+                    &ids[range.start..range.end.min(range.start.saturating_add(limit))]
+                }
                 Direction::NewestFirst => {
                     &ids[range.end.saturating_sub(limit).max(range.start)..range.end]
                 }
             };
-            render_page(&state, slice.iter().rev(), me)
+            slice.iter().rev().copied().collect::<Vec<u64>>()
         });
-        (range, page)
+        (range, page_ids)
     };
-    let (mut page, stopped_at) = match (page, search) {
-        (Some(page), _) => (page, None),
+    let (mut page, stopped_at) = match (page_ids, search) {
+        (Some(ids), _) => (render_in_chunks(&app, &ids, me).await, None),
         (None, Some(needle)) => {
             let budget = app.config.search_scan_limit;
             let found = search::messages(
@@ -169,6 +179,20 @@ async fn history(
 
 /// Names the last message a search scanned when its budget ended it.
 const SEARCH_STOPPED_AT: &str = "x-search-stopped-at";
+
+/// The messages of `ids`, in the order given, rendered for `me`, a chunk
+/// per read lock with a yield between chunks (a message edited meanwhile
+/// shows as it is when its chunk is rendered).
+async fn render_in_chunks(app: &App, ids: &[u64], me: u64) -> Vec<Value> {
+    let mut page = Vec::with_capacity(ids.len());
+    for (i, chunk) in ids.chunks(RENDER_CHUNK).enumerate() {
+        if i > 0 {
+            tokio::task::yield_now().await;
+        }
+        page.extend(render_page(&app.store.state(), chunk.iter(), me));
+    }
+    page
+}
 
 /// The messages of `ids`, in the order given, rendered for `me`.
 fn render_page<'a>(state: &LogState, ids: impl Iterator<Item = &'a u64>, me: u64) -> Vec<Value> {
