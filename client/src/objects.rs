@@ -112,3 +112,13 @@ pub const SETTINGS_KEYS: [&str; 16] = [
     "created_at",
     "updated_at",
 ];
+
+/// The contact object's 6 keys (contract API-rest.md §4).
+pub const CONTACT_KEYS: [&str; 6] = [
+    "id",
+    "contact",
+    "nickname",
+    "is_blocked",
+    "is_favorite",
+    "added_at",
+];

@@ -434,6 +434,51 @@ impl Api {
         self.try_post(&path, &json!({})).await
     }
 
+    // ------------------------------------------------------------ contacts
+
+    /// `GET /api/chat/contacts/`: the caller's contacts, a plain array.
+    pub async fn contacts(&self) -> Result<Resp, RestError> {
+        self.try_get(CONTACTS).await
+    }
+
+    /// `POST /api/chat/contacts/` with `contact_id` and any other fields
+    /// (`nickname`, `is_blocked`, `is_favorite`).
+    pub async fn add_contact(&self, user_id: u64, fields: &Value) -> Result<Resp, RestError> {
+        let mut body = fields.clone();
+        if let Value::Object(map) = &mut body {
+            map.insert("contact_id".into(), json!(user_id));
+        }
+        self.try_post(CONTACTS, &body).await
+    }
+
+    /// `GET /api/chat/contacts/<id>/`.
+    pub async fn contact(&self, id: u64) -> Result<Resp, RestError> {
+        self.try_get(&contact_path(id, "")).await
+    }
+
+    /// `PATCH /api/chat/contacts/<id>/` (`PUT` is partial too).
+    pub async fn update_contact(&self, id: u64, fields: &Value) -> Result<Resp, RestError> {
+        self.try_request(Method::PATCH, &contact_path(id, ""), Some(fields))
+            .await
+    }
+
+    /// `DELETE /api/chat/contacts/<id>/`: 204.
+    pub async fn delete_contact(&self, id: u64) -> Result<Resp, RestError> {
+        self.try_request(Method::DELETE, &contact_path(id, ""), None)
+            .await
+    }
+
+    /// `POST /api/chat/contacts/<id>/block/`: toggles the block.
+    pub async fn toggle_block(&self, id: u64) -> Result<Resp, RestError> {
+        self.try_post(&contact_path(id, "block/"), &json!({})).await
+    }
+
+    /// `POST /api/chat/contacts/<id>/favorite/`: toggles the favourite.
+    pub async fn toggle_favorite(&self, id: u64) -> Result<Resp, RestError> {
+        self.try_post(&contact_path(id, "favorite/"), &json!({}))
+            .await
+    }
+
     // ------------------------------------------------------------ sockets
 
     /// `ws://.../ws/conversations/<conv>/?token=<this token>[&since=N]`.
@@ -459,11 +504,17 @@ impl Api {
 }
 
 const CONVERSATIONS: &str = "/api/chat/conversations/";
+pub const CONTACTS: &str = "/api/chat/contacts/";
 const SETTINGS: &str = "/api/auth/settings/";
 
 /// `/api/chat/conversations/<conv>/`.
 pub fn conversation_path(conv: u64) -> String {
     format!("{CONVERSATIONS}{conv}/")
+}
+
+/// `/api/chat/contacts/<id>/<action>` (`action` like `"block/"`, or `""`).
+pub fn contact_path(id: u64, action: &str) -> String {
+    format!("{CONTACTS}{id}/{action}")
 }
 
 /// `/api/chat/conversations/<conv>/messages/`.

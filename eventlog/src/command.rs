@@ -163,6 +163,46 @@ pub enum Command {
         node: NodeId,
         at: Micros,
     },
+    /// `owner` adds `user_id` to their contacts (one entry per pair; not
+    /// themselves).
+    AddContact {
+        owner: UserId,
+        user_id: UserId,
+        nickname: String,
+        is_blocked: bool,
+        is_favorite: bool,
+        at: Micros,
+    },
+    /// Sets the fields given of one of `owner`'s contacts (an event only
+    /// when something changes).
+    UpdateContact {
+        owner: UserId,
+        contact_id: ContactId,
+        nickname: Option<String>,
+        is_blocked: Option<bool>,
+        is_favorite: Option<bool>,
+        at: Micros,
+    },
+    /// Flips `is_blocked` or `is_favorite` (the contract's toggles), decided
+    /// here so that two toggles at once flip twice.
+    ToggleContact {
+        owner: UserId,
+        contact_id: ContactId,
+        flag: ContactFlag,
+        at: Micros,
+    },
+    RemoveContact {
+        owner: UserId,
+        contact_id: ContactId,
+        at: Micros,
+    },
+}
+
+/// The contact flags [`Command::ToggleContact`] flips.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ContactFlag {
+    Blocked,
+    Favorite,
 }
 
 /// What the caller learns besides the events: which object the command
@@ -184,6 +224,7 @@ pub enum Reply {
     },
     Attachment(AttachmentId),
     Done,
+    Contact(ContactId),
 }
 
 /// Why a command was refused. The state is unchanged.
@@ -217,6 +258,19 @@ pub enum Rejection {
     /// A field breaks a rule; the reason names both.
     #[error("{0}")]
     Invalid(Invalid),
+    /// Adding yourself as a contact (issue 14; the original allowed it).
+    #[error("you cannot add yourself as a contact")]
+    ContactIsSelf,
+    /// The owner has this user as a contact already.
+    #[error("the contact exists already")]
+    ContactExists,
+    /// No contact of the caller's with that id.
+    #[error("unknown contact")]
+    UnknownContact,
+    /// The other user blocks the caller: no direct conversation with them,
+    /// no posts in it (issue 14).
+    #[error("this user does not accept messages from you")]
+    Blocked,
 }
 
 /// Which field of a command breaks which rule. Servers map it to their own
@@ -256,6 +310,10 @@ impl Rejection {
             Rejection::TokenRevoked => "token_revoked",
             Rejection::GroupInviteRefused { .. } => "group_invite_refused",
             Rejection::Invalid(invalid) => invalid.reason(),
+            Rejection::ContactIsSelf => "contact_is_self",
+            Rejection::ContactExists => "contact_exists",
+            Rejection::UnknownContact => "unknown_contact",
+            Rejection::Blocked => "blocked",
         }
     }
 }

@@ -11,6 +11,8 @@ pub type ConvId = u64;
 pub type MessageId = u64;
 pub type ReactionId = u64;
 pub type AttachmentId = u64;
+/// A contact entry's id (issue 14): one per (owner, user).
+pub type ContactId = u64;
 /// A server node's stable id (kept in its data directory): whose sockets
 /// make a user online.
 pub type NodeId = u64;
@@ -198,6 +200,34 @@ pub enum Event {
     /// `node` started: whatever sockets it had are gone, so it holds nobody
     /// online any more (the users no other node holds go offline with it).
     NodePresenceCleared { node: NodeId, at: Micros },
+    /// `owner` put `user_id` in their contacts (issue 14). Private to the
+    /// owner: no conversation, no socket frame.
+    ContactAdded {
+        contact_id: ContactId,
+        owner: UserId,
+        user_id: UserId,
+        nickname: String,
+        is_blocked: bool,
+        is_favorite: bool,
+        at: Micros,
+    },
+    /// A contact's fields changed: only those that change are `Some`.
+    /// `is_blocked` is what blocking is decided on (direct conversations,
+    /// posts, typing and presence).
+    ContactUpdated {
+        contact_id: ContactId,
+        owner: UserId,
+        nickname: Option<String>,
+        is_blocked: Option<bool>,
+        is_favorite: Option<bool>,
+        at: Micros,
+    },
+    /// The owner deleted the contact (and with it any block).
+    ContactRemoved {
+        contact_id: ContactId,
+        owner: UserId,
+        at: Micros,
+    },
 }
 
 impl Event {
@@ -216,7 +246,10 @@ impl Event {
             | ProbeRecorded { .. }
             | PresenceJoined { .. }
             | PresenceLeft { .. }
-            | NodePresenceCleared { .. } => None,
+            | NodePresenceCleared { .. }
+            | ContactAdded { .. }
+            | ContactUpdated { .. }
+            | ContactRemoved { .. } => None,
             MemberAdded { conv_id, seq, .. }
             | MemberRemoved { conv_id, seq, .. }
             | MessagePosted { conv_id, seq, .. }

@@ -12,6 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use proptest::prelude::*;
 use proptest::test_runner::FileFailurePersistence;
+use vato_eventlog::command::ContactFlag;
 use vato_eventlog::log::Log;
 use vato_eventlog::profile::{Nullable, ProfileChanges, SettingsChanges};
 use vato_eventlog::state::REVOCATION_GRACE;
@@ -143,6 +144,20 @@ enum Op {
         receipts: Option<bool>,
         create_only: bool,
     },
+    /// Contacts (issue 14): `owner` adds `user` (maybe themselves, maybe
+    /// twice), blocked or not.
+    ContactAdd {
+        owner: u64,
+        user: u64,
+        blocked: bool,
+    },
+    /// On contact `contact`, by `owner` (None: its real owner): 0 an
+    /// update, 1 toggle the block, 2 toggle the favourite, 3 remove it.
+    ContactChange {
+        owner: Option<u64>,
+        contact: u64,
+        action: u8,
+    },
     /// Several commands submitted concurrently, so they share group commits.
     Burst(Vec<Op>),
     /// Restart: `clean` closes (final snapshot); otherwise the store is just
@@ -227,6 +242,10 @@ fn simple_op() -> impl Strategy<Value = Op> {
             .prop_map(|(user, name, phone, invite)| Op::Profile { user, name, phone, invite }),
         2 => (user(), proptest::option::of(any::<bool>()), any::<bool>())
             .prop_map(|(user, receipts, create_only)| Op::Settings { user, receipts, create_only }),
+        2 => (user(), user(), proptest::bool::weighted(0.5))
+            .prop_map(|(owner, user, blocked)| Op::ContactAdd { owner, user, blocked }),
+        3 => (proptest::option::weighted(0.2, user()), 0u64..6, 0u8..4)
+            .prop_map(|(owner, contact, action)| Op::ContactChange { owner, contact, action }),
     ]
 }
 
@@ -250,6 +269,13 @@ fn prelude() -> Vec<Op> {
         members: vec![2, 3],
     });
     ops.push(Op::Direct { by: 1, other: 4 });
+    // User 4 has user 1 as a contact: toggling its block decides whether
+    // 1 may post in their direct conversation.
+    ops.push(Op::ContactAdd {
+        owner: 4,
+        user: 1,
+        blocked: false,
+    });
     ops
 }
 
@@ -447,6 +473,56 @@ fn command(op: &Op, state: &State, at: i64) -> Command {
                     }),
                     at,
                 }
+            }
+        }
+        Op::ContactAdd {
+            owner,
+            user,
+            blocked,
+        } => Command::AddContact {
+            owner: *owner,
+            user_id: *user,
+            nickname: format!("n{user}"),
+            is_blocked: *blocked,
+            is_favorite: false,
+            at,
+        },
+        Op::ContactChange {
+            owner,
+            contact,
+            action,
+        } => {
+            let contact_id = *contact;
+            // The contact's owner, found by asking each plausible user.
+            let owner = owner.unwrap_or_else(|| {
+                (1..9)
+                    .find(|o| state.contact_of(*o, contact_id).is_some())
+                    .unwrap_or(0)
+            });
+            match action {
+                0 => Command::UpdateContact {
+                    owner,
+                    contact_id,
+                    nickname: Some(format!("nick{}", at % 3)),
+                    is_blocked: Some(at % 2 == 0),
+                    is_favorite: None,
+                    at,
+                },
+                1 | 2 => Command::ToggleContact {
+                    owner,
+                    contact_id,
+                    flag: if *action == 1 {
+                        ContactFlag::Blocked
+                    } else {
+                        ContactFlag::Favorite
+                    },
+                    at,
+                },
+                _ => Command::RemoveContact {
+                    owner,
+                    contact_id,
+                    at,
+                },
             }
         }
         Op::Burst(_) | Op::Reopen { .. } => unreachable!("not a single command"),

@@ -170,6 +170,16 @@ impl From<Rejection> for ApiError {
             refused @ Rejection::GroupInviteRefused { .. } => {
                 ApiError::ForbiddenText(refused.to_string())
             }
+            // The contacts routes answer these with the contract's bare
+            // arrays (`api/contacts.rs`); this is the fallback.
+            Rejection::ContactIsSelf => {
+                ApiError::BadRequest(json!(["You cannot add yourself as a contact."]))
+            }
+            Rejection::ContactExists => ApiError::BadRequest(json!(["Contact already exists."])),
+            Rejection::UnknownContact => ApiError::NotFound("No Contact matches the given query."),
+            Rejection::Blocked => {
+                ApiError::Forbidden("This user does not accept messages from you.")
+            }
             Rejection::Invalid(reason) => match reason.field() {
                 "non_field_errors" => ApiError::detail(&reason.to_string()),
                 field => ApiError::field(field, &reason.to_string()),

@@ -106,6 +106,16 @@ pub async fn closed(closing: &mut watch::Receiver<u16>) -> u16 {
     code
 }
 
+/// A user came online or went offline, as the fan-out delivers it.
+struct PresenceChange {
+    user_id: UserId,
+    /// The conversations whose sockets are told.
+    convs: Vec<ConvId>,
+    /// The users they block, who are not told (issue 14).
+    blocked: Vec<UserId>,
+    frame: Arc<str>,
+}
+
 #[derive(Default)]
 struct Room {
     /// Last seq fanned out (durable and delivered to the queues).
@@ -195,8 +205,7 @@ impl Hub {
         let mut rooms = self.rooms.lock();
         // Per conversation: its events of this batch, in order.
         let mut per_room: HashMap<ConvId, Vec<RenderedEvent>> = HashMap::new();
-        // Presence changes: (user, their conversations, the frame).
-        let mut presence: Vec<(UserId, Vec<ConvId>, Arc<str>)> = Vec::new();
+        let mut presence: Vec<PresenceChange> = Vec::new();
         for envelope in batch {
             let Some((conv_id, seq)) = envelope.event.conv_seq() else {
                 if let Event::ProbeRecorded { node, nonce } = envelope.event {
@@ -206,7 +215,13 @@ impl Hub {
                 let state = store.state();
                 if let Some((user_id, frame)) = render::presence_frame(&state, &envelope.event) {
                     let convs = state.conversations_of(user_id).map(|c| c.id).collect();
-                    presence.push((user_id, convs, frame.into()));
+                    let blocked = state.blocked_by(user_id).collect();
+                    presence.push(PresenceChange {
+                        user_id,
+                        convs,
+                        blocked,
+                        frame: frame.into(),
+                    });
                 }
                 continue;
             };
@@ -244,12 +259,23 @@ impl Hub {
                 }
             }
         }
-        // To the sockets of every conversation the user shares, theirs
-        // excepted; no seq, so not ordered against the events above.
-        for (user_id, convs, frame) in presence {
+        // To the sockets of every conversation the user shares, theirs and
+        // those of the users they block excepted; no seq, so not ordered
+        // against the events above.
+        for PresenceChange {
+            user_id,
+            convs,
+            blocked,
+            frame,
+        } in presence
+        {
             for conv_id in convs {
                 if let Some(room) = rooms.get(&conv_id) {
-                    for socket in room.sockets.values().filter(|s| s.user_id != user_id) {
+                    let audience = room
+                        .sockets
+                        .values()
+                        .filter(|s| s.user_id != user_id && !blocked.contains(&s.user_id));
+                    for socket in audience {
                         self.deliver(socket, Out::Ephemeral(frame.clone()));
                     }
                 }
@@ -286,12 +312,22 @@ impl Hub {
     }
 
     /// Sends an ephemeral frame to every socket of the conversation except
-    /// those of `except_user`.
-    pub fn ephemeral(&self, conv_id: ConvId, except_user: UserId, frame: &Value) {
+    /// those of `except_user` and of the users in `hidden_from`.
+    pub fn ephemeral(
+        &self,
+        conv_id: ConvId,
+        except_user: UserId,
+        hidden_from: &[UserId],
+        frame: &Value,
+    ) {
         let text: Arc<str> = frame.to_string().into();
         let rooms = self.rooms.lock();
         if let Some(room) = rooms.get(&conv_id) {
-            for socket in room.sockets.values().filter(|s| s.user_id != except_user) {
+            let audience = room
+                .sockets
+                .values()
+                .filter(|s| s.user_id != except_user && !hidden_from.contains(&s.user_id));
+            for socket in audience {
                 self.deliver(socket, Out::Ephemeral(text.clone()));
             }
         }

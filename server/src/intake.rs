@@ -25,11 +25,13 @@
 //!   are `+` and 8 to 15 digits (E.164), stored in that form.
 //! * Profile and settings fields: [`profile`] (all of a body's errors
 //!   together, as DRF).
+//! * Contact fields: [`contact`] (likewise).
 
 use serde_json::{Map, Value};
 use vato_eventlog::state::MESSAGE_TYPES;
 use vato_eventlog::{Command, ConvId, MessageId, Micros, UserId};
 
+pub mod contact;
 pub mod profile;
 
 /// Longest `client_id`, in characters.

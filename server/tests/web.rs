@@ -60,10 +60,17 @@ async fn router_roots_list_their_resources_for_a_logged_in_user() {
     assert_eq!(chat.status, 200, "{}", chat.body);
     assert_eq!(
         chat.body,
-        json!({"conversations": format!("{base}/api/chat/conversations/")})
+        json!({
+            "conversations": format!("{base}/api/chat/conversations/"),
+            "contacts": format!("{base}/api/chat/contacts/"),
+        })
     );
     // Each URL is the list route it names.
-    for url in [&auth.body["users"], &chat.body["conversations"]] {
+    for url in [
+        &auth.body["users"],
+        &chat.body["conversations"],
+        &chat.body["contacts"],
+    ] {
         let path = url.as_str().unwrap().strip_prefix(&base).unwrap();
         assert_eq!(ana.get(path).await.status, 200, "{path}");
     }

@@ -9,13 +9,17 @@ use super::model::{Conversation, Member, User};
 use super::{pair, Decision, State};
 
 impl State {
-    /// A pair has one direct conversation: asking again returns it.
+    /// A pair has one direct conversation: asking again returns it. A user
+    /// blocked by the other gets neither a new one nor the existing one.
     pub(super) fn decide_direct(&self, command: &Command) -> Result<Decision, Rejection> {
         let Command::CreateDirect { by, other, at } = command else {
             unreachable!("State::decide dispatches only Command::CreateDirect here")
         };
         self.existing_user(*by)?;
         let other_user = self.existing_user(*other)?;
+        if self.blocks(*other, *by) {
+            return Err(Rejection::Blocked);
+        }
         if let Some(conv_id) = self.direct_between(*by, *other) {
             return Ok(Decision::none(Reply::Conversation {
                 conv_id,

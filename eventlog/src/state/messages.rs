@@ -2,7 +2,7 @@
 //! reading, reactions and attachments.
 
 use crate::command::{Command, Invalid, Rejection, Reply};
-use crate::event::Event;
+use crate::event::{ConvKind, Event};
 
 use super::model::{Attachment, Message, Reaction, ReadPosition};
 use super::{Decision, State};
@@ -35,6 +35,16 @@ impl State {
                     created: false,
                 }));
             }
+        }
+        // In a direct conversation, the other member may block the sender
+        // (a retry of a message posted before the block still answers).
+        if conv.kind == ConvKind::Direct
+            && conv
+                .members
+                .keys()
+                .any(|m| m != sender && self.blocks(*m, *sender))
+        {
+            return Err(Rejection::Blocked);
         }
         if content.trim().is_empty() && message_type == "text" {
             return Err(Rejection::Invalid(Invalid::BlankContent));

@@ -7,7 +7,7 @@
 //!
 //! Each area keeps the `decide_*` of its commands next to the `apply_*` of
 //! their events: `users.rs`, `profiles.rs`, `conversations.rs`,
-//! `messages.rs`, `sessions.rs`, `presence.rs`; `model.rs`
+//! `messages.rs`, `sessions.rs`, `presence.rs`, `contacts.rs`; `model.rs`
 //! holds the read-model structs. An area's functions are reached only
 //! through the two matches below, hence their `let ... else unreachable!`
 //! (the command and event enums keep their serialized shape, so a variant
@@ -21,6 +21,7 @@ use serde::{Deserialize, Serialize};
 use crate::command::{Command, Rejection, Reply};
 use crate::event::*;
 
+mod contacts;
 mod conversations;
 mod messages;
 mod model;
@@ -31,7 +32,7 @@ mod sessions;
 mod users;
 
 pub use messages::MESSAGE_TYPES;
-pub use model::{Attachment, Conversation, Member, Message, Reaction, ReadPosition, User};
+pub use model::{Attachment, Contact, Conversation, Member, Message, Reaction, ReadPosition, User};
 pub use sessions::REVOCATION_GRACE;
 pub use users::{phone_key, username_skeleton};
 
@@ -90,6 +91,10 @@ pub struct State {
     /// order on every node. Last, with a default: older snapshots load.
     #[serde(default)]
     presence: BTreeMap<UserId, BTreeSet<NodeId>>,
+    /// Every user's contacts and blocks (issue 14). Last, with a default:
+    /// older snapshots load.
+    #[serde(default)]
+    contacts: contacts::Contacts,
 }
 
 /// The outcome of an accepted command.
@@ -264,6 +269,10 @@ impl State {
             Command::SocketsOpened { .. } => self.decide_sockets_opened(command),
             Command::SocketsClosed { .. } => self.decide_sockets_closed(command),
             Command::ClearNodePresence { .. } => self.decide_clear_node(command),
+            Command::AddContact { .. } => self.decide_add_contact(command),
+            Command::UpdateContact { .. } => self.decide_update_contact(command),
+            Command::ToggleContact { .. } => self.decide_toggle_contact(command),
+            Command::RemoveContact { .. } => self.decide_remove_contact(command),
         }
     }
 
@@ -360,6 +369,9 @@ impl State {
             Event::PresenceJoined { .. } => self.apply_presence_joined(event),
             Event::PresenceLeft { .. } => self.apply_presence_left(event),
             Event::NodePresenceCleared { .. } => self.apply_node_cleared(event),
+            Event::ContactAdded { .. } => self.apply_contact_added(event),
+            Event::ContactUpdated { .. } => self.apply_contact_updated(event),
+            Event::ContactRemoved { .. } => self.apply_contact_removed(event),
         }
     }
 }

@@ -111,3 +111,18 @@ pub struct ReadPosition {
     pub up_to: MessageId,
     pub at: Micros,
 }
+
+/// One entry of a user's contacts (issue 14).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct Contact {
+    pub id: ContactId,
+    pub owner: UserId,
+    pub user_id: UserId,
+    pub nickname: String,
+    /// While set, `user_id` cannot open a direct conversation with the
+    /// owner nor post in it, and gets none of the owner's typing and
+    /// presence frames.
+    pub is_blocked: bool,
+    pub is_favorite: bool,
+    pub added_at: Micros,
+}

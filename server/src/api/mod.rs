@@ -8,6 +8,7 @@ use crate::app::App;
 
 mod auth;
 mod body;
+mod contacts;
 mod conversations;
 pub mod extract;
 mod logout;
@@ -26,5 +27,6 @@ pub fn router() -> Router<Arc<App>> {
         .merge(settings::router())
         .merge(conversations::router())
         .merge(messages::router())
+        .merge(contacts::router())
         .merge(web::router())
 }

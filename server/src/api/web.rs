@@ -81,7 +81,10 @@ async fn api_index() -> Json<Value> {
 /// The router resources of `/api/auth/` that Vato serves: name → list path.
 const AUTH_ROUTES: [(&str, &str); 1] = [("users", "/api/auth/users/")];
 /// The same for `/api/chat/`.
-const CHAT_ROUTES: [(&str, &str); 1] = [("conversations", "/api/chat/conversations/")];
+const CHAT_ROUTES: [(&str, &str); 2] = [
+    ("conversations", "/api/chat/conversations/"),
+    ("contacts", "/api/chat/contacts/"),
+];
 
 /// `GET /api/auth/`: Django REST framework's DefaultRouter root, as the
 /// original serves it (authentication required): each resource's name and

@@ -148,7 +148,12 @@ pub fn settings_changes(fields: &Fields) -> Result<SettingsChanges, FieldErrors>
 
 /// A text field of at most `max` characters; `None` when absent or
 /// refused (the refusal is in `errors`).
-fn text(fields: &Fields, field: &str, max: usize, errors: &mut FieldErrors) -> Option<String> {
+pub(super) fn text(
+    fields: &Fields,
+    field: &str,
+    max: usize,
+    errors: &mut FieldErrors,
+) -> Option<String> {
     match fields.get(field)? {
         Value::String(s) if s.chars().count() > max => {
             errors.add(
@@ -172,7 +177,7 @@ fn text(fields: &Fields, field: &str, max: usize, errors: &mut FieldErrors) -> O
 }
 
 /// DRF's BooleanField: `true`/`false`, 1/0 and their usual spellings.
-fn boolean(fields: &Fields, field: &str, errors: &mut FieldErrors) -> Option<bool> {
+pub(super) fn boolean(fields: &Fields, field: &str, errors: &mut FieldErrors) -> Option<bool> {
     let parsed = match fields.get(field)? {
         Value::Bool(b) => Some(*b),
         Value::Number(n) => match n.as_i64() {

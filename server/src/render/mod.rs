@@ -112,6 +112,20 @@ pub fn reaction(
     json!(ReactionView::new(state, r, viewer))
 }
 
+/// The contact object (contract API-rest.md §4): `id`, `contact` (the
+/// user object as its owner may see it), `nickname`, `is_blocked`,
+/// `is_favorite`, `added_at`.
+pub fn contact(state: &State, c: &vato_eventlog::state::Contact) -> Value {
+    json!({
+        "id": c.id,
+        "contact": user_id_json(state, c.user_id, Some(c.owner)),
+        "nickname": c.nickname,
+        "is_blocked": c.is_blocked,
+        "is_favorite": c.is_favorite,
+        "added_at": format(c.added_at),
+    })
+}
+
 /// The 13-key conversation object (contract 1.4), for `viewer`.
 pub fn conversation(state: &State, c: &Conversation, viewer: UserId) -> Value {
     json!(ConversationView::new(state, c, viewer))

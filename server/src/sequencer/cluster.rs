@@ -49,6 +49,9 @@ struct StreamCommand {
 struct Signal {
     conv_id: ConvId,
     except_user: UserId,
+    /// Users the sender blocks: they get nothing (issue 14).
+    #[serde(default)]
+    hidden_from: Vec<UserId>,
     frame: Value,
 }
 
@@ -92,7 +95,11 @@ fn subject(command: &Command) -> String {
         | Command::CreateSettings { .. }
         | Command::SocketsOpened { .. }
         | Command::SocketsClosed { .. }
-        | Command::ClearNodePresence { .. } => "vato.users".into(),
+        | Command::ClearNodePresence { .. }
+        | Command::AddContact { .. }
+        | Command::UpdateContact { .. }
+        | Command::ToggleContact { .. }
+        | Command::RemoveContact { .. } => "vato.users".into(),
         Command::CreateDirect { .. } | Command::CreateGroup { .. } | Command::Probe { .. } => {
             "vato.dir".into()
         }
@@ -252,10 +259,17 @@ impl Cluster {
     }
 
     /// Publishes an ephemeral signal to every node's sockets.
-    pub async fn signal(&self, conv_id: ConvId, except_user: UserId, frame: Value) {
+    pub async fn signal(
+        &self,
+        conv_id: ConvId,
+        except_user: UserId,
+        hidden_from: Vec<UserId>,
+        frame: Value,
+    ) {
         let signal = Signal {
             conv_id,
             except_user,
+            hidden_from,
             frame,
         };
         if let Ok(bytes) = serde_json::to_vec(&signal) {
@@ -397,7 +411,12 @@ async fn relay_signals(client: async_nats::Client, hub: Arc<Hub>) {
             Ok(mut subscription) => {
                 while let Some(message) = subscription.next().await {
                     if let Ok(signal) = serde_json::from_slice::<Signal>(&message.payload) {
-                        hub.ephemeral(signal.conv_id, signal.except_user, &signal.frame);
+                        hub.ephemeral(
+                            signal.conv_id,
+                            signal.except_user,
+                            &signal.hidden_from,
+                            &signal.frame,
+                        );
                     }
                 }
             }

@@ -75,11 +75,24 @@ impl Sequencer {
     }
 
     /// Typing and other signals that are never stored, to every socket of
-    /// the conversation on every node except the sender's.
-    pub async fn signal(&self, conv_id: ConvId, except_user: UserId, frame: Value) {
+    /// the conversation on every node except the sender's and those of
+    /// `hidden_from` (the users the sender blocks).
+    pub async fn signal(
+        &self,
+        conv_id: ConvId,
+        except_user: UserId,
+        hidden_from: Vec<UserId>,
+        frame: Value,
+    ) {
         match self {
-            Sequencer::Embedded { hub, .. } => hub.ephemeral(conv_id, except_user, &frame),
-            Sequencer::Cluster(cluster) => cluster.signal(conv_id, except_user, frame).await,
+            Sequencer::Embedded { hub, .. } => {
+                hub.ephemeral(conv_id, except_user, &hidden_from, &frame)
+            }
+            Sequencer::Cluster(cluster) => {
+                cluster
+                    .signal(conv_id, except_user, hidden_from, frame)
+                    .await
+            }
         }
     }
 

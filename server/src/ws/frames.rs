@@ -139,15 +139,19 @@ pub fn rejection(rejection: &Rejection, client_id: Option<&Value>) -> String {
         Rejection::NotAMember
         | Rejection::NotAnAdmin
         | Rejection::NotYourMessage
-        | Rejection::GroupInviteRefused { .. } => "forbidden",
-        Rejection::UnknownMessage | Rejection::UnknownConversation | Rejection::UnknownUser => {
-            "not_found"
-        }
+        | Rejection::GroupInviteRefused { .. }
+        | Rejection::Blocked => "forbidden",
+        Rejection::UnknownMessage
+        | Rejection::UnknownConversation
+        | Rejection::UnknownUser
+        | Rejection::UnknownContact => "not_found",
         Rejection::UsernameTaken
         | Rejection::PhoneTaken
         | Rejection::MessageDeleted
         | Rejection::AlreadyMember
         | Rejection::TokenRevoked
+        | Rejection::ContactIsSelf
+        | Rejection::ContactExists
         | Rejection::Invalid(_) => "invalid",
     };
     error(code, &rejection.to_string(), client_id)
@@ -278,6 +282,7 @@ mod tests {
                 .clone()
         };
         assert_eq!(code(Rejection::NotYourMessage), "forbidden");
+        assert_eq!(code(Rejection::Blocked), "forbidden");
         assert_eq!(code(Rejection::UnknownMessage), "not_found");
         assert_eq!(code(Rejection::MessageDeleted), "invalid");
         let frame: Value =

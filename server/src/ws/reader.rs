@@ -146,10 +146,10 @@ async fn act_on(app: &App, handle: &SocketHandle, bytes: &[u8]) -> Option<Ctrl> 
 
 /// Tells the conversation's other sockets, on every node, that this user
 /// is typing; never stored. Nothing is sent for a user whose
-/// `show_typing_indicator` is off.
+/// `show_typing_indicator` is off, and nothing to the users they block.
 async fn signal_typing(app: &App, handle: &SocketHandle, is_typing: bool) -> Option<Ctrl> {
     let (user_id, conv_id) = (handle.user_id, handle.conv_id);
-    let username = {
+    let (username, hidden_from) = {
         let state = app.store.state();
         if !state.is_member(conv_id, user_id) {
             let detail = "not a member of this conversation";
@@ -159,8 +159,8 @@ async fn signal_typing(app: &App, handle: &SocketHandle, is_typing: bool) -> Opt
             // `show_typing_indicator` off: nobody is told, and the
             // sender gets no error (their client may not know).
             Some(user) if !user.shows_typing() => return None,
-            Some(user) => user.username.clone(),
-            None => String::new(),
+            Some(user) => (user.username.clone(), state.blocked_by(user_id).collect()),
+            None => (String::new(), Vec::new()),
         }
     };
     // Coalesced per sender and conversation: a flood of typing frames
@@ -170,6 +170,8 @@ async fn signal_typing(app: &App, handle: &SocketHandle, is_typing: bool) -> Opt
     }
     let signal =
         json!({"type": "typing", "user_id": user_id, "username": username, "is_typing": is_typing});
-    app.sequencer.signal(conv_id, user_id, signal).await;
+    app.sequencer
+        .signal(conv_id, user_id, hidden_from, signal)
+        .await;
     None
 }

@@ -17,7 +17,7 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
 pub use vato_client::objects::{
-    CONVERSATION_KEYS, MESSAGE_KEYS, PROFILE_KEYS, SETTINGS_KEYS, USER_KEYS,
+    CONTACT_KEYS, CONVERSATION_KEYS, MESSAGE_KEYS, PROFILE_KEYS, SETTINGS_KEYS, USER_KEYS,
 };
 pub use vato_client::socket::{send_ws, seqs};
 pub use vato_client::{frames, message_path, messages_path, ws_url, Api, Resp, User, Ws, TIMEOUT};
