@@ -95,7 +95,7 @@ async fn vato_check(args: &[&str]) -> Run {
 }
 
 const BASIC: usize = 20;
-const EXTENDED: usize = 30;
+const EXTENDED: usize = 31;
 
 const SETUP: &[&str] = &[
     "auth.login_a",
@@ -272,6 +272,21 @@ async fn a_logout_that_revokes_nothing_fails_the_logout_check() {
     let run = vato_check(&["--base", &node.base, "--extended"]).await;
     run.assert_fails(&["ext.logout"]);
     run.assert_passes(&["ext.profile", "ext.settings", "ext.resume_since"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_block_that_changes_nothing_fails_the_contact_block_check() {
+    let node = start(Fault::IgnoreBlock).await;
+    let run = vato_check(&["--base", &node.base, "--extended"]).await;
+    run.assert_fails(&["ext.contact_block"]);
+    assert_eq!(
+        run.summary(),
+        format!("{} passed, 1 failed", EXTENDED - 1),
+        "\n{}",
+        run.stdout
+    );
+    let line = run.line("ext.contact_block").unwrap_or_default();
+    assert!(line.contains("expected 403"), "{line}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

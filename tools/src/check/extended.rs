@@ -1,11 +1,12 @@
 //! `--extended`: what Vato adds to the contract. Exactly-once resend with the
 //! same `client_id`, loss-free resume with `since`, typing to the other
-//! member only, and edit/delete/read frames to both members.
+//! member only, edit/delete/read frames to both members, and a block that
+//! takes effect (`ext.contact_block`).
 
 use std::time::Instant;
 
-use serde_json::Value;
-use vato_client::frames;
+use serde_json::{json, Value};
+use vato_client::frames::{self, Kind};
 use vato_client::messages_path;
 
 use super::connection::connect_since;
@@ -504,4 +505,151 @@ async fn both_get(
     }
     seq_order(sb.history()).map_err(|reason| format!("B: {reason}"))?;
     Ok((on_a, on_b))
+}
+
+/// `ext.contact_block` (issue 14): A blocks B through the contacts routes
+/// (adding B, or marking an existing entry blocked); B's create-direct
+/// with A is a 403, B's REST post in their conversation a 403 and B's
+/// socket post a `forbidden` error frame; after `POST .../block/`
+/// (unblocked) B posts again. A's contacts are put back as they were.
+pub async fn contact_block(ctx: &Ctx, a: &User, b: &User, conversation: i64) -> CheckResult {
+    let api = a.authed();
+    let listed = api
+        .contacts()
+        .await
+        .map_err(|e| format!("A's GET contacts/: {e}"))?;
+    if listed.status != 200 {
+        return Err(format!("A's GET contacts/: {}", listed.describe()));
+    }
+    let existing = list_items(&listed.body)
+        .and_then(|items| {
+            items
+                .iter()
+                .find(|c| as_id(&c["contact"]["id"]) == Some(b.id))
+        })
+        .cloned();
+    let (contact, created) = match existing {
+        Some(entry) => {
+            let id = contact_id(&entry)?;
+            let resp = api
+                .update_contact(id, &json!({"is_blocked": true}))
+                .await
+                .map_err(|e| format!("A's PATCH contacts/{id}/: {e}"))?;
+            if resp.status != 200 || resp.body["is_blocked"] != true {
+                return Err(format!("A's PATCH contacts/{id}/: {}", resp.describe()));
+            }
+            (entry, false)
+        }
+        None => {
+            let resp = api
+                .add_contact(unsigned(b.id), &json!({"is_blocked": true}))
+                .await
+                .map_err(|e| format!("A's POST contacts/: {e}"))?;
+            if resp.status != 201 || resp.body["is_blocked"] != true {
+                return Err(format!(
+                    "A's POST contacts/ (B, blocked): expected 201, got {}",
+                    resp.describe()
+                ));
+            }
+            (resp.body, true)
+        }
+    };
+    let id = contact_id(&contact)?;
+    let result = blocked_then_unblocked(ctx, a, b, conversation, id).await;
+    // Put A's contacts back, whatever happened.
+    let restored = if created {
+        api.delete_contact(id).await.map(|r| (r.status == 204, r))
+    } else {
+        let fields = json!({"is_blocked": contact["is_blocked"]});
+        api.update_contact(id, &fields)
+            .await
+            .map(|r| (r.status == 200, r))
+    };
+    let pass = result?;
+    match restored {
+        Ok((true, _)) => Ok(pass),
+        Ok((false, resp)) => Err(format!(
+            "putting A's contact {id} back: {}",
+            resp.describe()
+        )),
+        Err(e) => Err(format!("putting A's contact {id} back: {e}")),
+    }
+}
+
+fn contact_id(contact: &Value) -> Result<u64, String> {
+    as_id(&contact["id"])
+        .map(unsigned)
+        .filter(|id| *id > 0)
+        .ok_or_else(|| format!("no contact id in {contact}"))
+}
+
+/// While blocked: B's create-direct, REST post and socket post refused.
+/// Then A toggles the block off and B's post goes through.
+async fn blocked_then_unblocked(
+    ctx: &Ctx,
+    a: &User,
+    b: &User,
+    conversation: i64,
+    contact: u64,
+) -> CheckResult {
+    let direct = b.create_direct(a.id).await?;
+    if direct.status != 403 {
+        return Err(format!(
+            "B's create-direct with A while blocked: expected 403, got {}",
+            direct.describe()
+        ));
+    }
+    let content = format!("blocked {}", ctx.token());
+    let post = b.send_message(conversation, &content, &ctx.token()).await?;
+    if post.status != 403 {
+        return Err(format!(
+            "B's REST post while blocked: expected 403, got {}",
+            post.describe()
+        ));
+    }
+    let (mut sb, _) = connect_since(ctx, b, conversation, None).await?;
+    let client_id = ctx.token();
+    sb.send(&send_frame(&content, &client_id)).await?;
+    let refused = sb
+        .expect("the error frame of a blocked post", ctx.timeout, |f| {
+            frames::error(f).is_some()
+                || (Kind::MessageNew.is(f) && frames::client_id(f) == Some(client_id.as_str()))
+        })
+        .await?;
+    match frames::error(&refused.value) {
+        Some(("forbidden", _)) if frames::client_id(&refused.value) == Some(client_id.as_str()) => {
+        }
+        _ => return Err(format!(
+            "B's socket post while blocked: expected a forbidden error with its client_id, got {}",
+            describe(&refused.value)
+        )),
+    }
+
+    let toggled = a
+        .authed()
+        .toggle_block(contact)
+        .await
+        .map_err(|e| format!("A's POST contacts/{contact}/block/: {e}"))?;
+    if toggled.status != 200 || toggled.body != json!({"status": "unblocked"}) {
+        return Err(format!(
+            "A's POST contacts/{contact}/block/: expected 200 unblocked, got {}",
+            toggled.describe()
+        ));
+    }
+    let after = b
+        .send_message(
+            conversation,
+            &format!("unblocked {}", ctx.token()),
+            &ctx.token(),
+        )
+        .await?;
+    if after.status != 201 {
+        return Err(format!(
+            "B's post after the unblock: expected 201, got {}",
+            after.describe()
+        ));
+    }
+    Ok(Pass::detail(
+        "create-direct 403, REST 403, socket forbidden; unblocked, 201",
+    ))
 }

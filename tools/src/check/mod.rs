@@ -12,7 +12,8 @@
 //!    settings written, validated, hidden where they should be, put back;
 //!    `logout`: a second session of A is logged out and its refresh
 //!    token refused (on B's node too); `presence`: B's set-offline and
-//!    set-online reach A's socket as presence frames.
+//!    set-online reach A's socket as presence frames; `contact_block`: A
+//!    blocks B, whose create-direct and posts are refused until unblocked.
 //!
 //! Every check is reported exactly once (see [`PLAN`]); one that cannot run
 //! because something it needs failed is reported as
@@ -139,6 +140,7 @@ pub const PLAN_EXTENDED: &[&str] = &[
     "ext.settings",
     "ext.logout",
     "ext.presence",
+    "ext.contact_block",
 ];
 
 /// What every case needs: where to go and how long to wait.
@@ -249,6 +251,8 @@ async fn run_cases(ctx: &Ctx, report: &mut Report) {
         report.record("ext.logout", logout::logout(ctx, &a).await);
         let result = presence::presence(ctx, &a, &b, conversation).await;
         report.record("ext.presence", result);
+        let result = extended::contact_block(ctx, &a, &b, conversation).await;
+        report.record("ext.contact_block", result);
     }
 }
 

@@ -23,6 +23,8 @@ use tokio_tungstenite::WebSocketStream;
 use vato_client::frames::{self, Kind};
 use vato_client::socket::{CHAT, CONVERSATIONS};
 
+const BLOCKED: &str = "This user does not accept messages from you.";
+
 /// What the server gets wrong on purpose.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Fault {
@@ -38,6 +40,8 @@ pub enum Fault {
     LossyResume,
     /// `logout/` answers 200 but the refresh token keeps working.
     IgnoreLogout,
+    /// Blocks are stored but change nothing (the original's behaviour).
+    IgnoreBlock,
 }
 
 /// One listening node; dropping it stops accepting connections.
@@ -91,6 +95,8 @@ struct State {
     /// token → (user id, is an access token)
     tokens: HashMap<String, (i64, bool)>,
     conversations: Vec<Conversation>,
+    /// Contact entries: (id, owner, user, is_blocked).
+    contacts: Vec<(i64, i64, i64, bool)>,
     next_id: i64,
 }
 
@@ -155,6 +161,16 @@ impl Server {
             fault,
             state: Mutex::new(state),
         }
+    }
+
+    /// Whether another member of conversation `idx` blocks `user` (every
+    /// fake conversation is a direct one).
+    fn blocked_in(&self, state: &State, idx: usize, user: i64) -> bool {
+        self.fault != Fault::IgnoreBlock
+            && state.conversations[idx]
+                .members
+                .iter()
+                .any(|m| *m != user && state.blocks(*m, user))
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -320,6 +336,58 @@ impl Server {
                     .collect();
                 (200, Value::Array(list))
             }
+            ("GET", ["api", "chat", "contacts"], Some(me)) => {
+                let list = state
+                    .contacts
+                    .iter()
+                    .filter(|c| c.1 == me)
+                    .map(|c| state.contact_json(*c))
+                    .collect();
+                (200, Value::Array(list))
+            }
+            ("POST", ["api", "chat", "contacts"], Some(me)) => {
+                let Some(other) = req.body["contact_id"].as_i64() else {
+                    return (400, json!(["contact_id required."]));
+                };
+                if state.contacts.iter().any(|c| c.1 == me && c.2 == other) {
+                    return (400, json!(["Contact already exists."]));
+                }
+                let id = state.id();
+                let blocked = req.body["is_blocked"].as_bool().unwrap_or(false);
+                state.contacts.push((id, me, other, blocked));
+                (201, state.contact_json((id, me, other, blocked)))
+            }
+            (method, ["api", "chat", "contacts", id, rest @ ..], Some(me)) => {
+                let Some(pos) = id
+                    .parse::<i64>()
+                    .ok()
+                    .and_then(|id| state.contacts.iter().position(|c| c.0 == id && c.1 == me))
+                else {
+                    return (
+                        404,
+                        json!({"detail": "No Contact matches the given query."}),
+                    );
+                };
+                match (method, rest) {
+                    ("DELETE", []) => {
+                        state.contacts.remove(pos);
+                        (204, Value::Null)
+                    }
+                    ("PATCH", []) => {
+                        if let Some(blocked) = req.body["is_blocked"].as_bool() {
+                            state.contacts[pos].3 = blocked;
+                        }
+                        (200, state.contact_json(state.contacts[pos]))
+                    }
+                    ("POST", ["block"]) => {
+                        let blocked = !state.contacts[pos].3;
+                        state.contacts[pos].3 = blocked;
+                        let status = if blocked { "blocked" } else { "unblocked" };
+                        (200, json!({ "status": status }))
+                    }
+                    _ => (405, json!({"detail": "Method not allowed."})),
+                }
+            }
             ("POST", ["api", "chat", "conversations", "create-direct"], Some(me)) => {
                 let Some(other) = req.body["user_id"]
                     .as_i64()
@@ -327,6 +395,9 @@ impl Server {
                 else {
                     return (404, json!({"error": "User not found."}));
                 };
+                if self.fault != Fault::IgnoreBlock && state.blocks(other, me) {
+                    return (403, json!({"detail": BLOCKED}));
+                }
                 let mut pair = vec![me, other];
                 pair.sort_unstable();
                 if let Some(c) = state.conversations.iter().find(|c| c.members == pair) {
@@ -361,6 +432,7 @@ impl Server {
                             .collect();
                         (200, Value::Array(list))
                     }
+                    "POST" if self.blocked_in(&state, idx, me) => (403, json!({"detail": BLOCKED})),
                     "POST" => {
                         let content = req.body["content"].as_str().unwrap_or_default();
                         if content.trim().is_empty() {
@@ -432,6 +504,11 @@ impl Server {
                 let content = frame["content"].as_str().unwrap_or_default();
                 if content.trim().is_empty() {
                     return reply(frames::error_frame("invalid", "content may not be blank"));
+                }
+                if self.blocked_in(&state, idx, user) {
+                    let mut error = frames::error_frame("forbidden", BLOCKED);
+                    error["client_id"] = frame["client_id"].clone();
+                    return reply(error);
                 }
                 if let Posted::Retry(original) = state.post(
                     self.fault,
@@ -507,6 +584,19 @@ impl State {
     fn id(&mut self) -> i64 {
         self.next_id += 1;
         self.next_id
+    }
+
+    fn blocks(&self, owner: i64, user: i64) -> bool {
+        self.contacts
+            .iter()
+            .any(|c| c.1 == owner && c.2 == user && c.3)
+    }
+
+    fn contact_json(&self, (id, _, user, blocked): (i64, i64, i64, bool)) -> Value {
+        json!({
+            "id": id, "contact": self.user(user), "nickname": "", "is_blocked": blocked,
+            "is_favorite": false, "added_at": "2025-01-01T00:00:00Z",
+        })
     }
 
     fn find(&self, conversation: i64) -> Option<usize> {
@@ -769,7 +859,12 @@ async fn read_request(stream: &mut TcpStream) -> Option<Request> {
 }
 
 async fn respond(stream: &mut TcpStream, status: u16, body: &Value) {
-    let text = body.to_string();
+    // A 204 has no body.
+    let text = if status == 204 {
+        String::new()
+    } else {
+        body.to_string()
+    };
     let head = format!(
         "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         text.len()
