@@ -12,7 +12,7 @@
 //!   and `apply` that hand each command and event to its area:
 //!   `state/users.rs`, `state/conversations.rs`, `state/messages.rs`,
 //!   `state/sessions.rs` (logout), `state/presence.rs` (which nodes hold
-//!   a user online), each
+//!   a user online), `state/contacts.rs` (contacts and blocks), each
 //!   keeping its commands' `decide_*` next to their events' `apply_*`.
 //!   The read models are in `state/model.rs`.
 //! * [`codec`]: the on-disk encoding (versioned, checksummed MessagePack).
