@@ -616,13 +616,13 @@ async fn blocked_then_unblocked(
                 || (Kind::MessageNew.is(f) && frames::client_id(f) == Some(client_id.as_str()))
         })
         .await?;
-    match frames::error(&refused.value) {
-        Some(("forbidden", _)) if frames::client_id(&refused.value) == Some(client_id.as_str()) => {
-        }
-        _ => return Err(format!(
-            "B's socket post while blocked: expected a forbidden error with its client_id, got {}",
+    let forbidden = matches!(frames::error(&refused.value), Some(("forbidden", _)));
+    if !forbidden || frames::client_id(&refused.value) != Some(client_id.as_str()) {
+        return Err(format!(
+            "B's socket post while blocked: expected a forbidden error \
+             with its client_id, got {}",
             describe(&refused.value)
-        )),
+        ));
     }
 
     let toggled = a
