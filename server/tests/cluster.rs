@@ -12,6 +12,8 @@
 //! 4. Presence: a socket on node 1 makes its user online as seen from node
 //!    2; offline only once the last socket on either node closed; a
 //!    crashed node lets go of its users when it starts again.
+//! 5. A block made on node 1 refuses the blocked user's posts on node 2 at
+//!    once (decided in stream order) and hides the blocker's typing there.
 
 mod cluster_support;
 mod common;
@@ -374,6 +376,45 @@ async fn a_logout_on_one_node_holds_on_the_other() {
         async move { api.get("/api/auth/profile/me/").await.body["is_online"] == false }
     })
     .await;
+}
+
+#[tokio::test]
+async fn a_block_on_one_node_holds_on_the_other() {
+    let nats = Nats::single().await;
+    let dirs = [tempdir(), tempdir()];
+    let (n1, n2) = two_nodes(&nats, &dirs, &[]).await;
+    let lalo = n1.login("lalo", "lalo123").await;
+    let kalu = n2.login("kalu", "kalu123").await;
+    let mut kalu_ws = kalu.ws(CONV).await; // on node 2
+    let mut lalo_ws = lalo.ws(CONV).await; // on node 1
+
+    let added = lalo
+        .post(
+            "/api/chat/contacts/",
+            json!({"contact_id": kalu.id, "is_blocked": true}),
+        )
+        .await;
+    assert_eq!(added.status, 201, "{}", added.body);
+    // No waiting: kalu's post is after the block in the stream, so node 2
+    // decides it with the block applied.
+    let refused = kalu.send(CONV, "on node 2", None).await.expect("send");
+    assert_eq!(refused.status, 403, "{}", refused.body);
+    let direct = kalu.create_direct(lalo.id).await.expect("create-direct");
+    assert_eq!(direct.status, 403, "{}", direct.body);
+
+    // lalo's typing (node 1) does not reach kalu (node 2); the message
+    // after it does, and nothing of lalo's comes before it.
+    lalo_ws.send(json!({"type": "typing"})).await;
+    lalo_ws
+        .send(json!({"type": "message.send", "content": "after typing", "client_id": "t"}))
+        .await;
+    lalo_ws.recv_type("message.new").await;
+    let (message, before) = kalu_ws.recv_until("message.new").await;
+    assert_eq!(message["data"]["content"], "after typing");
+    assert!(
+        before.iter().all(|f| f["type"] != "typing"),
+        "kalu got {before:?}"
+    );
 }
 
 /// The next frame of a socket made `with_presence`, which must be the
