@@ -163,6 +163,47 @@ pub enum Command {
         node: NodeId,
         at: Micros,
     },
+    /// `PUT`/`PATCH` of a conversation (issue 14): the fields given, already
+    /// checked by the server. Admins only; nothing when nothing changes.
+    UpdateConversation {
+        by: UserId,
+        conv_id: ConvId,
+        title: Option<String>,
+        description: Option<String>,
+        is_public: Option<bool>,
+        at: Micros,
+    },
+    /// Deletes the conversation for every member (admins only).
+    DeleteConversation {
+        by: UserId,
+        conv_id: ConvId,
+        at: Micros,
+    },
+    /// Pins a message of the conversation (admins only); a no-op when it
+    /// is pinned already.
+    PinMessage {
+        by: UserId,
+        conv_id: ConvId,
+        message_id: MessageId,
+        at: Micros,
+    },
+    UnpinMessage {
+        by: UserId,
+        conv_id: ConvId,
+        message_id: MessageId,
+        at: Micros,
+    },
+    /// Posts a copy of message `message_id` of `conv_id` into `to_conv`,
+    /// with `forwarded_from` set and the same attachments (the files are
+    /// shared). Idempotent by `client_id` in `to_conv`, as a post.
+    ForwardMessage {
+        by: UserId,
+        conv_id: ConvId,
+        message_id: MessageId,
+        to_conv: ConvId,
+        client_id: Option<String>,
+        at: Micros,
+    },
 }
 
 /// What the caller learns besides the events: which object the command
@@ -184,6 +225,11 @@ pub enum Reply {
     },
     Attachment(AttachmentId),
     Done,
+    /// The message's pin; `created` false when it was pinned already.
+    Pin {
+        pin_id: PinId,
+        created: bool,
+    },
 }
 
 /// Why a command was refused. The state is unchanged.
@@ -217,6 +263,12 @@ pub enum Rejection {
     /// A field breaks a rule; the reason names both.
     #[error("{0}")]
     Invalid(Invalid),
+    /// Unpinning a message that is not pinned.
+    #[error("this message is not pinned")]
+    NotPinned,
+    /// A forward's target conversation is unknown or not the caller's.
+    #[error("conversation not found")]
+    UnknownTarget,
 }
 
 /// Which field of a command breaks which rule. Servers map it to their own
@@ -236,6 +288,8 @@ pub enum Invalid {
     ReplyToElsewhere,
     #[error("emoji required")]
     BlankEmoji,
+    #[error("this user is not a member of the conversation")]
+    NotAMemberToRemove,
 }
 
 impl Rejection {
@@ -256,6 +310,8 @@ impl Rejection {
             Rejection::TokenRevoked => "token_revoked",
             Rejection::GroupInviteRefused { .. } => "group_invite_refused",
             Rejection::Invalid(invalid) => invalid.reason(),
+            Rejection::NotPinned => "not_pinned",
+            Rejection::UnknownTarget => "unknown_target",
         }
     }
 }
@@ -270,6 +326,7 @@ impl Invalid {
             Invalid::UnknownMessageType => "invalid_unknown_message_type",
             Invalid::ReplyToElsewhere => "invalid_reply_to_elsewhere",
             Invalid::BlankEmoji => "invalid_blank_emoji",
+            Invalid::NotAMemberToRemove => "invalid_not_a_member_to_remove",
         }
     }
 
@@ -283,6 +340,7 @@ impl Invalid {
             Invalid::UnknownMessageType => "message_type",
             Invalid::ReplyToElsewhere => "reply_to",
             Invalid::BlankEmoji => "emoji",
+            Invalid::NotAMemberToRemove => "user_id",
         }
     }
 }

@@ -33,6 +33,10 @@ pub enum Out {
     /// This node's delivery probe came through the log (only the probe's
     /// own subscriber, in [`PROBE_ROOM`], receives it).
     Probe { nonce: u64 },
+    /// Close with this code once everything queued before it is written
+    /// (a deleted conversation: its `conversation.deleted` frame, then
+    /// 4404).
+    Close(u16),
 }
 
 /// The room of the delivery probe's subscriber: a conversation id no
@@ -197,6 +201,7 @@ impl Hub {
         let mut per_room: HashMap<ConvId, Vec<RenderedEvent>> = HashMap::new();
         // Presence changes: (user, their conversations, the frame).
         let mut presence: Vec<(UserId, Vec<ConvId>, Arc<str>)> = Vec::new();
+        let mut deleted: Vec<ConvId> = Vec::new();
         for envelope in batch {
             let Some((conv_id, seq)) = envelope.event.conv_seq() else {
                 if let Event::ProbeRecorded { node, nonce } = envelope.event {
@@ -220,6 +225,9 @@ impl Hub {
                     socket.close(4403);
                 }
             }
+            if let Event::ConversationDeleted { .. } = &envelope.event {
+                deleted.push(conv_id);
+            }
             let state = store.state();
             let actor = render::actor(&envelope.event, &state);
             let Some(for_others) = render::event_text(&state, envelope, None) else {
@@ -241,6 +249,15 @@ impl Hub {
             if let Some(room) = rooms.get(&conv_id) {
                 for socket in room.sockets.values() {
                     self.deliver(socket, Out::Events(events.clone()));
+                }
+            }
+        }
+        // A deleted conversation's sockets close with 4404 after its last
+        // frames (the `conversation.deleted` among them).
+        for conv_id in deleted {
+            if let Some(room) = rooms.get(&conv_id) {
+                for socket in room.sockets.values() {
+                    self.deliver(socket, Out::Close(4404));
                 }
             }
         }

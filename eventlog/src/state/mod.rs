@@ -7,7 +7,8 @@
 //!
 //! Each area keeps the `decide_*` of its commands next to the `apply_*` of
 //! their events: `users.rs`, `profiles.rs`, `conversations.rs`,
-//! `messages.rs`, `sessions.rs`, `presence.rs`; `model.rs`
+//! `messages.rs`, `pins.rs`, `forward.rs`, `sessions.rs`, `presence.rs`;
+//! `model.rs`
 //! holds the read-model structs. An area's functions are reached only
 //! through the two matches below, hence their `let ... else unreachable!`
 //! (the command and event enums keep their serialized shape, so a variant
@@ -22,8 +23,10 @@ use crate::command::{Command, Rejection, Reply};
 use crate::event::*;
 
 mod conversations;
+mod forward;
 mod messages;
 mod model;
+mod pins;
 mod presence;
 mod probe;
 mod profiles;
@@ -31,7 +34,7 @@ mod sessions;
 mod users;
 
 pub use messages::MESSAGE_TYPES;
-pub use model::{Attachment, Conversation, Member, Message, Reaction, ReadPosition, User};
+pub use model::{Attachment, Conversation, Member, Message, Pin, Reaction, ReadPosition, User};
 pub use sessions::REVOCATION_GRACE;
 pub use users::{phone_key, username_skeleton};
 
@@ -90,6 +93,10 @@ pub struct State {
     /// order on every node. Last, with a default: older snapshots load.
     #[serde(default)]
     presence: BTreeMap<UserId, BTreeSet<NodeId>>,
+    /// Id of the last pin (issue 14). Last, with a default: older
+    /// snapshots load.
+    #[serde(default)]
+    next_pin_id: PinId,
 }
 
 /// The outcome of an accepted command.
@@ -264,6 +271,11 @@ impl State {
             Command::SocketsOpened { .. } => self.decide_sockets_opened(command),
             Command::SocketsClosed { .. } => self.decide_sockets_closed(command),
             Command::ClearNodePresence { .. } => self.decide_clear_node(command),
+            Command::UpdateConversation { .. } => self.decide_update_conversation(command),
+            Command::DeleteConversation { .. } => self.decide_delete_conversation(command),
+            Command::PinMessage { .. } => self.decide_pin(command),
+            Command::UnpinMessage { .. } => self.decide_unpin(command),
+            Command::ForwardMessage { .. } => self.decide_forward(command),
         }
     }
 
@@ -360,6 +372,11 @@ impl State {
             Event::PresenceJoined { .. } => self.apply_presence_joined(event),
             Event::PresenceLeft { .. } => self.apply_presence_left(event),
             Event::NodePresenceCleared { .. } => self.apply_node_cleared(event),
+            Event::ConversationUpdated { .. } => self.apply_conversation_updated(event),
+            Event::ConversationDeleted { .. } => self.apply_conversation_deleted(event),
+            Event::MemberPromoted { .. } => self.apply_member_promoted(event),
+            Event::MessagePinned { .. } => self.apply_message_pinned(event),
+            Event::MessageUnpinned { .. } => self.apply_message_unpinned(event),
         }
     }
 }

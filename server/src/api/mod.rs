@@ -10,8 +10,10 @@ mod auth;
 mod body;
 mod conversations;
 pub mod extract;
+mod forward;
 mod logout;
 mod messages;
+mod pins;
 mod profile;
 mod settings;
 mod users;
@@ -26,5 +28,7 @@ pub fn router() -> Router<Arc<App>> {
         .merge(settings::router())
         .merge(conversations::router())
         .merge(messages::router())
+        .merge(pins::router())
+        .merge(forward::router())
         .merge(web::router())
 }

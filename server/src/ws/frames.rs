@@ -140,9 +140,11 @@ pub fn rejection(rejection: &Rejection, client_id: Option<&Value>) -> String {
         | Rejection::NotAnAdmin
         | Rejection::NotYourMessage
         | Rejection::GroupInviteRefused { .. } => "forbidden",
-        Rejection::UnknownMessage | Rejection::UnknownConversation | Rejection::UnknownUser => {
-            "not_found"
-        }
+        Rejection::UnknownMessage
+        | Rejection::UnknownConversation
+        | Rejection::UnknownUser
+        | Rejection::NotPinned
+        | Rejection::UnknownTarget => "not_found",
         Rejection::UsernameTaken
         | Rejection::PhoneTaken
         | Rejection::MessageDeleted
