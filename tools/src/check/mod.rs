@@ -12,7 +12,8 @@
 //!    settings written, validated, hidden where they should be, put back;
 //!    `logout`: a second session of A is logged out and its refresh
 //!    token refused (on B's node too); `presence`: B's set-offline and
-//!    set-online reach A's socket as presence frames.
+//!    set-online reach A's socket as presence frames; `groups` (issue
+//!    14): group administration, pins and forwards on groups of their own.
 //!
 //! Every check is reported exactly once (see [`PLAN`]); one that cannot run
 //! because something it needs failed is reported as
@@ -22,6 +23,7 @@ mod auth;
 mod connection;
 mod conversation;
 mod extended;
+mod groups;
 mod inbox;
 mod logout;
 mod presence;
@@ -139,6 +141,9 @@ pub const PLAN_EXTENDED: &[&str] = &[
     "ext.settings",
     "ext.logout",
     "ext.presence",
+    "ext.group_admin",
+    "ext.pin",
+    "ext.forward",
 ];
 
 /// What every case needs: where to go and how long to wait.
@@ -249,6 +254,10 @@ async fn run_cases(ctx: &Ctx, report: &mut Report) {
         report.record("ext.logout", logout::logout(ctx, &a).await);
         let result = presence::presence(ctx, &a, &b, conversation).await;
         report.record("ext.presence", result);
+        report.record("ext.group_admin", groups::group_admin(ctx, &a, &b).await);
+        report.record("ext.pin", groups::pin(ctx, &a, &b).await);
+        let result = groups::forward(ctx, &a, &b, conversation).await;
+        report.record("ext.forward", result);
     }
 }
 
