@@ -15,7 +15,7 @@
 //!   the same message.
 
 use serde_json::{json, Value};
-use vato_client::{Api, Resp};
+use vato_client::{Api, Kind, Resp};
 
 use super::connection::connect_member;
 use super::report::{CheckResult, Pass};
@@ -81,7 +81,7 @@ pub async fn group_admin(ctx: &Ctx, a: &User, b: &User) -> CheckResult {
     }
     let frame = sb
         .expect("conversation.updated", ctx.timeout, |f| {
-            f["type"] == "conversation.updated" && f["title"] == title.as_str()
+            Kind::ConversationUpdated.is(f) && f["title"] == title.as_str()
         })
         .await?;
     let updated_seq = frame.seq().ok_or("conversation.updated without a seq")?;
@@ -90,7 +90,7 @@ pub async fn group_admin(ctx: &Ctx, a: &User, b: &User) -> CheckResult {
     expect_status("A's delete", &deleted, 204)?;
     let frame = sb
         .expect("conversation.deleted", ctx.timeout, |f| {
-            f["type"] == "conversation.deleted"
+            Kind::ConversationDeleted.is(f)
         })
         .await?;
     if frame.seq() != Some(updated_seq + 1) {
@@ -129,7 +129,7 @@ async fn pin_in(ctx: &Ctx, api_a: &Api, api_b: &Api, b: &User, group: i64) -> Ch
     let again = call("A's second pin", api_a.pin(conv, unsigned(message)).await)?;
     expect_status("A's second pin (pinned already)", &again, 200)?;
     sb.expect("message.pinned", ctx.timeout, |f| {
-        f["type"] == "message.pinned" && as_id(&f["message_id"]) == Some(message)
+        Kind::MessagePinned.is(f) && as_id(&f["message_id"]) == Some(message)
     })
     .await?;
     let detail = call("B's detail", api_b.conversation(conv).await)?;
@@ -144,7 +144,7 @@ async fn pin_in(ctx: &Ctx, api_a: &Api, api_b: &Api, b: &User, group: i64) -> Ch
     let unpinned = call("A's unpin", api_a.unpin(conv, unsigned(message)).await)?;
     expect_status("A's unpin", &unpinned, 204)?;
     sb.expect("message.unpinned", ctx.timeout, |f| {
-        f["type"] == "message.unpinned" && as_id(&f["message_id"]) == Some(message)
+        Kind::MessageUnpinned.is(f) && as_id(&f["message_id"]) == Some(message)
     })
     .await?;
     Ok(Pass::detail(
@@ -198,7 +198,7 @@ async fn forward_from(
     }
     let id = as_id(&body["id"]);
     sa.expect("the forwarded message.new", ctx.timeout, |f| {
-        f["type"] == "message.new" && as_id(&f["data"]["id"]) == id
+        Kind::MessageNew.is(f) && as_id(&f["data"]["id"]) == id
     })
     .await?;
     let retry = call("B's retry", forward().await)?;
@@ -207,7 +207,7 @@ async fn forward_from(
         return Err(format!("the retry made a new message: {}", retry.body));
     }
     sa.settle(ctx.grace).await;
-    let copies = sa.take_all(|f| f["type"] == "message.new" && as_id(&f["data"]["id"]) == id);
+    let copies = sa.take_all(|f| Kind::MessageNew.is(f) && as_id(&f["data"]["id"]) == id);
     if !copies.is_empty() {
         return Err(format!("A got the forward {} more time(s)", copies.len()));
     }
