@@ -116,6 +116,9 @@ struct Room {
     last_seq: Seq,
     /// By socket id: a socket leaving a room of thousands is not a scan.
     sockets: HashMap<u64, Arc<SocketHandle>>,
+    /// The conversation was deleted: a socket whose handshake passed just
+    /// before that and registers after it is closed with 4404 at once.
+    deleted: bool,
 }
 
 #[derive(Default)]
@@ -147,6 +150,7 @@ impl Hub {
                     Room {
                         last_seq: c.last_seq,
                         sockets: HashMap::new(),
+                        deleted: false,
                     },
                 )
             })
@@ -180,6 +184,9 @@ impl Hub {
         let mut rooms = self.rooms.lock();
         let room = rooms.entry(conv_id).or_default();
         room.sockets.insert(handle.id, handle.clone());
+        if room.deleted {
+            handle.close(4404);
+        }
         (handle, rx, room.last_seq)
     }
 
@@ -217,6 +224,9 @@ impl Hub {
             };
             let room = rooms.entry(conv_id).or_default();
             room.last_seq = room.last_seq.max(seq);
+            if let Event::ConversationDeleted { .. } = &envelope.event {
+                room.deleted = true;
+            }
             if room.sockets.is_empty() {
                 continue;
             }
