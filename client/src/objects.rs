@@ -23,8 +23,9 @@ pub const MESSAGE_KEYS: [&str; 17] = [
     "client_id",
 ];
 
-/// The conversation object's 13 keys (contract 1.4).
-pub const CONVERSATION_KEYS: [&str; 13] = [
+/// The conversation object's keys: the contract's 13 (1.4), then Vato's
+/// `pinned_message_ids`.
+pub const CONVERSATION_KEYS: [&str; 14] = [
     "id",
     "title",
     "conversation_type",
@@ -38,6 +39,7 @@ pub const CONVERSATION_KEYS: [&str; 13] = [
     "members",
     "last_message",
     "unread_count",
+    "pinned_message_ids",
 ];
 
 /// The user object's 20 keys (contract 1.1).

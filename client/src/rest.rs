@@ -377,6 +377,25 @@ impl Api {
         self.try_request(Method::POST, &path, None).await
     }
 
+    /// `PATCH /api/chat/conversations/<id>/` (admins): `title`,
+    /// `description`, `is_public`.
+    pub async fn update_conversation(&self, conv: u64, fields: &Value) -> Result<Resp, RestError> {
+        self.try_request(Method::PATCH, &conversation_path(conv), Some(fields))
+            .await
+    }
+
+    /// `DELETE /api/chat/conversations/<id>/` (admins): 204.
+    pub async fn delete_conversation(&self, conv: u64) -> Result<Resp, RestError> {
+        self.try_request(Method::DELETE, &conversation_path(conv), None)
+            .await
+    }
+
+    /// `POST .../<id>/remove-member/` (admins).
+    pub async fn remove_member(&self, conv: u64, user_id: u64) -> Result<Resp, RestError> {
+        let path = format!("{}remove-member/", conversation_path(conv));
+        self.try_post(&path, &json!({"user_id": user_id})).await
+    }
+
     /// `POST /api/chat/conversations/` with any body (description,
     /// is_public, ...).
     pub async fn create_group_with(&self, body: &Value) -> Result<Resp, RestError> {
@@ -477,6 +496,35 @@ impl Api {
     pub async fn toggle_favorite(&self, id: u64) -> Result<Resp, RestError> {
         self.try_post(&contact_path(id, "favorite/"), &json!({}))
             .await
+    }
+
+    /// `POST .../messages/<id>/pin/` (admins): 201 new, 200 pinned already.
+    pub async fn pin(&self, conv: u64, message: u64) -> Result<Resp, RestError> {
+        let path = message_path(conv, message, "pin/");
+        self.try_request(Method::POST, &path, None).await
+    }
+
+    /// `DELETE .../messages/<id>/pin/` (admins): 204.
+    pub async fn unpin(&self, conv: u64, message: u64) -> Result<Resp, RestError> {
+        let path = message_path(conv, message, "pin/");
+        self.try_request(Method::DELETE, &path, None).await
+    }
+
+    /// `POST .../messages/<id>/forward/` into `to_conv`; with a
+    /// `client_id`, a retry answers the original.
+    pub async fn forward(
+        &self,
+        conv: u64,
+        message: u64,
+        to_conv: u64,
+        client_id: Option<&str>,
+    ) -> Result<Resp, RestError> {
+        let mut body = json!({"conversation_id": to_conv});
+        if let Some(client_id) = client_id {
+            body["client_id"] = json!(client_id);
+        }
+        let path = message_path(conv, message, "forward/");
+        self.try_post(&path, &body).await
     }
 
     // ------------------------------------------------------------ sockets

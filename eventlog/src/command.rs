@@ -196,6 +196,47 @@ pub enum Command {
         contact_id: ContactId,
         at: Micros,
     },
+    /// `PUT`/`PATCH` of a conversation (issue 14): the fields given, already
+    /// checked by the server. Admins only; nothing when nothing changes.
+    UpdateConversation {
+        by: UserId,
+        conv_id: ConvId,
+        title: Option<String>,
+        description: Option<String>,
+        is_public: Option<bool>,
+        at: Micros,
+    },
+    /// Deletes the conversation for every member (admins only).
+    DeleteConversation {
+        by: UserId,
+        conv_id: ConvId,
+        at: Micros,
+    },
+    /// Pins a message of the conversation (admins only); a no-op when it
+    /// is pinned already.
+    PinMessage {
+        by: UserId,
+        conv_id: ConvId,
+        message_id: MessageId,
+        at: Micros,
+    },
+    UnpinMessage {
+        by: UserId,
+        conv_id: ConvId,
+        message_id: MessageId,
+        at: Micros,
+    },
+    /// Posts a copy of message `message_id` of `conv_id` into `to_conv`,
+    /// with `forwarded_from` set and the same attachments (the files are
+    /// shared). Idempotent by `client_id` in `to_conv`, as a post.
+    ForwardMessage {
+        by: UserId,
+        conv_id: ConvId,
+        message_id: MessageId,
+        to_conv: ConvId,
+        client_id: Option<String>,
+        at: Micros,
+    },
 }
 
 /// The contact flags [`Command::ToggleContact`] flips.
@@ -225,6 +266,11 @@ pub enum Reply {
     Attachment(AttachmentId),
     Done,
     Contact(ContactId),
+    /// The message's pin; `created` false when it was pinned already.
+    Pin {
+        pin_id: PinId,
+        created: bool,
+    },
 }
 
 /// Why a command was refused. The state is unchanged.
@@ -271,6 +317,12 @@ pub enum Rejection {
     /// no posts in it (issue 14).
     #[error("this user does not accept messages from you")]
     Blocked,
+    /// Unpinning a message that is not pinned.
+    #[error("this message is not pinned")]
+    NotPinned,
+    /// A forward's target conversation is unknown or not the caller's.
+    #[error("conversation not found")]
+    UnknownTarget,
 }
 
 /// Which field of a command breaks which rule. Servers map it to their own
@@ -290,6 +342,8 @@ pub enum Invalid {
     ReplyToElsewhere,
     #[error("emoji required")]
     BlankEmoji,
+    #[error("this user is not a member of the conversation")]
+    NotAMemberToRemove,
 }
 
 impl Rejection {
@@ -314,6 +368,8 @@ impl Rejection {
             Rejection::ContactExists => "contact_exists",
             Rejection::UnknownContact => "unknown_contact",
             Rejection::Blocked => "blocked",
+            Rejection::NotPinned => "not_pinned",
+            Rejection::UnknownTarget => "unknown_target",
         }
     }
 }
@@ -328,6 +384,7 @@ impl Invalid {
             Invalid::UnknownMessageType => "invalid_unknown_message_type",
             Invalid::ReplyToElsewhere => "invalid_reply_to_elsewhere",
             Invalid::BlankEmoji => "invalid_blank_emoji",
+            Invalid::NotAMemberToRemove => "invalid_not_a_member_to_remove",
         }
     }
 
@@ -341,6 +398,7 @@ impl Invalid {
             Invalid::UnknownMessageType => "message_type",
             Invalid::ReplyToElsewhere => "reply_to",
             Invalid::BlankEmoji => "emoji",
+            Invalid::NotAMemberToRemove => "user_id",
         }
     }
 }

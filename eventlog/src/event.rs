@@ -13,6 +13,7 @@ pub type ReactionId = u64;
 pub type AttachmentId = u64;
 /// A contact entry's id (issue 14): one per (owner, user).
 pub type ContactId = u64;
+pub type PinId = u64;
 /// A server node's stable id (kept in its data directory): whose sockets
 /// make a user online.
 pub type NodeId = u64;
@@ -228,6 +229,51 @@ pub enum Event {
         owner: UserId,
         at: Micros,
     },
+    /// An admin changed a conversation's title, description or visibility
+    /// (issue 14): the three values after the change.
+    ConversationUpdated {
+        conv_id: ConvId,
+        seq: Seq,
+        by: UserId,
+        title: String,
+        description: String,
+        is_public: bool,
+        at: Micros,
+    },
+    /// An admin deleted the conversation: it leaves every member's list and
+    /// its messages leave the read models; its events stay in the log.
+    ConversationDeleted {
+        conv_id: ConvId,
+        seq: Seq,
+        by: UserId,
+        at: Micros,
+    },
+    /// The group's last admin left: its longest-standing member is an
+    /// admin now (decided with that `MemberRemoved`).
+    MemberPromoted {
+        conv_id: ConvId,
+        seq: Seq,
+        user_id: UserId,
+        at: Micros,
+    },
+    /// An admin pinned a message of the conversation.
+    MessagePinned {
+        pin_id: PinId,
+        message_id: MessageId,
+        conv_id: ConvId,
+        seq: Seq,
+        by: UserId,
+        at: Micros,
+    },
+    /// An admin unpinned it.
+    MessageUnpinned {
+        pin_id: PinId,
+        message_id: MessageId,
+        conv_id: ConvId,
+        seq: Seq,
+        by: UserId,
+        at: Micros,
+    },
 }
 
 impl Event {
@@ -258,7 +304,12 @@ impl Event {
             | MessagesRead { conv_id, seq, .. }
             | ReactionAdded { conv_id, seq, .. }
             | ReactionRemoved { conv_id, seq, .. }
-            | AttachmentStored { conv_id, seq, .. } => Some((*conv_id, *seq)),
+            | AttachmentStored { conv_id, seq, .. }
+            | ConversationUpdated { conv_id, seq, .. }
+            | ConversationDeleted { conv_id, seq, .. }
+            | MemberPromoted { conv_id, seq, .. }
+            | MessagePinned { conv_id, seq, .. }
+            | MessageUnpinned { conv_id, seq, .. } => Some((*conv_id, *seq)),
         }
     }
 

@@ -158,6 +158,32 @@ enum Op {
         contact: u64,
         action: u8,
     },
+    /// Group management (issue 14): a title and/or visibility change.
+    UpdateConv {
+        by: Who,
+        conv: u64,
+        title: Option<u8>,
+        public: Option<bool>,
+    },
+    DeleteConv {
+        by: Who,
+        conv: u64,
+    },
+    /// Pin (or unpin) a message.
+    Pin {
+        by: Who,
+        conv: Where,
+        message: Msg,
+        unpin: bool,
+    },
+    /// Forward a message of `conv` into `to`.
+    Forward {
+        by: Who,
+        conv: Where,
+        message: Msg,
+        to: u64,
+        client_id: Option<u8>,
+    },
     /// Several commands submitted concurrently, so they share group commits.
     Burst(Vec<Op>),
     /// Restart: `clean` closes (final snapshot); otherwise the store is just
@@ -246,6 +272,13 @@ fn simple_op() -> impl Strategy<Value = Op> {
             .prop_map(|(owner, user, blocked)| Op::ContactAdd { owner, user, blocked }),
         3 => (proptest::option::weighted(0.2, user()), 0u64..6, 0u8..4)
             .prop_map(|(owner, contact, action)| Op::ContactChange { owner, contact, action }),
+        2 => (member(), conv(), proptest::option::of(0u8..3), proptest::option::of(any::<bool>()))
+            .prop_map(|(by, conv, title, public)| Op::UpdateConv { by, conv, title, public }),
+        1 => (member(), conv()).prop_map(|(by, conv)| Op::DeleteConv { by, conv }),
+        3 => (member(), of_message(), message(), proptest::bool::weighted(0.3))
+            .prop_map(|(by, conv, message, unpin)| Op::Pin { by, conv, message, unpin }),
+        3 => (member(), of_message(), message(), conv(), proptest::option::weighted(0.5, 0u8..3))
+            .prop_map(|(by, conv, message, to, client_id)| Op::Forward { by, conv, message, to, client_id }),
     ]
 }
 
@@ -523,6 +556,64 @@ fn command(op: &Op, state: &State, at: i64) -> Command {
                     contact_id,
                     at,
                 },
+            }
+        }
+        Op::UpdateConv {
+            by,
+            conv,
+            title,
+            public,
+        } => Command::UpdateConversation {
+            by: user_of(state, *by, *conv, 0),
+            conv_id: *conv,
+            title: title.map(|t| ["crew", "team", "Ünïcödé"][t as usize].to_string()),
+            description: None,
+            is_public: *public,
+            at,
+        },
+        Op::DeleteConv { by, conv } => Command::DeleteConversation {
+            by: user_of(state, *by, *conv, 0),
+            conv_id: *conv,
+            at,
+        },
+        Op::Pin {
+            by,
+            conv,
+            message,
+            unpin,
+        } => {
+            let (conv_id, by, message_id) = target(*by, *conv, *message);
+            if *unpin {
+                Command::UnpinMessage {
+                    by,
+                    conv_id,
+                    message_id,
+                    at,
+                }
+            } else {
+                Command::PinMessage {
+                    by,
+                    conv_id,
+                    message_id,
+                    at,
+                }
+            }
+        }
+        Op::Forward {
+            by,
+            conv,
+            message,
+            to,
+            client_id,
+        } => {
+            let (conv_id, by, message_id) = target(*by, *conv, *message);
+            Command::ForwardMessage {
+                by,
+                conv_id,
+                message_id,
+                to_conv: *to,
+                client_id: client_id.map(|c| format!("client-{c}")),
+                at,
             }
         }
         Op::Burst(_) | Op::Reopen { .. } => unreachable!("not a single command"),

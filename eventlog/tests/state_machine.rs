@@ -177,3 +177,98 @@ fn a_reaction_toggles_per_user_and_emoji() {
         Err(Rejection::MessageDeleted)
     );
 }
+
+#[test]
+fn a_forward_shares_the_sources_attachments_under_new_ids() {
+    let (mut state, [ana, bo, _], conv) = group_of_three();
+    let target = common::conv_id(&run(&mut state, common::direct(bo, ana, 6)).expect("direct"));
+    let source = post(&mut state, ana, conv, "a photo");
+    let attached = run(
+        &mut state,
+        Command::StoreAttachment {
+            by: ana,
+            conv_id: conv,
+            message_id: source,
+            file_name: "cat.png".into(),
+            file_size: 1234,
+            mime_type: "image/png".into(),
+            blob_key: "sha256-cat".into(),
+            at: 7,
+        },
+    )
+    .expect("attach");
+    let Reply::Attachment(original) = attached else {
+        panic!("not an attachment: {attached:?}")
+    };
+    let mut events = Vec::new();
+    let forward = Command::ForwardMessage {
+        by: bo,
+        conv_id: conv,
+        message_id: source,
+        to_conv: target,
+        client_id: Some("fw".into()),
+        at: 8,
+    };
+    let reply = state.execute(&forward, &mut events).expect("forward");
+    let (copy, created) = common::message_id(&reply);
+    assert!(created);
+    // The message, then its attachment, in consecutive seqs of the target.
+    let seqs: Vec<_> = events.iter().filter_map(|e| e.event.conv_seq()).collect();
+    assert_eq!(seqs, [(target, 1), (target, 2)]);
+    let copy = state.message(copy).expect("forwarded message").clone();
+    assert_eq!(
+        (copy.conv_id, copy.sender, copy.forwarded_from),
+        (target, bo, Some(source))
+    );
+    assert_eq!(copy.content, "a photo");
+    assert_eq!(copy.attachments.len(), 1);
+    let shared = &copy.attachments[0];
+    assert_ne!(shared.id, original, "a row of its own");
+    assert_eq!(shared.blob_key, "sha256-cat", "the same stored bytes");
+    assert_eq!(
+        (shared.file_name.as_str(), shared.file_size),
+        ("cat.png", 1234)
+    );
+    // The retry appends nothing.
+    let mut again = Vec::new();
+    let reply = state.execute(&forward, &mut again).expect("retry");
+    assert_eq!(common::message_id(&reply), (copy.id, false));
+    assert!(again.is_empty());
+    assert_eq!(
+        state.unread_count(state.conversation(target).unwrap(), ana),
+        1
+    );
+}
+
+#[test]
+fn deleting_a_conversation_drops_it_from_lists_and_frees_the_direct_pair() {
+    let (mut state, [ana, bo, cy], conv) = group_of_three();
+    let direct = common::conv_id(&run(&mut state, common::direct(ana, bo, 6)).expect("direct"));
+    let m = post(&mut state, bo, conv, "bye");
+    post(&mut state, ana, direct, "hi");
+    assert_eq!(
+        run(
+            &mut state,
+            Command::DeleteConversation {
+                by: bo,
+                conv_id: conv,
+                at: 7
+            }
+        ),
+        Err(Rejection::NotAnAdmin)
+    );
+    for (by, conv_id) in [(ana, conv), (ana, direct)] {
+        run(
+            &mut state,
+            Command::DeleteConversation { by, conv_id, at: 8 },
+        )
+        .expect("delete");
+    }
+    for user in [ana, bo, cy] {
+        assert_eq!(state.conversations_of(user).count(), 0);
+    }
+    assert!(state.message(m).is_none());
+    assert_eq!(state.direct_between(ana, bo), None);
+    let again = run(&mut state, common::direct(bo, ana, 9)).expect("direct again");
+    assert_ne!(common::conv_id(&again), direct);
+}

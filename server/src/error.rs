@@ -180,6 +180,8 @@ impl From<Rejection> for ApiError {
             Rejection::Blocked => {
                 ApiError::Forbidden("This user does not accept messages from you.")
             }
+            Rejection::NotPinned => ApiError::NotFound("This message is not pinned."),
+            Rejection::UnknownTarget => ApiError::NotFound("Conversation not found."),
             Rejection::Invalid(reason) => match reason.field() {
                 "non_field_errors" => ApiError::detail(&reason.to_string()),
                 field => ApiError::field(field, &reason.to_string()),

@@ -33,6 +33,10 @@ pub enum Out {
     /// This node's delivery probe came through the log (only the probe's
     /// own subscriber, in [`PROBE_ROOM`], receives it).
     Probe { nonce: u64 },
+    /// Close with this code once everything queued before it is written
+    /// (a deleted conversation: its `conversation.deleted` frame, then
+    /// 4404).
+    Close(u16),
 }
 
 /// The room of the delivery probe's subscriber: a conversation id no
@@ -122,6 +126,9 @@ struct Room {
     last_seq: Seq,
     /// By socket id: a socket leaving a room of thousands is not a scan.
     sockets: HashMap<u64, Arc<SocketHandle>>,
+    /// The conversation was deleted: a socket whose handshake passed just
+    /// before that and registers after it is closed with 4404 at once.
+    deleted: bool,
 }
 
 #[derive(Default)]
@@ -153,6 +160,7 @@ impl Hub {
                     Room {
                         last_seq: c.last_seq,
                         sockets: HashMap::new(),
+                        deleted: false,
                     },
                 )
             })
@@ -186,6 +194,9 @@ impl Hub {
         let mut rooms = self.rooms.lock();
         let room = rooms.entry(conv_id).or_default();
         room.sockets.insert(handle.id, handle.clone());
+        if room.deleted {
+            handle.close(4404);
+        }
         (handle, rx, room.last_seq)
     }
 
@@ -206,6 +217,7 @@ impl Hub {
         // Per conversation: its events of this batch, in order.
         let mut per_room: HashMap<ConvId, Vec<RenderedEvent>> = HashMap::new();
         let mut presence: Vec<PresenceChange> = Vec::new();
+        let mut deleted: Vec<ConvId> = Vec::new();
         for envelope in batch {
             let Some((conv_id, seq)) = envelope.event.conv_seq() else {
                 if let Event::ProbeRecorded { node, nonce } = envelope.event {
@@ -227,6 +239,9 @@ impl Hub {
             };
             let room = rooms.entry(conv_id).or_default();
             room.last_seq = room.last_seq.max(seq);
+            if let Event::ConversationDeleted { .. } = &envelope.event {
+                room.deleted = true;
+            }
             if room.sockets.is_empty() {
                 continue;
             }
@@ -234,6 +249,9 @@ impl Hub {
                 for socket in room.sockets.values().filter(|s| s.user_id == *user_id) {
                     socket.close(4403);
                 }
+            }
+            if let Event::ConversationDeleted { .. } = &envelope.event {
+                deleted.push(conv_id);
             }
             let state = store.state();
             let actor = render::actor(&envelope.event, &state);
@@ -256,6 +274,15 @@ impl Hub {
             if let Some(room) = rooms.get(&conv_id) {
                 for socket in room.sockets.values() {
                     self.deliver(socket, Out::Events(events.clone()));
+                }
+            }
+        }
+        // A deleted conversation's sockets close with 4404 after its last
+        // frames (the `conversation.deleted` among them).
+        for conv_id in deleted {
+            if let Some(room) = rooms.get(&conv_id) {
+                for socket in room.sockets.values() {
+                    self.deliver(socket, Out::Close(4404));
                 }
             }
         }

@@ -106,6 +106,26 @@ pub fn post_message(fields: &Fields, cx: Context) -> Result<Command, Invalid> {
     })
 }
 
+/// `POST .../messages/<id>/forward/`: `conversation_id` (the target,
+/// required) and an optional `client_id`, as a send's.
+pub fn forward_message(
+    fields: &Fields,
+    message_id: MessageId,
+    cx: Context,
+) -> Result<Command, Invalid> {
+    let to_conv = id(fields, "conversation_id")
+        .map_err(|_| Invalid::detail("conversation_id required."))?
+        .ok_or_else(|| Invalid::detail("conversation_id required."))?;
+    Ok(Command::ForwardMessage {
+        by: cx.user_id,
+        conv_id: cx.conv_id,
+        message_id,
+        to_conv,
+        client_id: client_id(fields)?,
+        at: cx.at,
+    })
+}
+
 /// `message.edit` / `PATCH .../messages/<id>/`.
 pub fn edit_message(
     fields: &Fields,

@@ -139,7 +139,7 @@ impl Limits {
 
     /// Charges the command to its user's rates; `Err` when over a limit
     /// (the command must then not be submitted). Commands other than
-    /// sends, edits and reactions are free.
+    /// sends, forwards, edits and reactions are free.
     pub fn admit(&self, command: &Command) -> Result<(), RateLimited> {
         let admitted = self.check(command);
         if admitted.is_err() {
@@ -156,6 +156,8 @@ impl Limits {
             } => (*sender, content.len()),
             Command::EditMessage { by, content, .. } => (*by, content.len()),
             Command::ToggleReaction { by, emoji, .. } => (*by, emoji.len()),
+            // A forward is a send whose content the client does not send.
+            Command::ForwardMessage { by, .. } => (*by, 0),
             _ => return Ok(()),
         };
         if self.checks.fetch_add(1, Ordering::Relaxed) % SWEEP_EVERY == SWEEP_EVERY - 1 {

@@ -95,7 +95,7 @@ async fn vato_check(args: &[&str]) -> Run {
 }
 
 const BASIC: usize = 20;
-const EXTENDED: usize = 31;
+const EXTENDED: usize = 34;
 
 const SETUP: &[&str] = &[
     "auth.login_a",
@@ -287,6 +287,22 @@ async fn a_block_that_changes_nothing_fails_the_contact_block_check() {
     );
     let line = run.line("ext.contact_block").unwrap_or_default();
     assert!(line.contains("expected 403"), "{line}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_changes_and_pins_by_non_admins_fail_their_checks() {
+    let node = start(Fault::NoAdminCheck).await;
+    let run = vato_check(&["--base", &node.base, "--extended"]).await;
+    run.assert_fails(&["ext.group_admin", "ext.pin"]);
+    run.assert_passes(&["ext.forward", "ext.presence"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forward_retry_that_posts_again_fails_the_forward_check() {
+    let node = start(Fault::ForwardTwice).await;
+    let run = vato_check(&["--base", &node.base, "--extended"]).await;
+    run.assert_fails(&["ext.forward"]);
+    run.assert_passes(&["ext.group_admin", "ext.pin"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

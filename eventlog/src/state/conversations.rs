@@ -122,6 +122,7 @@ impl State {
             last_seq: 0,
             message_ids: Vec::new(),
             last_message: None,
+            pins: Vec::new(),
         };
         for (user_id, is_admin) in members {
             self.next_member_id += 1;
@@ -218,6 +219,10 @@ impl State {
         }
     }
 
+    /// Anyone may leave; only admins may remove someone else. When the
+    /// last admin leaves a group that keeps members, its longest-standing
+    /// member (earliest `joined_at`, then the older membership) becomes
+    /// an admin in the same decision.
     pub(super) fn decide_remove_member(&self, command: &Command) -> Result<Decision, Rejection> {
         let Command::RemoveMember {
             by,
@@ -232,23 +237,43 @@ impl State {
         if conv.kind == ConvKind::Direct {
             return Err(Rejection::Invalid(Invalid::DirectMembersFixed));
         }
-        // Anyone may leave; only admins may remove someone else.
-        if by != user_id && !conv.members.get(by).is_some_and(|m| m.is_admin) {
+        if by != user_id && !conv.is_admin(*by) {
             return Err(Rejection::NotAnAdmin);
         }
         if !conv.members.contains_key(user_id) {
-            return Err(Rejection::NotAMember);
+            return Err(Rejection::Invalid(Invalid::NotAMemberToRemove));
         }
-        Ok(Decision::one(
-            Event::MemberRemoved {
-                conv_id: *conv_id,
-                seq: conv.last_seq + 1,
-                user_id: *user_id,
-                by: *by,
-                at: *at,
-            },
-            Reply::Done,
-        ))
+        let mut events = vec![Event::MemberRemoved {
+            conv_id: *conv_id,
+            seq: conv.last_seq + 1,
+            user_id: *user_id,
+            by: *by,
+            at: *at,
+        }];
+        let admin_left = conv
+            .members
+            .iter()
+            .any(|(id, m)| id != user_id && m.is_admin);
+        if conv.is_admin(*user_id) && !admin_left {
+            let successor = conv
+                .members
+                .iter()
+                .filter(|(id, _)| *id != user_id)
+                .min_by_key(|(_, m)| (m.joined_at, m.id))
+                .map(|(id, _)| *id);
+            if let Some(successor) = successor {
+                events.push(Event::MemberPromoted {
+                    conv_id: *conv_id,
+                    seq: conv.last_seq + 2,
+                    user_id: successor,
+                    at: *at,
+                });
+            }
+        }
+        Ok(Decision {
+            events,
+            reply: Reply::Done,
+        })
     }
 
     pub(super) fn apply_member_removed(&mut self, event: &Event) {
@@ -269,6 +294,141 @@ impl State {
             set.remove(conv_id);
         }
         self.unread.remove(&(*conv_id, *user_id));
+    }
+}
+
+impl State {
+    pub(super) fn apply_member_promoted(&mut self, event: &Event) {
+        let Event::MemberPromoted {
+            conv_id,
+            user_id,
+            at,
+            ..
+        } = event
+        else {
+            unreachable!("State::apply dispatches only Event::MemberPromoted here")
+        };
+        if let Some(conv) = self.conversations.get_mut(conv_id) {
+            if let Some(member) = conv.members.get_mut(user_id) {
+                member.is_admin = true;
+            }
+            conv.updated_at = *at;
+        }
+    }
+
+    /// Admins only; the fields given replace the old values. Nothing is
+    /// stored when nothing changes.
+    pub(super) fn decide_update_conversation(
+        &self,
+        command: &Command,
+    ) -> Result<Decision, Rejection> {
+        let Command::UpdateConversation {
+            by,
+            conv_id,
+            title,
+            description,
+            is_public,
+            at,
+        } = command
+        else {
+            unreachable!("State::decide dispatches only Command::UpdateConversation here")
+        };
+        let conv = self.member_conversation(*conv_id, *by)?;
+        if !conv.is_admin(*by) {
+            return Err(Rejection::NotAnAdmin);
+        }
+        let title = title.as_ref().unwrap_or(&conv.title);
+        let description = description.as_ref().unwrap_or(&conv.description);
+        let is_public = is_public.unwrap_or(conv.is_public);
+        if *title == conv.title && *description == conv.description && is_public == conv.is_public {
+            return Ok(Decision::none(Reply::Done));
+        }
+        Ok(Decision::one(
+            Event::ConversationUpdated {
+                conv_id: *conv_id,
+                seq: conv.last_seq + 1,
+                by: *by,
+                title: title.clone(),
+                description: description.clone(),
+                is_public,
+                at: *at,
+            },
+            Reply::Done,
+        ))
+    }
+
+    pub(super) fn apply_conversation_updated(&mut self, event: &Event) {
+        let Event::ConversationUpdated {
+            conv_id,
+            title,
+            description,
+            is_public,
+            at,
+            ..
+        } = event
+        else {
+            unreachable!("State::apply dispatches only Event::ConversationUpdated here")
+        };
+        if let Some(conv) = self.conversations.get_mut(conv_id) {
+            conv.title = title.clone();
+            conv.description = description.clone();
+            conv.is_public = *is_public;
+            conv.updated_at = *at;
+        }
+    }
+
+    pub(super) fn decide_delete_conversation(
+        &self,
+        command: &Command,
+    ) -> Result<Decision, Rejection> {
+        let Command::DeleteConversation { by, conv_id, at } = command else {
+            unreachable!("State::decide dispatches only Command::DeleteConversation here")
+        };
+        let conv = self.member_conversation(*conv_id, *by)?;
+        if !conv.is_admin(*by) {
+            return Err(Rejection::NotAnAdmin);
+        }
+        Ok(Decision::one(
+            Event::ConversationDeleted {
+                conv_id: *conv_id,
+                seq: conv.last_seq + 1,
+                by: *by,
+                at: *at,
+            },
+            Reply::Done,
+        ))
+    }
+
+    /// The conversation leaves every member's list, its messages leave
+    /// memory, and a direct pair may start a new one. What is keyed by
+    /// the conversation elsewhere (read positions and idempotency keys of
+    /// former members) stays: nothing can reach it again, and cleaning it
+    /// would cost a scan of every conversation's keys on the writer.
+    pub(super) fn apply_conversation_deleted(&mut self, event: &Event) {
+        let Event::ConversationDeleted { conv_id, .. } = event else {
+            unreachable!("State::apply dispatches only Event::ConversationDeleted here")
+        };
+        let Some(conv) = self.conversations.remove(conv_id) else {
+            return;
+        };
+        for user_id in conv.members.keys() {
+            if let Some(set) = self.user_conversations.get_mut(user_id) {
+                set.remove(conv_id);
+            }
+            self.unread.remove(&(*conv_id, *user_id));
+        }
+        for message_id in &conv.message_ids {
+            self.messages.remove(message_id);
+        }
+        if conv.kind == ConvKind::Direct {
+            // A direct conversation's members never change: its pair.
+            let mut ids = conv.members.keys().copied();
+            let first = ids.next().unwrap_or(conv.owner);
+            let key = pair(first, ids.next().unwrap_or(first));
+            if self.directs.get(&key) == Some(conv_id) {
+                self.directs.remove(&key);
+            }
+        }
     }
 }
 

@@ -7,7 +7,8 @@
 //!
 //! Each area keeps the `decide_*` of its commands next to the `apply_*` of
 //! their events: `users.rs`, `profiles.rs`, `conversations.rs`,
-//! `messages.rs`, `sessions.rs`, `presence.rs`, `contacts.rs`; `model.rs`
+//! `messages.rs`, `pins.rs`, `forward.rs`, `sessions.rs`, `presence.rs`,
+//! `contacts.rs`; `model.rs`
 //! holds the read-model structs. An area's functions are reached only
 //! through the two matches below, hence their `let ... else unreachable!`
 //! (the command and event enums keep their serialized shape, so a variant
@@ -23,8 +24,10 @@ use crate::event::*;
 
 mod contacts;
 mod conversations;
+mod forward;
 mod messages;
 mod model;
+mod pins;
 mod presence;
 mod probe;
 mod profiles;
@@ -32,7 +35,9 @@ mod sessions;
 mod users;
 
 pub use messages::MESSAGE_TYPES;
-pub use model::{Attachment, Contact, Conversation, Member, Message, Reaction, ReadPosition, User};
+pub use model::{
+    Attachment, Contact, Conversation, Member, Message, Pin, Reaction, ReadPosition, User,
+};
 pub use sessions::REVOCATION_GRACE;
 pub use users::{phone_key, username_skeleton};
 
@@ -95,6 +100,10 @@ pub struct State {
     /// older snapshots load.
     #[serde(default)]
     contacts: contacts::Contacts,
+    /// Id of the last pin (issue 14). Last, with a default: older
+    /// snapshots load.
+    #[serde(default)]
+    next_pin_id: PinId,
 }
 
 /// The outcome of an accepted command.
@@ -273,6 +282,11 @@ impl State {
             Command::UpdateContact { .. } => self.decide_update_contact(command),
             Command::ToggleContact { .. } => self.decide_toggle_contact(command),
             Command::RemoveContact { .. } => self.decide_remove_contact(command),
+            Command::UpdateConversation { .. } => self.decide_update_conversation(command),
+            Command::DeleteConversation { .. } => self.decide_delete_conversation(command),
+            Command::PinMessage { .. } => self.decide_pin(command),
+            Command::UnpinMessage { .. } => self.decide_unpin(command),
+            Command::ForwardMessage { .. } => self.decide_forward(command),
         }
     }
 
@@ -372,6 +386,11 @@ impl State {
             Event::ContactAdded { .. } => self.apply_contact_added(event),
             Event::ContactUpdated { .. } => self.apply_contact_updated(event),
             Event::ContactRemoved { .. } => self.apply_contact_removed(event),
+            Event::ConversationUpdated { .. } => self.apply_conversation_updated(event),
+            Event::ConversationDeleted { .. } => self.apply_conversation_deleted(event),
+            Event::MemberPromoted { .. } => self.apply_member_promoted(event),
+            Event::MessagePinned { .. } => self.apply_message_pinned(event),
+            Event::MessageUnpinned { .. } => self.apply_message_unpinned(event),
         }
     }
 }

@@ -61,6 +61,28 @@ pub struct Conversation {
     pub message_ids: Vec<MessageId>,
     /// The newest message that is not deleted.
     pub last_message: Option<MessageId>,
+    /// Pinned messages, oldest pin first (issue 14). Last, with a default,
+    /// so that older snapshots still load.
+    #[serde(default)]
+    pub pins: Vec<Pin>,
+}
+
+impl Conversation {
+    pub fn pin_of(&self, message_id: MessageId) -> Option<&Pin> {
+        self.pins.iter().find(|p| p.message_id == message_id)
+    }
+
+    pub fn is_admin(&self, user_id: UserId) -> bool {
+        self.members.get(&user_id).is_some_and(|m| m.is_admin)
+    }
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct Pin {
+    pub id: PinId,
+    pub message_id: MessageId,
+    pub by: UserId,
+    pub at: Micros,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]

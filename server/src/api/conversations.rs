@@ -1,5 +1,5 @@
 //! `/api/chat/conversations/`: list, create-direct, create group, detail,
-//! add member, leave.
+//! update and delete (admins), add member, remove member (admins), leave.
 //!
 //! Adding someone to a group (at creation or later) needs their consent
 //! (`allow_group_invite`); refused, nothing is stored and the 403 names
@@ -15,6 +15,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{json, Value};
+use vato_eventlog::ConvKind;
 use vato_eventlog::{Command, Rejection, Reply};
 
 use super::body::{json_body, opt_bool, opt_id, opt_str, path_id};
@@ -26,6 +27,7 @@ use crate::intake::profile::FieldErrors;
 use crate::render;
 
 const NO_CONVERSATION: &str = "No Conversation matches the given query.";
+const ADMINS_ONLY: &str = "Only admins can change this conversation.";
 /// The contract's model limit of a conversation title.
 const MAX_TITLE_CHARS: usize = 255;
 
@@ -36,8 +38,15 @@ pub fn router() -> Router<Arc<App>> {
             "/api/chat/conversations/create-direct/",
             post(create_direct),
         )
-        .route("/api/chat/conversations/{id}/", get(detail))
+        .route(
+            "/api/chat/conversations/{id}/",
+            get(detail).put(update).patch(update).delete(remove),
+        )
         .route("/api/chat/conversations/{id}/add-member/", post(add_member))
+        .route(
+            "/api/chat/conversations/{id}/remove-member/",
+            post(remove_member),
+        )
         .route("/api/chat/conversations/{id}/leave/", post(leave))
 }
 
@@ -250,6 +259,168 @@ async fn leave(
         Err(Rejection::NotAMember | Rejection::UnknownConversation) => {
             Err(ApiError::NotFound(NO_CONVERSATION))
         }
+        Err(other) => Err(other.into()),
+    }
+}
+
+/// `PUT`/`PATCH {id}/` (both partial, as the original's PUT): `title`,
+/// `description`, `is_public`; admins only (the original let any member).
+/// `conversation_type` may be sent only with its current value; `members`,
+/// `owner` and other read-only or unknown keys are ignored. 200 with the
+/// conversation; one `ConversationUpdated` event when something changes,
+/// nothing when nothing does.
+async fn update(
+    State(app): State<Arc<App>>,
+    AuthUser(me): AuthUser,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> ApiResult<Json<Value>> {
+    let conv_id = path_id(&id, NO_CONVERSATION)?;
+    let body = json_body(&body)?;
+    let kind = {
+        let state = app.store.state();
+        state
+            .conversation(conv_id)
+            .filter(|c| c.members.contains_key(&me))
+            .ok_or(ApiError::NotFound(NO_CONVERSATION))?
+            .kind
+    };
+    let mut errors = FieldErrors::default();
+    let title = field_text(&body, "title", &mut errors);
+    let description = field_text(&body, "description", &mut errors);
+    if title.as_ref().is_some_and(|t| t.trim().is_empty()) {
+        errors.add("title", "This field may not be blank.");
+    }
+    for (field, value, max) in [
+        ("title", &title, MAX_TITLE_CHARS),
+        (
+            "description",
+            &description,
+            app.config.max_description_chars,
+        ),
+    ] {
+        if value.as_ref().is_some_and(|v| v.chars().count() > max) {
+            errors.add(
+                field,
+                format!("Ensure this field has no more than {max} characters."),
+            );
+        }
+    }
+    let is_public = match opt_bool(&body, "is_public") {
+        Ok(value) => value,
+        Err(_) => {
+            errors.add("is_public", "Must be a valid boolean.");
+            None
+        }
+    };
+    match body.get("conversation_type") {
+        None | Some(Value::Null) => {}
+        Some(Value::String(t)) if t == kind.as_str() => {}
+        Some(_) => errors.add(
+            "conversation_type",
+            "The conversation type cannot be changed.",
+        ),
+    }
+    if kind == ConvKind::Direct && is_public == Some(true) {
+        errors.add("is_public", "A direct conversation cannot be public.");
+    }
+    if !errors.is_empty() {
+        return Err(errors.into());
+    }
+    let outcome = app
+        .submit(Command::UpdateConversation {
+            by: me,
+            conv_id,
+            title,
+            description,
+            is_public,
+            at: now_micros(),
+        })
+        .await?;
+    match outcome {
+        Ok(_) => Ok(Json(conversation_json(&app, conv_id, me)?)),
+        Err(Rejection::NotAMember | Rejection::UnknownConversation) => {
+            Err(ApiError::NotFound(NO_CONVERSATION))
+        }
+        Err(Rejection::NotAnAdmin) => Err(ApiError::Forbidden(ADMINS_ONLY)),
+        Err(other) => Err(other.into()),
+    }
+}
+
+/// A text field of a conversation write: absent or null is unchanged; a
+/// non-string is a field error.
+fn field_text(
+    body: &serde_json::Map<String, Value>,
+    field: &'static str,
+    errors: &mut FieldErrors,
+) -> Option<String> {
+    match body.get(field) {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(_) => {
+            errors.add(field, "Not a valid string.");
+            None
+        }
+    }
+}
+
+/// `DELETE {id}/`: admins only; 204. The conversation leaves every
+/// member's list, its sockets get `conversation.deleted` and close with
+/// 4404; the log keeps its events.
+async fn remove(
+    State(app): State<Arc<App>>,
+    AuthUser(me): AuthUser,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    let conv_id = path_id(&id, NO_CONVERSATION)?;
+    let outcome = app
+        .submit(Command::DeleteConversation {
+            by: me,
+            conv_id,
+            at: now_micros(),
+        })
+        .await?;
+    match outcome {
+        Ok(_) => Ok(StatusCode::NO_CONTENT),
+        Err(Rejection::NotAMember | Rejection::UnknownConversation) => {
+            Err(ApiError::NotFound(NO_CONVERSATION))
+        }
+        Err(Rejection::NotAnAdmin) => Err(ApiError::Forbidden(
+            "Only admins can delete this conversation.",
+        )),
+        Err(other) => Err(other.into()),
+    }
+}
+
+/// `POST {id}/remove-member/ {"user_id"}`: admins only (anyone may name
+/// themselves: that is leaving); 200 `{"status": "member removed"}`. The
+/// removed user's sockets of it close with 4403, the others get
+/// `member.removed`. Someone not in the group: 400 on `user_id`.
+async fn remove_member(
+    State(app): State<Arc<App>>,
+    AuthUser(me): AuthUser,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> ApiResult<Json<Value>> {
+    let conv_id = path_id(&id, NO_CONVERSATION)?;
+    let body = json_body(&body)?;
+    let Some(user_id) = opt_id(&body, "user_id")? else {
+        return Err(ApiError::detail("user_id required."));
+    };
+    let outcome = app
+        .submit(Command::RemoveMember {
+            by: me,
+            conv_id,
+            user_id,
+            at: now_micros(),
+        })
+        .await?;
+    match outcome {
+        Ok(_) => Ok(Json(json!({"status": "member removed"}))),
+        Err(Rejection::NotAMember | Rejection::UnknownConversation) => {
+            Err(ApiError::NotFound(NO_CONVERSATION))
+        }
+        Err(Rejection::NotAnAdmin) => Err(ApiError::Forbidden("Only admins can remove members.")),
         Err(other) => Err(other.into()),
     }
 }

@@ -11,8 +11,10 @@ mod body;
 mod contacts;
 mod conversations;
 pub mod extract;
+mod forward;
 mod logout;
 mod messages;
+mod pins;
 mod profile;
 mod settings;
 mod users;
@@ -28,5 +30,7 @@ pub fn router() -> Router<Arc<App>> {
         .merge(conversations::router())
         .merge(messages::router())
         .merge(contacts::router())
+        .merge(pins::router())
+        .merge(forward::router())
         .merge(web::router())
 }

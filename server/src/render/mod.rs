@@ -6,7 +6,7 @@
 //! conversation partner).
 
 use serde_json::{json, Map, Value};
-use vato_eventlog::state::{Conversation, Message, User};
+use vato_eventlog::state::{Conversation, Message, Pin, User};
 use vato_eventlog::{Envelope, Event, State, UserId};
 
 use crate::clock::format;
@@ -104,6 +104,17 @@ pub fn message(state: &State, m: &Message, viewer: Option<UserId>) -> Value {
     json!(MessageView::new(state, m, viewer))
 }
 
+/// A pin as the contract's pin route answers it: `{"id", "message",
+/// "pinned_by", "pinned_at"}`.
+pub fn pin(state: &State, pin: &Pin, viewer: UserId) -> Value {
+    json!({
+        "id": pin.id,
+        "message": state.message(pin.message_id).map(|m| message(state, m, Some(viewer))),
+        "pinned_by": user_id_json(state, pin.by, Some(viewer)),
+        "pinned_at": format(pin.at),
+    })
+}
+
 pub fn reaction(
     state: &State,
     r: &vato_eventlog::state::Reaction,
@@ -126,7 +137,8 @@ pub fn contact(state: &State, c: &vato_eventlog::state::Contact) -> Value {
     })
 }
 
-/// The 13-key conversation object (contract 1.4), for `viewer`.
+/// The conversation object (contract 1.4's 13 keys, then
+/// `pinned_message_ids`), for `viewer`.
 pub fn conversation(state: &State, c: &Conversation, viewer: UserId) -> Value {
     json!(ConversationView::new(state, c, viewer))
 }
@@ -187,6 +199,10 @@ pub fn actor(event: &Event, state: &State) -> Option<UserId> {
         Event::MessagesRead { user_id, .. }
         | Event::ReactionAdded { user_id, .. }
         | Event::ReactionRemoved { user_id, .. } => Some(*user_id),
+        Event::ConversationUpdated { by, .. }
+        | Event::ConversationDeleted { by, .. }
+        | Event::MessagePinned { by, .. }
+        | Event::MessageUnpinned { by, .. } => Some(*by),
         _ => None,
     }
 }
@@ -274,6 +290,64 @@ pub fn event_frame(state: &State, envelope: &Envelope, viewer: Option<UserId>) -
             "type": "member.removed",
             "conversation": conv_id,
             "user_id": user_id,
+            "seq": seq,
+        }),
+        Event::MemberPromoted {
+            conv_id, user_id, ..
+        } => json!({
+            "type": "member.promoted",
+            "conversation": conv_id,
+            "user_id": user_id,
+            "seq": seq,
+        }),
+        Event::ConversationUpdated {
+            conv_id,
+            by,
+            title,
+            description,
+            is_public,
+            at,
+            ..
+        } => json!({
+            "type": "conversation.updated",
+            "conversation": conv_id,
+            "title": title,
+            "description": description,
+            "is_public": is_public,
+            "updated_at": format(*at),
+            "by": by,
+            "seq": seq,
+        }),
+        Event::ConversationDeleted { conv_id, by, .. } => json!({
+            "type": "conversation.deleted",
+            "conversation": conv_id,
+            "by": by,
+            "seq": seq,
+        }),
+        Event::MessagePinned {
+            pin_id,
+            message_id,
+            by,
+            at,
+            ..
+        } => json!({
+            "type": "message.pinned",
+            "message_id": message_id,
+            "pin_id": pin_id,
+            "pinned_by": user_id_json(state, *by, viewer),
+            "pinned_at": format(*at),
+            "seq": seq,
+        }),
+        Event::MessageUnpinned {
+            pin_id,
+            message_id,
+            by,
+            ..
+        } => json!({
+            "type": "message.unpinned",
+            "message_id": message_id,
+            "pin_id": pin_id,
+            "by": by,
             "seq": seq,
         }),
         _ => return None,

@@ -322,7 +322,8 @@ impl<'a> MessageFrame<'a> {
     }
 }
 
-/// The 13-key conversation object (contract 1.4), for `viewer`.
+/// The conversation object (contract 1.4's 13 keys, then
+/// `pinned_message_ids`), for `viewer`.
 #[derive(Serialize)]
 pub(super) struct ConversationView<'a> {
     id: ConvId,
@@ -338,6 +339,9 @@ pub(super) struct ConversationView<'a> {
     members: Vec<MemberView<'a>>,
     last_message: Option<MessageView<'a>>,
     unread_count: usize,
+    /// Vato addition (issue 14): the pinned messages' ids, oldest pin
+    /// first.
+    pinned_message_ids: Vec<MessageId>,
 }
 
 #[derive(Serialize)]
@@ -380,6 +384,7 @@ impl<'a> ConversationView<'a> {
                 .and_then(|id| state.message(id))
                 .map(|m| MessageView::new(state, m, Some(viewer))),
             unread_count: state.unread_count(c, viewer),
+            pinned_message_ids: c.pins.iter().map(|p| p.message_id).collect(),
         }
     }
 }

@@ -110,7 +110,13 @@ fn subject(command: &Command) -> String {
         | Command::DeleteMessage { conv_id, .. }
         | Command::MarkRead { conv_id, .. }
         | Command::ToggleReaction { conv_id, .. }
-        | Command::StoreAttachment { conv_id, .. } => format!("vato.conv.{conv_id}"),
+        | Command::StoreAttachment { conv_id, .. }
+        | Command::UpdateConversation { conv_id, .. }
+        | Command::DeleteConversation { conv_id, .. }
+        | Command::PinMessage { conv_id, .. }
+        | Command::UnpinMessage { conv_id, .. } => format!("vato.conv.{conv_id}"),
+        // It appends to the target conversation.
+        Command::ForwardMessage { to_conv, .. } => format!("vato.conv.{to_conv}"),
     }
 }
 

@@ -144,7 +144,9 @@ pub fn rejection(rejection: &Rejection, client_id: Option<&Value>) -> String {
         Rejection::UnknownMessage
         | Rejection::UnknownConversation
         | Rejection::UnknownUser
-        | Rejection::UnknownContact => "not_found",
+        | Rejection::UnknownContact
+        | Rejection::NotPinned
+        | Rejection::UnknownTarget => "not_found",
         Rejection::UsernameTaken
         | Rejection::PhoneTaken
         | Rejection::MessageDeleted

@@ -195,7 +195,11 @@ async fn perform(
                 }
             }
         }
-        Step::Out(out) => write_out(write, out, user, cursor).await?,
+        Step::Out(out) => {
+            if !write_out(write, out, user, cursor).await? {
+                return Ok(false);
+            }
+        }
     }
     // Drain what is already queued before paying for a flush; a socket
     // told to close sends nothing more but its close frame.
@@ -204,7 +208,9 @@ async fn perform(
             break;
         }
         let Ok(out) = queue.try_recv() else { break };
-        write_out(write, out, user, cursor).await?;
+        if !write_out(write, out, user, cursor).await? {
+            return Ok(false);
+        }
     }
     write.flush().await?;
     Ok(true)
@@ -224,12 +230,13 @@ async fn write_text(write: &mut Writer, text: &str) -> Result<(), WebSocketError
         .await
 }
 
+/// Writes one queued item; false when it closed the socket.
 async fn write_out(
     write: &mut Writer,
     out: Out,
     user: UserId,
     cursor: &mut Seq,
-) -> Result<(), WebSocketError> {
+) -> Result<bool, WebSocketError> {
     match out {
         Out::Events(events) => {
             for event in events.iter() {
@@ -238,12 +245,17 @@ async fn write_out(
                     write_text(write, event.text_for(user)).await?;
                 }
             }
-            Ok(())
         }
-        Out::Ephemeral(text) => write_text(write, &text).await,
+        Out::Ephemeral(text) => write_text(write, &text).await?,
         // Only the probe's own subscriber is sent these.
-        Out::Probe { .. } => Ok(()),
+        Out::Probe { .. } => {}
+        Out::Close(code) => {
+            write.flush().await?;
+            close(write, code).await;
+            return Ok(false);
+        }
     }
+    Ok(true)
 }
 
 /// Sends the log's events with seq in (since, upto], then `sync.done`.

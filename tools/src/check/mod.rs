@@ -13,7 +13,9 @@
 //!    `logout`: a second session of A is logged out and its refresh
 //!    token refused (on B's node too); `presence`: B's set-offline and
 //!    set-online reach A's socket as presence frames; `contact_block`: A
-//!    blocks B, whose create-direct and posts are refused until unblocked.
+//!    blocks B, whose create-direct and posts are refused until unblocked;
+//!    `groups` (issue 14): group administration, pins and forwards on
+//!    groups of their own.
 //!
 //! Every check is reported exactly once (see [`PLAN`]); one that cannot run
 //! because something it needs failed is reported as
@@ -23,6 +25,7 @@ mod auth;
 mod connection;
 mod conversation;
 mod extended;
+mod groups;
 mod inbox;
 mod logout;
 mod presence;
@@ -141,6 +144,9 @@ pub const PLAN_EXTENDED: &[&str] = &[
     "ext.logout",
     "ext.presence",
     "ext.contact_block",
+    "ext.group_admin",
+    "ext.pin",
+    "ext.forward",
 ];
 
 /// What every case needs: where to go and how long to wait.
@@ -253,6 +259,10 @@ async fn run_cases(ctx: &Ctx, report: &mut Report) {
         report.record("ext.presence", result);
         let result = extended::contact_block(ctx, &a, &b, conversation).await;
         report.record("ext.contact_block", result);
+        report.record("ext.group_admin", groups::group_admin(ctx, &a, &b).await);
+        report.record("ext.pin", groups::pin(ctx, &a, &b).await);
+        let result = groups::forward(ctx, &a, &b, conversation).await;
+        report.record("ext.forward", result);
     }
 }
 

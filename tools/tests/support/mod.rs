@@ -42,6 +42,10 @@ pub enum Fault {
     IgnoreLogout,
     /// Blocks are stored but change nothing (the original's behaviour).
     IgnoreBlock,
+    /// Any member may change a group and pin, as the original allowed.
+    NoAdminCheck,
+    /// A forward with a repeated `client_id` posts a second message.
+    ForwardTwice,
 }
 
 /// One listening node; dropping it stops accepting connections.
@@ -126,6 +130,12 @@ impl UserRec {
 struct Conversation {
     id: i64,
     members: Vec<i64>,
+    /// Groups only (issue 14): its title, admins, pinned message ids, and
+    /// whether it was deleted (kept in place: sockets hold its index).
+    title: String,
+    admins: Vec<i64>,
+    pins: Vec<i64>,
+    deleted: bool,
     messages: Vec<Value>,
     /// Every seq-carrying frame, seq = index + 1.
     events: Vec<Value>,
@@ -331,7 +341,7 @@ impl Server {
                 let list: Vec<Value> = state
                     .conversations
                     .iter()
-                    .filter(|c| c.members.contains(&me))
+                    .filter(|c| c.members.contains(&me) && !c.deleted)
                     .map(|c| state.conversation_json(c))
                     .collect();
                 (200, Value::Array(list))
@@ -445,6 +455,147 @@ impl Server {
                         }
                     }
                     _ => (405, json!({"detail": "Method not allowed."})),
+                }
+            }
+            ("POST", ["api", "chat", "conversations"], Some(me)) => {
+                let mut members = vec![me];
+                members.extend(
+                    req.body["member_ids"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(Value::as_i64),
+                );
+                let id = state.id();
+                state.conversations.push(Conversation {
+                    id,
+                    members,
+                    title: req.body["title"].as_str().unwrap_or_default().into(),
+                    admins: vec![me],
+                    ..Conversation::default()
+                });
+                let c = state.conversations.last().expect("just pushed");
+                (201, state.conversation_json(c))
+            }
+            (method, ["api", "chat", "conversations", id], Some(me)) => {
+                let Some(idx) = state.member_of(id, me) else {
+                    return (
+                        404,
+                        json!({"detail": "No Conversation matches the given query."}),
+                    );
+                };
+                if method == "GET" {
+                    return (200, state.conversation_json(&state.conversations[idx]));
+                }
+                if !state.conversations[idx].admins.contains(&me)
+                    && self.fault != Fault::NoAdminCheck
+                {
+                    return (
+                        403,
+                        json!({"detail": "Only admins can change this conversation."}),
+                    );
+                }
+                let conversation = &mut state.conversations[idx];
+                let seq = conversation.events.len() + 1;
+                match method {
+                    "PATCH" | "PUT" => {
+                        if let Some(title) = req.body["title"].as_str() {
+                            conversation.title = title.into();
+                        }
+                        let frame = json!({"type": "conversation.updated", "conversation": conversation.id,
+                                           "title": conversation.title, "seq": seq});
+                        conversation.publish(self.fault, frame, None);
+                        (200, state.conversation_json(&state.conversations[idx]))
+                    }
+                    "DELETE" => {
+                        let frame = json!({"type": "conversation.deleted", "conversation": conversation.id, "seq": seq});
+                        conversation.publish(self.fault, frame, None);
+                        conversation.deleted = true;
+                        conversation.sockets.clear();
+                        (204, Value::Null)
+                    }
+                    _ => (405, json!({"detail": "Method not allowed."})),
+                }
+            }
+            (method, ["api", "chat", "conversations", id, "messages", mid, "pin"], Some(me)) => {
+                let message = mid.parse::<i64>().ok();
+                let Some(idx) = state.member_of(id, me).filter(|idx| {
+                    state.conversations[*idx]
+                        .messages
+                        .iter()
+                        .any(|m| m["id"].as_i64() == message)
+                }) else {
+                    return (
+                        404,
+                        json!({"detail": "No Message matches the given query."}),
+                    );
+                };
+                if !state.conversations[idx].admins.contains(&me)
+                    && self.fault != Fault::NoAdminCheck
+                {
+                    return (403, json!({"detail": "Only admins can pin messages."}));
+                }
+                let message = message.unwrap_or_default();
+                let body = json!({"id": message, "message": {"id": message}, "pinned_by": state.user(me),
+                                  "pinned_at": "2026-01-01T00:00:00Z"});
+                let conversation = &mut state.conversations[idx];
+                let pinned = conversation.pins.contains(&message);
+                let seq = conversation.events.len() + 1;
+                match (method, pinned) {
+                    ("POST", true) => (200, body),
+                    ("POST", false) => {
+                        conversation.pins.push(message);
+                        let frame =
+                            json!({"type": "message.pinned", "message_id": message, "seq": seq});
+                        conversation.publish(self.fault, frame, None);
+                        (201, body)
+                    }
+                    ("DELETE", true) => {
+                        conversation.pins.retain(|p| *p != message);
+                        let frame =
+                            json!({"type": "message.unpinned", "message_id": message, "seq": seq});
+                        conversation.publish(self.fault, frame, None);
+                        (204, Value::Null)
+                    }
+                    ("DELETE", false) => (404, json!({"detail": "This message is not pinned."})),
+                    _ => (405, json!({"detail": "Method not allowed."})),
+                }
+            }
+            (
+                "POST",
+                ["api", "chat", "conversations", id, "messages", mid, "forward"],
+                Some(me),
+            ) => {
+                let source = state.member_of(id, me).and_then(|idx| {
+                    state.conversations[idx]
+                        .messages
+                        .iter()
+                        .find(|m| m["id"].as_i64() == mid.parse().ok())
+                        .cloned()
+                });
+                let Some(source) = source else {
+                    return (
+                        404,
+                        json!({"detail": "No Message matches the given query."}),
+                    );
+                };
+                let target = req.body["conversation_id"].as_i64().unwrap_or_default();
+                let Some(to) = state.member_of(&target.to_string(), me) else {
+                    return (404, json!({"detail": "Conversation not found."}));
+                };
+                let content = source["content"].as_str().unwrap_or_default();
+                let client_id = req.body["client_id"]
+                    .as_str()
+                    .filter(|_| self.fault != Fault::ForwardTwice);
+                match state.post(self.fault, to, me, content, client_id, None) {
+                    Posted::New(mut message) => {
+                        message["forwarded_from"] = source["id"].clone();
+                        if let Some(stored) = state.conversations[to].messages.last_mut() {
+                            stored["forwarded_from"] = source["id"].clone();
+                        }
+                        (201, message)
+                    }
+                    Posted::Retry(frame) => (200, frame["data"].clone()),
                 }
             }
             _ => (404, json!({"detail": "Not found."})),
@@ -600,7 +751,17 @@ impl State {
     }
 
     fn find(&self, conversation: i64) -> Option<usize> {
-        self.conversations.iter().position(|c| c.id == conversation)
+        self.conversations
+            .iter()
+            .position(|c| c.id == conversation && !c.deleted)
+    }
+
+    /// A conversation `me` is in, by its id in the path.
+    fn member_of(&self, id: &str, me: i64) -> Option<usize> {
+        id.parse()
+            .ok()
+            .and_then(|id| self.find(id))
+            .filter(|idx| self.conversations[*idx].members.contains(&me))
     }
 
     fn user(&self, id: i64) -> Value {
@@ -661,7 +822,13 @@ impl State {
             .iter()
             .map(|m| json!({"user": self.user(*m)}))
             .collect();
-        json!({"id": c.id, "conversation_type": "direct", "members": members})
+        let kind = if c.admins.is_empty() {
+            "direct"
+        } else {
+            "group"
+        };
+        json!({"id": c.id, "title": c.title, "conversation_type": kind, "members": members,
+               "pinned_message_ids": c.pins})
     }
 
     /// Stores and fans out a message, or finds the one with this client id.
@@ -690,7 +857,7 @@ impl State {
         let message = json!({
             "id": id, "conversation": conversation.id, "sender": sender, "message_type": "text",
             "content": content, "created_at": "2025-01-01T00:00:00Z", "edited_at": null,
-            "is_deleted": false, "seq": seq, "client_id": client_id,
+            "is_deleted": false, "seq": seq, "client_id": client_id, "forwarded_from": null,
         });
         conversation.messages.push(message.clone());
         if let Some(key) = key {
