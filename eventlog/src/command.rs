@@ -163,6 +163,13 @@ pub enum Command {
         node: NodeId,
         at: Micros,
     },
+    /// Sets (`Some`: a media store key whose file is stored already) or
+    /// removes (`None`) the user's avatar; a no-op when it is that already.
+    SetAvatar {
+        user_id: UserId,
+        avatar: Option<String>,
+        at: Micros,
+    },
 }
 
 /// What the caller learns besides the events: which object the command

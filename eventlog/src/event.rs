@@ -198,6 +198,14 @@ pub enum Event {
     /// `node` started: whatever sockets it had are gone, so it holds nobody
     /// online any more (the users no other node holds go offline with it).
     NodePresenceCleared { node: NodeId, at: Micros },
+    /// The user's avatar is now the media object `avatar` (a media store
+    /// key, `<sha256 hex>.<ext>`), or none. The file was stored (and, in
+    /// embedded mode, fsynced) before this event was submitted.
+    AvatarChanged {
+        user_id: UserId,
+        avatar: Option<String>,
+        at: Micros,
+    },
 }
 
 impl Event {
@@ -216,7 +224,8 @@ impl Event {
             | ProbeRecorded { .. }
             | PresenceJoined { .. }
             | PresenceLeft { .. }
-            | NodePresenceCleared { .. } => None,
+            | NodePresenceCleared { .. }
+            | AvatarChanged { .. } => None,
             MemberAdded { conv_id, seq, .. }
             | MemberRemoved { conv_id, seq, .. }
             | MessagePosted { conv_id, seq, .. }

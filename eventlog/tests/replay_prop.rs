@@ -143,6 +143,12 @@ enum Op {
         receipts: Option<bool>,
         create_only: bool,
     },
+    /// An avatar set to one of a few media keys (shared between users), or
+    /// removed (`key` None).
+    Avatar {
+        user: u64,
+        key: Option<u8>,
+    },
     /// Several commands submitted concurrently, so they share group commits.
     Burst(Vec<Op>),
     /// Restart: `clean` closes (final snapshot); otherwise the store is just
@@ -227,6 +233,7 @@ fn simple_op() -> impl Strategy<Value = Op> {
             .prop_map(|(user, name, phone, invite)| Op::Profile { user, name, phone, invite }),
         2 => (user(), proptest::option::of(any::<bool>()), any::<bool>())
             .prop_map(|(user, receipts, create_only)| Op::Settings { user, receipts, create_only }),
+        2 => (user(), proptest::option::weighted(0.7, 0u8..3)).prop_map(|(user, key)| Op::Avatar { user, key }),
     ]
 }
 
@@ -449,6 +456,11 @@ fn command(op: &Op, state: &State, at: i64) -> Command {
                 }
             }
         }
+        Op::Avatar { user, key } => Command::SetAvatar {
+            user_id: *user,
+            avatar: key.map(|k| format!("{k:064x}.png")),
+            at,
+        },
         Op::Burst(_) | Op::Reopen { .. } => unreachable!("not a single command"),
     }
 }

@@ -7,7 +7,7 @@
 //!
 //! Each area keeps the `decide_*` of its commands next to the `apply_*` of
 //! their events: `users.rs`, `profiles.rs`, `conversations.rs`,
-//! `messages.rs`, `sessions.rs`, `presence.rs`; `model.rs`
+//! `messages.rs`, `sessions.rs`, `presence.rs`, `avatars.rs`; `model.rs`
 //! holds the read-model structs. An area's functions are reached only
 //! through the two matches below, hence their `let ... else unreachable!`
 //! (the command and event enums keep their serialized shape, so a variant
@@ -21,6 +21,7 @@ use serde::{Deserialize, Serialize};
 use crate::command::{Command, Rejection, Reply};
 use crate::event::*;
 
+mod avatars;
 mod conversations;
 mod messages;
 mod model;
@@ -90,6 +91,11 @@ pub struct State {
     /// order on every node. Last, with a default: older snapshots load.
     #[serde(default)]
     presence: BTreeMap<UserId, BTreeSet<NodeId>>,
+    /// Media store key → how many avatars and attachments refer to it:
+    /// a key at zero may be removed from the store. Derived: not in the
+    /// snapshot, rebuilt when one is loaded.
+    #[serde(skip)]
+    media_refs: HashMap<String, usize>,
 }
 
 /// The outcome of an accepted command.
@@ -264,6 +270,7 @@ impl State {
             Command::SocketsOpened { .. } => self.decide_sockets_opened(command),
             Command::SocketsClosed { .. } => self.decide_sockets_closed(command),
             Command::ClearNodePresence { .. } => self.decide_clear_node(command),
+            Command::SetAvatar { .. } => self.decide_set_avatar(command),
         }
     }
 
@@ -360,6 +367,7 @@ impl State {
             Event::PresenceJoined { .. } => self.apply_presence_joined(event),
             Event::PresenceLeft { .. } => self.apply_presence_left(event),
             Event::NodePresenceCleared { .. } => self.apply_node_cleared(event),
+            Event::AvatarChanged { .. } => self.apply_avatar_changed(event),
         }
     }
 }

@@ -7,10 +7,12 @@ use axum::Router;
 use crate::app::App;
 
 mod auth;
+mod avatar;
 mod body;
 mod conversations;
 pub mod extract;
 mod logout;
+pub mod media;
 mod messages;
 mod profile;
 mod settings;
@@ -24,6 +26,8 @@ pub fn router() -> Router<Arc<App>> {
         .merge(users::router())
         .merge(profile::router())
         .merge(settings::router())
+        .merge(avatar::router())
+        .merge(media::router())
         .merge(conversations::router())
         .merge(messages::router())
         .merge(web::router())

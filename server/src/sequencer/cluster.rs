@@ -92,7 +92,8 @@ fn subject(command: &Command) -> String {
         | Command::CreateSettings { .. }
         | Command::SocketsOpened { .. }
         | Command::SocketsClosed { .. }
-        | Command::ClearNodePresence { .. } => "vato.users".into(),
+        | Command::ClearNodePresence { .. }
+        | Command::SetAvatar { .. } => "vato.users".into(),
         Command::CreateDirect { .. } | Command::CreateGroup { .. } | Command::Probe { .. } => {
             "vato.dir".into()
         }
@@ -169,6 +170,11 @@ impl Cluster {
         }
         tracing::info!(position = target, "caught up with the stream");
         Ok(cluster)
+    }
+
+    /// The JetStream context, for the media store's Object Store bucket.
+    pub fn jetstream(&self) -> &jetstream::Context {
+        &self.jetstream
     }
 
     pub fn connected(&self) -> bool {
