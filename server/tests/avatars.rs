@@ -434,9 +434,34 @@ async fn avatars_survive_a_restart_and_the_sweep_removes_strays() {
     let server = Server::start_in(data.path(), &["--dev"]).await;
     let ana = server.login("ana", PASSWORD).await;
     let profile = answered(ana.profile_me().await).body;
+    let url = format!("{}/media/{key}", server.base);
+    assert_eq!(profile["avatar"], url.as_str());
+    // The login answer's user object is absolute too (the original's was
+    // relative), and behind a TLS proxy the scheme follows it.
+    let login = serde_json::json!({"username": "ana", "password": PASSWORD});
+    let resp = server.anon().post("/api/auth/login/", login).await;
+    assert_eq!(resp.body["user"]["avatar"], url.as_str());
+    let proxied = reqwest::Client::new()
+        .get(format!("{}/api/auth/profile/me/", server.base))
+        .bearer_auth(&ana.access)
+        .header("X-Forwarded-Proto", "https")
+        .header("Host", "chat.example.com")
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap();
     assert_eq!(
-        profile["avatar"],
-        format!("{}/media/{key}", server.base).as_str()
+        proxied["avatar"],
+        format!("https://chat.example.com/media/{key}").as_str()
+    );
+    // HEAD: the headers without the body.
+    let head = reqwest::Client::new().head(&url).send().await.unwrap();
+    assert_eq!(head.status(), 200);
+    assert_eq!(
+        head.headers()["content-length"],
+        image.len().to_string().as_str()
     );
     let (status, _, body) = server
         .anon()
