@@ -245,8 +245,27 @@ pub struct Config {
     /// absolute media URLs in socket frames and wherever no request is at
     /// hand; REST answers use it too when set. Without it, REST answers
     /// use the request's `Host`, frames `http://` and the listen address.
-    #[arg(long, env = "VATO_PUBLIC_URL")]
+    #[arg(long, env = "VATO_PUBLIC_URL", value_parser = public_url)]
     pub public_url: Option<String>,
+}
+
+/// `--public-url`: an `http(s)://host[:port][/path]` URL, kept without
+/// its trailing slash.
+fn public_url(value: &str) -> Result<String, String> {
+    let url = value.trim().trim_end_matches('/');
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))
+        .ok_or("must start with http:// or https://")?;
+    let host = rest.split('/').next().unwrap_or_default();
+    let valid = host.parse::<axum::http::uri::Authority>().is_ok()
+        && !host.contains('@')
+        && !url.contains(['?', '#', ' ']);
+    if valid {
+        Ok(url.to_owned())
+    } else {
+        Err("must be a URL like https://chat.example.com".into())
+    }
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]

@@ -493,3 +493,29 @@ async fn public_url_sets_the_base_of_every_media_url() {
         url.as_str()
     );
 }
+
+#[tokio::test]
+async fn a_malformed_public_url_is_refused_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().to_str().unwrap();
+    for bad in [
+        "chat.example.com",
+        "ftp://x.example",
+        "https://a b",
+        "https://u@h/",
+    ] {
+        let args = [
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            data_dir,
+            "--dev",
+            "--public-url",
+            bad,
+        ];
+        let output = run_to_exit(&args).await;
+        assert!(!output.status.success(), "{bad} was accepted");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains("--public-url"), "{bad}: {stderr}");
+    }
+}
