@@ -277,6 +277,80 @@ impl Api {
         self.try_get("/api/auth/profile/me/").await
     }
 
+    /// `POST path` with a raw body of `content_type` (multipart uploads,
+    /// whole or cut short); the answer as JSON.
+    pub async fn post_raw(
+        &self,
+        path: &str,
+        content_type: &str,
+        body: Vec<u8>,
+    ) -> Result<Resp, RestError> {
+        let failed = |source| RestError {
+            request: format!("POST {}{path}", self.base),
+            source,
+        };
+        let mut request = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .header(reqwest::header::CONTENT_TYPE, content_type)
+            .body(body);
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.map_err(failed)?;
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let bytes = response.bytes().await.map_err(failed)?;
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
+        };
+        Ok(Resp {
+            status,
+            headers,
+            body,
+            json: true,
+        })
+    }
+
+    /// `POST /api/auth/profile/me/avatar/` (the Flutter client's path; the
+    /// contract's is `profile/avatar/`) with `bytes` as the multipart file
+    /// `avatar` named `file_name`.
+    pub async fn upload_avatar(&self, file_name: &str, bytes: &[u8]) -> Result<Resp, RestError> {
+        let (content_type, body) = multipart(&[Part::file("avatar", file_name, bytes)]);
+        self.post_raw("/api/auth/profile/me/avatar/", &content_type, body)
+            .await
+    }
+
+    /// `GET path` as bytes (media files), sending `headers`: the status,
+    /// the answer's headers and its body.
+    pub async fn get_bytes(
+        &self,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> Result<(u16, reqwest::header::HeaderMap, Vec<u8>), RestError> {
+        let failed = |source| RestError {
+            request: format!("GET {path}"),
+            source,
+        };
+        let url = if path.starts_with("http") {
+            path.to_owned()
+        } else {
+            format!("{}{path}", self.base)
+        };
+        let mut request = self.http.get(url);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let response = request.send().await.map_err(failed)?;
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let bytes = response.bytes().await.map_err(failed)?;
+        Ok((status, headers, bytes.to_vec()))
+    }
+
     /// `GET /api/auth/users/`.
     pub async fn users(&self) -> Result<Resp, RestError> {
         self.try_get("/api/auth/users/").await
@@ -616,4 +690,56 @@ impl Deref for User {
     fn deref(&self) -> &Api {
         &self.api
     }
+}
+
+/// One part of a multipart form: a file when `file_name` is set.
+pub struct Part<'a> {
+    pub name: &'a str,
+    pub file_name: Option<&'a str>,
+    pub bytes: &'a [u8],
+}
+
+impl<'a> Part<'a> {
+    pub fn file(name: &'a str, file_name: &'a str, bytes: &'a [u8]) -> Part<'a> {
+        Part {
+            name,
+            file_name: Some(file_name),
+            bytes,
+        }
+    }
+
+    pub fn text(name: &'a str, value: &'a str) -> Part<'a> {
+        Part {
+            name,
+            file_name: None,
+            bytes: value.as_bytes(),
+        }
+    }
+}
+
+/// A `multipart/form-data` body of `parts`: its `Content-Type` (with the
+/// boundary) and its bytes.
+pub fn multipart(parts: &[Part]) -> (String, Vec<u8>) {
+    const BOUNDARY: &str = "vato-test-boundary-7d1a9c";
+    let mut body = Vec::new();
+    for part in parts {
+        body.extend_from_slice(format!("--{BOUNDARY}\r\n").as_bytes());
+        match part.file_name {
+            Some(file_name) => body.extend_from_slice(
+                format!(
+                    "Content-Disposition: form-data; name=\"{}\"; filename=\"{file_name}\"\r\nContent-Type: application/octet-stream\r\n\r\n",
+                    part.name
+                )
+                .as_bytes(),
+            ),
+            None => body.extend_from_slice(
+                format!("Content-Disposition: form-data; name=\"{}\"\r\n\r\n", part.name)
+                    .as_bytes(),
+            ),
+        }
+        body.extend_from_slice(part.bytes);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(format!("--{BOUNDARY}--\r\n").as_bytes());
+    (format!("multipart/form-data; boundary={BOUNDARY}"), body)
 }

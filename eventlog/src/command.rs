@@ -237,6 +237,13 @@ pub enum Command {
         client_id: Option<String>,
         at: Micros,
     },
+    /// Sets (`Some`: a media store key whose file is stored already) or
+    /// removes (`None`) the user's avatar; a no-op when it is that already.
+    SetAvatar {
+        user_id: UserId,
+        avatar: Option<String>,
+        at: Micros,
+    },
 }
 
 /// The contact flags [`Command::ToggleContact`] flips.

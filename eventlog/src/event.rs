@@ -274,6 +274,14 @@ pub enum Event {
         by: UserId,
         at: Micros,
     },
+    /// The user's avatar is now the media object `avatar` (a media store
+    /// key, `<sha256 hex>.<ext>`), or none. The file was stored (and, in
+    /// embedded mode, fsynced) before this event was submitted.
+    AvatarChanged {
+        user_id: UserId,
+        avatar: Option<String>,
+        at: Micros,
+    },
 }
 
 impl Event {
@@ -295,7 +303,8 @@ impl Event {
             | NodePresenceCleared { .. }
             | ContactAdded { .. }
             | ContactUpdated { .. }
-            | ContactRemoved { .. } => None,
+            | ContactRemoved { .. }
+            | AvatarChanged { .. } => None,
             MemberAdded { conv_id, seq, .. }
             | MemberRemoved { conv_id, seq, .. }
             | MessagePosted { conv_id, seq, .. }

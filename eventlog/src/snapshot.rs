@@ -51,6 +51,7 @@ pub fn read(dir: &Path) -> Option<State> {
             state.rebuild_user_indexes();
             state.rebuild_token_index();
             state.rebuild_unread();
+            state.rebuild_media_refs();
             Some(state)
         }
         Err(e) => {

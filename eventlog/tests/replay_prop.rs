@@ -184,6 +184,12 @@ enum Op {
         to: u64,
         client_id: Option<u8>,
     },
+    /// An avatar set to one of a few media keys (shared between users), or
+    /// removed (`key` None).
+    Avatar {
+        user: u64,
+        key: Option<u8>,
+    },
     /// Several commands submitted concurrently, so they share group commits.
     Burst(Vec<Op>),
     /// Restart: `clean` closes (final snapshot); otherwise the store is just
@@ -279,6 +285,7 @@ fn simple_op() -> impl Strategy<Value = Op> {
             .prop_map(|(by, conv, message, unpin)| Op::Pin { by, conv, message, unpin }),
         3 => (member(), of_message(), message(), conv(), proptest::option::weighted(0.5, 0u8..3))
             .prop_map(|(by, conv, message, to, client_id)| Op::Forward { by, conv, message, to, client_id }),
+        2 => (user(), proptest::option::weighted(0.7, 0u8..3)).prop_map(|(user, key)| Op::Avatar { user, key }),
     ]
 }
 
@@ -616,6 +623,11 @@ fn command(op: &Op, state: &State, at: i64) -> Command {
                 at,
             }
         }
+        Op::Avatar { user, key } => Command::SetAvatar {
+            user_id: *user,
+            avatar: key.map(|k| format!("{k:064x}.png")),
+            at,
+        },
         Op::Burst(_) | Op::Reopen { .. } => unreachable!("not a single command"),
     }
 }

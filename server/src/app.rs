@@ -39,6 +39,9 @@ pub struct App {
     pub probe: crate::probe::Probe,
     /// This node's sockets per user, reported as presence (issue 13).
     pub presence: Presence,
+    /// Avatars' (and attachments') files: `<data-dir>/media/` or the
+    /// cluster's Object Store bucket.
+    pub media: Arc<crate::media::Media>,
 }
 
 impl App {

@@ -231,6 +231,48 @@ pub struct Config {
     /// go offline and `last_seen_at` is recorded (issue 13).
     #[arg(long, env = "VATO_PRESENCE_GRACE_SECS", default_value_t = 10)]
     pub presence_grace_secs: u64,
+
+    /// Largest avatar upload (bytes of the file itself); larger gets a 400
+    /// field error on `avatar`, read no further (issue 13).
+    #[arg(long, env = "VATO_MAX_AVATAR_BYTES", default_value_t = 5 * 1024 * 1024)]
+    pub max_avatar_bytes: usize,
+
+    /// Cluster mode: the JetStream Object Store bucket of the media store
+    /// (avatars, attachments), shared by every node.
+    #[arg(long, env = "VATO_MEDIA_BUCKET", default_value = "vato-media")]
+    pub media_bucket: String,
+
+    /// Seconds a media file nothing refers to any more is kept before it
+    /// is removed: covers an upload of the same bytes on another node
+    /// whose event is still on its way.
+    #[arg(long, env = "VATO_MEDIA_GC_GRACE_SECS", default_value_t = 60)]
+    pub media_gc_grace_secs: u64,
+
+    /// The server's public base URL (`https://chat.example.com`), for the
+    /// absolute media URLs in socket frames and wherever no request is at
+    /// hand; REST answers use it too when set. Without it, REST answers
+    /// use the request's `Host`, frames `http://` and the listen address.
+    #[arg(long, env = "VATO_PUBLIC_URL", value_parser = public_url)]
+    pub public_url: Option<String>,
+}
+
+/// `--public-url`: an `http(s)://host[:port][/path]` URL, kept without
+/// its trailing slash.
+fn public_url(value: &str) -> Result<String, String> {
+    let url = value.trim().trim_end_matches('/');
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))
+        .ok_or("must start with http:// or https://")?;
+    let host = rest.split('/').next().unwrap_or_default();
+    let valid = host.parse::<axum::http::uri::Authority>().is_ok()
+        && !host.contains('@')
+        && !url.contains(['?', '#', ' ']);
+    if valid {
+        Ok(url.to_owned())
+    } else {
+        Err("must be a URL like https://chat.example.com".into())
+    }
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]

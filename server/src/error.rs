@@ -29,6 +29,8 @@ pub enum ApiError {
     NotFoundBody(Value),
     /// 503: the log cannot take writes now.
     Unavailable,
+    /// 413: a body past a route's own limit (the avatar upload's).
+    PayloadTooLarge,
     /// 500: logged, never shown to the client.
     Internal(String),
 }
@@ -87,6 +89,10 @@ impl IntoResponse for ApiError {
             ApiError::Unavailable => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 json!({"detail": "The message log is unavailable; try again."}),
+            ),
+            ApiError::PayloadTooLarge => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                json!({"detail": "Request body too large."}),
             ),
             ApiError::Internal(message) => {
                 tracing::error!("internal error: {message}");

@@ -146,6 +146,10 @@ pub struct Hub {
     /// This node's probe id: only its own probes reach [`PROBE_ROOM`] (in
     /// cluster mode every node fans out every node's probes).
     probe_node: AtomicU64,
+    /// The base of absolute media URLs in frames (`--public-url`, or
+    /// `http://` and the listen address), set when the server starts
+    /// serving; empty (relative URLs) until then.
+    media_base: std::sync::OnceLock<Arc<str>>,
 }
 
 impl Hub {
@@ -171,7 +175,19 @@ impl Hub {
             fanned_out: watch::Sender::new(0),
             queue_high_water: AtomicUsize::new(0),
             probe_node: AtomicU64::new(0),
+            media_base: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Sets the base of the media URLs in frames (once; later calls are
+    /// ignored).
+    pub fn set_media_base(&self, base: &str) {
+        let _ = self.media_base.set(base.trim_end_matches('/').into());
+    }
+
+    /// The base of the media URLs in frames (empty: relative URLs).
+    pub fn media_base(&self) -> Arc<str> {
+        self.media_base.get().cloned().unwrap_or_else(|| "".into())
     }
 
     /// Adds a socket; returns its handle, its queue, and the seq up to
@@ -415,7 +431,7 @@ pub async fn run_fan_out(
 ) {
     let latency = &crate::telemetry::hot().fan_out;
     while let Some(batch) = committed.recv().await {
-        hub.fan_out(&store, &batch.events);
+        render::with_media_base(hub.media_base(), || hub.fan_out(&store, &batch.events));
         latency.record(batch.durable_at.elapsed().as_secs_f64());
         if let Some(last) = batch.events.last() {
             hub.fanned_out.send_modify(|o| *o = (*o).max(last.offset));

@@ -35,6 +35,9 @@
 //!   `probe`: the delivery probe and `/readyz`.
 //! * `presence`: this node's sockets per user, reported to the log on the
 //!   first open and after the grace of the last close.
+//! * `media`: the media store (avatars, attachments): content-addressed
+//!   files in the data directory or the cluster's Object Store bucket, and
+//!   their removal once nothing refers to them.
 //!
 //! Only `api/`, `ws/` and `error` know HTTP; below them, modules return
 //! their own errors.
@@ -51,6 +54,7 @@ mod hub;
 mod intake;
 mod limits;
 mod login_throttle;
+mod media;
 mod presence;
 mod probe;
 mod render;
@@ -123,6 +127,12 @@ pub async fn start(config: Config) -> Result<Server, BoxError> {
             hub: hub.clone(),
         },
     };
+    let media = media::Media::open(
+        &config,
+        sequencer.cluster().map(|c| c.jetstream()),
+        store.clone(),
+    )
+    .await?;
     let node = startup::node_id(&config.data_dir)?;
     let (presence, presence_reports) = presence::Presence::new(node, config.presence_grace_secs);
     let app = Arc::new(App {
@@ -145,7 +155,17 @@ pub async fn start(config: Config) -> Result<Server, BoxError> {
         limits: limits::Limits::new(&config),
         probe: probe::Probe::new(config.probe_interval_secs),
         presence,
+        media,
         config,
+    });
+    // Files a crash left between their write and their event.
+    let sweeping = app.media.clone();
+    tokio::spawn(async move {
+        match sweeping.sweep().await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!("removed {n} media files nothing refers to"),
+            Err(e) => tracing::warn!("media sweep: {e}"),
+        }
     });
     // Whoever this node held online before it (re)started is gone; then
     // its sockets report from here on.
@@ -184,6 +204,8 @@ impl Server {
             tracing::warn!("/metrics is open to anyone who reaches --listen: set --metrics-listen or --metrics-token");
         }
         let metrics_router = api::web::metrics_router(app.clone());
+        app.hub
+            .set_media_base(&media_base(&app.config, listener.local_addr()?));
         let router = router(app);
         // A failed disk stops the store; the process must not pretend to
         // work.
@@ -271,9 +293,24 @@ fn router(app: Arc<App>) -> Router {
         ));
     }
     let rest = rest.layer(startup::cors(config.cors_origins()));
+    let rest = rest.layer(axum::middleware::from_fn_with_state(
+        app.clone(),
+        api::media::request_base,
+    ));
     startup::security_headers(rest.merge(sockets))
         .layer(axum::middleware::from_fn(telemetry::http))
         .with_state(app)
+}
+
+/// The base of the media URLs where no request is at hand (socket
+/// frames): `--public-url`, else `http://` and the listen address; empty
+/// (relative URLs) when that address is a wildcard nobody can load from.
+fn media_base(config: &Config, listening: SocketAddr) -> String {
+    match &config.public_url {
+        Some(url) => url.trim_end_matches('/').to_owned(),
+        None if listening.ip().is_unspecified() => String::new(),
+        None => format!("http://{listening}"),
+    }
 }
 
 /// The line scripts and tests read to learn the port.

@@ -477,6 +477,7 @@ impl State {
         };
         self.next_attachment_id = self.next_attachment_id.max(*attachment_id);
         if let Some(m) = self.messages.get_mut(message_id) {
+            *self.media_refs.entry(blob_key.clone()).or_default() += 1;
             m.attachments.push(Attachment {
                 id: *attachment_id,
                 file_name: file_name.clone(),

@@ -8,7 +8,7 @@
 //! Each area keeps the `decide_*` of its commands next to the `apply_*` of
 //! their events: `users.rs`, `profiles.rs`, `conversations.rs`,
 //! `messages.rs`, `pins.rs`, `forward.rs`, `sessions.rs`, `presence.rs`,
-//! `contacts.rs`; `model.rs`
+//! `contacts.rs`, `avatars.rs`; `model.rs`
 //! holds the read-model structs. An area's functions are reached only
 //! through the two matches below, hence their `let ... else unreachable!`
 //! (the command and event enums keep their serialized shape, so a variant
@@ -22,6 +22,7 @@ use serde::{Deserialize, Serialize};
 use crate::command::{Command, Rejection, Reply};
 use crate::event::*;
 
+mod avatars;
 mod contacts;
 mod conversations;
 mod forward;
@@ -104,6 +105,11 @@ pub struct State {
     /// snapshots load.
     #[serde(default)]
     next_pin_id: PinId,
+    /// Media store key → how many avatars and attachments refer to it:
+    /// a key at zero may be removed from the store. Derived: not in the
+    /// snapshot, rebuilt when one is loaded.
+    #[serde(skip)]
+    media_refs: HashMap<String, usize>,
 }
 
 /// The outcome of an accepted command.
@@ -287,6 +293,7 @@ impl State {
             Command::PinMessage { .. } => self.decide_pin(command),
             Command::UnpinMessage { .. } => self.decide_unpin(command),
             Command::ForwardMessage { .. } => self.decide_forward(command),
+            Command::SetAvatar { .. } => self.decide_set_avatar(command),
         }
     }
 
@@ -391,6 +398,7 @@ impl State {
             Event::MemberPromoted { .. } => self.apply_member_promoted(event),
             Event::MessagePinned { .. } => self.apply_message_pinned(event),
             Event::MessageUnpinned { .. } => self.apply_message_unpinned(event),
+            Event::AvatarChanged { .. } => self.apply_avatar_changed(event),
         }
     }
 }

@@ -26,6 +26,10 @@ pub struct User {
     /// `None` until the user's first settings call (contract §2).
     #[serde(default)]
     pub settings: Option<Settings>,
+    /// The media store key of the user's avatar (issue 13), set by
+    /// `AvatarChanged`. Last, with a default: older snapshots load.
+    #[serde(default)]
+    pub avatar: Option<String>,
 }
 
 impl User {

@@ -151,6 +151,7 @@ impl State {
                 date_joined: *at,
                 profile: Default::default(),
                 settings: None,
+                avatar: None,
             },
         );
     }

@@ -7,12 +7,14 @@ use axum::Router;
 use crate::app::App;
 
 mod auth;
+mod avatar;
 mod body;
 mod contacts;
 mod conversations;
 pub mod extract;
 mod forward;
 mod logout;
+pub mod media;
 mod messages;
 mod pins;
 mod profile;
@@ -27,6 +29,8 @@ pub fn router() -> Router<Arc<App>> {
         .merge(users::router())
         .merge(profile::router())
         .merge(settings::router())
+        .merge(avatar::router())
+        .merge(media::router())
         .merge(conversations::router())
         .merge(messages::router())
         .merge(contacts::router())

@@ -5,6 +5,8 @@
 //! and phone number are hidden from them (the original showed both to every
 //! conversation partner).
 
+use std::sync::Arc;
+
 use serde_json::{json, Map, Value};
 use vato_eventlog::state::{Conversation, Message, Pin, User};
 use vato_eventlog::{Envelope, Event, State, UserId};
@@ -14,6 +16,34 @@ use crate::clock::format;
 mod views;
 
 use views::{ConversationView, MessageFrame, MessageView, ReactionView, UserView};
+
+tokio::task_local! {
+    /// The base of absolute media URLs (`http://host:port`, no trailing
+    /// slash) while rendering: set per REST request (`--public-url`, or
+    /// the request's `Host`) and around the fan-out and socket replays
+    /// (`--public-url`, or the listen address). A task-local rather than a
+    /// parameter: every user object nested anywhere (senders, members,
+    /// reactions, contacts) gets it without each renderer passing it on.
+    static MEDIA_BASE: Arc<str>;
+}
+
+/// Runs `render` with `base` as the media URL base.
+pub fn with_media_base<R>(base: Arc<str>, render: impl FnOnce() -> R) -> R {
+    MEDIA_BASE.sync_scope(base, render)
+}
+
+/// Runs `future` with `base` as the media URL base.
+pub async fn scope_media_base<F: std::future::Future>(base: Arc<str>, future: F) -> F::Output {
+    MEDIA_BASE.scope(base, future).await
+}
+
+/// The URL of a media store key: absolute under the current base, or
+/// `/media/<key>` where no base is set (or it is empty).
+pub fn media_url(key: &str) -> String {
+    MEDIA_BASE
+        .try_with(|base| format!("{base}/media/{key}"))
+        .unwrap_or_else(|_| format!("/media/{key}"))
+}
 
 /// The 20-key user object (contract 1.1).
 pub fn user(u: &User, viewer: Option<UserId>) -> Value {
@@ -41,7 +71,8 @@ pub fn profile(u: &User) -> Value {
     ] {
         out.insert(key.into(), base[key].clone());
     }
-    out.insert("avatar_url".into(), Value::Null);
+    // The profile's own copy of the avatar's absolute URL (contract 1.2).
+    out.insert("avatar_url".into(), base["avatar"].clone());
     for key in [
         "status_message",
         "bio",
@@ -86,7 +117,7 @@ pub fn public_profile(u: &User) -> Value {
     out.insert("status_message".into(), json!(p.status_message));
     out.insert("bio".into(), json!(p.bio));
     if p.show_profile_photo {
-        out.insert("avatar".into(), Value::Null);
+        out.insert("avatar".into(), json!(u.avatar.as_deref().map(media_url)));
     }
     if p.show_phone_number {
         out.insert("phone_number".into(), json!(u.phone_number));

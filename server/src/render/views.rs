@@ -18,7 +18,7 @@ pub(super) struct UserView<'a> {
     email: &'a str,
     display_name: &'a str,
     phone_number: Option<&'a str>,
-    avatar: (),
+    avatar: Option<String>,
     status_message: &'a str,
     bio: &'a str,
     is_online: bool,
@@ -38,7 +38,7 @@ pub(super) struct UserView<'a> {
 impl<'a> UserView<'a> {
     /// The user as `viewer` may see them. Others get `email` `""`,
     /// `date_of_birth` and `settings` null, `phone_number` only if
-    /// `show_phone_number`, and `is_online` false with `last_seen_at` null
+    /// `show_phone_number`, `avatar` only if `show_profile_photo`, and `is_online` false with `last_seen_at` null
     /// unless `show_last_seen`; the keys stay (the object has 20).
     pub(super) fn new(u: &'a User, viewer: Option<UserId>) -> Self {
         let own = viewer == Some(u.id);
@@ -54,7 +54,12 @@ impl<'a> UserView<'a> {
             } else {
                 None
             },
-            avatar: (),
+            // Hidden from others as the profile view hides it.
+            avatar: u
+                .avatar
+                .as_deref()
+                .filter(|_| own || p.show_profile_photo)
+                .map(super::media_url),
             status_message: &p.status_message,
             bio: &p.bio,
             is_online: presence && u.is_online,

@@ -99,7 +99,8 @@ fn subject(command: &Command) -> String {
         | Command::AddContact { .. }
         | Command::UpdateContact { .. }
         | Command::ToggleContact { .. }
-        | Command::RemoveContact { .. } => "vato.users".into(),
+        | Command::RemoveContact { .. }
+        | Command::SetAvatar { .. } => "vato.users".into(),
         Command::CreateDirect { .. } | Command::CreateGroup { .. } | Command::Probe { .. } => {
             "vato.dir".into()
         }
@@ -182,6 +183,11 @@ impl Cluster {
         }
         tracing::info!(position = target, "caught up with the stream");
         Ok(cluster)
+    }
+
+    /// The JetStream context, for the media store's Object Store bucket.
+    pub fn jetstream(&self) -> &jetstream::Context {
+        &self.jetstream
     }
 
     pub fn connected(&self) -> bool {

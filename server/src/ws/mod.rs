@@ -122,7 +122,7 @@ pub async fn handshake(
         drop((permit, slot));
     }
     .instrument(span);
-    tokio::spawn(task);
+    tokio::spawn(crate::render::scope_media_base(app.hub.media_base(), task));
     let (parts, _) = response.into_parts();
     Response::from_parts(parts, Body::empty())
 }
