@@ -21,6 +21,17 @@ impl State {
         self.media_refs.get(key).copied().unwrap_or(0)
     }
 
+    /// One reference to `key` fewer (an avatar replaced, a deleted
+    /// conversation's attachments).
+    pub(crate) fn release_media(&mut self, key: &str) {
+        if let Some(count) = self.media_refs.get_mut(key) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                self.media_refs.remove(key);
+            }
+        }
+    }
+
     /// Recounts the media references (not in the snapshot) from the users'
     /// avatars and the messages' attachments.
     pub(crate) fn rebuild_media_refs(&mut self) {
@@ -73,12 +84,7 @@ impl State {
         };
         let old = std::mem::replace(&mut user.avatar, avatar.clone());
         if let Some(old) = old {
-            if let Some(count) = self.media_refs.get_mut(&old) {
-                *count = count.saturating_sub(1);
-                if *count == 0 {
-                    self.media_refs.remove(&old);
-                }
-            }
+            self.release_media(&old);
         }
         if let Some(new) = avatar {
             *self.media_refs.entry(new.clone()).or_default() += 1;

@@ -417,8 +417,14 @@ impl State {
             }
             self.unread.remove(&(*conv_id, *user_id));
         }
+        // Its messages leave the read models, and with them their
+        // references to media files (which may then be removed).
         for message_id in &conv.message_ids {
-            self.messages.remove(message_id);
+            if let Some(message) = self.messages.remove(message_id) {
+                for attachment in &message.attachments {
+                    self.release_media(&attachment.blob_key);
+                }
+            }
         }
         if conv.kind == ConvKind::Direct {
             // A direct conversation's members never change: its pair.
