@@ -354,7 +354,7 @@ async fn deletion_leave_and_pins_survive_a_restart() {
     assert_eq!(lalo.delete_conversation(gone).await.unwrap().status, 204);
     assert_eq!(answered(lalo.leave(kept).await).status, 200);
     let before = kalu.listed_conversation(kept).await;
-    drop(server);
+    server.kill9().await;
 
     let server = Server::start_in(dir.path(), &["--demo"]).await;
     let (lalo, kalu) = server.lalo_and_kalu().await;
