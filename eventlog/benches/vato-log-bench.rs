@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 use clap::{Parser, ValueEnum};
 use vato_eventlog::log::Log;
 use vato_eventlog::store::rebuild;
-use vato_eventlog::{snapshot, testing, Command, ConvId, Store, StoreConfig, UserId};
+use vato_eventlog::{testing, Command, ConvId, Store, StoreConfig, UserId};
 
 const CONVERSATIONS: usize = 64;
 const MESSAGE_BYTES: usize = 200;
@@ -495,31 +495,20 @@ async fn disk(dir: &Path, args: &Args) -> Result<(), BoxError> {
     let append_secs = t.elapsed().as_secs_f64();
     let rss_after_append = status_mib("VmRSS:");
     let events = store.state().next_offset;
-    // What a background snapshot costs the writer: it clones the state
-    // while holding the lock, and no batch is decided meanwhile.
-    let t = Instant::now();
-    let copy = store.state().clone();
-    let clone_secs = t.elapsed().as_secs_f64();
-    drop(copy);
     let sled_bytes = store.log().size_on_disk()?;
     let t = Instant::now();
     store.close()?;
     let close_secs = t.elapsed().as_secs_f64();
     drop(store);
-    let snapshot_bytes = std::fs::metadata(snapshot::path(dir))?.len();
     let allocated = allocated_bytes(&dir.join("sled"))?;
-    let kept = dir.join("snapshot.at-n");
-    std::fs::copy(snapshot::path(dir), &kept)?;
 
-    // A tail after the snapshot: reopen, append, close, put the old
-    // snapshot back.
+    // A tail after the snapshot: reopen, append, and stop without close()
+    // (as `kill -9` would: no snapshot of the tail).
     let (store, _) = retry_lock(|| Store::open(config(dir, args))).0?;
     append_many(&store, &convs, tail, 1_000).await?;
     let total_events = store.state().next_offset;
-    let expected = store.state().clone();
-    store.close()?;
+    let expected = store.state().detached();
     drop(store);
-    std::fs::rename(&kept, snapshot::path(dir))?;
 
     let (log, sled_open_secs) = retry_lock(|| Log::open(dir));
     drop(log?);
@@ -553,14 +542,6 @@ async fn disk(dir: &Path, args: &Args) -> Result<(), BoxError> {
     println!(
         "| sled files, allocated blocks / message | {:.0} B |",
         allocated as f64 / n as f64
-    );
-    println!(
-        "| snapshot file / message | {:.0} B |",
-        snapshot_bytes as f64 / n as f64
-    );
-    println!(
-        "| state clone (writer pause per background snapshot) | {:.2} s |",
-        clone_secs
     );
     println!("| close() (writes the snapshot) | {:.2} s |", close_secs);
     println!(

@@ -1,62 +1,136 @@
-//! Snapshots of the read models, so that a restart replays only the log's
-//! tail. A snapshot is a cache: a missing or damaged one costs a full replay,
-//! never data.
+//! Snapshots, so that a restart replays only the log's tail (issue 12).
 //!
-//! File: `<data dir>/snapshot.bin`, written as `snapshot.bin.tmp`, fsynced,
-//! renamed over the old one, and the directory fsynced, so a crash leaves
-//! either the old or the new snapshot whole.
+//! A snapshot lives in the sled tree [`TREE`] beside the log: the history
+//! written since the previous one (messages, idempotency keys) and the
+//! encoded small state (users, conversations, counters) go in *one* sled
+//! batch, then sled is flushed. So the tree always holds the history and
+//! the state of one and the same offset, and a crash leaves either the old
+//! snapshot or the new one whole.
+//!
+//! Unlike the single-file snapshot of earlier versions (`snapshot.bin`,
+//! read no more: a directory that has one is migrated by a full replay on
+//! first open), this one is not a cache that can be dropped: the history
+//! lives only here and in the log. A damaged tree is refused with an error
+//! naming it; `vato-admin rebuild` makes it again from the log.
 
-use std::fs::{self, File};
-use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use crate::codec;
+use crate::log::{Log, LogError};
+use crate::state::history::{Layer, STATE};
 use crate::state::State;
 
-const FILE: &str = "snapshot.bin";
+pub use crate::state::history::{STATE as STATE_KEY, TREE};
 
-pub fn path(dir: &Path) -> PathBuf {
-    dir.join(FILE)
+/// The snapshot file of versions before issue 12.
+pub const LEGACY_FILE: &str = "snapshot.bin";
+
+pub fn legacy_path(dir: &Path) -> PathBuf {
+    dir.join(LEGACY_FILE)
 }
 
-pub fn write(dir: &Path, state: &State) -> std::io::Result<()> {
-    let bytes = codec::encode(state).map_err(std::io::Error::other)?;
-    let tmp = dir.join("snapshot.bin.tmp");
-    {
-        let mut file = File::create(&tmp)?;
-        file.write_all(&bytes)?;
-        file.sync_all()?;
-    }
-    fs::rename(&tmp, path(dir))?;
-    File::open(dir)?.sync_all()
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    #[error("the history tree `{TREE}` is damaged ({0}); run `vato-admin rebuild` to make it again from the log")]
+    Damaged(String),
+    #[error(transparent)]
+    Log(#[from] LogError),
 }
 
-/// The latest snapshot, or `None` when there is none or it cannot be read
-/// (then the caller replays from offset 0 and says so).
-pub fn read(dir: &Path) -> Option<State> {
-    let bytes = match fs::read(path(dir)) {
-        Ok(bytes) => bytes,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+/// A snapshot taken (the writer's short part) and not yet written.
+pub struct Pending {
+    tree: sled::Tree,
+    layer: Arc<Layer>,
+    state: Vec<u8>,
+}
+
+/// Freezes the history changed since the last snapshot and encodes the
+/// rest of the state: what the writer does, briefly, under its lock.
+/// `None` when the state has no tree or a snapshot is still being written.
+pub fn take(state: &mut State) -> Option<Pending> {
+    let tree = state.history.tree()?.clone();
+    let layer = state.history.freeze()?;
+    match codec::encode(&*state) {
+        Ok(bytes) => Some(Pending {
+            tree,
+            layer,
+            state: bytes,
+        }),
         Err(e) => {
-            tracing::warn!("cannot read snapshot, replaying the whole log: {e}");
-            return None;
-        }
-    };
-    match codec::decode::<State>(&bytes) {
-        // Indexes derived from `users` are not stored (the look-alike one)
-        // or were keyed differently by older versions (the phone one); the
-        // revoked tokens' expiry index and the unread counters are not stored
-        // either.
-        Ok(mut state) => {
-            state.rebuild_user_indexes();
-            state.rebuild_token_index();
-            state.rebuild_unread();
-            state.rebuild_media_refs();
-            Some(state)
-        }
-        Err(e) => {
-            tracing::warn!("damaged snapshot ignored, replaying the whole log: {e}");
+            tracing::warn!("snapshot not taken: {e}");
+            state.history.unfreeze();
             None
         }
     }
+}
+
+impl Pending {
+    /// Writes the snapshot in one batch and makes it durable. Then the
+    /// caller thaws the state's history ([`finish`]).
+    pub fn write(&self) -> Result<(), LogError> {
+        let batch = self
+            .layer
+            .to_batch(self.state.clone())
+            .map_err(|e| LogError::Layout(format!("unencodable message: {e}")))?;
+        self.tree.apply_batch(batch)?;
+        self.tree.flush()?;
+        Ok(())
+    }
+}
+
+/// After [`Pending::write`]: on success the frozen history is dropped from
+/// RAM (reads find it in the tree); on failure it stays for the next one.
+pub fn finish(state: &mut State, written: &Result<(), LogError>) {
+    match written {
+        Ok(()) => state.history.thaw(),
+        Err(e) => {
+            tracing::warn!("snapshot failed: {e}");
+            state.history.unfreeze();
+        }
+    }
+}
+
+/// Takes and writes a snapshot now (replay, clean close).
+pub fn write_now(state: &mut State) -> Result<(), LogError> {
+    let Some(pending) = take(state) else {
+        return Ok(());
+    };
+    let written = pending.write();
+    finish(state, &written);
+    written
+}
+
+/// The state the tree's snapshot holds, with the tree attached; `None`
+/// when the tree holds none (a new directory, or one from before issue 12).
+pub fn load(tree: &sled::Tree) -> Result<Option<State>, SnapshotError> {
+    let Some(bytes) = tree.get(STATE).map_err(LogError::from)? else {
+        return Ok(None);
+    };
+    let mut state: State =
+        codec::decode(&bytes).map_err(|e| SnapshotError::Damaged(e.to_string()))?;
+    // Indexes derived from `users` are not stored, nor the revoked tokens'
+    // expiry index: rebuilt here.
+    state.rebuild_user_indexes();
+    state.rebuild_token_index();
+    state.history.attach(tree.clone());
+    Ok(Some(state))
+}
+
+/// The offset the snapshot of the closed store in `dir` was taken at
+/// (`None`: no snapshot). What tests check a clean stop by.
+pub fn stored_offset(dir: &Path) -> Result<Option<u64>, SnapshotError> {
+    let log = Log::open(dir)?;
+    let tree = log.sled().open_tree(TREE).map_err(LogError::from)?;
+    Ok(load(&tree)?.map(|state| state.next_offset))
+}
+
+/// Test and admin hook: drops the snapshot and history of the closed store
+/// in `dir`, so that its next open replays (and projects) the whole log.
+pub fn discard(dir: &Path) -> Result<(), LogError> {
+    let log = Log::open(dir)?;
+    log.sled().drop_tree(TREE)?;
+    log.sync()?;
+    let _ = std::fs::remove_file(legacy_path(dir));
+    Ok(())
 }

@@ -32,7 +32,8 @@ use crate::state::State;
 #[derive(Clone, Debug)]
 pub struct StoreConfig {
     pub dir: PathBuf,
-    /// Write a snapshot every this many events (and on clean close).
+    /// Write a snapshot every this many events (and on clean close): the
+    /// history changed since the last one is what the store keeps in RAM.
     pub snapshot_every: u64,
     /// Most commands one group commit takes.
     pub max_batch: usize,
@@ -48,7 +49,7 @@ impl StoreConfig {
     pub fn new(dir: impl Into<PathBuf>) -> StoreConfig {
         StoreConfig {
             dir: dir.into(),
-            snapshot_every: 250_000,
+            snapshot_every: DEFAULT_SNAPSHOT_EVERY,
             max_batch: 4096,
             queue: 65_536,
             wal_segment_bytes: crate::log::DEFAULT_WAL_SEGMENT_BYTES,
@@ -57,10 +58,16 @@ impl StoreConfig {
     }
 }
 
+/// Events between snapshots: bounds the history held in RAM (about 30 MiB
+/// of messages) and the tail a restart replays.
+pub const DEFAULT_SNAPSHOT_EVERY: u64 = 50_000;
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error(transparent)]
     Log(#[from] LogError),
+    #[error(transparent)]
+    Snapshot(#[from] snapshot::SnapshotError),
     #[error("the store is closed")]
     Closed,
     #[error("the store stopped after a storage failure")]
@@ -118,7 +125,6 @@ struct Inner {
     log: Arc<Log>,
     failed: Arc<AtomicBool>,
     writer: Mutex<Option<JoinHandle<()>>>,
-    dir: PathBuf,
 }
 
 impl Store {
@@ -130,7 +136,7 @@ impl Store {
             config.wal_segment_bytes,
             config.cache_bytes,
         )?);
-        let state = recover(&log)?;
+        let state = recover_with(&log, config.snapshot_every.max(1))?;
         let state = Arc::new(RwLock::new(state));
         let failed = Arc::new(AtomicBool::new(false));
         let (tx, rx) = mpsc::channel(config.queue.max(1));
@@ -143,7 +149,6 @@ impl Store {
             failed: failed.clone(),
             max_batch: config.max_batch.max(1),
             snapshot_every: config.snapshot_every.max(1),
-            dir: config.dir.clone(),
         };
         let handle = std::thread::Builder::new()
             .name("vato-log-writer".into())
@@ -156,7 +161,6 @@ impl Store {
                 log,
                 failed,
                 writer: Mutex::new(Some(handle)),
-                dir: config.dir,
             }),
         };
         Ok((store, committed_rx))
@@ -239,34 +243,99 @@ impl Store {
         // to replay.
         self.inner.log.close()?;
         if !self.failed() {
-            let state = self.inner.state.read().clone();
-            snapshot::write(&self.inner.dir, &state).map_err(LogError::Io)?;
+            snapshot::write_now(&mut self.inner.state.write())?;
         }
         Ok(())
     }
 }
 
-/// Rebuilds the state: the latest snapshot (if usable) plus the log's tail.
+/// Rebuilds the state: the latest snapshot plus the log's tail.
 pub fn recover(log: &Log) -> Result<State, StoreError> {
+    recover_with(log, DEFAULT_SNAPSHOT_EVERY)
+}
+
+/// [`recover`], snapshotting every `snapshot_every` events of the tail, so
+/// that a long replay (a migration) keeps RAM bounded and, if killed, goes
+/// on from its last snapshot. A directory from before issue 12 (no history
+/// tree, a `snapshot.bin`) is migrated so: a full replay, then the old file
+/// goes.
+pub fn recover_with(log: &Log, snapshot_every: u64) -> Result<State, StoreError> {
     let next = log.next_offset()?;
-    let mut state = match snapshot::read(log.dir()) {
+    let tree = log
+        .sled()
+        .open_tree(snapshot::TREE)
+        .map_err(LogError::from)?;
+    let mut state = match snapshot::load(&tree)? {
         Some(state) if state.next_offset <= next => state,
-        Some(state) => {
-            tracing::warn!(
-                snapshot = state.next_offset,
-                log = next,
-                "snapshot is ahead of the log; replaying the whole log"
-            );
-            State::default()
+        loaded => {
+            if let Some(state) = loaded {
+                tracing::warn!(
+                    snapshot = state.next_offset,
+                    log = next,
+                    "snapshot is ahead of the log; replaying the whole log"
+                );
+            }
+            tree.clear().map_err(LogError::from)?;
+            let mut state = State::default();
+            state.history.attach(tree);
+            state
         }
-        None => State::default(),
     };
-    replay_into(log, &mut state)?;
+    replay_with_snapshots(log, &mut state, snapshot_every)?;
+    let legacy = snapshot::legacy_path(log.dir());
+    if legacy.exists() {
+        snapshot::write_now(&mut state)?;
+        std::fs::remove_file(&legacy).map_err(LogError::Io)?;
+        tracing::info!(
+            "migrated: the history is in the `{}` tree, {} removed",
+            snapshot::TREE,
+            legacy.display()
+        );
+    }
     Ok(state)
+}
+
+/// Makes the history tree again from the log (`vato-admin rebuild`): what
+/// was in it is dropped first. The log is only read.
+pub fn rebuild_history(log: &Log) -> Result<State, StoreError> {
+    let tree = log
+        .sled()
+        .open_tree(snapshot::TREE)
+        .map_err(LogError::from)?;
+    tree.clear().map_err(LogError::from)?;
+    let mut state = State::default();
+    state.history.attach(tree);
+    replay_with_snapshots(log, &mut state, DEFAULT_SNAPSHOT_EVERY)?;
+    snapshot::write_now(&mut state)?;
+    Ok(state)
+}
+
+fn replay_with_snapshots(
+    log: &Log,
+    state: &mut State,
+    snapshot_every: u64,
+) -> Result<(), StoreError> {
+    let mut since = 0u64;
+    replay_each(log, state, |state| {
+        since += 1;
+        if since >= snapshot_every {
+            since = 0;
+            snapshot::write_now(state)?;
+        }
+        Ok(())
+    })
 }
 
 /// Applies every event after `state.next_offset` to `state`.
 pub fn replay_into(log: &Log, state: &mut State) -> Result<(), StoreError> {
+    replay_each(log, state, |_| Ok(()))
+}
+
+fn replay_each(
+    log: &Log,
+    state: &mut State,
+    mut after_each: impl FnMut(&mut State) -> Result<(), LogError>,
+) -> Result<(), StoreError> {
     for envelope in log.read_from(state.next_offset) {
         let envelope = envelope?;
         if envelope.offset != state.next_offset {
@@ -280,6 +349,7 @@ pub fn replay_into(log: &Log, state: &mut State) -> Result<(), StoreError> {
             .into());
         }
         state.apply(&envelope);
+        after_each(state)?;
     }
     Ok(())
 }
@@ -300,7 +370,6 @@ struct Writer {
     failed: Arc<AtomicBool>,
     max_batch: usize,
     snapshot_every: u64,
-    dir: PathBuf,
 }
 
 impl Writer {
@@ -390,14 +459,15 @@ impl Writer {
         (envelopes, outcomes)
     }
 
-    /// Clones the state (the writer pauses for that) and writes it from
-    /// another thread.
+    /// Freezes the history and encodes the small state (the writer pauses
+    /// for that), and writes them from another thread.
     fn snapshot_in_background(&self, busy: Arc<AtomicBool>) -> JoinHandle<()> {
-        let state = self.state.read().clone();
-        let dir = self.dir.clone();
+        let pending = snapshot::take(&mut self.state.write());
+        let state = self.state.clone();
         std::thread::spawn(move || {
-            if let Err(e) = snapshot::write(&dir, &state) {
-                tracing::warn!("snapshot failed: {e}");
+            if let Some(pending) = pending {
+                let written = pending.write();
+                snapshot::finish(&mut state.write(), &written);
             }
             busy.store(false, Ordering::SeqCst);
         })

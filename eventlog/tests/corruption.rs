@@ -1,7 +1,7 @@
 //! Damage on disk: a corrupt or missing log entry is an error naming its
 //! offset (never a panic, never a silently shorter state), whether it is
-//! alone in its chunk or among others; a damaged snapshot is only a cache
-//! miss (full replay, same state).
+//! alone in its chunk or among others; a damaged snapshot is refused with
+//! an error naming its tree, and `vato-admin rebuild` restores it.
 
 mod common;
 
@@ -25,7 +25,7 @@ fn populated(dir: &Path, messages: usize) -> State {
         )
         .expect("post");
     }
-    let state = store.state().clone();
+    let state = store.state().detached();
     common::close(store);
     state
 }
@@ -147,7 +147,7 @@ fn damaged_entries_are_errors_naming_their_offset() {
                 assert_eq!(state.next_offset, 14);
                 regroup(dir.path(), per_chunk);
                 // Without the snapshot, opening must read (and reject) the entry.
-                std::fs::remove_file(snapshot::path(dir.path())).expect("remove snapshot");
+                common::discard_snapshot(dir.path());
                 let bytes = entry_bytes(dir.path(), offset);
                 put_raw(dir.path(), offset, &damage(bytes));
                 assert_fails_at(
@@ -164,7 +164,7 @@ fn damaged_entries_are_errors_naming_their_offset() {
 fn an_entry_moved_to_another_offset_is_an_error() {
     let dir = tempfile::tempdir().expect("tempdir");
     populated(dir.path(), 10);
-    std::fs::remove_file(snapshot::path(dir.path())).expect("remove snapshot");
+    common::discard_snapshot(dir.path());
     // Intact bytes, wrong place: the envelope names offset 4, the key 5.
     let bytes = entry_bytes(dir.path(), 4);
     put_raw(dir.path(), 5, &bytes);
@@ -178,7 +178,7 @@ fn a_missing_chunk_is_an_error_naming_the_gap() {
         let dir = tempfile::tempdir().expect("tempdir");
         populated(dir.path(), 10);
         regroup(dir.path(), per_chunk);
-        std::fs::remove_file(snapshot::path(dir.path())).expect("remove snapshot");
+        common::discard_snapshot(dir.path());
         set_chunk(dir.path(), first, None);
         assert_fails_at(
             dir.path(),
@@ -221,7 +221,7 @@ fn a_chunk_whose_lengths_do_not_add_up_is_an_error_naming_the_entry() {
         let dir = tempfile::tempdir().expect("tempdir");
         populated(dir.path(), 10);
         regroup(dir.path(), 5);
-        std::fs::remove_file(snapshot::path(dir.path())).expect("remove snapshot");
+        common::discard_snapshot(dir.path());
         let value = chunk(dir.path(), 5);
         set_chunk(dir.path(), 5, Some(&damage(value)));
         assert_fails_at(dir.path(), offset, name);
@@ -232,35 +232,49 @@ fn a_chunk_whose_lengths_do_not_add_up_is_an_error_naming_the_entry() {
 fn damage_in_the_tail_after_a_snapshot_is_found_on_open() {
     let dir = tempfile::tempdir().expect("tempdir");
     let rt = common::runtime();
-    let store = common::open(common::config(dir.path(), 1_000_000));
+    let config = common::config(dir.path(), 1_000_000);
+    let store = common::open(config.clone());
     let (users, conv) = common::users_and_group(&rt, &store, &["ana", "bo"]);
     for i in 0..5 {
         common::submit(&rt, &store, common::post(users[0], conv, "before", None, i)).expect("post");
     }
-    let at_snapshot = store.state().clone();
+    let at_snapshot = store.state().next_offset;
+    // The snapshot close() writes covers offsets 0..8 ...
+    common::close(store);
+    let store = common::open(config);
     for i in 0..5 {
         common::submit(&rt, &store, common::post(users[1], conv, "after", None, i)).expect("post");
     }
-    common::close(store);
-    // The snapshot covers offsets 0..8; offsets 8..13 are the tail.
-    snapshot::write(dir.path(), &at_snapshot).expect("snapshot");
-    let tail_offset = at_snapshot.next_offset + 2;
+    // ... and a store dropped without close() writes none: 8..13 is the tail.
+    drop(store);
+    let tail_offset = at_snapshot + 2;
     let bytes = entry_bytes(dir.path(), tail_offset);
     put_raw(dir.path(), tail_offset, &bytes[..bytes.len() - 3]);
     assert_fails_at(dir.path(), tail_offset, "truncated tail entry");
 }
 
+/// Writes `bytes` as the state of the history tree's snapshot.
+fn put_snapshot_state(dir: &Path, bytes: &[u8]) {
+    let log = common::retry_lock(|| Log::open(dir)).expect("open log");
+    let tree = log.sled().open_tree(snapshot::TREE).expect("tree");
+    tree.insert(snapshot::STATE_KEY, bytes).expect("insert");
+    log.sync().expect("sync");
+}
+
+fn snapshot_state(dir: &Path) -> Vec<u8> {
+    let log = common::retry_lock(|| Log::open(dir)).expect("open log");
+    let tree = log.sled().open_tree(snapshot::TREE).expect("tree");
+    tree.get(snapshot::STATE_KEY)
+        .expect("read")
+        .expect("snapshot written by close()")
+        .to_vec()
+}
+
 #[test]
-fn a_damaged_snapshot_costs_a_full_replay_not_data() {
+fn a_damaged_snapshot_is_refused_naming_its_tree_and_rebuild_restores_it() {
     let dir = tempfile::tempdir().expect("tempdir");
     let expected = populated(dir.path(), 40);
-    let good = std::fs::read(snapshot::path(dir.path())).expect("snapshot written by close()");
-
-    // A snapshot "ahead" of the log (say, restored from another machine's
-    // backup) must not be trusted either.
-    let mut ahead = expected.clone();
-    ahead.next_offset += 1000;
-    let ahead = codec::encode(&ahead).expect("encode");
+    let good = snapshot_state(dir.path());
 
     let damaged: Vec<(&str, Vec<u8>)> = vec![
         ("empty", Vec::new()),
@@ -276,24 +290,44 @@ fn a_damaged_snapshot_costs_a_full_replay_not_data() {
             "not a state",
             codec::encode(&vec![1u32, 2, 3]).expect("encode"),
         ),
-        ("ahead of the log", ahead),
     ];
     for (name, bytes) in damaged {
-        std::fs::write(snapshot::path(dir.path()), &bytes).expect("write snapshot");
-        let store = common::open(common::config(dir.path(), 1_000_000));
+        put_snapshot_state(dir.path(), &bytes);
+        let opened = common::retry_lock(|| Store::open(common::config(dir.path(), 1_000_000)));
+        let error = opened.err().map(|e| e.to_string()).unwrap_or_default();
         assert!(
-            *store.state() == expected,
-            "{name}: wrong state after a damaged snapshot"
+            error.contains(&format!("history tree `{}` is damaged", snapshot::TREE))
+                && error.contains("vato-admin rebuild"),
+            "{name}: {error:?}"
         );
-        // Dropped, not closed: close() would replace the damaged file.
-        drop(store);
+        // The log itself is untouched: a full replay still gives the state.
+        assert!(
+            common::rebuild(dir.path()).expect("rebuild") == expected,
+            "{name}"
+        );
     }
-    std::fs::write(snapshot::path(dir.path()), &good).expect("restore snapshot");
+    // `vato-admin rebuild` makes the tree again from the log.
+    {
+        let log = common::retry_lock(|| Log::open(dir.path())).expect("open log");
+        let rebuilt = vato_eventlog::store::rebuild_history(&log).expect("rebuild history");
+        assert!(rebuilt.detached() == expected, "rebuilt history");
+    }
     let store = common::open(common::config(dir.path(), 1_000_000));
     assert!(
         *store.state() == expected,
-        "the intact snapshot gives the same state"
+        "the store opens on the rebuilt tree"
     );
     common::close(store);
-    assert!(common::rebuild(dir.path()).expect("rebuild") == expected);
+
+    // A snapshot "ahead" of the log (say, restored from another machine's
+    // backup) is not trusted: the history is made again by a full replay.
+    let mut ahead = expected.clone();
+    ahead.next_offset += 1000;
+    put_snapshot_state(dir.path(), &codec::encode(&ahead).expect("encode"));
+    let store = common::open(common::config(dir.path(), 1_000_000));
+    assert!(
+        *store.state() == expected,
+        "ahead of the log: the same state, replayed"
+    );
+    common::close(store);
 }

@@ -137,7 +137,7 @@ fn kill_and_check(trials: usize, content_bytes: usize, min_acks: usize) {
         // Reopen: no manual repair, whatever moment the kill hit.
         let store = common::open(common::config(dir.path(), 500));
         let log = store.log();
-        let state = store.state().clone();
+        let state = store.state().detached();
 
         for ack in &acks {
             assert!(

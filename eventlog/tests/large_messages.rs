@@ -50,7 +50,7 @@ fn messages_at_the_size_limit_and_beyond_survive_replay_and_restart() {
             assert!(matches!(applied.reply, Reply::Message { .. }));
         }
     });
-    let live = store.state().clone();
+    let live = store.state().detached();
     // Closing projects every batch into sled (the projector does it up to
     // 100 ms after the acknowledgement otherwise).
     common::close(store);

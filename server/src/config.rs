@@ -121,8 +121,10 @@ pub struct Config {
     #[arg(long, env = "VATO_MAX_SOCKETS_PER_USER", default_value_t = 64)]
     pub max_sockets_per_user: usize,
 
-    /// Write a read-model snapshot every this many events.
-    #[arg(long, env = "VATO_SNAPSHOT_EVERY", default_value_t = 250_000)]
+    /// Write a snapshot every this many events: the messages changed since
+    /// the last one are what the server holds in RAM (about 30 MiB at the
+    /// default), and what a restart replays.
+    #[arg(long, env = "VATO_SNAPSHOT_EVERY", default_value_t = vato_eventlog::store::DEFAULT_SNAPSHOT_EVERY)]
     pub snapshot_every: u64,
 
     /// Length of each write-ahead-log segment, MiB (preallocated and

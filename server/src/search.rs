@@ -44,14 +44,15 @@ pub struct Found {
     pub stopped_at: Option<MessageId>,
 }
 
-/// Scans the messages at positions `range` of `conv_id`'s id list for
-/// `needle` (lowercase; compared case-insensitively with the content),
-/// skipping deleted ones, until `want` match or `budget` messages (0: no
-/// bound) have been scanned.
+/// Scans the messages of `conv_id` with ids in `range` for `needle`
+/// (lowercase; compared case-insensitively with the content), skipping
+/// deleted ones, until `want` match or `budget` messages (0: no bound)
+/// have been scanned. A chunk of messages is read per read lock, with a
+/// yield between chunks: the writer never waits behind a long search.
 pub async fn messages(
     store: &Store,
     conv_id: ConvId,
-    range: Range<usize>,
+    range: Range<MessageId>,
     direction: Direction,
     needle: &str,
     want: usize,
@@ -59,47 +60,47 @@ pub async fn messages(
 ) -> Found {
     let mut found = Found::default();
     let budget = if budget == 0 { usize::MAX } else { budget };
+    let newest_first = direction == Direction::NewestFirst;
     let (mut lo, mut hi) = (range.start, range.end);
     let mut scanned = 0usize;
     let mut chunk: Vec<(MessageId, String)> = Vec::with_capacity(CHUNK_MESSAGES);
     while lo < hi && scanned < budget && found.ids.len() < want {
         chunk.clear();
         let mut last = None;
+        let mut exhausted = true;
         {
             let state = store.state();
-            let Some(conv) = state.conversation(conv_id) else {
+            if state.conversation(conv_id).is_none() {
                 break;
-            };
+            }
             let mut bytes = 0;
-            while lo < hi && scanned < budget && chunk.len() < CHUNK_MESSAGES && bytes < CHUNK_BYTES
-            {
-                let position = match direction {
-                    Direction::NewestFirst => {
-                        hi -= 1;
-                        hi
-                    }
-                    Direction::OldestFirst => {
-                        lo += 1;
-                        lo - 1
-                    }
-                };
-                let Some(&id) = conv.message_ids.get(position) else {
+            for m in state.messages_of(conv_id, lo..hi, newest_first) {
+                if scanned >= budget || chunk.len() >= CHUNK_MESSAGES || bytes >= CHUNK_BYTES {
+                    exhausted = false;
                     break;
-                };
+                }
                 scanned += 1;
-                last = Some(id);
-                if let Some(m) = state.message(id).filter(|m| !m.is_deleted) {
+                last = Some(m.id);
+                if !m.is_deleted {
                     bytes += m.content.len();
-                    chunk.push((id, m.content.clone()));
+                    chunk.push((m.id, m.content));
                 }
             }
+        }
+        match (last, newest_first) {
+            (Some(id), true) => hi = id,
+            (Some(id), false) => lo = id.saturating_add(1),
+            (None, _) => exhausted = true,
         }
         for (id, content) in &chunk {
             if found.ids.len() < want && content.to_lowercase().contains(needle) {
                 found.ids.push(*id);
             }
         }
-        if lo < hi && scanned >= budget && found.ids.len() < want {
+        if exhausted {
+            break;
+        }
+        if scanned >= budget && found.ids.len() < want {
             found.stopped_at = last;
         }
         tokio::task::yield_now().await;

@@ -252,7 +252,8 @@ async fn sigterm_drops_a_half_open_client_after_the_grace_period() {
         "did not wait: {took:?}"
     );
     assert!(took < Duration::from_secs(8), "shutdown took {took:?}");
-    assert!(dir.path().join("snapshot.bin").exists(), "no snapshot");
+    let snapshot = vato_eventlog::snapshot::stored_offset(dir.path()).expect("read snapshot");
+    assert!(snapshot.is_some(), "no snapshot");
 
     let server = Server::start_in(dir.path(), &args).await;
     let ana = server.login("ana", PASSWORD).await;
@@ -289,7 +290,7 @@ async fn the_data_directory_and_its_files_are_private() {
     assert!(server.terminate().await.success());
     let mode = std::fs::metadata(&fresh).expect("dir").permissions().mode() & 0o777;
     assert_eq!(mode, 0o700);
-    for name in ["dev-jwt-secret", "snapshot.bin", "wal"] {
+    for name in ["dev-jwt-secret", "sled", "wal"] {
         assert!(fresh.join(name).exists(), "{name} missing");
     }
     assert_private(&fresh);

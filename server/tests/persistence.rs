@@ -95,10 +95,8 @@ async fn a_graceful_restart_keeps_accounts_conversations_history_and_tokens() {
 
     let status = server.terminate().await;
     assert!(status.success(), "graceful stop exits 0: {status:?}");
-    assert!(
-        dir.path().join("snapshot.bin").is_file(),
-        "a snapshot was written"
-    );
+    let snapshot = vato_eventlog::snapshot::stored_offset(dir.path()).expect("read snapshot");
+    assert!(snapshot.is_some(), "a snapshot was written");
 
     let server = Server::start_in(dir.path(), &["--demo"]).await;
     // The old tokens still work: the dev secret is kept in the data dir.

@@ -7,8 +7,6 @@
 //! server may remove from its media store (after its own grace, see the
 //! server's `media` module).
 
-use std::collections::HashMap;
-
 use crate::command::{Command, Rejection, Reply};
 use crate::event::Event;
 
@@ -32,14 +30,16 @@ impl State {
         }
     }
 
-    /// Recounts the media references (not in the snapshot) from the users'
-    /// avatars and the messages' attachments.
+    /// Recounts the media references from the users' avatars and the
+    /// messages' attachments (what the counters must equal).
+    #[cfg(test)]
     pub(crate) fn rebuild_media_refs(&mut self) {
-        let mut refs: HashMap<String, usize> = HashMap::new();
+        let mut refs = std::collections::HashMap::<String, usize>::new();
         let avatars = self.users.values().filter_map(|u| u.avatar.as_ref());
-        let attachments = self
-            .messages
+        let messages = self.history.all_messages();
+        let attachments = messages
             .values()
+            .filter(|m| self.conversations.contains_key(&m.conv_id))
             .flat_map(|m| m.attachments.iter().map(|a| &a.blob_key));
         for key in avatars.chain(attachments) {
             *refs.entry(key.clone()).or_default() += 1;

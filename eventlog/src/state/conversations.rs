@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use crate::command::{Command, Invalid, Rejection, Reply};
-use crate::event::{ConvKind, Event};
+use crate::event::{ConvKind, Event, MessageId};
 
 use super::model::{Conversation, Member, User};
 use super::{pair, Decision, State};
@@ -120,7 +120,6 @@ impl State {
             updated_at: *at,
             members: BTreeMap::new(),
             last_seq: 0,
-            message_ids: Vec::new(),
             last_message: None,
             pins: Vec::new(),
         };
@@ -399,8 +398,10 @@ impl State {
         ))
     }
 
-    /// The conversation leaves every member's list, its messages leave
-    /// memory, and a direct pair may start a new one. What is keyed by
+    /// The conversation leaves every member's list, its messages can no
+    /// longer be reached (they stay in the history tree, keyed by a
+    /// conversation id never given again), and a direct pair may start a
+    /// new one. What is keyed by
     /// the conversation elsewhere (read positions and idempotency keys of
     /// former members) stays: nothing can reach it again, and cleaning it
     /// would cost a scan of every conversation's keys on the writer.
@@ -417,14 +418,15 @@ impl State {
             }
             self.unread.remove(&(*conv_id, *user_id));
         }
-        // Its messages leave the read models, and with them their
-        // references to media files (which may then be removed).
-        for message_id in &conv.message_ids {
-            if let Some(message) = self.messages.remove(message_id) {
-                for attachment in &message.attachments {
-                    self.release_media(&attachment.blob_key);
-                }
-            }
+        // Its messages' references to media files go (the files may then
+        // be removed).
+        let keys: Vec<String> = self
+            .history
+            .messages(*conv_id, 0..MessageId::MAX, false)
+            .flat_map(|m| m.attachments.into_iter().map(|a| a.blob_key))
+            .collect();
+        for key in keys {
+            self.release_media(&key);
         }
         if conv.kind == ConvKind::Direct {
             // A direct conversation's members never change: its pair.

@@ -34,9 +34,9 @@ impl State {
             .member_conversation(*to_conv, *by)
             .map_err(|_| Rejection::UnknownTarget)?;
         if let Some(key) = client_id {
-            if let Some(id) = self.idempotency.get(&(*by, *to_conv, key.clone())) {
+            if let Some(id) = self.history.key(*by, *to_conv, key) {
                 return Ok(Decision::none(Reply::Message {
-                    message_id: *id,
+                    message_id: id,
                     created: false,
                 }));
             }

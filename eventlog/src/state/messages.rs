@@ -29,9 +29,9 @@ impl State {
         };
         let conv = self.member_conversation(*conv_id, *sender)?;
         if let Some(key) = client_id {
-            if let Some(id) = self.idempotency.get(&(*sender, *conv_id, key.clone())) {
+            if let Some(id) = self.history.key(*sender, *conv_id, key) {
                 return Ok(Decision::none(Reply::Message {
-                    message_id: *id,
+                    message_id: id,
                     created: false,
                 }));
             }
@@ -53,14 +53,14 @@ impl State {
             return Err(Rejection::Invalid(Invalid::UnknownMessageType));
         }
         if let Some(reply_to) = reply_to {
-            if self.messages.get(reply_to).map(|m| m.conv_id) != Some(*conv_id) {
+            if self.history.get_in(*conv_id, *reply_to).is_none() {
                 return Err(Rejection::Invalid(Invalid::ReplyToElsewhere));
             }
         }
         if let Some(origin) = forwarded_from {
             let visible = self
-                .messages
-                .get(origin)
+                .history
+                .get(*origin)
                 .is_some_and(|m| self.is_member(m.conv_id, *sender));
             if !visible {
                 return Err(Rejection::UnknownMessage);
@@ -104,8 +104,8 @@ impl State {
             unreachable!("State::apply dispatches only Event::MessagePosted here")
         };
         self.next_message_id = self.next_message_id.max(*message_id);
+        self.message_count += 1;
         if let Some(conv) = self.conversations.get_mut(conv_id) {
-            conv.message_ids.push(*message_id);
             conv.last_message = Some(*message_id);
             conv.updated_at = *at;
             // O(members), as the fan-out of the message is.
@@ -114,28 +114,24 @@ impl State {
             }
         }
         if let Some(key) = client_id {
-            self.idempotency
-                .insert((*sender, *conv_id, key.clone()), *message_id);
+            self.history.insert_key(*sender, *conv_id, key, *message_id);
         }
-        self.messages.insert(
-            *message_id,
-            Message {
-                id: *message_id,
-                conv_id: *conv_id,
-                seq: *seq,
-                sender: *sender,
-                content: content.clone(),
-                message_type: message_type.clone(),
-                reply_to: *reply_to,
-                forwarded_from: *forwarded_from,
-                client_id: client_id.clone(),
-                created_at: *at,
-                edited_at: None,
-                is_deleted: false,
-                reactions: Vec::new(),
-                attachments: Vec::new(),
-            },
-        );
+        self.history.insert(Message {
+            id: *message_id,
+            conv_id: *conv_id,
+            seq: *seq,
+            sender: *sender,
+            content: content.clone(),
+            message_type: message_type.clone(),
+            reply_to: *reply_to,
+            forwarded_from: *forwarded_from,
+            client_id: client_id.clone(),
+            created_at: *at,
+            edited_at: None,
+            is_deleted: false,
+            reactions: Vec::new(),
+            attachments: Vec::new(),
+        });
     }
 
     pub(super) fn decide_edit(&self, command: &Command) -> Result<Decision, Rejection> {
@@ -178,10 +174,10 @@ impl State {
         else {
             unreachable!("State::apply dispatches only Event::MessageEdited here")
         };
-        if let Some(m) = self.messages.get_mut(message_id) {
+        self.history.update(*message_id, |m| {
             m.content = content.clone();
             m.edited_at = Some(*at);
-        }
+        });
     }
 
     pub(super) fn decide_delete(&self, command: &Command) -> Result<Decision, Rejection> {
@@ -217,11 +213,13 @@ impl State {
         else {
             unreachable!("State::apply dispatches only Event::MessageDeleted here")
         };
-        let Some(m) = self.messages.get_mut(message_id) else {
+        let Some((sender, was_deleted)) = self.history.update(*message_id, |m| {
+            let was = (m.sender, m.is_deleted);
+            m.is_deleted = true;
+            was
+        }) else {
             return;
         };
-        let (sender, was_deleted) = (m.sender, m.is_deleted);
-        m.is_deleted = true;
         if !was_deleted {
             if let Some(conv) = self.conversations.get(conv_id) {
                 for member in conv.members.keys().filter(|m| **m != sender) {
@@ -233,15 +231,18 @@ impl State {
                 }
             }
         }
-        if let Some(conv) = self.conversations.get_mut(conv_id) {
-            if conv.last_message == Some(*message_id) {
-                let messages = &self.messages;
-                conv.last_message = conv
-                    .message_ids
-                    .iter()
-                    .rev()
-                    .find(|id| messages.get(id).is_some_and(|m| !m.is_deleted))
-                    .copied();
+        let is_last = self
+            .conversations
+            .get(conv_id)
+            .is_some_and(|c| c.last_message == Some(*message_id));
+        if is_last {
+            let last = self
+                .history
+                .messages(*conv_id, 0..*message_id, true)
+                .find(|m| !m.is_deleted)
+                .map(|m| m.id);
+            if let Some(conv) = self.conversations.get_mut(conv_id) {
+                conv.last_message = last;
             }
         }
     }
@@ -321,12 +322,10 @@ impl State {
             at: *at,
         };
         // The messages between the old and the new position are read now.
-        let Some(conv) = self.conversations.get(conv_id) else {
+        if !self.conversations.contains_key(conv_id) {
             return;
-        };
-        let ids = &conv.message_ids;
-        let range = ids.partition_point(|id| *id <= before)..ids.partition_point(|id| id <= up_to);
-        let read = self.unread_among(&ids[range], *user_id);
+        }
+        let read = self.unread_among(*conv_id, before + 1..up_to + 1, *user_id);
         if let Some(n) = self.unread.get_mut(&(*conv_id, *user_id)) {
             *n = n.saturating_sub(read);
         }
@@ -406,14 +405,14 @@ impl State {
             unreachable!("State::apply dispatches only Event::ReactionAdded here")
         };
         self.next_reaction_id = self.next_reaction_id.max(*reaction_id);
-        if let Some(m) = self.messages.get_mut(message_id) {
+        self.history.update(*message_id, |m| {
             m.reactions.push(Reaction {
                 id: *reaction_id,
                 user_id: *user_id,
                 emoji: emoji.clone(),
                 created_at: *at,
             });
-        }
+        });
     }
 
     pub(super) fn apply_reaction_removed(&mut self, event: &Event) {
@@ -425,9 +424,9 @@ impl State {
         else {
             unreachable!("State::apply dispatches only Event::ReactionRemoved here")
         };
-        if let Some(m) = self.messages.get_mut(message_id) {
+        self.history.update(*message_id, |m| {
             m.reactions.retain(|r| r.id != *reaction_id);
-        }
+        });
     }
 
     pub(super) fn decide_attachment(&self, command: &Command) -> Result<Decision, Rejection> {
@@ -476,8 +475,7 @@ impl State {
             unreachable!("State::apply dispatches only Event::AttachmentStored here")
         };
         self.next_attachment_id = self.next_attachment_id.max(*attachment_id);
-        if let Some(m) = self.messages.get_mut(message_id) {
-            *self.media_refs.entry(blob_key.clone()).or_default() += 1;
+        let stored = self.history.update(*message_id, |m| {
             m.attachments.push(Attachment {
                 id: *attachment_id,
                 file_name: file_name.clone(),
@@ -485,6 +483,9 @@ impl State {
                 mime_type: mime_type.clone(),
                 blob_key: blob_key.clone(),
             });
+        });
+        if stored.is_some() {
+            *self.media_refs.entry(blob_key.clone()).or_default() += 1;
         }
     }
 }

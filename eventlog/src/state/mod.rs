@@ -26,6 +26,7 @@ mod avatars;
 mod contacts;
 mod conversations;
 mod forward;
+pub mod history;
 mod messages;
 mod model;
 mod pins;
@@ -67,9 +68,13 @@ pub struct State {
     user_conversations: HashMap<UserId, BTreeSet<ConvId>>,
     /// (smaller user id, larger user id) → their direct conversation.
     directs: HashMap<(UserId, UserId), ConvId>,
-    pub messages: HashMap<MessageId, Message>,
-    /// (sender, conversation, client_id) → the message it created.
-    idempotency: HashMap<(UserId, ConvId, String), MessageId>,
+    /// Every message and idempotency key: on disk in the store, what
+    /// changed since the last snapshot in RAM (issue 12). Not in the
+    /// encoded state: the tree it lives in holds that.
+    #[serde(skip)]
+    pub(crate) history: history::History,
+    /// Messages ever posted (deleted ones included).
+    message_count: u64,
     /// (conversation, user) → read position.
     reads: HashMap<(ConvId, UserId), ReadPosition>,
     /// Refresh tokens revoked by logout: jti → expiry, forgotten
@@ -89,8 +94,7 @@ pub struct State {
     /// read position, deleted ones excluded: what `unread_count` answers,
     /// kept up to date by `apply` so that a list of 500 conversations does
     /// not count through their histories (40 % of its time did, issue 12).
-    /// Derived: not in the snapshot, rebuilt when one is loaded.
-    #[serde(skip)]
+    /// Kept in the snapshot: recounting them would read every message.
     unread: HashMap<(ConvId, UserId), usize>,
     /// User → the nodes whose sockets hold them online (presence, issue
     /// 13). A BTreeMap so that clearing a node decides its users in id
@@ -106,9 +110,8 @@ pub struct State {
     #[serde(default)]
     next_pin_id: PinId,
     /// Media store key → how many avatars and attachments refer to it:
-    /// a key at zero may be removed from the store. Derived: not in the
-    /// snapshot, rebuilt when one is loaded.
-    #[serde(skip)]
+    /// a key at zero may be removed from the store. Kept in the snapshot:
+    /// recounting would read every message.
     media_refs: HashMap<String, usize>,
 }
 
@@ -157,8 +160,64 @@ impl State {
         self.conversations.get(&id)
     }
 
-    pub fn message(&self, id: MessageId) -> Option<&Message> {
-        self.messages.get(&id)
+    /// Message `id`, as it is now, unless its conversation was deleted.
+    pub fn message(&self, id: MessageId) -> Option<Message> {
+        self.history
+            .get(id)
+            .filter(|m| self.conversations.contains_key(&m.conv_id))
+    }
+
+    /// Message `id` of conversation `conv_id` (one look-up on disk).
+    pub fn message_in(&self, conv_id: ConvId, id: MessageId) -> Option<Message> {
+        if !self.conversations.contains_key(&conv_id) {
+            return None;
+        }
+        self.history.get_in(conv_id, id)
+    }
+
+    /// The ids of `conv_id`'s messages within `ids`, oldest first or
+    /// newest first: a history page reads only what it shows.
+    pub fn message_ids(
+        &self,
+        conv_id: ConvId,
+        ids: std::ops::Range<MessageId>,
+        newest_first: bool,
+    ) -> impl Iterator<Item = MessageId> + '_ {
+        self.history.ids(conv_id, ids, newest_first)
+    }
+
+    /// `conv_id`'s messages within `ids`, in the order of
+    /// [`State::message_ids`].
+    pub fn messages_of(
+        &self,
+        conv_id: ConvId,
+        ids: std::ops::Range<MessageId>,
+        newest_first: bool,
+    ) -> impl Iterator<Item = Message> + '_ {
+        self.history.messages(conv_id, ids, newest_first)
+    }
+
+    /// The first message of `conv_id` posted at seq `seq` or later.
+    pub fn first_message_at_seq(&self, conv_id: ConvId, seq: Seq) -> Option<MessageId> {
+        self.history.first_at_seq(conv_id, seq)
+    }
+
+    /// Messages ever posted, deleted ones included.
+    pub fn message_count(&self) -> u64 {
+        self.message_count
+    }
+
+    /// A copy wholly in RAM, tied to no store (tests, `verify`): a clone
+    /// would share the store's history tree, and keep its database open.
+    pub fn detached(&self) -> State {
+        let mut copy = self.clone();
+        copy.history = self.history.detached();
+        copy
+    }
+
+    /// Messages changed since the last snapshot (held in RAM).
+    pub fn unwritten_messages(&self) -> usize {
+        self.history.unwritten()
     }
 
     pub fn is_member(&self, conv_id: ConvId, user_id: UserId) -> bool {
@@ -209,32 +268,25 @@ impl State {
     /// from, and what tests hold them to.
     pub fn unread_recount(&self, conv: &Conversation, user_id: UserId) -> usize {
         let up_to = self.read_up_to(conv.id, user_id);
-        let start = conv.message_ids.partition_point(|id| *id <= up_to);
-        self.unread_among(&conv.message_ids[start..], user_id)
+        self.unread_among(conv.id, up_to + 1..MessageId::MAX, user_id)
     }
 
     fn read_up_to(&self, conv_id: ConvId, user_id: UserId) -> MessageId {
         self.reads.get(&(conv_id, user_id)).map_or(0, |r| r.up_to)
     }
 
-    /// How many of `ids` count as unread for `user_id`.
-    fn unread_among(&self, ids: &[MessageId], user_id: UserId) -> usize {
-        ids.iter()
-            .filter_map(|id| self.messages.get(id))
+    /// How many of `conv_id`'s messages within `ids` count as unread for
+    /// `user_id`.
+    fn unread_among(
+        &self,
+        conv_id: ConvId,
+        ids: std::ops::Range<MessageId>,
+        user_id: UserId,
+    ) -> usize {
+        self.history
+            .messages(conv_id, ids, false)
             .filter(|m| m.sender != user_id && !m.is_deleted)
             .count()
-    }
-
-    /// Recounts the unread counters (not in the snapshot) from the
-    /// messages and read positions.
-    pub(crate) fn rebuild_unread(&mut self) {
-        let mut unread = HashMap::new();
-        for conv in self.conversations.values() {
-            for user_id in conv.members.keys() {
-                unread.insert((conv.id, *user_id), self.unread_recount(conv, *user_id));
-            }
-        }
-        self.unread = unread;
     }
 
     // ---- decide --------------------------------------------------------
@@ -322,12 +374,11 @@ impl State {
         conv_id: ConvId,
         message_id: MessageId,
         user: UserId,
-    ) -> Result<(&Conversation, &Message), Rejection> {
+    ) -> Result<(&Conversation, Message), Rejection> {
         let conv = self.member_conversation(conv_id, user)?;
         let message = self
-            .messages
-            .get(&message_id)
-            .filter(|m| m.conv_id == conv_id)
+            .history
+            .get_in(conv_id, message_id)
             .ok_or(Rejection::UnknownMessage)?;
         Ok((conv, message))
     }
@@ -338,7 +389,7 @@ impl State {
         conv_id: ConvId,
         message_id: MessageId,
         user: UserId,
-    ) -> Result<(&Conversation, &Message), Rejection> {
+    ) -> Result<(&Conversation, Message), Rejection> {
         let (conv, message) = self.visible_message(conv_id, message_id, user)?;
         if message.sender != user {
             return Err(Rejection::NotYourMessage);

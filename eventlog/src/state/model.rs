@@ -61,8 +61,6 @@ pub struct Conversation {
     pub members: BTreeMap<UserId, Member>,
     /// Seq of the newest event of this conversation (0: none yet).
     pub last_seq: Seq,
-    /// Every message id, in seq order (ids grow with seq).
-    pub message_ids: Vec<MessageId>,
     /// The newest message that is not deleted.
     pub last_message: Option<MessageId>,
     /// Pinned messages, oldest pin first (issue 14). Last, with a default,

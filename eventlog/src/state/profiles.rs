@@ -217,15 +217,9 @@ fn remove_if_held(
 
 #[cfg(test)]
 mod tests {
-    use std::collections::{BTreeMap, HashMap};
-
-    use serde::Serialize;
-
     use super::*;
-    use crate::codec;
-    use crate::event::{ConvId, Envelope, MessageId, Micros};
-    use crate::profile::{Profile, SettingsChanges};
-    use crate::state::model::{Conversation, Message, ReadPosition};
+    use crate::event::Envelope;
+    use crate::profile::SettingsChanges;
 
     fn register(state: &mut State, name: &str, phone: Option<&str>) -> UserId {
         let mut out = Vec::new();
@@ -388,88 +382,5 @@ mod tests {
             .unwrap();
         let settings = state.user(ana).unwrap().settings.clone().unwrap();
         assert_eq!(settings.values, SettingsValues::default());
-    }
-
-    /// `User` and `State` as the release before profiles wrote them: a
-    /// snapshot of theirs must load, with default profiles, no settings.
-    #[derive(Serialize)]
-    struct OldUser {
-        id: UserId,
-        username: String,
-        password_hash: String,
-        email: String,
-        display_name: String,
-        phone_number: Option<String>,
-        is_online: bool,
-        last_seen_at: Option<Micros>,
-        date_joined: Micros,
-    }
-
-    #[derive(Serialize)]
-    struct OldState {
-        next_offset: u64,
-        next_user_id: UserId,
-        next_conv_id: ConvId,
-        next_message_id: MessageId,
-        next_reaction_id: u64,
-        next_attachment_id: u64,
-        next_member_id: u64,
-        users: BTreeMap<UserId, OldUser>,
-        users_by_name: HashMap<String, UserId>,
-        users_by_phone: HashMap<String, UserId>,
-        conversations: BTreeMap<ConvId, Conversation>,
-        user_conversations: HashMap<UserId, std::collections::BTreeSet<ConvId>>,
-        directs: HashMap<(UserId, UserId), ConvId>,
-        messages: HashMap<MessageId, Message>,
-        idempotency: HashMap<(UserId, ConvId, String), MessageId>,
-        reads: HashMap<(ConvId, UserId), ReadPosition>,
-    }
-
-    #[test]
-    fn a_snapshot_from_before_profiles_loads() {
-        let mut state = State::default();
-        register(&mut state, "ana", Some("+15550001111"));
-        register(&mut state, "bo", None);
-        let old = OldState {
-            next_offset: state.next_offset,
-            next_user_id: state.next_user_id,
-            next_conv_id: state.next_conv_id,
-            next_message_id: state.next_message_id,
-            next_reaction_id: state.next_reaction_id,
-            next_attachment_id: state.next_attachment_id,
-            next_member_id: state.next_member_id,
-            users: state
-                .users
-                .values()
-                .map(|u| {
-                    let old = OldUser {
-                        id: u.id,
-                        username: u.username.clone(),
-                        password_hash: u.password_hash.clone(),
-                        email: u.email.clone(),
-                        display_name: u.display_name.clone(),
-                        phone_number: u.phone_number.clone(),
-                        is_online: u.is_online,
-                        last_seen_at: u.last_seen_at,
-                        date_joined: u.date_joined,
-                    };
-                    (u.id, old)
-                })
-                .collect(),
-            users_by_name: state.users_by_name.clone(),
-            users_by_phone: state.users_by_phone.clone(),
-            conversations: state.conversations.clone(),
-            user_conversations: state.user_conversations.clone(),
-            directs: state.directs.clone(),
-            messages: state.messages.clone(),
-            idempotency: state.idempotency.clone(),
-            reads: state.reads.clone(),
-        };
-        let bytes = codec::encode(&old).unwrap();
-        let mut loaded: State = codec::decode(&bytes).unwrap();
-        loaded.rebuild_user_indexes();
-        assert_eq!(loaded, state);
-        assert_eq!(loaded.user(1).unwrap().profile, Profile::default());
-        assert!(loaded.user(2).unwrap().settings.is_none());
     }
 }

@@ -31,6 +31,12 @@ pub fn open(config: StoreConfig) -> Store {
     }
 }
 
+/// Drops the snapshot and history tree of the closed store in `dir`: its
+/// next open replays the whole log.
+pub fn discard_snapshot(dir: &Path) {
+    retry_lock(|| vato_eventlog::snapshot::discard(dir)).expect("discard snapshot");
+}
+
 /// `store::rebuild`, waiting out the lock of a store just closed.
 pub fn rebuild(dir: &Path) -> Result<vato_eventlog::State, vato_eventlog::StoreError> {
     retry_lock(|| vato_eventlog::store::rebuild(dir))

@@ -80,5 +80,5 @@ async fn forward(
     } else {
         StatusCode::OK
     };
-    Ok((status, Json(render::message(&state, message, Some(me)))).into_response())
+    Ok((status, Json(render::message(&state, &message, Some(me)))).into_response())
 }

@@ -113,34 +113,37 @@ async fn history(
         let conv = state
             .conversation(conv_id)
             .ok_or(ApiError::Forbidden(NOT_MEMBER))?;
-        let ids = &conv.message_ids;
-        let seq_of = |id: &u64| state.message(*id).map_or(0, |m| m.seq);
+        // The cursors as a range of message ids (ids grow with seq within
+        // a conversation): a page reads only the messages it shows.
         let mut lo = 0;
-        let mut hi = ids.len();
+        let mut hi = u64::MAX;
         if let Some(b) = before {
-            hi = hi.min(ids.partition_point(|id| *id < b));
+            hi = hi.min(b);
         }
         if let Some(b) = before_seq {
-            hi = hi.min(ids.partition_point(|id| seq_of(id) < b));
+            let first = state.first_message_at_seq(conv.id, b);
+            hi = hi.min(first.unwrap_or(u64::MAX));
         }
         if let Some(a) = after {
-            lo = lo.max(ids.partition_point(|id| *id <= a));
+            lo = lo.max(a.saturating_add(1));
         }
         if let Some(a) = after_seq {
-            lo = lo.max(ids.partition_point(|id| seq_of(id) <= a));
+            let first = state.first_message_at_seq(conv.id, a.saturating_add(1));
+            lo = lo.max(first.unwrap_or(u64::MAX));
         }
         let range = lo..hi.max(lo);
-        // Without a search the page is a slice of the range.
+        // Without a search the page is the first `limit` ids of the range
+        // from the cursor's side, newest first.
         let page_ids = search.is_none().then(|| {
-            let slice = match direction {
-                Direction::OldestFirst => {
-                    &ids[range.start..range.end.min(range.start.saturating_add(limit))]
-                }
-                Direction::NewestFirst => {
-                    &ids[range.end.saturating_sub(limit).max(range.start)..range.end]
-                }
-            };
-            slice.iter().rev().copied().collect::<Vec<u64>>()
+            let newest_first = direction == Direction::NewestFirst;
+            let mut ids: Vec<u64> = state
+                .message_ids(conv.id, range.clone(), newest_first)
+                .take(limit)
+                .collect();
+            if !newest_first {
+                ids.reverse();
+            }
+            ids
         });
         (range, page_ids)
     };
@@ -197,7 +200,7 @@ async fn render_in_chunks(app: &App, ids: &[u64], me: u64) -> Vec<Value> {
 /// The messages of `ids`, in the order given, rendered for `me`.
 fn render_page<'a>(state: &LogState, ids: impl Iterator<Item = &'a u64>, me: u64) -> Vec<Value> {
     ids.filter_map(|id| state.message(*id))
-        .map(|m| render::message(state, m, Some(me)))
+        .map(|m| render::message(state, &m, Some(me)))
         .collect()
 }
 
@@ -240,7 +243,7 @@ async fn send(
     } else {
         StatusCode::OK
     };
-    Ok((status, Json(render::message(&state, message, Some(me)))).into_response())
+    Ok((status, Json(render::message(&state, &message, Some(me)))).into_response())
 }
 
 /// What intake needs to know besides the body.
@@ -274,7 +277,7 @@ fn message_json(app: &App, message_id: u64, me: u64) -> ApiResult<Value> {
     let message = state
         .message(message_id)
         .ok_or(ApiError::NotFound(NO_MESSAGE))?;
-    Ok(render::message(&state, message, Some(me)))
+    Ok(render::message(&state, &message, Some(me)))
 }
 
 async fn edit(
@@ -348,8 +351,9 @@ async fn react(
             added: true,
         } => {
             let state = app.store.state();
-            let reaction = state
-                .message(message_id)
+            let message = state.message(message_id);
+            let reaction = message
+                .as_ref()
                 .and_then(|m| m.reactions.iter().find(|r| r.id == reaction_id))
                 .ok_or_else(|| ApiError::Internal("reaction vanished".into()))?;
             Ok((

@@ -140,7 +140,7 @@ pub fn message(state: &State, m: &Message, viewer: Option<UserId>) -> Value {
 pub fn pin(state: &State, pin: &Pin, viewer: UserId) -> Value {
     json!({
         "id": pin.id,
-        "message": state.message(pin.message_id).map(|m| message(state, m, Some(viewer))),
+        "message": state.message(pin.message_id).map(|m| message(state, &m, Some(viewer))),
         "pinned_by": user_id_json(state, pin.by, Some(viewer)),
         "pinned_at": format(pin.at),
     })

@@ -133,8 +133,8 @@ pub(super) struct MessageView<'a> {
     id: MessageId,
     conversation: ConvId,
     sender: Option<UserView<'a>>,
-    message_type: &'a str,
-    content: &'a str,
+    message_type: String,
+    content: String,
     created_at: String,
     edited_at: Option<String>,
     reply_to: Option<MessageId>,
@@ -142,11 +142,11 @@ pub(super) struct MessageView<'a> {
     forwarded_from: Option<MessageId>,
     forwarded_from_message: Option<ForwardedMessage<'a>>,
     is_deleted: bool,
-    attachments: Vec<AttachmentView<'a>>,
+    attachments: Vec<AttachmentView>,
     receipts: Vec<Receipt<'a>>,
     reactions: Vec<ReactionView<'a>>,
     seq: Seq,
-    client_id: Option<&'a str>,
+    client_id: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -170,12 +170,12 @@ pub(super) struct Receipt<'a> {
 }
 
 #[derive(Serialize)]
-pub(super) struct AttachmentView<'a> {
+pub(super) struct AttachmentView {
     id: AttachmentId,
     file: String,
-    file_name: &'a str,
+    file_name: String,
     file_size: u64,
-    mime_type: &'a str,
+    mime_type: String,
     download_url: String,
 }
 
@@ -183,27 +183,29 @@ pub(super) struct AttachmentView<'a> {
 pub(super) struct ReactionView<'a> {
     id: ReactionId,
     user: Option<UserView<'a>>,
-    emoji: &'a str,
+    emoji: String,
     created_at: String,
 }
 
 impl<'a> ReactionView<'a> {
     pub(super) fn new(
         state: &'a State,
-        r: &'a vato_eventlog::state::Reaction,
+        r: &vato_eventlog::state::Reaction,
         viewer: Option<UserId>,
     ) -> Self {
         ReactionView {
             id: r.id,
             user: UserView::of(state, r.user_id, viewer),
-            emoji: &r.emoji,
+            emoji: r.emoji.clone(),
             created_at: format(r.created_at),
         }
     }
 }
 
 impl<'a> MessageView<'a> {
-    pub(super) fn new(state: &'a State, m: &'a Message, viewer: Option<UserId>) -> Self {
+    /// Owns what it takes of `m`: messages are read from disk, so the
+    /// view outlives the copy it was made from.
+    pub(super) fn new(state: &'a State, m: &Message, viewer: Option<UserId>) -> Self {
         let reply_to_message = m
             .reply_to
             .and_then(|id| state.message(id))
@@ -247,8 +249,12 @@ impl<'a> MessageView<'a> {
             id: m.id,
             conversation: m.conv_id,
             sender: UserView::of(state, m.sender, viewer),
-            message_type: &m.message_type,
-            content: if m.is_deleted { "" } else { &m.content },
+            message_type: m.message_type.clone(),
+            content: if m.is_deleted {
+                String::new()
+            } else {
+                m.content.clone()
+            },
             created_at: format(m.created_at),
             edited_at: m.edited_at.map(format),
             reply_to: m.reply_to,
@@ -262,9 +268,9 @@ impl<'a> MessageView<'a> {
                 .map(|a| AttachmentView {
                     id: a.id,
                     file: format!("/media/attachments/{}", a.blob_key),
-                    file_name: &a.file_name,
+                    file_name: a.file_name.clone(),
                     file_size: a.file_size,
-                    mime_type: &a.mime_type,
+                    mime_type: a.mime_type.clone(),
                     download_url: format!("/api/chat/attachments/{}/download/", a.id),
                 })
                 .collect(),
@@ -275,7 +281,7 @@ impl<'a> MessageView<'a> {
                 .map(|r| ReactionView::new(state, r, viewer))
                 .collect(),
             seq: m.seq,
-            client_id: m.client_id.as_deref(),
+            client_id: m.client_id.clone(),
         }
     }
 }
@@ -288,7 +294,7 @@ pub(super) struct MessageFrame<'a> {
     data: MessageView<'a>,
     seq: Seq,
     #[serde(skip_serializing_if = "Option::is_none")]
-    client_id: Option<Option<&'a str>>,
+    client_id: Option<Option<String>>,
 }
 
 impl<'a> MessageFrame<'a> {
@@ -302,12 +308,12 @@ impl<'a> MessageFrame<'a> {
         let (_, seq) = envelope.event.conv_seq()?;
         match &envelope.event {
             Event::MessagePosted { message_id, .. } => {
-                Some(Self::posted(state, state.message(*message_id)?, viewer))
+                Some(Self::posted(state, &state.message(*message_id)?, viewer))
             }
             Event::MessageEdited { message_id, .. }
             | Event::AttachmentStored { message_id, .. } => Some(MessageFrame {
                 kind: "message.edited",
-                data: MessageView::new(state, state.message(*message_id)?, viewer),
+                data: MessageView::new(state, &state.message(*message_id)?, viewer),
                 seq,
                 client_id: None,
             }),
@@ -317,12 +323,12 @@ impl<'a> MessageFrame<'a> {
 
     /// `message.new` of a message: its seq and the sender's `client_id`
     /// are those of the event that posted it.
-    pub(super) fn posted(state: &'a State, m: &'a Message, viewer: Option<UserId>) -> Self {
+    pub(super) fn posted(state: &'a State, m: &Message, viewer: Option<UserId>) -> Self {
         MessageFrame {
             kind: "message.new",
             data: MessageView::new(state, m, viewer),
             seq: m.seq,
-            client_id: Some(m.client_id.as_deref()),
+            client_id: Some(m.client_id.clone()),
         }
     }
 }
@@ -387,7 +393,7 @@ impl<'a> ConversationView<'a> {
             last_message: c
                 .last_message
                 .and_then(|id| state.message(id))
-                .map(|m| MessageView::new(state, m, Some(viewer))),
+                .map(|m| MessageView::new(state, &m, Some(viewer))),
             unread_count: state.unread_count(c, viewer),
             pinned_message_ids: c.pins.iter().map(|p| p.message_id).collect(),
         }

@@ -346,7 +346,7 @@ fn answer(
             } if in_flight.is_send => {
                 let state = app.store.state();
                 let message = state.message(message_id)?;
-                return render::message_new_text(&state, message, Some(user_id));
+                return render::message_new_text(&state, &message, Some(user_id));
             }
             _ => return None,
         },

@@ -1,10 +1,12 @@
 //! `vato-admin`: inspect and check a Vato data directory (the server must
 //! be stopped: sled holds an exclusive lock on its files).
 //!
-//! * `verify`  — rebuilds the read models from offset 0 and checks they equal
-//!   the snapshot + tail the server would start from, and that every
-//!   conversation's seqs are gap-free in the index. Exit 1 on a mismatch.
-//! * `rebuild` — rebuilds from offset 0 and writes a fresh snapshot.
+//! * `verify`  — rebuilds the read models from offset 0 (in RAM) and checks
+//!   they equal the history tree + snapshot + tail the server would start
+//!   from, and that every conversation's seqs are gap-free in the index.
+//!   Exit 1 on a mismatch. (It holds the whole history in RAM twice.)
+//! * `rebuild` — makes the history tree and snapshot again from the log
+//!   (after a damaged tree is reported); the log is only read.
 //! * `dump`    — prints events as JSON lines.
 //! * `stats`   — counts and bytes on disk.
 //! * `generate` — fills a new data directory with users, conversations and
@@ -43,7 +45,7 @@ struct Cli {
 enum Action {
     /// Full replay equals snapshot + tail, and seqs are gap-free.
     Verify,
-    /// Rebuild the read models from offset 0 and write a fresh snapshot.
+    /// Make the history tree and snapshot again from the log.
     Rebuild,
     /// Print events as JSON lines.
     Dump {
@@ -150,10 +152,12 @@ fn run(cli: Cli) -> Result<ExitCode, BoxError> {
         }
         Action::Rebuild => {
             let log = open_log(&dir)?;
-            let mut state = vato_eventlog::State::default();
-            store::replay_into(&log, &mut state)?;
-            snapshot::write(&dir, &state)?;
-            println!("rebuilt {} events; snapshot written", state.next_offset);
+            let state = store::rebuild_history(&log)?;
+            println!(
+                "rebuilt {} events; history tree `{}` and snapshot written",
+                state.next_offset,
+                snapshot::TREE
+            );
             Ok(ExitCode::SUCCESS)
         }
         Action::Dump { from, limit } => {
@@ -169,7 +173,7 @@ fn run(cli: Cli) -> Result<ExitCode, BoxError> {
             println!("events         {}", state.next_offset);
             println!("users          {}", state.users.len());
             println!("conversations  {}", state.conversations.len());
-            println!("messages       {}", state.messages.len());
+            println!("messages       {}", state.message_count());
             println!("bytes on disk  {}", log.size_on_disk()?);
             if let Some(position) = log.position()? {
                 println!("stream position {position}");

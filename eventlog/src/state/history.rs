@@ -1,0 +1,476 @@
+//! Message history (issue 12): every message (its current state after
+//! edits, deletes, reactions and attachments) and every idempotency key
+//! lives on disk, in the sled tree `history` beside the log; RAM holds only
+//! what changed since the last snapshot.
+//!
+//! Three layers, newest first:
+//! * `active`: what `apply` changed since the last freeze (the writer's);
+//! * `frozen`: the previous `active`, being written to the tree by a
+//!   snapshot (read-only, shared with the snapshot thread);
+//! * the tree: everything up to the last snapshot.
+//!
+//! A snapshot writes the frozen layer *and* the encoded small state (users,
+//! conversations, counters) in one sled batch, so the tree always equals
+//! the state at the snapshot's offset: after a crash the store loads that
+//! state and replays the log's tail into a fresh `active` layer; nothing
+//! is applied twice, nothing is missing. Without a tree (a `State` built in
+//! a test, a full replay for `verify`) everything stays in `active`.
+//!
+//! Keys (ids big-endian, so that sled's order is numeric order):
+//! * `m` conv id → message (codec-encoded);
+//! * `x` id → conv: find a message by id alone;
+//! * `q` conv seq → id: the posted messages by seq, for seq cursors;
+//! * `i` sender conv client_id → id: idempotency keys, for ever;
+//! * `s` → the encoded [`State`](super::State) the tree belongs to.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::ops::Range;
+use std::sync::Arc;
+
+use crate::codec;
+use crate::event::{ConvId, MessageId, Seq, UserId};
+
+use super::model::Message;
+
+/// The sled tree the history lives in.
+pub const TREE: &str = "history";
+
+const MESSAGE: u8 = b'm';
+const OWNER: u8 = b'x';
+const BY_SEQ: u8 = b'q';
+const KEY: u8 = b'i';
+pub const STATE: &[u8] = b"s";
+
+type IdempotencyKey = (UserId, ConvId, String);
+
+/// What changed in one stretch of events.
+#[derive(Clone, Default, Debug)]
+pub struct Layer {
+    messages: HashMap<MessageId, Message>,
+    by_conv: BTreeSet<(ConvId, MessageId)>,
+    by_seq: BTreeMap<(ConvId, Seq), MessageId>,
+    keys: HashMap<IdempotencyKey, MessageId>,
+}
+
+impl Layer {
+    pub fn is_empty(&self) -> bool {
+        self.messages.is_empty() && self.keys.is_empty()
+    }
+
+    pub fn len(&self) -> usize {
+        self.messages.len()
+    }
+
+    /// The layer as one sled batch, with `state` (the encoded small state
+    /// the layer brings the tree to) under `s`.
+    pub fn to_batch(&self, state: Vec<u8>) -> Result<sled::Batch, codec::CodecError> {
+        let mut batch = sled::Batch::default();
+        for m in self.messages.values() {
+            batch.insert(message_key(m.conv_id, m.id), codec::encode(m)?);
+            batch.insert(id_key(OWNER, m.id).to_vec(), &m.conv_id.to_be_bytes()[..]);
+            batch.insert(
+                pair_key(BY_SEQ, m.conv_id, m.seq).to_vec(),
+                &m.id.to_be_bytes()[..],
+            );
+        }
+        for ((sender, conv, client_id), id) in &self.keys {
+            batch.insert(
+                idempotency_key(*sender, *conv, client_id),
+                &id.to_be_bytes()[..],
+            );
+        }
+        batch.insert(STATE, state);
+        Ok(batch)
+    }
+}
+
+#[derive(Clone, Default)]
+pub struct History {
+    tree: Option<sled::Tree>,
+    active: Layer,
+    frozen: Option<Arc<Layer>>,
+}
+
+impl std::fmt::Debug for History {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("History")
+            .field("on_disk", &self.tree.is_some())
+            .field("active", &self.active.messages.len())
+            .field("frozen", &self.frozen.as_ref().map(|l| l.messages.len()))
+            .finish()
+    }
+}
+
+/// Equal when they hold the same messages and idempotency keys, wherever
+/// they are kept (what `verify` and the replay tests compare).
+impl PartialEq for History {
+    fn eq(&self, other: &History) -> bool {
+        self.all_messages() == other.all_messages() && self.all_keys() == other.all_keys()
+    }
+}
+
+impl History {
+    /// Keeps the history in `tree` from now on (its content must be the
+    /// state's, as [`super::State`]'s loader ensures).
+    pub fn attach(&mut self, tree: sled::Tree) {
+        self.tree = Some(tree);
+    }
+
+    pub fn tree(&self) -> Option<&sled::Tree> {
+        self.tree.as_ref()
+    }
+
+    /// Messages changed since the last freeze: what a snapshot would write.
+    pub fn unwritten(&self) -> usize {
+        self.active.len()
+    }
+
+    // ---- reads ---------------------------------------------------------
+
+    pub fn get(&self, id: MessageId) -> Option<Message> {
+        if let Some(m) = self.in_layers(id) {
+            return Some(m.clone());
+        }
+        let tree = self.tree.as_ref()?;
+        let conv = read(tree, &id_key(OWNER, id)).map(|v| be_u64(&v))?;
+        self.in_tree(conv, id)
+    }
+
+    /// Message `id` if it belongs to `conv`: one look-up on disk.
+    pub fn get_in(&self, conv: ConvId, id: MessageId) -> Option<Message> {
+        if let Some(m) = self.in_layers(id) {
+            return (m.conv_id == conv).then(|| m.clone());
+        }
+        self.in_tree(conv, id)
+    }
+
+    fn in_layers(&self, id: MessageId) -> Option<&Message> {
+        self.active
+            .messages
+            .get(&id)
+            .or_else(|| self.frozen.as_ref()?.messages.get(&id))
+    }
+
+    fn in_tree(&self, conv: ConvId, id: MessageId) -> Option<Message> {
+        let tree = self.tree.as_ref()?;
+        let bytes = read(tree, &message_key(conv, id))?;
+        decode(&bytes)
+    }
+
+    pub fn key(&self, sender: UserId, conv: ConvId, client_id: &str) -> Option<MessageId> {
+        let key = (sender, conv, client_id.to_string());
+        if let Some(id) = self.active.keys.get(&key) {
+            return Some(*id);
+        }
+        if let Some(id) = self.frozen.as_ref().and_then(|l| l.keys.get(&key)) {
+            return Some(*id);
+        }
+        let tree = self.tree.as_ref()?;
+        read(tree, &idempotency_key(sender, conv, client_id)).map(|v| be_u64(&v))
+    }
+
+    /// The ids of `conv`'s messages within `ids`, oldest first, or newest
+    /// first when `newest_first`.
+    pub fn ids(
+        &self,
+        conv: ConvId,
+        ids: Range<MessageId>,
+        newest_first: bool,
+    ) -> impl Iterator<Item = MessageId> + '_ {
+        let layer = |layer: &Layer| -> Vec<MessageId> {
+            // Layers are small (what changed since the last snapshot), but
+            // a range of one conversation is smaller still.
+            let range = layer
+                .by_conv
+                .range((conv, ids.start)..(conv, ids.end.max(ids.start)));
+            if newest_first {
+                range.rev().map(|(_, id)| *id).collect()
+            } else {
+                range.map(|(_, id)| *id).collect()
+            }
+        };
+        let mut sources: Vec<Box<dyn Iterator<Item = MessageId> + '_>> = vec![
+            Box::new(layer(&self.active).into_iter()),
+            Box::new(
+                self.frozen
+                    .as_deref()
+                    .map(layer)
+                    .unwrap_or_default()
+                    .into_iter(),
+            ),
+        ];
+        if let Some(tree) = &self.tree {
+            let range = message_key(conv, ids.start)..message_key(conv, ids.end.max(ids.start));
+            let keys = tree.range(range);
+            let id_of = |item: sled::Result<(sled::IVec, sled::IVec)>| match item {
+                Ok((key, _)) => Some(be_u64(&key[9..])),
+                Err(e) => {
+                    tracing::error!("history tree `{TREE}` unreadable: {e}");
+                    None
+                }
+            };
+            if newest_first {
+                sources.push(Box::new(keys.rev().map_while(id_of)));
+            } else {
+                sources.push(Box::new(keys.map_while(id_of)));
+            }
+        }
+        Merge::new(sources, newest_first)
+    }
+
+    /// `conv`'s messages within `ids`, in the order of [`History::ids`].
+    pub fn messages(
+        &self,
+        conv: ConvId,
+        ids: Range<MessageId>,
+        newest_first: bool,
+    ) -> impl Iterator<Item = Message> + '_ {
+        self.ids(conv, ids, newest_first)
+            .filter_map(move |id| self.get_in(conv, id))
+    }
+
+    /// The first message of `conv` posted with a seq ≥ `seq`.
+    pub fn first_at_seq(&self, conv: ConvId, seq: Seq) -> Option<MessageId> {
+        let layer = |l: &Layer| {
+            l.by_seq
+                .range((conv, seq)..=(conv, Seq::MAX))
+                .next()
+                .map(|(_, id)| *id)
+        };
+        let tree = self.tree.as_ref().and_then(|tree| {
+            let range = pair_key(BY_SEQ, conv, seq)..=pair_key(BY_SEQ, conv, Seq::MAX);
+            match tree.range(range).next()? {
+                Ok((_, id)) => Some(be_u64(&id)),
+                Err(e) => {
+                    tracing::error!("history tree `{TREE}` unreadable: {e}");
+                    None
+                }
+            }
+        });
+        [
+            layer(&self.active),
+            self.frozen.as_deref().and_then(layer),
+            tree,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    /// Every message, by id (tests, `verify`: not for a large history).
+    pub fn all_messages(&self) -> BTreeMap<MessageId, Message> {
+        let mut all = BTreeMap::new();
+        if let Some(tree) = &self.tree {
+            for item in tree.scan_prefix([MESSAGE]) {
+                let Ok((_, bytes)) = item else { continue };
+                if let Some(m) = decode(&bytes) {
+                    all.insert(m.id, m);
+                }
+            }
+        }
+        for layer in self.frozen.as_deref().into_iter().chain([&self.active]) {
+            for (id, m) in &layer.messages {
+                all.insert(*id, m.clone());
+            }
+        }
+        all
+    }
+
+    /// Every idempotency key (tests, `verify`).
+    pub fn all_keys(&self) -> BTreeMap<IdempotencyKey, MessageId> {
+        let mut all = BTreeMap::new();
+        if let Some(tree) = &self.tree {
+            for item in tree.scan_prefix([KEY]) {
+                let Ok((key, id)) = item else { continue };
+                if key.len() < 17 {
+                    continue;
+                }
+                let client_id = String::from_utf8_lossy(&key[17..]).into_owned();
+                all.insert(
+                    (be_u64(&key[1..9]), be_u64(&key[9..17]), client_id),
+                    be_u64(&id),
+                );
+            }
+        }
+        for layer in self.frozen.as_deref().into_iter().chain([&self.active]) {
+            for (key, id) in &layer.keys {
+                all.insert(key.clone(), *id);
+            }
+        }
+        all
+    }
+
+    /// The same history wholly in RAM, tied to no tree: a copy that
+    /// outlives the store (tests; `verify`).
+    pub fn detached(&self) -> History {
+        let mut active = Layer::default();
+        for (id, m) in self.all_messages() {
+            active.by_conv.insert((m.conv_id, id));
+            active.by_seq.insert((m.conv_id, m.seq), id);
+            active.messages.insert(id, m);
+        }
+        active.keys = self.all_keys().into_iter().collect();
+        History {
+            tree: None,
+            active,
+            frozen: None,
+        }
+    }
+
+    // ---- writes (apply only) -------------------------------------------
+
+    pub fn insert(&mut self, message: Message) {
+        self.active.by_conv.insert((message.conv_id, message.id));
+        self.active
+            .by_seq
+            .insert((message.conv_id, message.seq), message.id);
+        self.active.messages.insert(message.id, message);
+    }
+
+    pub fn insert_key(&mut self, sender: UserId, conv: ConvId, client_id: &str, id: MessageId) {
+        self.active
+            .keys
+            .insert((sender, conv, client_id.to_string()), id);
+    }
+
+    /// Changes message `id` in the active layer (copying it there first);
+    /// `None` when there is no such message.
+    pub fn update<R>(
+        &mut self,
+        id: MessageId,
+        change: impl FnOnce(&mut Message) -> R,
+    ) -> Option<R> {
+        if !self.active.messages.contains_key(&id) {
+            let message = self.get(id)?;
+            self.active.by_conv.insert((message.conv_id, id));
+            self.active.messages.insert(id, message);
+        }
+        self.active.messages.get_mut(&id).map(change)
+    }
+
+    // ---- snapshots -----------------------------------------------------
+
+    /// Moves the active layer to `frozen` for a snapshot to write, and
+    /// returns it; `None` without a tree (nothing is ever written then) or
+    /// while an earlier frozen layer is not written yet.
+    pub fn freeze(&mut self) -> Option<Arc<Layer>> {
+        self.tree.as_ref()?;
+        if self.frozen.is_some() {
+            return None;
+        }
+        let layer = Arc::new(std::mem::take(&mut self.active));
+        self.frozen = Some(layer.clone());
+        Some(layer)
+    }
+
+    /// The frozen layer is in the tree now: reads find it there.
+    pub fn thaw(&mut self) {
+        self.frozen = None;
+    }
+
+    /// The frozen layer could not be written: it goes back under the
+    /// active one (whose entries are newer), for the next snapshot.
+    pub fn unfreeze(&mut self) {
+        let Some(frozen) = self.frozen.take() else {
+            return;
+        };
+        let frozen = Arc::try_unwrap(frozen).unwrap_or_else(|shared| (*shared).clone());
+        for (id, m) in frozen.messages {
+            if let std::collections::hash_map::Entry::Vacant(slot) = self.active.messages.entry(id)
+            {
+                self.active.by_conv.insert((m.conv_id, id));
+                slot.insert(m);
+            }
+        }
+        self.active.by_seq.extend(frozen.by_seq);
+        for (key, id) in frozen.keys {
+            self.active.keys.entry(key).or_insert(id);
+        }
+    }
+}
+
+/// The k-way merge of sorted id streams, each id once.
+struct Merge<'a> {
+    sources: Vec<std::iter::Peekable<Box<dyn Iterator<Item = MessageId> + 'a>>>,
+    newest_first: bool,
+}
+
+impl<'a> Merge<'a> {
+    fn new(sources: Vec<Box<dyn Iterator<Item = MessageId> + 'a>>, newest_first: bool) -> Self {
+        Merge {
+            sources: sources.into_iter().map(Iterator::peekable).collect(),
+            newest_first,
+        }
+    }
+}
+
+impl Iterator for Merge<'_> {
+    type Item = MessageId;
+
+    fn next(&mut self) -> Option<MessageId> {
+        let heads = self.sources.iter_mut().filter_map(|s| s.peek().copied());
+        let next = if self.newest_first {
+            heads.max()
+        } else {
+            heads.min()
+        }?;
+        for source in &mut self.sources {
+            if source.peek() == Some(&next) {
+                source.next();
+            }
+        }
+        Some(next)
+    }
+}
+
+fn read(tree: &sled::Tree, key: &[u8]) -> Option<sled::IVec> {
+    match tree.get(key) {
+        Ok(value) => value,
+        Err(e) => {
+            tracing::error!("history tree `{TREE}` unreadable: {e}");
+            None
+        }
+    }
+}
+
+fn decode(bytes: &[u8]) -> Option<Message> {
+    match codec::decode(bytes) {
+        Ok(m) => Some(m),
+        Err(e) => {
+            tracing::error!(
+                "history tree `{TREE}` holds a damaged message: {e}; run `vato-admin rebuild`"
+            );
+            None
+        }
+    }
+}
+
+fn be_u64(bytes: &[u8]) -> u64 {
+    let mut buf = [0u8; 8];
+    let n = bytes.len().min(8);
+    buf[..n].copy_from_slice(&bytes[..n]);
+    u64::from_be_bytes(buf)
+}
+
+fn id_key(tag: u8, id: u64) -> [u8; 9] {
+    let mut key = [tag; 9];
+    key[1..].copy_from_slice(&id.to_be_bytes());
+    key
+}
+
+fn pair_key(tag: u8, a: u64, b: u64) -> [u8; 17] {
+    let mut key = [tag; 17];
+    key[1..9].copy_from_slice(&a.to_be_bytes());
+    key[9..].copy_from_slice(&b.to_be_bytes());
+    key
+}
+
+fn message_key(conv: ConvId, id: MessageId) -> Vec<u8> {
+    pair_key(MESSAGE, conv, id).to_vec()
+}
+
+fn idempotency_key(sender: UserId, conv: ConvId, client_id: &str) -> Vec<u8> {
+    let mut key = pair_key(KEY, sender, conv).to_vec();
+    key.extend_from_slice(client_id.as_bytes());
+    key
+}
