@@ -1,11 +1,14 @@
 //! Snapshots, so that a restart replays only the log's tail (issue 12).
 //!
-//! A snapshot lives in the sled tree [`TREE`] beside the log: the history
-//! written since the previous one (messages, idempotency keys) and the
-//! encoded small state (users, conversations, counters) go in *one* sled
-//! batch, then sled is flushed. So the tree always holds the history and
-//! the state of one and the same offset, and a crash leaves either the old
-//! snapshot or the new one whole.
+//! A snapshot lives in the sled tree [`TREE`] beside the log. It commits
+//! the history changed since the previous one (messages, idempotency keys)
+//! as one value, and the encoded small state (users, conversations,
+//! counters), in *one* small sled batch, and flushes: the commit point.
+//! Then it writes that layer's records one by one and drops the committed
+//! value. A crash after the commit point leaves the value: the next open
+//! writes its records again (they are final values, so writing twice is
+//! writing once) before anything reads the tree. So the tree always
+//! holds the history and the state of one and the same offset.
 //!
 //! Unlike the single-file snapshot of earlier versions (`snapshot.bin`,
 //! read no more: a directory that has one is migrated by a full replay on
@@ -18,7 +21,7 @@ use std::sync::Arc;
 
 use crate::codec;
 use crate::log::{Log, LogError};
-use crate::state::history::{Layer, STATE};
+use crate::state::history::{Layer, PENDING_LAYER, STATE};
 use crate::state::State;
 
 pub use crate::state::history::{STATE as STATE_KEY, TREE};
@@ -69,14 +72,39 @@ impl Pending {
     /// Writes the snapshot in one batch and makes it durable. Then the
     /// caller thaws the state's history ([`finish`]).
     pub fn write(&self) -> Result<(), LogError> {
-        let batch = self
+        let started = std::time::Instant::now();
+        let layer = self
             .layer
-            .to_batch(self.state.clone())
-            .map_err(|e| LogError::Layout(format!("unencodable message: {e}")))?;
-        self.tree.apply_batch(batch)?;
+            .to_record()
+            .map_err(|e| LogError::Layout(format!("unencodable history: {e}")))?;
+        let mut commit = sled::Batch::default();
+        commit.insert(STATE, self.state.clone());
+        commit.insert(PENDING_LAYER, layer);
+        self.tree.apply_batch(commit)?;
         self.tree.flush()?;
+        let committed = started.elapsed();
+        finish_layer(&self.tree, &self.layer)?;
+        tracing::info!(
+            messages = self.layer.len(),
+            state_bytes = self.state.len(),
+            commit_ms = committed.as_millis() as u64,
+            total_ms = started.elapsed().as_millis() as u64,
+            "snapshot written"
+        );
         Ok(())
     }
+}
+
+/// Writes a committed layer's records, then drops the committed value.
+fn finish_layer(tree: &sled::Tree, layer: &Layer) -> Result<(), LogError> {
+    layer.write_records(tree).map_err(|e| match e {
+        crate::state::history::HistoryError::Sled(e) => LogError::Sled(e),
+        crate::state::history::HistoryError::Codec(e) => {
+            LogError::Layout(format!("unencodable message: {e}"))
+        }
+    })?;
+    tree.remove(PENDING_LAYER)?;
+    Ok(())
 }
 
 /// After [`Pending::write`]: on success the frozen history is dropped from
@@ -109,6 +137,18 @@ pub fn load(tree: &sled::Tree) -> Result<Option<State>, SnapshotError> {
     };
     let mut state: State =
         codec::decode(&bytes).map_err(|e| SnapshotError::Damaged(e.to_string()))?;
+    // A snapshot committed but not finished (the process died while it
+    // wrote its records): finish it before anything reads the tree.
+    if let Some(pending) = tree.get(PENDING_LAYER).map_err(LogError::from)? {
+        let layer = Layer::from_record(&pending)
+            .map_err(|e| SnapshotError::Damaged(format!("pending layer: {e}")))?;
+        finish_layer(tree, &layer)?;
+        tree.flush().map_err(LogError::from)?;
+        tracing::info!(
+            messages = layer.len(),
+            "finished the last snapshot's records"
+        );
+    }
     // Indexes derived from `users` are not stored, nor the revoked tokens'
     // expiry index: rebuilt here.
     state.rebuild_user_indexes();

@@ -96,7 +96,16 @@ pub fn run(dir: &Path, plan: &Plan) -> Result<(), BoxError> {
         .worker_threads(1)
         .enable_all()
         .build()?;
-    let (store, committed) = Store::open(StoreConfig::new(dir))?;
+    // The server's variables for the two store settings that shape a
+    // generated directory's cost: snapshots and sled's page cache.
+    let mut config = StoreConfig::new(dir);
+    if let Ok(every) = std::env::var("VATO_SNAPSHOT_EVERY") {
+        config.snapshot_every = every.parse()?;
+    }
+    if let Ok(mib) = std::env::var("VATO_CACHE_MIB") {
+        config.cache_bytes = mib.parse::<u64>()? << 20;
+    }
+    let (store, committed) = Store::open(config)?;
     // Nobody fans out here: drop the durable batches as they come.
     drop(committed);
     let started = Instant::now();

@@ -81,6 +81,14 @@ enum Action {
 }
 
 fn main() -> ExitCode {
+    // Warnings by default; `RUST_LOG=info` shows each snapshot written.
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
     let cli = Cli::parse();
     match run(cli) {
         Ok(code) => code,
