@@ -165,11 +165,6 @@ impl History {
         self.tree.as_ref()
     }
 
-    /// Messages changed since the last freeze: what a snapshot would write.
-    pub fn unwritten(&self) -> usize {
-        self.active.len()
-    }
-
     // ---- reads ---------------------------------------------------------
 
     pub fn get(&self, id: MessageId) -> Option<Message> {

@@ -215,11 +215,6 @@ impl State {
         copy
     }
 
-    /// Messages changed since the last snapshot (held in RAM).
-    pub fn unwritten_messages(&self) -> usize {
-        self.history.unwritten()
-    }
-
     pub fn is_member(&self, conv_id: ConvId, user_id: UserId) -> bool {
         self.conversations
             .get(&conv_id)
