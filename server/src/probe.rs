@@ -39,10 +39,12 @@ pub struct Probe {
 struct Seen {
     last_success: Option<Instant>,
     last_failure: Option<String>,
-    /// Cluster mode: whether the stream's last position, as of the
-    /// previous check, is applied here; `None` before the first check.
-    caught_up: Option<Result<(), String>>,
-    caught_up_at: Option<Instant>,
+    /// Cluster mode: the stream's last position at the latest check (or
+    /// why it could not be read); `None` before the first check. The node
+    /// has caught up once it has applied that position, which readiness
+    /// compares with the applied position of the moment it is asked.
+    stream_target: Option<Result<u64, String>>,
+    checked_at: Option<Instant>,
 }
 
 impl Probe {
@@ -72,12 +74,20 @@ impl Probe {
         let stale = 3 * self.check_every();
         check(
             "caught_up",
-            match (app.sequencer.cluster(), &seen.caught_up, seen.caught_up_at) {
+            match (app.sequencer.cluster(), &seen.stream_target, seen.checked_at) {
                 (None, _, _) => Ok("embedded mode".into()),
-                (Some(_), Some(Ok(())), Some(at)) if at.elapsed() <= stale => {
-                    Ok("the stream's position is applied".into())
-                }
                 (Some(_), Some(Err(e)), _) => Err(e.clone()),
+                (Some(cluster), Some(Ok(target)), Some(at)) if at.elapsed() <= stale => {
+                    let applied = cluster.applied_position();
+                    if applied >= *target {
+                        Ok("the stream's position is applied".into())
+                    } else {
+                        Err(format!(
+                            "{} stream commands not applied yet",
+                            target - applied
+                        ))
+                    }
+                }
                 (Some(_), _, _) => Err("the stream position was not checked recently".into()),
             },
         );
@@ -148,7 +158,6 @@ pub async fn run(app: Arc<App>) {
     app.hub.set_probe_node(node);
     let mut subscriber = None;
     let mut nonce = 0u64;
-    let mut previous_target = None;
     let mut tick = tokio::time::interval(probe.check_every());
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let latency = metrics::histogram!("vato_probe_latency_seconds");
@@ -157,10 +166,10 @@ pub async fn run(app: Arc<App>) {
     loop {
         tick.tick().await;
         if let Some(cluster) = app.sequencer.cluster() {
-            let checked = check_lag(cluster, &mut previous_target).await;
+            let target = check_lag(cluster).await;
             let mut seen = probe.seen.lock();
-            seen.caught_up = Some(checked);
-            seen.caught_up_at = Some(Instant::now());
+            seen.stream_target = Some(target);
+            seen.checked_at = Some(Instant::now());
         }
         if probe.interval.is_zero() {
             continue;
@@ -238,28 +247,18 @@ async fn probe_once(
     }
 }
 
-/// Cluster mode: caught up when the stream's last position as of the
-/// previous check is applied here (a node under steady load is always a
-/// few commands behind the stream's head, never behind its past).
-async fn check_lag(
-    cluster: &crate::sequencer::Cluster,
-    previous_target: &mut Option<u64>,
-) -> Result<(), String> {
+/// Cluster mode: the stream's last position, the target the node has
+/// caught up with once applied (a node under steady load is always a few
+/// commands behind the stream's head, never behind its past). Readiness
+/// compares it with the applied position when asked, so a check made
+/// while the node was still catching up is not held against it until the
+/// next one.
+async fn check_lag(cluster: &crate::sequencer::Cluster) -> Result<u64, String> {
+    let last = cluster
+        .stream_last_sequence()
+        .await
+        .map_err(|e| format!("cannot read the stream's position: {e}"))?;
     let applied = cluster.applied_position();
-    let last = cluster.stream_last_sequence().await;
-    let gauge = metrics::gauge!("vato_stream_lag");
-    let outcome = match (&last, *previous_target) {
-        (Err(e), _) => Err(format!("cannot read the stream's position: {e}")),
-        (Ok(last), _) if applied >= *last => Ok(()),
-        (Ok(_), Some(target)) if applied >= target => Ok(()),
-        (Ok(last), _) => Err(format!(
-            "{} stream commands not applied yet",
-            last.saturating_sub(applied)
-        )),
-    };
-    if let Ok(last) = last {
-        gauge.set(last.saturating_sub(applied) as f64);
-        *previous_target = Some(last);
-    }
-    outcome
+    metrics::gauge!("vato_stream_lag").set(last.saturating_sub(applied) as f64);
+    Ok(last)
 }
