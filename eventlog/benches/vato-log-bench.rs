@@ -82,6 +82,12 @@ enum Section {
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 fn main() -> Result<(), BoxError> {
+    // The store's own lines (snapshots written, and how long they took)
+    // with RUST_LOG=info; silent by default.
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .init();
     let mut args = Args::parse();
     if args.quick {
         args.seconds = 0.6;

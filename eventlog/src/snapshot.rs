@@ -1,10 +1,12 @@
 //! Snapshots, so that a restart replays only the log's tail (issue 12).
 //!
-//! A snapshot lives in the sled tree [`TREE`] beside the log. It commits
-//! the history changed since the previous one (messages, idempotency keys)
-//! as one value, and the encoded small state (users, conversations,
-//! counters), in *one* small sled batch, and flushes: the commit point.
-//! Then it writes that layer's records one by one and drops the committed
+//! A snapshot lives in sled beside the log: the history's records in the
+//! tree [`TREE`], the snapshot's own values in [`SNAPSHOT_TREE`]. It
+//! commits the history changed since the previous one (messages,
+//! idempotency keys) as one value, and the encoded small state (users,
+//! conversations, counters), in *one* small sled batch of the snapshot
+//! tree, and flushes: the commit point. Then it writes that layer's
+//! records one by one into the records tree and drops the committed
 //! value. A crash after the commit point leaves the value: the next open
 //! writes its records again (they are final values, so writing twice is
 //! writing once) before anything reads the tree. So the tree always
@@ -24,7 +26,7 @@ use crate::log::{Log, LogError};
 use crate::state::history::{Layer, PENDING_LAYER, STATE};
 use crate::state::State;
 
-pub use crate::state::history::{STATE as STATE_KEY, TREE};
+pub use crate::state::history::{Trees, SNAPSHOT_TREE, STATE as STATE_KEY, TREE};
 
 /// The snapshot file of versions before issue 12.
 pub const LEGACY_FILE: &str = "snapshot.bin";
@@ -35,7 +37,7 @@ pub fn legacy_path(dir: &Path) -> PathBuf {
 
 #[derive(Debug, thiserror::Error)]
 pub enum SnapshotError {
-    #[error("the history tree `{TREE}` is damaged ({0}); run `vato-admin rebuild` to make it again from the log")]
+    #[error("the history tree `{SNAPSHOT_TREE}` is damaged ({0}); run `vato-admin rebuild` to make it again from the log")]
     Damaged(String),
     #[error(transparent)]
     Log(#[from] LogError),
@@ -43,7 +45,7 @@ pub enum SnapshotError {
 
 /// A snapshot taken (the writer's short part) and not yet written.
 pub struct Pending {
-    tree: sled::Tree,
+    trees: Trees,
     layer: Arc<Layer>,
     state: Vec<u8>,
 }
@@ -52,11 +54,11 @@ pub struct Pending {
 /// rest of the state: what the writer does, briefly, under its lock.
 /// `None` when the state has no tree or a snapshot is still being written.
 pub fn take(state: &mut State) -> Option<Pending> {
-    let tree = state.history.tree()?.clone();
+    let trees = state.history.trees()?;
     let layer = state.history.freeze()?;
     match codec::encode(&*state) {
         Ok(bytes) => Some(Pending {
-            tree,
+            trees,
             layer,
             state: bytes,
         }),
@@ -80,10 +82,10 @@ impl Pending {
         let mut commit = sled::Batch::default();
         commit.insert(STATE, self.state.clone());
         commit.insert(PENDING_LAYER, layer);
-        self.tree.apply_batch(commit)?;
-        self.tree.flush()?;
+        self.trees.snapshot.apply_batch(commit)?;
+        self.trees.snapshot.flush()?;
         let committed = started.elapsed();
-        finish_layer(&self.tree, &self.layer)?;
+        finish_layer(&self.trees, &self.layer)?;
         tracing::info!(
             messages = self.layer.len(),
             state_bytes = self.state.len(),
@@ -96,14 +98,14 @@ impl Pending {
 }
 
 /// Writes a committed layer's records, then drops the committed value.
-fn finish_layer(tree: &sled::Tree, layer: &Layer) -> Result<(), LogError> {
-    layer.write_records(tree).map_err(|e| match e {
+fn finish_layer(trees: &Trees, layer: &Layer) -> Result<(), LogError> {
+    layer.write_records(&trees.records).map_err(|e| match e {
         crate::state::history::HistoryError::Sled(e) => LogError::Sled(e),
         crate::state::history::HistoryError::Codec(e) => {
             LogError::Layout(format!("unencodable message: {e}"))
         }
     })?;
-    tree.remove(PENDING_LAYER)?;
+    trees.snapshot.remove(PENDING_LAYER)?;
     Ok(())
 }
 
@@ -129,21 +131,22 @@ pub fn write_now(state: &mut State) -> Result<(), LogError> {
     written
 }
 
-/// The state the tree's snapshot holds, with the tree attached; `None`
-/// when the tree holds none (a new directory, or one from before issue 12).
-pub fn load(tree: &sled::Tree) -> Result<Option<State>, SnapshotError> {
-    let Some(bytes) = tree.get(STATE).map_err(LogError::from)? else {
+/// The state the snapshot tree holds, with the trees attached; `None`
+/// when it holds none (a new directory, or one from before issue 12).
+pub fn load(trees: &Trees) -> Result<Option<State>, SnapshotError> {
+    move_from_records(trees)?;
+    let Some(bytes) = trees.snapshot.get(STATE).map_err(LogError::from)? else {
         return Ok(None);
     };
     let mut state: State =
         codec::decode(&bytes).map_err(|e| SnapshotError::Damaged(e.to_string()))?;
     // A snapshot committed but not finished (the process died while it
     // wrote its records): finish it before anything reads the tree.
-    if let Some(pending) = tree.get(PENDING_LAYER).map_err(LogError::from)? {
+    if let Some(pending) = trees.snapshot.get(PENDING_LAYER).map_err(LogError::from)? {
         let layer = Layer::from_record(&pending)
             .map_err(|e| SnapshotError::Damaged(format!("pending layer: {e}")))?;
-        finish_layer(tree, &layer)?;
-        tree.flush().map_err(LogError::from)?;
+        finish_layer(trees, &layer)?;
+        trees.snapshot.flush().map_err(LogError::from)?;
         tracing::info!(
             messages = layer.len(),
             "finished the last snapshot's records"
@@ -153,16 +156,40 @@ pub fn load(tree: &sled::Tree) -> Result<Option<State>, SnapshotError> {
     // expiry index: rebuilt here.
     state.rebuild_user_indexes();
     state.rebuild_token_index();
-    state.history.attach(tree.clone());
+    state.history.attach(trees.clone());
     Ok(Some(state))
+}
+
+/// The first layout of issue 12 kept the state and the pending layer
+/// among the records: they move to the snapshot tree (one batch there,
+/// flushed, before they go from the records; a crash in between leaves
+/// both copies, equal, and the move is done again).
+fn move_from_records(trees: &Trees) -> Result<(), LogError> {
+    let Some(state) = trees.records.get(STATE)? else {
+        return Ok(());
+    };
+    let pending = trees.records.get(PENDING_LAYER)?;
+    let mut moved = sled::Batch::default();
+    moved.insert(STATE, state);
+    match pending {
+        Some(pending) => moved.insert(PENDING_LAYER, pending),
+        None => moved.remove(PENDING_LAYER),
+    }
+    trees.snapshot.apply_batch(moved)?;
+    trees.snapshot.flush()?;
+    trees.records.remove(PENDING_LAYER)?;
+    trees.records.remove(STATE)?;
+    trees.records.flush()?;
+    tracing::info!("moved the snapshot to the `{SNAPSHOT_TREE}` tree");
+    Ok(())
 }
 
 /// The offset the snapshot of the closed store in `dir` was taken at
 /// (`None`: no snapshot). What tests check a clean stop by.
 pub fn stored_offset(dir: &Path) -> Result<Option<u64>, SnapshotError> {
     let log = Log::open(dir)?;
-    let tree = log.sled().open_tree(TREE).map_err(LogError::from)?;
-    Ok(load(&tree)?.map(|state| state.next_offset))
+    let trees = Trees::open(log.sled()).map_err(LogError::from)?;
+    Ok(load(&trees)?.map(|state| state.next_offset))
 }
 
 /// Test and admin hook: drops the snapshot and history of the closed store
@@ -170,6 +197,7 @@ pub fn stored_offset(dir: &Path) -> Result<Option<u64>, SnapshotError> {
 pub fn discard(dir: &Path) -> Result<(), LogError> {
     let log = Log::open(dir)?;
     log.sled().drop_tree(TREE)?;
+    log.sled().drop_tree(SNAPSHOT_TREE)?;
     log.sync()?;
     let _ = std::fs::remove_file(legacy_path(dir));
     Ok(())

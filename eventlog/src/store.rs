@@ -261,11 +261,8 @@ pub fn recover(log: &Log) -> Result<State, StoreError> {
 /// goes.
 pub fn recover_with(log: &Log, snapshot_every: u64) -> Result<State, StoreError> {
     let next = log.next_offset()?;
-    let tree = log
-        .sled()
-        .open_tree(snapshot::TREE)
-        .map_err(LogError::from)?;
-    let mut state = match snapshot::load(&tree)? {
+    let trees = snapshot::Trees::open(log.sled()).map_err(LogError::from)?;
+    let mut state = match snapshot::load(&trees)? {
         Some(state) if state.next_offset <= next => state,
         loaded => {
             if let Some(state) = loaded {
@@ -275,9 +272,9 @@ pub fn recover_with(log: &Log, snapshot_every: u64) -> Result<State, StoreError>
                     "snapshot is ahead of the log; replaying the whole log"
                 );
             }
-            tree.clear().map_err(LogError::from)?;
+            trees.clear().map_err(LogError::from)?;
             let mut state = State::default();
-            state.history.attach(tree);
+            state.history.attach(trees);
             state
         }
     };
@@ -298,13 +295,10 @@ pub fn recover_with(log: &Log, snapshot_every: u64) -> Result<State, StoreError>
 /// Makes the history tree again from the log (`vato-admin rebuild`): what
 /// was in it is dropped first. The log is only read.
 pub fn rebuild_history(log: &Log) -> Result<State, StoreError> {
-    let tree = log
-        .sled()
-        .open_tree(snapshot::TREE)
-        .map_err(LogError::from)?;
-    tree.clear().map_err(LogError::from)?;
+    let trees = snapshot::Trees::open(log.sled()).map_err(LogError::from)?;
+    trees.clear().map_err(LogError::from)?;
     let mut state = State::default();
-    state.history.attach(tree);
+    state.history.attach(trees);
     replay_with_snapshots(log, &mut state, DEFAULT_SNAPSHOT_EVERY)?;
     snapshot::write_now(&mut state)?;
     Ok(state)
@@ -464,12 +458,15 @@ impl Writer {
     fn snapshot_in_background(&self, busy: Arc<AtomicBool>) -> JoinHandle<()> {
         let pending = snapshot::take(&mut self.state.write());
         let state = self.state.clone();
-        std::thread::spawn(move || {
-            if let Some(pending) = pending {
-                let written = pending.write();
-                snapshot::finish(&mut state.write(), &written);
-            }
-            busy.store(false, Ordering::SeqCst);
-        })
+        let spawned = std::thread::Builder::new()
+            .name("vato-snapshot".into())
+            .spawn(move || {
+                if let Some(pending) = pending {
+                    let written = pending.write();
+                    snapshot::finish(&mut state.write(), &written);
+                }
+                busy.store(false, Ordering::SeqCst);
+            });
+        spawned.expect("spawn the snapshot thread")
     }
 }

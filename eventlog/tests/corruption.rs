@@ -256,14 +256,14 @@ fn damage_in_the_tail_after_a_snapshot_is_found_on_open() {
 /// Writes `bytes` as the state of the history tree's snapshot.
 fn put_snapshot_state(dir: &Path, bytes: &[u8]) {
     let log = common::retry_lock(|| Log::open(dir)).expect("open log");
-    let tree = log.sled().open_tree(snapshot::TREE).expect("tree");
+    let tree = log.sled().open_tree(snapshot::SNAPSHOT_TREE).expect("tree");
     tree.insert(snapshot::STATE_KEY, bytes).expect("insert");
     log.sync().expect("sync");
 }
 
 fn snapshot_state(dir: &Path) -> Vec<u8> {
     let log = common::retry_lock(|| Log::open(dir)).expect("open log");
-    let tree = log.sled().open_tree(snapshot::TREE).expect("tree");
+    let tree = log.sled().open_tree(snapshot::SNAPSHOT_TREE).expect("tree");
     tree.get(snapshot::STATE_KEY)
         .expect("read")
         .expect("snapshot written by close()")
@@ -296,8 +296,10 @@ fn a_damaged_snapshot_is_refused_naming_its_tree_and_rebuild_restores_it() {
         let opened = common::retry_lock(|| Store::open(common::config(dir.path(), 1_000_000)));
         let error = opened.err().map(|e| e.to_string()).unwrap_or_default();
         assert!(
-            error.contains(&format!("history tree `{}` is damaged", snapshot::TREE))
-                && error.contains("vato-admin rebuild"),
+            error.contains(&format!(
+                "history tree `{}` is damaged",
+                snapshot::SNAPSHOT_TREE
+            )) && error.contains("vato-admin rebuild"),
             "{name}: {error:?}"
         );
         // The log itself is untouched: a full replay still gives the state.
@@ -329,5 +331,46 @@ fn a_damaged_snapshot_is_refused_naming_its_tree_and_rebuild_restores_it() {
         *store.state() == expected,
         "ahead of the log: the same state, replayed"
     );
+    common::close(store);
+}
+
+/// The first layout of issue 12 kept the snapshot's state (and a pending
+/// layer) among the records in the `history` tree; an open moves them to
+/// the snapshot tree and serves the same state from there.
+#[test]
+fn a_snapshot_kept_among_the_records_is_moved_to_its_own_tree() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let expected = populated(dir.path(), 30);
+    let offset = expected.next_offset;
+    {
+        let log = common::retry_lock(|| Log::open(dir.path())).expect("open log");
+        let records = log.sled().open_tree(snapshot::TREE).expect("records");
+        let own = log
+            .sled()
+            .open_tree(snapshot::SNAPSHOT_TREE)
+            .expect("snapshot");
+        let state = own
+            .remove(snapshot::STATE_KEY)
+            .expect("remove")
+            .expect("state");
+        records.insert(snapshot::STATE_KEY, state).expect("insert");
+        log.sync().expect("sync");
+    }
+    assert_eq!(
+        snapshot::stored_offset(dir.path()).expect("offset"),
+        Some(offset),
+        "the state is found where the first layout kept it"
+    );
+    let log = common::retry_lock(|| Log::open(dir.path())).expect("open log");
+    let records = log.sled().open_tree(snapshot::TREE).expect("records");
+    let own = log
+        .sled()
+        .open_tree(snapshot::SNAPSHOT_TREE)
+        .expect("snapshot");
+    assert!(records.get(snapshot::STATE_KEY).expect("read").is_none());
+    assert!(own.get(snapshot::STATE_KEY).expect("read").is_some());
+    drop((records, own, log));
+    let store = common::open(common::config(dir.path(), 1_000_000));
+    assert!(*store.state() == expected, "the same state after the move");
     common::close(store);
 }

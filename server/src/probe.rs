@@ -74,7 +74,11 @@ impl Probe {
         let stale = 3 * self.check_every();
         check(
             "caught_up",
-            match (app.sequencer.cluster(), &seen.stream_target, seen.checked_at) {
+            match (
+                app.sequencer.cluster(),
+                &seen.stream_target,
+                seen.checked_at,
+            ) {
                 (None, _, _) => Ok("embedded mode".into()),
                 (Some(_), Some(Err(e)), _) => Err(e.clone()),
                 (Some(cluster), Some(Ok(target)), Some(at)) if at.elapsed() <= stale => {
