@@ -89,6 +89,16 @@ pub enum Command {
         emoji: String,
         at: Micros,
     },
+    /// A `PostMessage` and its files, in one decision: the message and one
+    /// `AttachmentStored` per file, appended together, so no reader ever
+    /// sees the message without them (issue 14: a multipart send). The
+    /// files are in the media store already. A retry of its `client_id`
+    /// answers the original message and stores nothing.
+    PostWithAttachments {
+        /// A [`Command::PostMessage`]; anything else is refused as invalid.
+        post: Box<Command>,
+        attachments: Vec<NewAttachment>,
+    },
     StoreAttachment {
         by: UserId,
         conv_id: ConvId,
@@ -351,6 +361,8 @@ pub enum Invalid {
     BlankEmoji,
     #[error("this user is not a member of the conversation")]
     NotAMemberToRemove,
+    #[error("the files must come with a message")]
+    NotAPost,
 }
 
 impl Rejection {
@@ -392,6 +404,7 @@ impl Invalid {
             Invalid::ReplyToElsewhere => "invalid_reply_to_elsewhere",
             Invalid::BlankEmoji => "invalid_blank_emoji",
             Invalid::NotAMemberToRemove => "invalid_not_a_member_to_remove",
+            Invalid::NotAPost => "invalid_not_a_post",
         }
     }
 
@@ -406,6 +419,17 @@ impl Invalid {
             Invalid::ReplyToElsewhere => "reply_to",
             Invalid::BlankEmoji => "emoji",
             Invalid::NotAMemberToRemove => "user_id",
+            Invalid::NotAPost => "non_field_errors",
         }
     }
+}
+
+/// A file of a [`Command::PostWithAttachments`], already stored.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct NewAttachment {
+    pub file_name: String,
+    pub file_size: u64,
+    pub mime_type: String,
+    /// The media store's key of its bytes.
+    pub blob_key: String,
 }

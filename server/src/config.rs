@@ -239,6 +239,18 @@ pub struct Config {
     #[arg(long, env = "VATO_MAX_AVATAR_BYTES", default_value_t = 5 * 1024 * 1024)]
     pub max_avatar_bytes: usize,
 
+    /// Most files in one multipart send (`uploaded_files` parts); more
+    /// get a 400 (issue 14).
+    #[arg(long, env = "VATO_MAX_ATTACHMENTS", default_value_t = 10)]
+    pub max_attachments: usize,
+
+    /// Largest attachment (bytes of one file); larger gets a 413, read no
+    /// further (issue 14). A request announcing more than
+    /// `--max-attachments` such files plus `--max-body-bytes` in its
+    /// `Content-Length` gets the 413 before any of it is read.
+    #[arg(long, env = "VATO_MAX_UPLOAD_BYTES", default_value_t = 25 * 1024 * 1024)]
+    pub max_upload_bytes: usize,
+
     /// Cluster mode: the JetStream Object Store bucket of the media store
     /// (avatars, attachments), shared by every node.
     #[arg(long, env = "VATO_MEDIA_BUCKET", default_value = "vato-media")]

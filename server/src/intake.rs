@@ -81,10 +81,13 @@ pub struct Context {
 }
 
 /// `message.send` / `POST .../messages/`.
-pub fn post_message(fields: &Fields, cx: Context) -> Result<Command, Invalid> {
+///
+/// With files (a multipart send) the content may be blank: the files are
+/// the message.
+pub fn post_message(fields: &Fields, cx: Context, with_files: bool) -> Result<Command, Invalid> {
     let content = string(fields, "content")?.unwrap_or_default();
     let message_type = string(fields, "message_type")?.unwrap_or_else(|| "text".into());
-    if content.trim().is_empty() && message_type == "text" {
+    if content.trim().is_empty() && message_type == "text" && !with_files {
         return Err(Invalid::field("content", "This field may not be blank."));
     }
     check_length(&content, cx.max_message_chars)?;
@@ -273,7 +276,7 @@ mod tests {
     }
 
     fn post(value: Value) -> Result<Command, Invalid> {
-        post_message(&fields(value), CX)
+        post_message(&fields(value), CX, false)
     }
 
     fn refused_field(result: Result<Command, Invalid>) -> Option<&'static str> {

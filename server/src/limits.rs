@@ -150,6 +150,10 @@ impl Limits {
     }
 
     fn check(&self, command: &Command) -> Result<(), RateLimited> {
+        let command = match command {
+            Command::PostWithAttachments { post, .. } => &**post,
+            other => other,
+        };
         let (user, bytes) = match command {
             Command::PostMessage {
                 sender, content, ..

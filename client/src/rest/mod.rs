@@ -330,7 +330,8 @@ impl Api {
             .await
     }
 
-    /// `GET path` as bytes (media files), sending `headers`: the status,
+    /// `GET path` as bytes (media files, attachment downloads; with the
+    /// token when there is one), sending `headers`: the status,
     /// the answer's headers and its body.
     pub async fn get_bytes(
         &self,
@@ -347,6 +348,9 @@ impl Api {
             format!("{}{path}", self.base)
         };
         let mut request = self.http.get(url);
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
         for (name, value) in headers {
             request = request.header(*name, *value);
         }

@@ -1,10 +1,12 @@
-//! A `multipart/form-data` body for the upload routes (avatars; later
+//! A `multipart/form-data` body for the upload routes (avatars and
 //! attachments).
 
 /// One part of a multipart form: a file when `file_name` is set.
 pub struct Part<'a> {
     pub name: &'a str,
     pub file_name: Option<&'a str>,
+    /// A file's declared type (`application/octet-stream` when `None`).
+    pub content_type: Option<&'a str>,
     pub bytes: &'a [u8],
 }
 
@@ -13,7 +15,21 @@ impl<'a> Part<'a> {
         Part {
             name,
             file_name: Some(file_name),
+            content_type: None,
             bytes,
+        }
+    }
+
+    /// A file declared as `content_type`.
+    pub fn typed_file(
+        name: &'a str,
+        file_name: &'a str,
+        content_type: &'a str,
+        bytes: &'a [u8],
+    ) -> Part<'a> {
+        Part {
+            content_type: Some(content_type),
+            ..Part::file(name, file_name, bytes)
         }
     }
 
@@ -21,6 +37,7 @@ impl<'a> Part<'a> {
         Part {
             name,
             file_name: None,
+            content_type: None,
             bytes: value.as_bytes(),
         }
     }
@@ -36,8 +53,9 @@ pub fn multipart(parts: &[Part]) -> (String, Vec<u8>) {
         match part.file_name {
             Some(file_name) => body.extend_from_slice(
                 format!(
-                    "Content-Disposition: form-data; name=\"{}\"; filename=\"{file_name}\"\r\nContent-Type: application/octet-stream\r\n\r\n",
-                    part.name
+                    "Content-Disposition: form-data; name=\"{}\"; filename=\"{file_name}\"\r\nContent-Type: {}\r\n\r\n",
+                    part.name,
+                    part.content_type.unwrap_or("application/octet-stream")
                 )
                 .as_bytes(),
             ),

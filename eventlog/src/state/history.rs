@@ -20,7 +20,8 @@
 //! * `m` conv id → message (codec-encoded);
 //! * `x` id → conv: find a message by id alone;
 //! * `q` conv seq → id: the posted messages by seq, for seq cursors;
-//! * `i` sender conv client_id → id: idempotency keys, for ever.
+//! * `i` sender conv client_id → id: idempotency keys, for ever;
+//! * `a` attachment id → message id: a download finds its message.
 //!
 //! The snapshot's own values live in a second tree, [`SNAPSHOT_TREE`]:
 //! * `s` → the encoded [`State`](super::State) the records belong to;
@@ -37,7 +38,7 @@ use std::ops::Range;
 use std::sync::Arc;
 
 use crate::codec;
-use crate::event::{ConvId, MessageId, Seq, UserId};
+use crate::event::{AttachmentId, ConvId, MessageId, Seq, UserId};
 
 use super::model::Message;
 
@@ -50,6 +51,7 @@ const MESSAGE: u8 = b'm';
 const OWNER: u8 = b'x';
 const BY_SEQ: u8 = b'q';
 const KEY: u8 = b'i';
+const ATTACHMENT: u8 = b'a';
 /// In [`SNAPSHOT_TREE`]: the state of the snapshot.
 pub const STATE: &[u8] = b"s";
 /// In [`SNAPSHOT_TREE`]: the layer a snapshot committed (with its state)
@@ -89,6 +91,8 @@ pub struct Layer {
     by_conv: BTreeSet<(ConvId, MessageId)>,
     by_seq: BTreeMap<(ConvId, Seq), MessageId>,
     keys: HashMap<IdempotencyKey, MessageId>,
+    /// The attachments of this layer's messages (derived from them).
+    attachments: HashMap<AttachmentId, MessageId>,
 }
 
 impl Layer {
@@ -149,7 +153,19 @@ impl Layer {
         for (key, id) in keys {
             tree.insert(key, &id.to_be_bytes()[..])?;
         }
+        let mut attachments: Vec<(AttachmentId, MessageId)> =
+            self.attachments.iter().map(|(a, m)| (*a, *m)).collect();
+        attachments.sort_unstable();
+        for (attachment, message) in attachments {
+            tree.insert(id_key(ATTACHMENT, attachment), &message.to_be_bytes()[..])?;
+        }
         Ok(())
+    }
+
+    fn note_attachments(&mut self, m: &Message) {
+        for a in &m.attachments {
+            self.attachments.insert(a.id, m.id);
+        }
     }
 
     /// The layer [`Layer::to_record`] made.
@@ -159,6 +175,7 @@ impl Layer {
         for m in record.messages {
             layer.by_conv.insert((m.conv_id, m.id));
             layer.by_seq.insert((m.conv_id, m.seq), m.id);
+            layer.note_attachments(&m);
             layer.messages.insert(m.id, m);
         }
         for (sender, conv, client_id, id) in record.keys {
@@ -254,6 +271,23 @@ impl History {
         let tree = self.tree.as_ref()?;
         let bytes = read(tree, &message_key(conv, id))?;
         decode(&bytes)
+    }
+
+    /// The message attachment `id` belongs to.
+    pub fn attachment_message(&self, id: AttachmentId) -> Option<MessageId> {
+        if let Some(m) = self.active.attachments.get(&id) {
+            return Some(*m);
+        }
+        if let Some(m) = self.frozen.as_ref().and_then(|l| l.attachments.get(&id)) {
+            return Some(*m);
+        }
+        let tree = self.tree.as_ref()?;
+        read(tree, &id_key(ATTACHMENT, id)).map(|v| be_u64(&v))
+    }
+
+    /// Records that attachment `id` belongs to `message` (its apply).
+    pub fn insert_attachment(&mut self, id: AttachmentId, message: MessageId) {
+        self.active.attachments.insert(id, message);
     }
 
     pub fn key(&self, sender: UserId, conv: ConvId, client_id: &str) -> Option<MessageId> {
@@ -406,6 +440,7 @@ impl History {
         for (id, m) in self.all_messages() {
             active.by_conv.insert((m.conv_id, id));
             active.by_seq.insert((m.conv_id, m.seq), id);
+            active.note_attachments(&m);
             active.messages.insert(id, m);
         }
         active.keys = self.all_keys().into_iter().collect();
@@ -483,6 +518,9 @@ impl History {
             }
         }
         self.active.by_seq.extend(frozen.by_seq);
+        for (attachment, message) in frozen.attachments {
+            self.active.attachments.entry(attachment).or_insert(message);
+        }
         for (key, id) in frozen.keys {
             self.active.keys.entry(key).or_insert(id);
         }

@@ -14,6 +14,59 @@ impl State {
     /// A repeated (sender, conversation, `client_id`) returns the original
     /// message and appends nothing.
     pub(super) fn decide_post(&self, command: &Command) -> Result<Decision, Rejection> {
+        self.decide_post_checked(command, false)
+    }
+
+    /// The message as [`State::decide_post`] (its content may be blank:
+    /// the files are the message), then one `AttachmentStored` per file,
+    /// with the seqs and attachment ids that follow.
+    pub(super) fn decide_post_with_attachments(
+        &self,
+        command: &Command,
+    ) -> Result<Decision, Rejection> {
+        let Command::PostWithAttachments { post, attachments } = command else {
+            unreachable!("State::decide dispatches only Command::PostWithAttachments here")
+        };
+        let Command::PostMessage {
+            sender, conv_id, ..
+        } = &**post
+        else {
+            return Err(Rejection::Invalid(Invalid::NotAPost));
+        };
+        let mut decision = self.decide_post_checked(post, !attachments.is_empty())?;
+        let Reply::Message {
+            message_id,
+            created: true,
+        } = decision.reply
+        else {
+            return Ok(decision);
+        };
+        let conv = self.member_conversation(*conv_id, *sender)?;
+        let at = match decision.events.first() {
+            Some(Event::MessagePosted { at, .. }) => *at,
+            _ => return Ok(decision),
+        };
+        for (n, file) in (1..).zip(attachments) {
+            decision.events.push(Event::AttachmentStored {
+                attachment_id: self.next_attachment_id + n,
+                message_id,
+                conv_id: *conv_id,
+                seq: conv.last_seq + 1 + n,
+                file_name: file.file_name.clone(),
+                file_size: file.file_size,
+                mime_type: file.mime_type.clone(),
+                blob_key: file.blob_key.clone(),
+                at,
+            });
+        }
+        Ok(decision)
+    }
+
+    fn decide_post_checked(
+        &self,
+        command: &Command,
+        with_files: bool,
+    ) -> Result<Decision, Rejection> {
         let Command::PostMessage {
             sender,
             conv_id,
@@ -46,7 +99,7 @@ impl State {
         {
             return Err(Rejection::Blocked);
         }
-        if content.trim().is_empty() && message_type == "text" {
+        if content.trim().is_empty() && message_type == "text" && !with_files {
             return Err(Rejection::Invalid(Invalid::BlankContent));
         }
         if !MESSAGE_TYPES.contains(&message_type.as_str()) {
@@ -485,6 +538,7 @@ impl State {
             });
         });
         if stored.is_some() {
+            self.history.insert_attachment(*attachment_id, *message_id);
             *self.media_refs.entry(blob_key.clone()).or_default() += 1;
         }
     }

@@ -167,6 +167,14 @@ impl State {
             .filter(|m| self.conversations.contains_key(&m.conv_id))
     }
 
+    /// The message attachment `id` belongs to (with the attachment), unless
+    /// its conversation was deleted.
+    pub fn attachment(&self, id: AttachmentId) -> Option<(Message, Attachment)> {
+        let message = self.message(self.history.attachment_message(id)?)?;
+        let attachment = message.attachments.iter().find(|a| a.id == id)?.clone();
+        Some((message, attachment))
+    }
+
     /// Message `id` of conversation `conv_id` (one look-up on disk).
     pub fn message_in(&self, conv_id: ConvId, id: MessageId) -> Option<Message> {
         if !self.conversations.contains_key(&conv_id) {
@@ -317,6 +325,7 @@ impl State {
             Command::AddMember { .. } => self.decide_add_member(command),
             Command::RemoveMember { .. } => self.decide_remove_member(command),
             Command::PostMessage { .. } => self.decide_post(command),
+            Command::PostWithAttachments { .. } => self.decide_post_with_attachments(command),
             Command::EditMessage { .. } => self.decide_edit(command),
             Command::DeleteMessage { .. } => self.decide_delete(command),
             Command::MarkRead { .. } => self.decide_read(command),

@@ -57,7 +57,7 @@ async fn serve(
 }
 
 /// `If-None-Match` names this ETag (weakly or not), or is `*`.
-fn matches_etag(header: Option<&HeaderValue>, etag: &str) -> bool {
+pub(super) fn matches_etag(header: Option<&HeaderValue>, etag: &str) -> bool {
     let Some(value) = header.and_then(|v| v.to_str().ok()) else {
         return false;
     };

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, Query, Request, State};
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, patch, post};
@@ -15,6 +15,7 @@ use axum::{Json, Router};
 use serde_json::{json, Value};
 use vato_eventlog::{Command, Rejection, Reply, State as LogState};
 
+use super::attachments;
 use super::body::{json_body, path_id};
 use super::extract::AuthUser;
 use crate::app::App;
@@ -206,19 +207,41 @@ fn render_page<'a>(state: &LogState, ids: impl Iterator<Item = &'a u64>, me: u64
 
 /// 201 with the new message; a retry with the same `client_id` answers 200
 /// with the original. Every connected member gets `message.new`.
+/// JSON as the core contract, or a multipart form with files in
+/// `uploaded_files` (see [`attachments`]).
 async fn send(
     State(app): State<Arc<App>>,
     AuthUser(me): AuthUser,
     Path(cid): Path<String>,
-    body: Bytes,
+    request: Request,
 ) -> ApiResult<Response> {
     let conv_id = path_id(&cid, NOT_MEMBER).map_err(|_| ApiError::Forbidden(NOT_MEMBER))?;
-    let body = json_body(&body)?;
     member_of(&app.store.state(), conv_id, me)?;
-    let command = intake::post_message(&body, context(&app, me, conv_id))?;
+    let (body, files) = if attachments::is_multipart(request.headers()) {
+        attachments::read_form(&app, request).await?
+    } else {
+        let body = axum::body::to_bytes(request.into_body(), app.config.max_body_bytes)
+            .await
+            .map_err(|_| ApiError::PayloadTooLarge)?;
+        (json_body(&body)?, Vec::new())
+    };
+    let command = intake::post_message(&body, context(&app, me, conv_id), !files.is_empty())?;
     if let Err(limited) = app.limits.admit(&command) {
         return Ok(limited.into_response());
     }
+    // The files are durable before the command that refers to them; the
+    // uploads keep them until its outcome is known, and a refused send's
+    // files go when they are dropped.
+    let (command, _uploads) = if files.is_empty() {
+        (command, Vec::new())
+    } else {
+        let (attachments, uploads) = attachments::store(&app, files).await?;
+        let command = Command::PostWithAttachments {
+            post: Box::new(command),
+            attachments,
+        };
+        (command, uploads)
+    };
     let outcome = app.submit(command).await?;
     let reply = match outcome {
         Ok(applied) => applied.reply,

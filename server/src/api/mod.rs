@@ -6,6 +6,7 @@ use axum::Router;
 
 use crate::app::App;
 
+mod attachments;
 mod auth;
 mod avatar;
 mod body;
@@ -29,6 +30,7 @@ pub fn router() -> Router<Arc<App>> {
         .merge(users::router())
         .merge(profile::router())
         .merge(settings::router())
+        .merge(attachments::router())
         .merge(avatar::router())
         .merge(media::router())
         .merge(conversations::router())

@@ -267,7 +267,7 @@ impl<'a> MessageView<'a> {
                 .iter()
                 .map(|a| AttachmentView {
                     id: a.id,
-                    file: format!("/media/attachments/{}", a.blob_key),
+                    file: super::media_url(&a.blob_key),
                     file_name: a.file_name.clone(),
                     file_size: a.file_size,
                     mime_type: a.mime_type.clone(),

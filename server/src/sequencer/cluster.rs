@@ -118,6 +118,7 @@ fn subject(command: &Command) -> String {
         | Command::UnpinMessage { conv_id, .. } => format!("vato.conv.{conv_id}"),
         // It appends to the target conversation.
         Command::ForwardMessage { to_conv, .. } => format!("vato.conv.{to_conv}"),
+        Command::PostWithAttachments { post, .. } => subject(post),
     }
 }
 

@@ -72,7 +72,7 @@ pub fn parse(bytes: &[u8], cx: intake::Context) -> Result<Inbound, Refused> {
                 is_typing: is_typing.unwrap_or(true),
             });
         }
-        "message.send" => intake::post_message(fields, cx).map_err(refuse)?,
+        "message.send" => intake::post_message(fields, cx, false).map_err(refuse)?,
         "message.read" => Command::MarkRead {
             by: cx.user_id,
             conv_id: cx.conv_id,
