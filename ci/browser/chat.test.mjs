@@ -238,6 +238,27 @@ describe('web client in a real browser', () => {
     }
   });
 
+  it('sends an image from one window; the other shows it, also after a reload', async () => {
+    // A 1x1 PNG, picked with the composer's file input.
+    const png = Buffer.from('iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==', 'base64');
+    const caption = `a picture for Ben (${suffix})`;
+    await A.fill('[data-testid=composer-input]', caption);
+    await A.setInputFiles('[data-testid=composer-file]', { name: 'dot.png', mimeType: 'image/png', buffer: png });
+    const shown = (page) => page.waitForFunction((c) => Array.from(document.querySelectorAll('[data-testid=message]'))
+      .some((m) => m.querySelector('[data-testid=message-text]').textContent === c
+        && Array.from(m.querySelectorAll('[data-testid=attachment-image]')).some((i) => i.complete && i.naturalWidth === 1)),
+    caption, { timeout: 5000 });
+    await shown(A);
+    await shown(B);
+    expected.push(caption);
+    for (const p of [A, B]) assert.deepEqual(await texts(p), expected);
+    await B.reload();
+    await waitLive(B);
+    await shown(B);
+    // Exactly one message with the picture (the answer and the socket's echo are one).
+    assert.equal(await A.$$eval('[data-testid=attachment-image]', (ns) => ns.length), 1);
+  });
+
   it('saves screenshots of both windows', async () => {
     await screenshots();
     for (const f of ['desktop-ana.png', 'mobile-ben.png', 'both-windows.png']) {

@@ -353,14 +353,19 @@
       // Names over others' messages only where there can be several others.
       const direct = chat.conv && chat.conv.conversation_type === 'direct';
       if (!mine && !direct) bubble.append(el('div', 'sender', nameOf(m.sender)));
+      const files = el('div', 'attachments');
       const text = el('div', 'text');
       text.dataset.testid = 'message-text';
       const meta = el('div', 'meta');
       meta.append(el('span', 'edited'), el('span', 'time'), el('span', 'status'));
       meta.lastChild.dataset.testid = 'message-status';
-      bubble.append(text, meta);
+      bubble.append(files, text, meta);
       node.append(bubble);
     }
+    // (An optimistic node of our own has no box yet.)
+    let box = node.querySelector('.attachments');
+    if (!box) { box = el('div', 'attachments'); node.querySelector('.bubble').prepend(box); }
+    renderAttachments(box, m.is_deleted ? [] : (m.attachments || []));
     node.dataset.testid = 'message';
     node.dataset.messageId = m.id;
     node.dataset.seq = m.seq != null ? m.seq : '';
@@ -376,6 +381,67 @@
     if (!node.isConnected) insertById(node, m.id, where);
     updateStatus(node);
     return node;
+  }
+  // Images show inline, other files as a link; `file` is the media store's
+  // URL (a content address: no token needed, as the original's /media/).
+  function renderAttachments(box, list) {
+    const key = JSON.stringify(list.map((a) => a.id));
+    if (box.dataset.ids === key) return;
+    box.dataset.ids = key;
+    box.replaceChildren();
+    for (const a of list) {
+      const link = el('a');
+      link.href = a.file;
+      if (/^image\//.test(a.mime_type)) {
+        link.target = '_blank';
+        link.rel = 'noopener';
+        const img = el('img');
+        img.src = a.file;
+        img.alt = a.file_name;
+        img.dataset.testid = 'attachment-image';
+        link.append(img);
+      } else {
+        link.className = 'file';
+        link.download = a.file_name;
+        link.textContent = `${a.file_name} (${sizeText(a.file_size)})`;
+        link.dataset.testid = 'attachment-file';
+      }
+      box.append(link);
+    }
+  }
+  function sizeText(n) {
+    if (n < 1024) return n + ' B';
+    if (n < 1024 * 1024) return (n / 1024).toFixed(1) + ' KB';
+    return (n / 1024 / 1024).toFixed(1) + ' MB';
+  }
+  // A multipart send: the composer's text as the caption and the chosen files
+  // in uploaded_files; shown from the answer (the socket's message.new is the
+  // same message, matched by id). Retried once after a token refresh.
+  async function sendFiles(files, caption, retried) {
+    const chat = S.chat;
+    if (!chat || !files.length) return;
+    const form = new FormData();
+    form.append('content', caption);
+    form.append('client_id', newClientId());
+    for (const f of files) form.append('uploaded_files', f, f.name);
+    const label = $('#composer .attach');
+    label.classList.add('busy');
+    try {
+      if (!accessFresh()) await refreshAccess();
+      const r = await fetch(`/api/chat/conversations/${chat.id}/messages/`, {
+        method: 'POST', headers: { Authorization: 'Bearer ' + S.access, Accept: 'application/json' }, body: form,
+      });
+      if (r.status === 401 && !retried) { await refreshAccess(); return sendFiles(files, caption, true); }
+      let data = null;
+      try { data = await r.json(); } catch { data = { detail: 'HTTP ' + r.status }; }
+      if (r.status === 413) { toast('That file is too large'); return; }
+      if (!r.ok) { toast(firstError(data)); return; }
+      if (S.chat === chat) { renderMessage(data); historyState(); scrollToBottom(); }
+    } catch (e) {
+      toast('Could not send the file: ' + e.message);
+    } finally {
+      label.classList.remove('busy');
+    }
   }
   function insertById(node, id, where) {
     const list = $('#message-list');
@@ -723,6 +789,14 @@
     };
     const autosize = () => { input.style.height = 'auto'; input.style.height = Math.min(input.scrollHeight, 140) + 'px'; };
     $('#composer').addEventListener('submit', (e) => { e.preventDefault(); submit(); input.focus(); });
+    $('#composer-file').addEventListener('change', (e) => {
+      const files = Array.from(e.target.files || []);
+      e.target.value = '';
+      const caption = input.value;
+      input.value = '';
+      autosize();
+      sendFiles(files, caption);
+    });
     input.addEventListener('keydown', (e) => {
       // Enter sends, Shift+Enter makes a new line (not while an IME is composing).
       if (e.key === 'Enter' && !e.shiftKey && !e.isComposing) { e.preventDefault(); submit(); }

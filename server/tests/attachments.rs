@@ -389,6 +389,7 @@ async fn bad_forms_are_refused_with_no_message_and_no_file_left() {
 
 #[tokio::test]
 async fn a_body_announcing_more_than_the_form_can_hold_is_refused_before_it_is_read() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let server = Server::start(&[
         "--dev",
         "--max-attachments",
@@ -400,13 +401,27 @@ async fn a_body_announcing_more_than_the_form_can_hold_is_refused_before_it_is_r
     let ana = server.register("ana").await;
     let bo = server.register("bo").await;
     let conv = ana.direct_with(&bo).await;
-    // 1,000 bytes of file + the 256 KiB of fields a form may hold.
-    let (content_type, body) =
-        multipart(&[Part::file("uploaded_files", "a.bin", &vec![1u8; 300_000])]);
-    let resp = answered(
-        ana.post_raw(&messages_path(conv), &content_type, body)
-            .await,
+    // Only the head, announcing 10 MB: the answer comes without a byte of
+    // the body sent (1,000 bytes of file + the 256 KiB a form's fields may
+    // hold is the most it may announce).
+    let addr = server.base.trim_start_matches("http://").to_owned();
+    let mut stream = tokio::net::TcpStream::connect(&addr)
+        .await
+        .expect("connect");
+    let head = format!(
+        "POST {} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {}\r\n\
+         Content-Type: multipart/form-data; boundary=b\r\nContent-Length: 10000000\r\n\r\n",
+        messages_path(conv),
+        ana.access
     );
-    assert_eq!(resp.status, 413, "{}", resp.body);
+    stream.write_all(head.as_bytes()).await.expect("write");
+    let mut answer = vec![0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut answer))
+        .await
+        .expect("answered without the body")
+        .expect("read");
+    let answer = String::from_utf8_lossy(&answer[..n]);
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(answer.contains("Request body too large."), "{answer}");
     assert!(ana.history(conv, "").await.is_empty());
 }

@@ -2,7 +2,8 @@
 //! real nodes sharing the JetStream Object Store bucket. An avatar uploaded
 //! on node 1 is served by node 2 (same bytes, same ETag) and shown there
 //! with node 2's absolute URL; replaced on node 2, the old object goes from
-//! the bucket for both once `--media-gc-grace-secs` has passed.
+//! the bucket for both once `--media-gc-grace-secs` has passed. An
+//! attachment sent on node 1 is downloaded by a member on node 2.
 
 mod cluster_support;
 mod common;
@@ -13,7 +14,8 @@ use sha2::{Digest, Sha256};
 
 use cluster_support::chat::*;
 use cluster_support::Nats;
-use common::answered;
+use common::{answered, messages_path, Scene};
+use vato_client::rest::{multipart, Part};
 
 fn png(tag: &str) -> Vec<u8> {
     let mut bytes = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR".to_vec();
@@ -108,4 +110,53 @@ async fn an_avatar_uploaded_on_one_node_is_served_by_the_other() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+#[tokio::test]
+async fn an_attachment_sent_on_one_node_is_downloaded_on_the_other() {
+    let nats = Nats::single().await;
+    let dirs = [tempdir(), tempdir()];
+    let (n1, n2) = two_nodes(&nats, &dirs, &[]).await;
+    let lalo = n1.login("lalo", "lalo123").await;
+    let kalu = n2.login("kalu", "kalu123").await;
+    let conv = lalo.direct_with(&kalu).await;
+
+    let video: Vec<u8> = (0..50_000u32).map(|i| (i % 251) as u8).collect();
+    let (content_type, body) = multipart(&[
+        Part::text("content", "from node 1"),
+        Part::typed_file("uploaded_files", "clip.mp4", "video/mp4", &video),
+    ]);
+    let sent = answered(
+        lalo.post_raw(&messages_path(conv), &content_type, body)
+            .await,
+    );
+    assert_eq!(sent.status, 201, "{}", sent.body);
+    let path = sent.body["attachments"][0]["download_url"]
+        .as_str()
+        .expect("download_url")
+        .to_owned();
+    // Not a local file: the bucket holds it.
+    assert!(!dirs[0].path().join("media").exists());
+
+    // Node 2 serves it to the member once it has applied the message.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (status, headers, body) = kalu.get_bytes(&path, &[]).await.unwrap();
+        if status == 200 {
+            assert_eq!(body, video);
+            assert_eq!(headers["content-type"], "video/mp4");
+            assert_eq!(headers["etag"], format!("\"{}\"", sha256(&video)).as_str());
+            break;
+        }
+        assert_eq!(status, 404, "before the message is applied");
+        assert!(Instant::now() < deadline, "node 2 never served {path}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (status, _, part) = kalu
+        .get_bytes(&path, &[("Range", "bytes=1000-1999")])
+        .await
+        .unwrap();
+    assert_eq!((status, part), (206, video[1000..2000].to_vec()));
+    let history = kalu.history(conv, "").await;
+    assert_eq!(history[0]["attachments"][0]["file_name"], "clip.mp4");
 }

@@ -95,7 +95,7 @@ async fn vato_check(args: &[&str]) -> Run {
 }
 
 const BASIC: usize = 20;
-const EXTENDED: usize = 34;
+const EXTENDED: usize = 35;
 
 const SETUP: &[&str] = &[
     "auth.login_a",
@@ -303,6 +303,14 @@ async fn a_forward_retry_that_posts_again_fails_the_forward_check() {
     let run = vato_check(&["--base", &node.base, "--extended"]).await;
     run.assert_fails(&["ext.forward"]);
     run.assert_passes(&["ext.group_admin", "ext.pin"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attachments_missing_from_message_new_fail_the_attachment_check() {
+    let node = start(Fault::AttachmentsNotLive).await;
+    let run = vato_check(&["--base", &node.base, "--extended"]).await;
+    run.assert_fails(&["ext.attachment"]);
+    run.assert_passes(&["ext.forward", "ext.pin"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -216,14 +216,17 @@ async fn send(
     request: Request,
 ) -> ApiResult<Response> {
     let conv_id = path_id(&cid, NOT_MEMBER).map_err(|_| ApiError::Forbidden(NOT_MEMBER))?;
-    member_of(&app.store.state(), conv_id, me)?;
     let (body, files) = if attachments::is_multipart(request.headers()) {
+        // A non-member's files are not even read.
+        member_of(&app.store.state(), conv_id, me)?;
         attachments::read_form(&app, request).await?
     } else {
         let body = axum::body::to_bytes(request.into_body(), app.config.max_body_bytes)
             .await
             .map_err(|_| ApiError::PayloadTooLarge)?;
-        (json_body(&body)?, Vec::new())
+        let body = json_body(&body)?;
+        member_of(&app.store.state(), conv_id, me)?;
+        (body, Vec::new())
     };
     let command = intake::post_message(&body, context(&app, me, conv_id), !files.is_empty())?;
     if let Err(limited) = app.limits.admit(&command) {

@@ -21,6 +21,7 @@
 //! because something it needs failed is reported as
 //! `FAIL name: skipped: <dependency> failed`.
 
+mod attachments;
 mod auth;
 mod connection;
 mod conversation;
@@ -147,6 +148,7 @@ pub const PLAN_EXTENDED: &[&str] = &[
     "ext.group_admin",
     "ext.pin",
     "ext.forward",
+    "ext.attachment",
 ];
 
 /// What every case needs: where to go and how long to wait.
@@ -263,6 +265,8 @@ async fn run_cases(ctx: &Ctx, report: &mut Report) {
         report.record("ext.pin", groups::pin(ctx, &a, &b).await);
         let result = groups::forward(ctx, &a, &b, conversation).await;
         report.record("ext.forward", result);
+        let result = attachments::attachment(ctx, &a, &b, conversation).await;
+        report.record("ext.attachment", result);
     }
 }
 

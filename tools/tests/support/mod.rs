@@ -46,6 +46,9 @@ pub enum Fault {
     NoAdminCheck,
     /// A forward with a repeated `client_id` posts a second message.
     ForwardTwice,
+    /// A message sent with files is stored with them, but its `message.new`
+    /// leaves them out (the message shows up empty until reloaded).
+    AttachmentsNotLive,
 }
 
 /// One listening node; dropping it stops accepting connections.
@@ -101,6 +104,10 @@ struct State {
     conversations: Vec<Conversation>,
     /// Contact entries: (id, owner, user, is_blocked).
     contacts: Vec<(i64, i64, i64, bool)>,
+    /// Attachment id → (conversation index, the file's bytes).
+    files: HashMap<i64, (usize, Vec<u8>)>,
+    /// The attachments the next `post` gives its message (taken by it).
+    attachments: Vec<Value>,
     next_id: i64,
 }
 
@@ -156,6 +163,8 @@ struct Request {
     query: HashMap<String, String>,
     headers: HashMap<String, String>,
     body: Value,
+    /// The body as sent (multipart sends).
+    raw: Vec<u8>,
 }
 
 impl Server {
@@ -443,6 +452,28 @@ impl Server {
                         (200, Value::Array(list))
                     }
                     "POST" if self.blocked_in(&state, idx, me) => (403, json!({"detail": BLOCKED})),
+                    "POST" if is_multipart(req) => {
+                        let Some((fields, files)) = multipart_parts(req) else {
+                            return (400, json!({"detail": "Multipart form parse error"}));
+                        };
+                        let content = fields.get("content").cloned().unwrap_or_default();
+                        let client_id = fields.get("client_id").map(String::as_str);
+                        let mut attachments = Vec::new();
+                        for (name, mime, bytes) in files {
+                            let id = state.id();
+                            attachments.push(json!({
+                                "id": id, "file": format!("/media/{id}"), "file_name": name,
+                                "file_size": bytes.len(), "mime_type": mime,
+                                "download_url": format!("/api/chat/attachments/{id}/download/"),
+                            }));
+                            state.files.insert(id, (idx, bytes));
+                        }
+                        state.attachments = attachments;
+                        match state.post(self.fault, idx, me, &content, client_id, None) {
+                            Posted::New(message) => (201, message),
+                            Posted::Retry(frame) => (200, frame["data"].clone()),
+                        }
+                    }
                     "POST" => {
                         let content = req.body["content"].as_str().unwrap_or_default();
                         if content.trim().is_empty() {
@@ -846,10 +877,12 @@ impl State {
             .as_ref()
             .and_then(|k| self.conversations[idx].client_ids.get(k))
         {
+            self.attachments.clear();
             let message = self.conversations[idx].messages[*pos].clone();
             let seq = message["seq"].as_u64().unwrap_or_default();
             return Posted::Retry(frames::message_new(message, seq, client_id));
         }
+        let attachments = std::mem::take(&mut self.attachments);
         let id = self.id();
         let sender = self.user(user);
         let conversation = &mut self.conversations[idx];
@@ -858,6 +891,7 @@ impl State {
             "id": id, "conversation": conversation.id, "sender": sender, "message_type": "text",
             "content": content, "created_at": "2025-01-01T00:00:00Z", "edited_at": null,
             "is_deleted": false, "seq": seq, "client_id": client_id, "forwarded_from": null,
+            "attachments": attachments,
         });
         conversation.messages.push(message.clone());
         if let Some(key) = key {
@@ -865,7 +899,11 @@ impl State {
                 .client_ids
                 .insert(key, conversation.messages.len() - 1);
         }
-        let frame = frames::message_new(message.clone(), seq as u64, client_id);
+        let mut live = message.clone();
+        if fault == Fault::AttachmentsNotLive {
+            live["attachments"] = json!([]);
+        }
+        let frame = frames::message_new(live, seq as u64, client_id);
         conversation.publish(fault, frame, socket);
         Posted::New(message)
     }
@@ -911,8 +949,126 @@ async fn handle(server: Arc<Server>, mut stream: TcpStream) {
     if upgrade {
         return websocket(server, stream, req).await;
     }
+    if let Some(download) = server.download(&req) {
+        return respond_bytes(&mut stream, download).await;
+    }
     let (status, body) = server.route(&req);
     respond(&mut stream, status, &body).await;
+}
+
+/// A binary answer: status, extra headers, bytes.
+type Download = (u16, Vec<(&'static str, String)>, Vec<u8>);
+
+impl Server {
+    /// `GET /api/chat/attachments/{id}/download/` for a member, with one
+    /// `Range: bytes=a-b`; `None` for every other path.
+    fn download(&self, req: &Request) -> Option<Download> {
+        let segments: Vec<&str> = req.path.trim_matches('/').split('/').collect();
+        let ["api", "chat", "attachments", id, "download"] = segments.as_slice() else {
+            return None;
+        };
+        let state = self.lock();
+        let user = req
+            .headers
+            .get("authorization")
+            .and_then(|h| h.strip_prefix("Bearer "))
+            .and_then(|t| state.tokens.get(t))
+            .map(|(id, _)| *id);
+        let found = id.parse::<i64>().ok().and_then(|id| state.files.get(&id));
+        let Some((idx, bytes)) = found.filter(|(idx, _)| {
+            user.is_some_and(|u| state.conversations[*idx].members.contains(&u))
+        }) else {
+            return Some((
+                404,
+                Vec::new(),
+                b"{\"detail\": \"File not found.\"}".to_vec(),
+            ));
+        };
+        let _ = idx;
+        let range = req
+            .headers
+            .get("range")
+            .and_then(|r| r.strip_prefix("bytes="))
+            .and_then(|r| r.split_once('-'))
+            .and_then(|(a, b)| Some((a.parse::<usize>().ok()?, b.parse::<usize>().ok()?)))
+            .filter(|(a, b)| a <= b && *b < bytes.len());
+        Some(match range {
+            Some((a, b)) => (
+                206,
+                vec![("Content-Range", format!("bytes {a}-{b}/{}", bytes.len()))],
+                bytes[a..=b].to_vec(),
+            ),
+            None => (200, Vec::new(), bytes.clone()),
+        })
+    }
+}
+
+fn is_multipart(req: &Request) -> bool {
+    req.headers
+        .get("content-type")
+        .is_some_and(|v| v.starts_with("multipart/form-data"))
+}
+
+/// The text fields and files (name, type, bytes) of a multipart body.
+#[allow(clippy::type_complexity)]
+fn multipart_parts(
+    req: &Request,
+) -> Option<(HashMap<String, String>, Vec<(String, String, Vec<u8>)>)> {
+    let boundary = req.headers.get("content-type")?.split("boundary=").nth(1)?;
+    let delimiter = format!("--{boundary}");
+    let raw = &req.raw;
+    let mut starts = Vec::new();
+    let mut at = 0;
+    while let Some(pos) = find(&raw[at..], delimiter.as_bytes()) {
+        starts.push(at + pos);
+        at += pos + delimiter.len();
+    }
+    let mut fields = HashMap::new();
+    let mut files = Vec::new();
+    for pair in starts.windows(2) {
+        // Skip the delimiter and its CRLF; drop the CRLF before the next one.
+        let part = raw.get(pair[0] + delimiter.len() + 2..pair[1].checked_sub(2)?)?;
+        let head_end = find(part, b"\r\n\r\n")?;
+        let head = std::str::from_utf8(&part[..head_end]).ok()?;
+        let data = part[head_end + 4..].to_vec();
+        let quoted = |key: &str| {
+            head.split(&format!("{key}=\""))
+                .nth(1)
+                .and_then(|rest| rest.split('"').next())
+                .map(str::to_owned)
+        };
+        let name = quoted("name")?;
+        let mime = head
+            .lines()
+            .find_map(|l| l.strip_prefix("Content-Type: "))
+            .unwrap_or("application/octet-stream")
+            .to_owned();
+        match quoted("filename") {
+            Some(file_name) if name == "uploaded_files" => files.push((file_name, mime, data)),
+            _ => {
+                fields.insert(name, String::from_utf8(data).ok()?);
+            }
+        }
+    }
+    Some((fields, files))
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+async fn respond_bytes(stream: &mut TcpStream, (status, headers, body): Download) {
+    let mut head = format!(
+        "HTTP/1.1 {status} X\r\nContent-Length: {}\r\nConnection: close\r\n",
+        body.len()
+    );
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str("\r\n");
+    let _ = stream.write_all(head.as_bytes()).await;
+    let _ = stream.write_all(&body).await;
+    let _ = stream.shutdown().await;
 }
 
 async fn websocket(server: Arc<Server>, mut stream: TcpStream, req: Request) {
@@ -1022,6 +1178,7 @@ async fn read_request(stream: &mut TcpStream) -> Option<Request> {
         query,
         headers,
         body: serde_json::from_slice(&body).unwrap_or(Value::Null),
+        raw: body,
     })
 }
 
