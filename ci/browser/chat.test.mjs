@@ -303,6 +303,44 @@ describe('web client in a real browser', () => {
     await B.screenshot({ path: path.join(ART, 'mobile-ben-list.png') });
   });
 
+  it('creates a group, manages its members, and a removed member is shut out live', async () => {
+    const title = `Team ${suffix}`;
+    await A.click('[data-testid=new-group]');
+    await A.fill('[data-testid=group-title]', title);
+    await A.fill('[data-testid=group-members]', users.b.username);
+    await A.click('[data-testid=group-create]');
+    await A.waitForFunction((t) => document.querySelector('[data-testid=chat-name]').textContent === t, title);
+    await waitLive(A);
+    const gid = Number(/#\/c\/(\d+)/.exec(A.url())[1]);
+    assert.ok(gid > 0 && gid !== cid);
+    await A.click('[data-testid=chat-members]');
+    await A.waitForFunction(() => document.querySelectorAll('[data-testid=member-item]').length === 2);
+    // B (on its conversation list) finds the group and opens it.
+    await B.reload();
+    await B.click(`[data-testid=conv-item][data-conv-id="${gid}"]`);
+    await waitLive(B);
+    assert.equal(await B.textContent('[data-testid=chat-name]'), title);
+    const hello = `Ben in the group (${suffix})`;
+    await send(B, hello);
+    await waitText(A, hello);
+    // B is no admin: no remove buttons in B's panel.
+    await B.click('[data-testid=chat-members]');
+    await B.waitForFunction(() => document.querySelectorAll('[data-testid=member-item]').length === 2);
+    assert.equal(await B.$$eval('[data-testid=member-remove]', (ns) => ns.length), 0);
+    // A removes B: B's socket is closed (4403) and B is told at once.
+    await A.click(`[data-testid=member-item][data-user-id="${users.b.id}"] [data-testid=member-remove]`);
+    await A.waitForFunction(() => document.querySelectorAll('[data-testid=member-item]').length === 1);
+    await B.waitForFunction(() => /cannot access this conversation/.test(document.querySelector('[data-testid=error]').textContent),
+      null, { timeout: 5000 });
+    await B.screenshot({ path: path.join(ART, 'mobile-ben-removed.png') });
+    // Back to the direct conversation in both windows.
+    await B.click('[data-testid=back]');
+    await B.waitForSelector(`[data-testid=conv-item][data-conv-id="${cid}"]`);
+    await A.click(`[data-testid=conv-item][data-conv-id="${cid}"]`);
+    await waitLive(A);
+    assert.equal(await A.isVisible('[data-testid=chat-members]'), false, 'no members button in a direct chat');
+  });
+
   it('shows the partner online, then last seen once their page is gone', async () => {
     // B's conversation list is showing; open the chat again so B has a socket.
     await B.click(`[data-testid=conv-item][data-conv-id="${cid}"]`);

@@ -245,6 +245,87 @@
     } catch (e) { toast(e.message); }
   }
 
+  // ---------------------------------------------------------------- groups
+  // The id of the user called `name` (exactly, ignoring case), by the search.
+  async function userIdByName(name) {
+    const users = (await api('GET', '/api/chat/users/search/?q=' + encodeURIComponent(name))).data || [];
+    const u = users.find((x) => x.username.toLowerCase() === name.toLowerCase());
+    if (!u) throw new Error(`Nobody is called ${name}`);
+    return u.id;
+  }
+  async function createGroup(form) {
+    const f = Object.fromEntries(new FormData(form));
+    const names = String(f.members || '').split(',').map((x) => x.trim()).filter(Boolean);
+    try {
+      const member_ids = [];
+      for (const n of names) member_ids.push(await userIdByName(n));
+      const { data } = await api('POST', '/api/chat/conversations/', { title: f.title, member_ids });
+      form.reset();
+      form.hidden = true;
+      if (!S.convs.some((c) => c.id === data.id)) S.convs.unshift(data);
+      renderConversations();
+      openConversation(data.id);
+    } catch (e) { toast(e.message); }
+  }
+  function showMembersButton(conv) {
+    const group = !!conv && conv.conversation_type !== 'direct';
+    $('#chat-members').hidden = !group;
+    if (!group) $('#members-panel').hidden = true;
+    else if (!$('#members-panel').hidden) renderMembers();
+  }
+  // The open conversation's object again (members and admins changed).
+  async function refreshChatConv(chat) {
+    try {
+      const { data } = await api('GET', `/api/chat/conversations/${chat.id}/`);
+      if (S.chat !== chat) return;
+      chat.conv = data;
+      const i = S.convs.findIndex((c) => c.id === data.id);
+      if (i >= 0) S.convs[i] = Object.assign(S.convs[i], data);
+      showMembersButton(data);
+    } catch (e) { if (e.status !== 404 && e.status !== 403) toast(e.message); }
+  }
+  function renderMembers() {
+    const chat = S.chat;
+    const list = $('#member-list');
+    list.replaceChildren();
+    if (!chat || !chat.conv) return;
+    const members = chat.conv.members || [];
+    const amAdmin = members.some((m) => m.user && S.me && m.user.id === S.me.id && m.is_admin);
+    for (const m of members) {
+      if (!m.user) continue;
+      const li = el('li');
+      li.dataset.testid = 'member-item';
+      li.dataset.userId = m.user.id;
+      li.append(el('span', 'avatar', initial(nameOf(m.user))), el('span', '', nameOf(m.user)));
+      if (m.is_admin) li.append(el('span', 'admin', 'admin'));
+      if (amAdmin && m.user.id !== S.me.id) {
+        const b = el('button', 'link', 'Remove');
+        b.type = 'button';
+        b.dataset.testid = 'member-remove';
+        b.addEventListener('click', () => groupCall(chat, 'remove-member', { user_id: m.user.id }));
+        li.append(b);
+      }
+      list.append(li);
+    }
+    $('#member-add-form').hidden = !amAdmin;
+  }
+  async function groupCall(chat, action, body) {
+    try {
+      await api('POST', `/api/chat/conversations/${chat.id}/${action}/`, body);
+      await refreshChatConv(chat);
+      renderMembers();
+    } catch (e) { toast(e.message); }
+  }
+  async function leaveGroup() {
+    const chat = S.chat;
+    if (!chat) return;
+    try {
+      await api('POST', `/api/chat/conversations/${chat.id}/leave/`, {});
+      S.convs = S.convs.filter((c) => c.id !== chat.id);
+      $('#back').click();
+    } catch (e) { toast(e.message); }
+  }
+
   // ---------------------------------------------------------------- the open conversation
   // chat = {id, conv, lastSeq, els: Map(message id -> element), pending: Map(client_id -> element),
   //         outbox: [{client_id, content, sentOn}], ws, gen, attempt, ...}
@@ -278,6 +359,7 @@
     $('#chat-name').textContent = name;
     $('#chat-avatar').textContent = initial(name);
     showPresence(conv);
+    showMembersButton(conv);
     $('[data-testid=typing-indicator]').textContent = '';
     const list = $('#message-list');
     list.replaceChildren($('#history-state'));
@@ -303,7 +385,7 @@
     }
     if (!conv) loadConversations().then(() => {
       const c = S.convs.find((x) => x.id === cid);
-      if (c && S.chat === chat) { chat.conv = c; $('#chat-name').textContent = convName(c); $('#chat-avatar').textContent = initial(convName(c)); showPresence(c); }
+      if (c && S.chat === chat) { chat.conv = c; $('#chat-name').textContent = convName(c); $('#chat-avatar').textContent = initial(convName(c)); showPresence(c); showMembersButton(c); }
     });
     connect(chat);
     // Not on touch screens: focusing there would pop the keyboard over the history.
@@ -705,7 +787,10 @@
         toast(f.detail || f.code || 'error');
         break;
       default:
-        if (f.type === 'member.added') loadConversations();
+        if (f.type === 'member.added' || f.type === 'member.removed' || f.type === 'member.promoted') {
+          loadConversations();
+          refreshChatConv(chat);
+        }
     }
   }
 
@@ -771,6 +856,29 @@
     $('#register-form').addEventListener('submit', (e) => { e.preventDefault(); submitAuth('register', e.target); });
     $('#logout').addEventListener('click', () => logout());
     $('#user-search').addEventListener('input', onSearchInput);
+    $('#new-group').addEventListener('click', () => {
+      const f = $('#group-form');
+      f.hidden = !f.hidden;
+      if (!f.hidden) f.querySelector('input').focus();
+    });
+    $('#group-form').addEventListener('submit', (e) => { e.preventDefault(); createGroup(e.target); });
+    $('#chat-members').addEventListener('click', () => {
+      const p = $('#members-panel');
+      p.hidden = !p.hidden;
+      if (!p.hidden) renderMembers();
+    });
+    $('#member-add-form').addEventListener('submit', async (e) => {
+      e.preventDefault();
+      const chat = S.chat;
+      const name = new FormData(e.target).get('username').trim();
+      if (!chat || !name) return;
+      try {
+        const user_id = await userIdByName(name);
+        e.target.reset();
+        await groupCall(chat, 'add-member', { user_id });
+      } catch (err) { toast(err.message); }
+    });
+    $('#group-leave').addEventListener('click', leaveGroup);
     $('#back').addEventListener('click', () => {
       document.body.classList.remove('chat-open');
       closeChat();

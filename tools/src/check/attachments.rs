@@ -76,7 +76,28 @@ pub async fn attachment(ctx: &Ctx, a: &User, b: &User, direct: i64) -> CheckResu
             Kind::MessageNew.is(f) && as_id(&f["data"]["id"]) == id
         })
         .await?;
-    if frame.value["data"]["attachments"] != sent.body["attachments"] {
+    // The same attachments; `file` is an absolute URL of the node that
+    // rendered it (A's for A's answer, B's for B's frame).
+    let summary = |list: &serde_json::Value| -> Vec<String> {
+        list.as_array()
+            .map(|l| {
+                l.iter()
+                    .map(|a| {
+                        format!(
+                            "{} {} {} {} {}",
+                            a["id"],
+                            a["file_name"],
+                            a["file_size"],
+                            a["mime_type"],
+                            a["download_url"]
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let live = &frame.value["data"]["attachments"];
+    if summary(live) != summary(&sent.body["attachments"]) || summary(live).is_empty() {
         return Err(format!(
             "message.new without the attachment: {}",
             frame.value
