@@ -1,6 +1,16 @@
 //! The keys of the contract's JSON objects, in the server's order: what a
 //! client may rely on being present (tests assert the exact sets).
 
+/// An attachment object's keys (contract API-rest.md §5).
+pub const ATTACHMENT_KEYS: [&str; 6] = [
+    "id",
+    "file",
+    "file_name",
+    "file_size",
+    "mime_type",
+    "download_url",
+];
+
 /// The message object's keys: the contract's 15, then Vato's `seq` and
 /// `client_id`.
 pub const MESSAGE_KEYS: [&str; 17] = [

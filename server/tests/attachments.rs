@@ -14,43 +14,8 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 use vato_client::rest::{multipart, Part};
 
-const ATTACHMENT_KEYS: &[&str] = &[
-    "id",
-    "file",
-    "file_name",
-    "file_size",
-    "mime_type",
-    "download_url",
-];
-
 fn sha256(bytes: &[u8]) -> String {
     format!("{:x}", Sha256::digest(bytes))
-}
-
-fn media_files(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(dir)
-        .map(|entries| {
-            entries
-                .flatten()
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .collect()
-        })
-        .unwrap_or_default();
-    names.sort();
-    names
-}
-
-/// Waits (up to 5 s) until the media directory holds exactly `expected`.
-async fn wait_for_files(dir: &Path, expected: &[String]) {
-    let mut expected = expected.to_vec();
-    expected.sort();
-    for _ in 0..100 {
-        if media_files(dir) == expected {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert_eq!(media_files(dir), expected, "files in {}", dir.display());
 }
 
 fn media_dir(data: &Path) -> PathBuf {
@@ -106,7 +71,7 @@ async fn files_sent_with_a_message_are_delivered_and_downloaded_by_members_only(
     let attachments = message["attachments"].as_array().expect("attachments");
     assert_eq!(attachments.len(), 2);
     for a in attachments {
-        assert_key_set(a, ATTACHMENT_KEYS);
+        assert_key_set(a, &ATTACHMENT_KEYS);
     }
     assert_eq!(attachments[0]["file_name"], "photo.JPG");
     assert_eq!(attachments[0]["file_size"], 10_000);
@@ -384,7 +349,7 @@ async fn bad_forms_are_refused_with_no_message_and_no_file_left() {
     assert_eq!(outsider.status, 403);
 
     assert!(ana.history(conv, "").await.is_empty(), "no message");
-    wait_for_files(&media_dir(data.path()), &[]).await;
+    wait_for_no_files(&media_dir(data.path())).await;
 }
 
 #[tokio::test]

@@ -49,33 +49,6 @@ fn media_dir(server: &Server) -> PathBuf {
     server.data_dir().join("media")
 }
 
-/// The files in the media directory, sorted.
-fn media_files(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(dir)
-        .map(|entries| {
-            entries
-                .flatten()
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .collect()
-        })
-        .unwrap_or_default();
-    names.sort();
-    names
-}
-
-/// Waits (up to 5 s) until the media directory holds exactly `expected`.
-async fn wait_for_files(dir: &Path, expected: &[&str]) {
-    let mut expected: Vec<String> = expected.iter().map(|s| s.to_string()).collect();
-    expected.sort();
-    for _ in 0..100 {
-        if media_files(dir) == expected {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert_eq!(media_files(dir), expected, "files in {}", dir.display());
-}
-
 /// The media key at the end of an avatar URL.
 fn key_of(url: &Value) -> String {
     let url = url
@@ -256,7 +229,7 @@ async fn replacing_or_deleting_an_avatar_removes_the_file_nothing_refers_to() {
     assert_eq!(bo.delete("/api/auth/profile/me/avatar/").await.status, 200);
     let resp = ana.delete("/api/auth/profile/me/avatar/").await;
     assert_eq!(resp.status, 200);
-    wait_for_files(&dir, &[]).await;
+    wait_for_no_files(&dir).await;
     assert_eq!(
         server
             .anon()
@@ -386,7 +359,7 @@ async fn bad_uploads_are_refused_and_leave_nothing_behind() {
 
     // Nothing was stored: no avatar, no file, no temporary file.
     assert_eq!(answered(ana.profile_me().await).body["avatar"], Value::Null);
-    wait_for_files(&dir, &[]).await;
+    wait_for_no_files(&dir).await;
 
     // Exactly at the limit is fine; other fields beside it are ignored.
     let (content_type, form) = multipart(&[

@@ -99,21 +99,9 @@ pub async fn read_form(app: &App, request: Request) -> ApiResult<(Fields, Vec<Fi
     if announced.is_some_and(|n| n > whole) {
         return Err(ApiError::PayloadTooLarge);
     }
-    let boundary = request
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| multer::parse_boundary(v).ok())
-        .ok_or_else(|| {
-            ApiError::detail("Multipart form parse error - Invalid boundary in multipart: None")
-        })?;
-    let constraints =
-        multer::Constraints::new().size_limit(multer::SizeLimit::new().whole_stream(whole));
-    let mut multipart = multer::Multipart::with_constraints(
-        request.into_body().into_data_stream(),
-        boundary,
-        constraints,
-    );
+    let mut multipart = super::body::multipart_stream(request, whole).ok_or_else(|| {
+        ApiError::detail("Multipart form parse error - Invalid boundary in multipart: None")
+    })?;
     let mut fields = Fields::new();
     let mut files: Vec<File> = Vec::new();
     let mut text_bytes = 0usize;

@@ -15,7 +15,6 @@
 use std::sync::Arc;
 
 use axum::extract::{Request, State};
-use axum::http::header;
 use axum::routing::post;
 use axum::{Json, Router};
 use bytes::{Bytes, BytesMut};
@@ -86,22 +85,8 @@ async fn set_avatar(app: &App, me: UserId, avatar: Option<String>) -> ApiResult<
 async fn read_avatar(app: &App, request: Request) -> ApiResult<(Bytes, &'static str)> {
     let max_file = app.config.max_avatar_bytes;
     let no_file = || ApiError::BadRequest(json!({ "error": NO_FILE }));
-    let Some(boundary) = request
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| multer::parse_boundary(v).ok())
-    else {
-        return Err(no_file());
-    };
     let whole = (max_file as u64).saturating_add(app.config.max_body_bytes as u64);
-    let constraints =
-        multer::Constraints::new().size_limit(multer::SizeLimit::new().whole_stream(whole));
-    let mut multipart = multer::Multipart::with_constraints(
-        request.into_body().into_data_stream(),
-        boundary,
-        constraints,
-    );
+    let mut multipart = super::body::multipart_stream(request, whole).ok_or_else(no_file)?;
     let mut avatar: Option<Bytes> = None;
     while let Some(mut field) = multipart.next_field().await.map_err(parse_error)? {
         let is_avatar = field.name() == Some("avatar") && field.file_name().is_some();

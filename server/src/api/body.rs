@@ -43,3 +43,24 @@ pub fn opt_bool(body: &Map<String, Value>, field: &str) -> ApiResult<Option<bool
 pub fn path_id(raw: &str, detail: &'static str) -> ApiResult<u64> {
     raw.parse().map_err(|_| ApiError::NotFound(detail))
 }
+
+/// A multipart form read as a stream, at most `whole` bytes (past it,
+/// `multer::Error::StreamSizeExceeded`); `None` when the request names no
+/// boundary.
+pub fn multipart_stream(
+    request: axum::extract::Request,
+    whole: u64,
+) -> Option<multer::Multipart<'static>> {
+    let boundary = request
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| multer::parse_boundary(v).ok())?;
+    let constraints =
+        multer::Constraints::new().size_limit(multer::SizeLimit::new().whole_stream(whole));
+    Some(multer::Multipart::with_constraints(
+        request.into_body().into_data_stream(),
+        boundary,
+        constraints,
+    ))
+}

@@ -17,7 +17,8 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
 pub use vato_client::objects::{
-    CONTACT_KEYS, CONVERSATION_KEYS, MESSAGE_KEYS, PROFILE_KEYS, SETTINGS_KEYS, USER_KEYS,
+    ATTACHMENT_KEYS, CONTACT_KEYS, CONVERSATION_KEYS, MESSAGE_KEYS, PROFILE_KEYS, SETTINGS_KEYS,
+    USER_KEYS,
 };
 pub use vato_client::socket::{send_ws, seqs};
 pub use vato_client::{frames, message_path, messages_path, ws_url, Api, Resp, User, Ws, TIMEOUT};
@@ -320,4 +321,36 @@ pub fn answered(resp: Result<Resp, vato_client::RestError>) -> Resp {
     let resp = resp.unwrap_or_else(|e| panic!("{e}"));
     assert!(resp.is_json(), "body is not JSON: {}", resp.describe());
     resp
+}
+
+/// The files in a media directory, sorted (none when it does not exist).
+pub fn media_files(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+/// Waits (up to 5 s) until the media directory holds exactly `expected`.
+pub async fn wait_for_files(dir: &Path, expected: &[impl AsRef<str>]) {
+    let mut expected: Vec<String> = expected.iter().map(|s| s.as_ref().to_owned()).collect();
+    expected.sort();
+    for _ in 0..100 {
+        if media_files(dir) == expected {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(media_files(dir), expected, "files in {}", dir.display());
+}
+
+/// Waits (up to 5 s) until the media directory holds no file.
+pub async fn wait_for_no_files(dir: &Path) {
+    wait_for_files(dir, &[] as &[&str]).await;
 }

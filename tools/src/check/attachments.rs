@@ -7,6 +7,7 @@
 
 use std::time::Instant;
 
+use vato_client::objects::ATTACHMENT_KEYS;
 use vato_client::rest::{multipart, Part};
 use vato_client::{messages_path, Kind, Resp};
 
@@ -14,15 +15,6 @@ use super::connection::connect_member;
 use super::report::{CheckResult, Pass};
 use super::session::{as_id, unsigned, User};
 use super::Ctx;
-
-const ATTACHMENT_KEYS: [&str; 6] = [
-    "id",
-    "file",
-    "file_name",
-    "file_size",
-    "mime_type",
-    "download_url",
-];
 
 fn call(what: &str, resp: Result<Resp, vato_client::RestError>) -> Result<Resp, String> {
     resp.map_err(|e| format!("{what}: {e}"))
