@@ -254,6 +254,45 @@ pub enum Command {
         avatar: Option<String>,
         at: Micros,
     },
+    /// Keeps a login code for `phone` (E.164), as its keyed hash, until
+    /// `expires_at`; it replaces the number's earlier code.
+    IssueOtp {
+        phone: String,
+        code_hash: String,
+        expires_at: Micros,
+        at: Micros,
+    },
+    /// Logs in by the code sent to `phone`: a wrong code counts a try
+    /// ([`Reply::WrongCode`]); the right one is used up and logs in the
+    /// user with that number, registering one (named after the number,
+    /// with `first_name`/`last_name`, no usable password) if none has it.
+    VerifyOtp {
+        phone: String,
+        code_hash: String,
+        first_name: String,
+        last_name: String,
+        at: Micros,
+    },
+    /// Logs in the user linked to the identity, or registers one (named
+    /// `username`, or the first free `username_N`) and links it.
+    ExternalLogin {
+        identity: Box<ExternalIdentity>,
+        at: Micros,
+    },
+}
+
+/// An identity at an external provider, verified by the server, and what
+/// a new account made for it gets.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct ExternalIdentity {
+    /// `google`.
+    pub provider: String,
+    /// The provider's stable id of the account (Google's `sub`).
+    pub subject: String,
+    pub username: String,
+    pub email: String,
+    pub first_name: String,
+    pub last_name: String,
 }
 
 /// The contact flags [`Command::ToggleContact`] flips.
@@ -288,6 +327,14 @@ pub enum Reply {
         pin_id: PinId,
         created: bool,
     },
+    /// A phone-code or external login: the user, and whether the login
+    /// registered them.
+    Login {
+        user_id: UserId,
+        created: bool,
+    },
+    /// The phone code was wrong; the try was counted.
+    WrongCode,
 }
 
 /// Why a command was refused. The state is unchanged.
@@ -340,6 +387,10 @@ pub enum Rejection {
     /// A forward's target conversation is unknown or not the caller's.
     #[error("conversation not found")]
     UnknownTarget,
+    /// No code is pending for the phone number: never sent, used, expired
+    /// or burnt by wrong tries.
+    #[error("OTP expired or not found")]
+    OtpExpired,
 }
 
 /// Which field of a command breaks which rule. Servers map it to their own
@@ -389,6 +440,7 @@ impl Rejection {
             Rejection::Blocked => "blocked",
             Rejection::NotPinned => "not_pinned",
             Rejection::UnknownTarget => "unknown_target",
+            Rejection::OtpExpired => "otp_expired",
         }
     }
 }

@@ -282,6 +282,29 @@ pub enum Event {
         avatar: Option<String>,
         at: Micros,
     },
+    /// A login code was sent to `phone` (a [`crate::state::phone_key`]),
+    /// issue 13. Only its keyed hash is kept; it replaces any earlier code
+    /// of that number and is good until `expires_at` or
+    /// [`crate::state::OTP_MAX_TRIES`] wrong tries. Codes expired at `at`
+    /// are forgotten.
+    OtpIssued {
+        phone: String,
+        code_hash: String,
+        expires_at: Micros,
+        at: Micros,
+    },
+    /// A wrong code was tried for `phone`; the last allowed try burns it.
+    OtpRejected { phone: String, at: Micros },
+    /// The code of `phone` logged someone in: it is gone.
+    OtpUsed { phone: String, at: Micros },
+    /// `user_id` logs in with the external identity `subject` of
+    /// `provider` (Google's `sub`), decided with that user's registration.
+    IdentityLinked {
+        user_id: UserId,
+        provider: String,
+        subject: String,
+        at: Micros,
+    },
 }
 
 impl Event {
@@ -304,7 +327,11 @@ impl Event {
             | ContactAdded { .. }
             | ContactUpdated { .. }
             | ContactRemoved { .. }
-            | AvatarChanged { .. } => None,
+            | AvatarChanged { .. }
+            | OtpIssued { .. }
+            | OtpRejected { .. }
+            | OtpUsed { .. }
+            | IdentityLinked { .. } => None,
             MemberAdded { conv_id, seq, .. }
             | MemberRemoved { conv_id, seq, .. }
             | MessagePosted { conv_id, seq, .. }

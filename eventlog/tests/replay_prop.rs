@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use proptest::prelude::*;
 use proptest::test_runner::FileFailurePersistence;
-use vato_eventlog::command::ContactFlag;
+use vato_eventlog::command::{ContactFlag, ExternalIdentity};
 use vato_eventlog::log::Log;
 use vato_eventlog::profile::{Nullable, ProfileChanges, SettingsChanges};
 use vato_eventlog::state::REVOCATION_GRACE;
@@ -137,6 +137,18 @@ enum Op {
         name: Option<u8>,
         phone: Option<u8>,
         invite: Option<bool>,
+    },
+    /// A phone login code (issue 13) for number `phone`: issued, or tried
+    /// (right when `code` matches the number's last code).
+    Otp {
+        phone: u8,
+        code: u8,
+        verify: bool,
+    },
+    /// A Google login of identity `subject`, named `name` if new.
+    External {
+        subject: u8,
+        name: u8,
     },
     /// A settings write (`show_read_receipts`), or a first-use creation.
     Settings {
@@ -286,6 +298,9 @@ fn simple_op() -> impl Strategy<Value = Op> {
         3 => (member(), of_message(), message(), conv(), proptest::option::weighted(0.5, 0u8..3))
             .prop_map(|(by, conv, message, to, client_id)| Op::Forward { by, conv, message, to, client_id }),
         2 => (user(), proptest::option::weighted(0.7, 0u8..3)).prop_map(|(user, key)| Op::Avatar { user, key }),
+        2 => (0u8..3, 0u8..2, proptest::bool::weighted(0.6))
+            .prop_map(|(phone, code, verify)| Op::Otp { phone, code, verify }),
+        1 => (0u8..3, 0u8..7).prop_map(|(subject, name)| Op::External { subject, name }),
     ]
 }
 
@@ -623,6 +638,38 @@ fn command(op: &Op, state: &State, at: i64) -> Command {
         Op::Avatar { user, key } => Command::SetAvatar {
             user_id: *user,
             avatar: key.map(|k| format!("{k:064x}.png")),
+            at,
+        },
+        Op::Otp {
+            phone,
+            code,
+            verify: false,
+        } => Command::IssueOtp {
+            phone: format!("+1555000{phone}"),
+            code_hash: format!("h{code}"),
+            expires_at: at + 600_000_000,
+            at,
+        },
+        Op::Otp {
+            phone,
+            code,
+            verify: true,
+        } => Command::VerifyOtp {
+            phone: format!("+1555000{phone}"),
+            code_hash: format!("h{code}"),
+            first_name: "Ana".into(),
+            last_name: String::new(),
+            at,
+        },
+        Op::External { subject, name } => Command::ExternalLogin {
+            identity: Box::new(ExternalIdentity {
+                provider: "google".into(),
+                subject: format!("sub{subject}"),
+                username: NAMES[*name as usize].into(),
+                email: String::new(),
+                first_name: String::new(),
+                last_name: "Lima".into(),
+            }),
             at,
         },
         Op::Burst(_) | Op::Reopen { .. } => unreachable!("not a single command"),

@@ -42,6 +42,14 @@ pub struct App {
     /// Avatars' (and attachments') files: `<data-dir>/media/` or the
     /// cluster's Object Store bucket.
     pub media: Arc<crate::media::Media>,
+    /// Keys the phone login codes' hashes.
+    pub otp_key: crate::otp::CodeKey,
+    /// `--otp-rate`; `None` when 0.
+    pub otp_throttle: Option<crate::otp::OtpThrottle>,
+    /// `--sms-webhook`, if set.
+    pub sms: Option<crate::otp::SmsWebhook>,
+    /// Google login, when `--google-client-id` is set.
+    pub google: Option<crate::google::GoogleVerifier>,
 }
 
 impl App {

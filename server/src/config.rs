@@ -268,6 +268,32 @@ pub struct Config {
     /// use the request's `Host`, frames `http://` and the listen address.
     #[arg(long, env = "VATO_PUBLIC_URL", value_parser = public_url)]
     pub public_url: Option<String>,
+
+    /// Where phone login codes are sent: each is POSTed as JSON
+    /// `{"phone_number", "code", "message"}` to this URL, which hands it
+    /// to an SMS provider (issue 13). Without it (and without --dev),
+    /// `phone/request-otp/` answers 503.
+    #[arg(long, env = "VATO_SMS_WEBHOOK")]
+    pub sms_webhook: Option<String>,
+
+    /// Phone login codes an hour per phone number and per client address
+    /// (IPv6: per /64), with bursts of as many; more get 429 with
+    /// `Retry-After`. 0 disables it.
+    #[arg(long, env = "VATO_OTP_RATE", default_value_t = 5)]
+    pub otp_rate: u32,
+
+    /// The OAuth client id Google ID tokens must be issued for (their
+    /// `aud`). Without it, `POST /api/auth/google/` answers 503.
+    #[arg(long, env = "VATO_GOOGLE_CLIENT_ID")]
+    pub google_client_id: Option<String>,
+
+    /// Where Google's token signing keys (a JWK set) are fetched from.
+    #[arg(
+        long,
+        env = "VATO_GOOGLE_JWKS_URL",
+        default_value = "https://www.googleapis.com/oauth2/v3/certs"
+    )]
+    pub google_jwks_url: String,
 }
 
 /// `--public-url`: an `http(s)://host[:port][/path]` URL, kept without

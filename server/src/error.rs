@@ -188,6 +188,9 @@ impl From<Rejection> for ApiError {
             }
             Rejection::NotPinned => ApiError::NotFound("This message is not pinned."),
             Rejection::UnknownTarget => ApiError::NotFound("Conversation not found."),
+            Rejection::OtpExpired => {
+                ApiError::BadRequest(json!({ "error": "OTP expired or not found" }))
+            }
             Rejection::Invalid(reason) => match reason.field() {
                 "non_field_errors" => ApiError::detail(&reason.to_string()),
                 field => ApiError::field(field, &reason.to_string()),

@@ -50,11 +50,13 @@ mod burst;
 mod clock;
 pub mod config;
 mod error;
+mod google;
 mod hub;
 mod intake;
 mod limits;
 mod login_throttle;
 mod media;
+mod otp;
 mod presence;
 mod probe;
 mod render;
@@ -156,6 +158,13 @@ pub async fn start(config: Config) -> Result<Server, BoxError> {
         probe: probe::Probe::new(config.probe_interval_secs),
         presence,
         media,
+        otp_key: otp::CodeKey::new(secret.as_bytes()),
+        otp_throttle: otp::OtpThrottle::new(config.otp_rate),
+        sms: otp::SmsWebhook::new(config.sms_webhook.as_deref()),
+        google: google::GoogleVerifier::new(
+            config.google_client_id.as_deref(),
+            &config.google_jwks_url,
+        ),
         config,
     });
     // Files a crash left between their write and their event.

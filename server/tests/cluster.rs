@@ -14,6 +14,8 @@
 //!    crashed node lets go of its users when it starts again.
 //! 5. A block made on node 1 refuses the blocked user's posts on node 2 at
 //!    once (decided in stream order) and hides the blocker's typing there.
+//! 6. A phone login code sent through node 1 logs in on node 2, and wrong
+//!    tries on both nodes add up to burn a code.
 
 mod cluster_support;
 mod common;
@@ -496,4 +498,83 @@ async fn presence_counts_the_sockets_of_every_node() {
     )
     .await;
     presence_of(&mut a, kalu.id, false).await;
+}
+
+#[tokio::test]
+async fn a_phone_code_sent_on_one_node_logs_in_on_the_other() {
+    let nats = Nats::single().await;
+    let dirs = [tempdir(), tempdir()];
+    let (n1, n2) = two_nodes(&nats, &dirs, &[]).await;
+    let phone = "+15550007777";
+    let code_from = |resp: vato_client::rest::Resp| {
+        assert_eq!(resp.status, 200, "{}", resp.body);
+        resp.body["otp"]
+            .as_str()
+            .expect("otp with --demo")
+            .to_owned()
+    };
+    let code = code_from(
+        n1.anon()
+            .post(
+                "/api/auth/phone/request-otp/",
+                json!({"phone_number": phone}),
+            )
+            .await,
+    );
+    let resp = n2
+        .anon()
+        .post(
+            "/api/auth/phone/verify-otp/",
+            json!({"phone_number": phone, "otp": code}),
+        )
+        .await;
+    assert_eq!(resp.status, 200, "{}", resp.body);
+    assert_eq!(resp.body["is_new_user"], true);
+    let id = resp.body["user"]["id"].clone();
+
+    // Wrong tries count on every node: five, alternating, burn the code.
+    let code = code_from(
+        n2.anon()
+            .post(
+                "/api/auth/phone/request-otp/",
+                json!({"phone_number": phone}),
+            )
+            .await,
+    );
+    let wrong = format!("{:06}", (code.parse::<u32>().unwrap() + 1) % 1_000_000);
+    for node in [&n1, &n2, &n1, &n2, &n1] {
+        let resp = node
+            .anon()
+            .post(
+                "/api/auth/phone/verify-otp/",
+                json!({"phone_number": phone, "otp": wrong}),
+            )
+            .await;
+        assert_eq!(resp.body, json!({"error": "Invalid OTP"}));
+    }
+    let resp = n2
+        .anon()
+        .post(
+            "/api/auth/phone/verify-otp/",
+            json!({"phone_number": phone, "otp": code}),
+        )
+        .await;
+    assert_eq!(resp.body, json!({"error": "OTP expired or not found"}));
+    // A new code logs the same user in, on node 1.
+    let code = code_from(
+        n2.anon()
+            .post(
+                "/api/auth/phone/request-otp/",
+                json!({"phone_number": phone}),
+            )
+            .await,
+    );
+    let resp = n1
+        .anon()
+        .post(
+            "/api/auth/phone/verify-otp/",
+            json!({"phone_number": phone, "otp": code}),
+        )
+        .await;
+    assert_eq!(resp.body["user"]["id"], id, "{}", resp.body);
 }

@@ -255,6 +255,26 @@ impl Api {
         self.try_post("/api/auth/token/refresh/", &body).await
     }
 
+    /// `POST /api/auth/phone/request-otp/ {"phone_number"}`: a login code
+    /// is sent to the number (and is in the answer with `--dev`).
+    pub async fn request_otp(&self, phone_number: &str) -> Result<Resp, RestError> {
+        let body = json!({"phone_number": phone_number});
+        self.try_post("/api/auth/phone/request-otp/", &body).await
+    }
+
+    /// `POST /api/auth/phone/verify-otp/ {"phone_number", "otp"}`: logs in
+    /// (or registers) the number's user; the tokens are under `tokens`.
+    pub async fn verify_otp(&self, phone_number: &str, otp: &str) -> Result<Resp, RestError> {
+        let body = json!({"phone_number": phone_number, "otp": otp});
+        self.try_post("/api/auth/phone/verify-otp/", &body).await
+    }
+
+    /// `POST /api/auth/google/ {"token"}` with a Google ID token.
+    pub async fn google_login(&self, id_token: &str) -> Result<Resp, RestError> {
+        let body = json!({"token": id_token});
+        self.try_post("/api/auth/google/", &body).await
+    }
+
     /// `POST /api/auth/logout/ {"refresh"}`: revokes that refresh token.
     pub async fn logout(&self, refresh: &str) -> Result<Resp, RestError> {
         let body = json!({"refresh": refresh});
@@ -327,6 +347,12 @@ impl Api {
     pub async fn upload_avatar(&self, file_name: &str, bytes: &[u8]) -> Result<Resp, RestError> {
         let (content_type, body) = multipart(&[Part::file("avatar", file_name, bytes)]);
         self.post_raw("/api/auth/profile/me/avatar/", &content_type, body)
+            .await
+    }
+
+    /// `DELETE /api/auth/profile/me/avatar/`.
+    pub async fn delete_avatar(&self) -> Result<Resp, RestError> {
+        self.try_request(Method::DELETE, "/api/auth/profile/me/avatar/", None)
             .await
     }
 

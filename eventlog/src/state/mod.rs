@@ -8,7 +8,7 @@
 //! Each area keeps the `decide_*` of its commands next to the `apply_*` of
 //! their events: `users.rs`, `profiles.rs`, `conversations.rs`,
 //! `messages.rs`, `pins.rs`, `forward.rs`, `sessions.rs`, `presence.rs`,
-//! `contacts.rs`, `avatars.rs`; `model.rs`
+//! `contacts.rs`, `avatars.rs`, `external_logins.rs`; `model.rs`
 //! holds the read-model structs. An area's functions are reached only
 //! through the two matches below, hence their `let ... else unreachable!`
 //! (the command and event enums keep their serialized shape, so a variant
@@ -25,6 +25,7 @@ use crate::event::*;
 mod avatars;
 mod contacts;
 mod conversations;
+mod external_logins;
 mod forward;
 pub mod history;
 mod messages;
@@ -36,6 +37,7 @@ mod profiles;
 mod sessions;
 mod users;
 
+pub use external_logins::{PendingOtp, OTP_MAX_TRIES, UNUSABLE_PASSWORD};
 pub use messages::MESSAGE_TYPES;
 pub use model::{
     Attachment, Contact, Conversation, Member, Message, Pin, Reaction, ReadPosition, User,
@@ -113,6 +115,15 @@ pub struct State {
     /// a key at zero may be removed from the store. Kept in the snapshot:
     /// recounting would read every message.
     media_refs: HashMap<String, usize>,
+    /// Phone login codes not yet used, expired or burnt, by
+    /// [`phone_key`] (issue 13). Last, with a default: older snapshots
+    /// load.
+    #[serde(default)]
+    otps: BTreeMap<String, PendingOtp>,
+    /// `provider:subject` of an external identity (Google's `sub`) → its
+    /// user. Last, with a default: older snapshots load.
+    #[serde(default)]
+    identities: HashMap<String, UserId>,
 }
 
 /// The outcome of an accepted command.
@@ -350,6 +361,9 @@ impl State {
             Command::UnpinMessage { .. } => self.decide_unpin(command),
             Command::ForwardMessage { .. } => self.decide_forward(command),
             Command::SetAvatar { .. } => self.decide_set_avatar(command),
+            Command::IssueOtp { .. } => self.decide_issue_otp(command),
+            Command::VerifyOtp { .. } => self.decide_verify_otp(command),
+            Command::ExternalLogin { .. } => self.decide_external_login(command),
         }
     }
 
@@ -454,6 +468,10 @@ impl State {
             Event::MessagePinned { .. } => self.apply_message_pinned(event),
             Event::MessageUnpinned { .. } => self.apply_message_unpinned(event),
             Event::AvatarChanged { .. } => self.apply_avatar_changed(event),
+            Event::OtpIssued { .. } => self.apply_otp_issued(event),
+            Event::OtpRejected { .. } => self.apply_otp_rejected(event),
+            Event::OtpUsed { .. } => self.apply_otp_used(event),
+            Event::IdentityLinked { .. } => self.apply_identity_linked(event),
         }
     }
 }

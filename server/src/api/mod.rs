@@ -12,6 +12,7 @@ mod avatar;
 mod body;
 mod contacts;
 mod conversations;
+mod external_login;
 pub mod extract;
 mod forward;
 mod logout;
@@ -26,6 +27,7 @@ pub mod web;
 pub fn router() -> Router<Arc<App>> {
     Router::new()
         .merge(auth::router())
+        .merge(external_login::router())
         .merge(logout::router())
         .merge(users::router())
         .merge(profile::router())

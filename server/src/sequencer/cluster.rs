@@ -100,7 +100,10 @@ fn subject(command: &Command) -> String {
         | Command::UpdateContact { .. }
         | Command::ToggleContact { .. }
         | Command::RemoveContact { .. }
-        | Command::SetAvatar { .. } => "vato.users".into(),
+        | Command::SetAvatar { .. }
+        | Command::IssueOtp { .. }
+        | Command::VerifyOtp { .. }
+        | Command::ExternalLogin { .. } => "vato.users".into(),
         Command::CreateDirect { .. } | Command::CreateGroup { .. } | Command::Probe { .. } => {
             "vato.dir".into()
         }

@@ -146,7 +146,8 @@ pub fn rejection(rejection: &Rejection, client_id: Option<&Value>) -> String {
         | Rejection::UnknownUser
         | Rejection::UnknownContact
         | Rejection::NotPinned
-        | Rejection::UnknownTarget => "not_found",
+        | Rejection::UnknownTarget
+        | Rejection::OtpExpired => "not_found",
         Rejection::UsernameTaken
         | Rejection::PhoneTaken
         | Rejection::MessageDeleted
