@@ -95,7 +95,7 @@ async fn vato_check(args: &[&str]) -> Run {
 }
 
 const BASIC: usize = 20;
-const EXTENDED: usize = 35;
+const EXTENDED: usize = 36;
 
 const SETUP: &[&str] = &[
     "auth.login_a",
@@ -311,6 +311,16 @@ async fn attachments_missing_from_message_new_fail_the_attachment_check() {
     let run = vato_check(&["--base", &node.base, "--extended"]).await;
     run.assert_fails(&["ext.attachment"]);
     run.assert_passes(&["ext.forward", "ext.pin"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn avatars_that_are_not_served_fail_the_avatar_check() {
+    let node = start(Fault::AvatarNotServed).await;
+    let run = vato_check(&["--base", &node.base, "--extended"]).await;
+    run.assert_fails(&["ext.avatar"]);
+    run.assert_passes(&["ext.profile", "ext.attachment"]);
+    let line = run.line("ext.avatar").unwrap_or_default();
+    assert!(line.contains("HTTP 404"), "{line}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -23,6 +23,7 @@
 
 mod attachments;
 mod auth;
+mod avatar;
 mod connection;
 mod conversation;
 mod extended;
@@ -149,6 +150,7 @@ pub const PLAN_EXTENDED: &[&str] = &[
     "ext.pin",
     "ext.forward",
     "ext.attachment",
+    "ext.avatar",
 ];
 
 /// What every case needs: where to go and how long to wait.
@@ -267,6 +269,7 @@ async fn run_cases(ctx: &Ctx, report: &mut Report) {
         report.record("ext.forward", result);
         let result = attachments::attachment(ctx, &a, &b, conversation).await;
         report.record("ext.attachment", result);
+        report.record("ext.avatar", avatar::avatar(ctx, &a, &b).await);
     }
 }
 

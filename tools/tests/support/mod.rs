@@ -49,6 +49,9 @@ pub enum Fault {
     /// A message sent with files is stored with them, but its `message.new`
     /// leaves them out (the message shows up empty until reloaded).
     AttachmentsNotLive,
+    /// Avatars are stored and named in every user object, but their URL
+    /// answers 404 (a node that cannot read the shared media store).
+    AvatarNotServed,
 }
 
 /// One listening node; dropping it stops accepting connections.
@@ -108,6 +111,12 @@ struct State {
     files: HashMap<i64, (usize, Vec<u8>)>,
     /// The attachments the next `post` gives its message (taken by it).
     attachments: Vec<Value>,
+    /// User → the file name of their avatar under `/media/`.
+    avatars: HashMap<i64, String>,
+    /// `/media/` file name → bytes.
+    media: HashMap<String, Vec<u8>>,
+    /// The `Host` of the request being answered, for absolute URLs.
+    host: String,
     next_id: i64,
 }
 
@@ -208,6 +217,7 @@ impl Server {
             .filter(|(_, access)| *access)
             .map(|(id, _)| *id);
         let segments: Vec<&str> = req.path.trim_matches('/').split('/').collect();
+        state.host = req.headers.get("host").cloned().unwrap_or_default();
         match (req.method.as_str(), segments.as_slice(), user) {
             ("GET", ["healthz"], _) => (200, json!("ok")),
             ("POST", ["api", "auth", "register"], _) => {
@@ -275,6 +285,26 @@ impl Server {
                 json!({"detail": "Authentication credentials were not provided."}),
             ),
             ("GET", ["api", "auth", "profile", "me"], Some(me)) => (200, state.profile(me)),
+            ("POST", ["api", "auth", "profile", "me", "avatar"], Some(me)) => {
+                let file = multipart_parts(req).and_then(|(_, files)| files.into_iter().next());
+                let Some((_, _, bytes)) = file else {
+                    return (400, json!({"avatar": ["No file was submitted."]}));
+                };
+                if !(bytes.starts_with(b"\x89PNG") || bytes.starts_with(b"\xFF\xD8\xFF")) {
+                    return (
+                        400,
+                        json!({"avatar": ["Upload a valid image. The file you uploaded was either not an image or a corrupted image."]}),
+                    );
+                }
+                let name = format!("{}.png", state.id());
+                state.media.insert(name.clone(), bytes);
+                state.avatars.insert(me, name);
+                (200, state.profile(me))
+            }
+            ("DELETE", ["api", "auth", "profile", "me", "avatar"], Some(me)) => {
+                state.avatars.remove(&me);
+                (200, json!({"message": "Avatar deleted successfully"}))
+            }
             ("PATCH", ["api", "auth", "profile", "me"], Some(me)) => {
                 if req.body["bio"]
                     .as_str()
@@ -808,10 +838,14 @@ impl State {
     /// `settings.theme` are ever written.
     fn profile(&self, id: i64) -> Value {
         let user = self.users.iter().find(|u| u.id == id);
+        let avatar = self
+            .avatars
+            .get(&id)
+            .map(|name| format!("http://{}/media/{name}", self.host));
         json!({
             "id": id, "username": user.map_or("", |u| u.username.as_str()),
-            "email": "", "display_name": "", "phone_number": null, "avatar": null,
-            "avatar_url": null,
+            "email": "", "display_name": "", "phone_number": null, "avatar": avatar,
+            "avatar_url": avatar,
             "status_message": user.map_or("", |u| u.status_message.as_str()),
             "bio": "", "date_of_birth": null, "country": "", "city": "", "website": "",
             "show_phone_number": false, "show_last_seen": true, "show_profile_photo": true,
@@ -964,6 +998,15 @@ impl Server {
     /// `Range: bytes=a-b`; `None` for every other path.
     fn download(&self, req: &Request) -> Option<Download> {
         let segments: Vec<&str> = req.path.trim_matches('/').split('/').collect();
+        if let ["media", name] = segments.as_slice() {
+            let state = self.lock();
+            return Some(match state.media.get(*name) {
+                Some(bytes) if self.fault != Fault::AvatarNotServed => {
+                    (200, vec![("ETag", format!("\"{name}\""))], bytes.clone())
+                }
+                _ => (404, Vec::new(), b"{\"detail\": \"Not found.\"}".to_vec()),
+            });
+        }
         let ["api", "chat", "attachments", id, "download"] = segments.as_slice() else {
             return None;
         };
@@ -1044,7 +1087,7 @@ fn multipart_parts(
             .unwrap_or("application/octet-stream")
             .to_owned();
         match quoted("filename") {
-            Some(file_name) if name == "uploaded_files" => files.push((file_name, mime, data)),
+            Some(file_name) => files.push((file_name, mime, data)),
             _ => {
                 fields.insert(name, String::from_utf8(data).ok()?);
             }
