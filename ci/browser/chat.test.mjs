@@ -259,6 +259,38 @@ describe('web client in a real browser', () => {
     assert.equal(await A.$$eval('[data-testid=attachment-image]', (ns) => ns.length), 1);
   });
 
+  it('uploads an avatar in the profile panel; the other window shows it', async () => {
+    const png = Buffer.from('iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==', 'base64');
+    const loaded = (page, where) => page.waitForFunction((w) => {
+      const i = document.querySelector(`${w} img`);
+      return !!i && i.complete && i.naturalWidth === 1;
+    }, where, { timeout: 5000 });
+    await A.click('[data-testid=profile-open]');
+    await A.waitForSelector('[data-testid=profile-panel]:not([hidden])');
+    await A.setInputFiles('[data-testid=profile-avatar-file]', { name: 'me.png', mimeType: 'image/png', buffer: png });
+    await loaded(A, '[data-testid=me-avatar]');
+    await loaded(A, '[data-testid=profile-avatar]');
+    const url = await A.getAttribute('[data-testid=me-avatar] img', 'src');
+    assert.match(url, /^http:\/\/[^/]+\/media\/[0-9a-f]{64}\.png$/);
+    // The status message and settings save from the same panel.
+    await A.fill('[data-testid=profile-status]', `around (${suffix})`);
+    await A.click('[data-testid=profile-save]');
+    await A.waitForFunction(() => document.querySelector('[data-testid=profile-saved]').textContent === 'Saved',
+      null, { timeout: 5000 });
+    await A.click('[data-testid=profile-open]');
+    assert.equal(await A.isVisible('[data-testid=profile-panel]'), false);
+    // B's chat header shows A's photo (from the conversation's member objects).
+    await B.reload();
+    await waitLive(B);
+    await loaded(B, '#chat-avatar');
+    assert.equal(await B.getAttribute('#chat-avatar img', 'src'), url);
+    const status = await B.evaluate(async (id) => {
+      const r = await fetch(`/api/auth/users/${id}/`, { headers: { Authorization: 'Bearer ' + localStorage.getItem('vato.access') } });
+      return (await r.json()).status_message;
+    }, users.a.id);
+    assert.equal(status, `around (${suffix})`);
+  });
+
   it('saves screenshots of both windows', async () => {
     await screenshots();
     for (const f of ['desktop-ana.png', 'mobile-ben.png', 'both-windows.png']) {

@@ -35,6 +35,23 @@
   }
   const nameOf = (u) => (u && (u.display_name || u.username)) || '?';
   const initial = (s) => (s || '?').trim().charAt(0).toUpperCase() || '?';
+  // An avatar circle shows the user's photo when they have one (`avatar`
+  // is an absolute URL), else the initial of `name`.
+  function setAvatar(span, user, name) {
+    span.replaceChildren();
+    if (user && user.avatar) {
+      const img = el('img');
+      img.alt = '';
+      img.src = user.avatar;
+      img.dataset.testid = 'avatar-img';
+      span.append(img);
+    } else span.textContent = initial(name);
+  }
+  function avatarOf(user, name) {
+    const span = el('span', 'avatar');
+    setAvatar(span, user, name);
+    return span;
+  }
   function hhmm(iso) {
     const d = new Date(iso);
     return isNaN(d) ? '' : d.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' });
@@ -146,6 +163,7 @@
     localStorage.removeItem(LS_REFRESH);
     S.access = S.refresh = S.me = null;
     S.convs = [];
+    $('#profile-panel').hidden = true;
     history.replaceState(null, '', '/');
     $('#app-view').hidden = true;
     $('#auth-view').hidden = false;
@@ -155,11 +173,14 @@
   }
 
   // ---------------------------------------------------------------- conversation list
+  // The other member of a direct conversation (null for groups).
+  function convPartner(c) {
+    if (!c || c.conversation_type !== 'direct' || !S.me) return null;
+    return (c.members || []).map((m) => m.user).find((u) => u && u.id !== S.me.id) || null;
+  }
   function convName(c) {
-    if (c.conversation_type === 'direct' && S.me) {
-      const other = (c.members || []).map((m) => m.user).find((u) => u && u.id !== S.me.id);
-      if (other) return nameOf(other);
-    }
+    const other = convPartner(c);
+    if (other) return nameOf(other);
     return c.title || 'Conversation ' + c.id;
   }
   async function loadConversations() {
@@ -194,7 +215,7 @@
         bottom.append(b);
       }
       body.append(top, bottom);
-      li.append(el('span', 'avatar', initial(name)), body);
+      li.append(avatarOf(convPartner(c), name), body);
       li.addEventListener('click', () => openConversation(c.id));
       list.append(li);
     }
@@ -226,7 +247,7 @@
           const li = el('li', 'user-result');
           li.dataset.testid = 'user-result';
           li.dataset.userId = u.id;
-          li.append(el('span', 'avatar', initial(nameOf(u))), el('span', '', nameOf(u)));
+          li.append(avatarOf(u, nameOf(u)), el('span', '', nameOf(u)));
           if (u.display_name) li.append(el('span', 'muted', '@' + u.username));
           li.addEventListener('click', () => startDirect(u.id));
           out.append(li);
@@ -296,7 +317,7 @@
       const li = el('li');
       li.dataset.testid = 'member-item';
       li.dataset.userId = m.user.id;
-      li.append(el('span', 'avatar', initial(nameOf(m.user))), el('span', '', nameOf(m.user)));
+      li.append(avatarOf(m.user, nameOf(m.user)), el('span', '', nameOf(m.user)));
       if (m.is_admin) li.append(el('span', 'admin', 'admin'));
       if (amAdmin && m.user.id !== S.me.id) {
         const b = el('button', 'link', 'Remove');
@@ -357,7 +378,7 @@
     $('#chat-open').hidden = false;
     const name = conv ? convName(conv) : 'Conversation ' + cid;
     $('#chat-name').textContent = name;
-    $('#chat-avatar').textContent = initial(name);
+    setAvatar($('#chat-avatar'), convPartner(conv), name);
     showPresence(conv);
     showMembersButton(conv);
     $('[data-testid=typing-indicator]').textContent = '';
@@ -385,7 +406,7 @@
     }
     if (!conv) loadConversations().then(() => {
       const c = S.convs.find((x) => x.id === cid);
-      if (c && S.chat === chat) { chat.conv = c; $('#chat-name').textContent = convName(c); $('#chat-avatar').textContent = initial(convName(c)); showPresence(c); showMembersButton(c); }
+      if (c && S.chat === chat) { chat.conv = c; $('#chat-name').textContent = convName(c); setAvatar($('#chat-avatar'), convPartner(c), convName(c)); showPresence(c); showMembersButton(c); }
     });
     connect(chat);
     // Not on touch screens: focusing there would pop the keyboard over the history.
@@ -822,6 +843,60 @@
       names.length ? `${names.join(', ')} ${names.length > 1 ? 'are' : 'is'} typing…` : '';
   }
 
+  // ---------------------------------------------------------------- profile
+  function showMe() {
+    $('#me-name').textContent = nameOf(S.me);
+    setAvatar($('#me-avatar'), S.me, nameOf(S.me));
+    setAvatar($('#profile-avatar'), S.me, nameOf(S.me));
+  }
+  // Opens (or closes) the profile panel with the current profile and settings.
+  async function toggleProfile() {
+    const panel = $('#profile-panel');
+    panel.hidden = !panel.hidden;
+    if (panel.hidden) return;
+    $('[data-testid=profile-saved]').textContent = '';
+    try {
+      const [me, settings] = await Promise.all([
+        api('GET', '/api/auth/profile/me/'), api('GET', '/api/auth/settings/')]);
+      S.me = Object.assign(S.me || {}, me.data);
+      showMe();
+      const f = $('#profile-form');
+      f.status_message.value = S.me.status_message || '';
+      f.show_typing_indicator.checked = settings.data.show_typing_indicator !== false;
+      f.show_read_receipts.checked = settings.data.show_read_receipts !== false;
+    } catch (e) { toast(e.message); }
+  }
+  async function saveProfile(form) {
+    const saved = $('[data-testid=profile-saved]');
+    saved.textContent = '';
+    try {
+      const { data } = await api('PATCH', '/api/auth/profile/me/', { status_message: form.status_message.value });
+      await api('PATCH', '/api/auth/settings/', {
+        show_typing_indicator: form.show_typing_indicator.checked,
+        show_read_receipts: form.show_read_receipts.checked,
+      });
+      S.me = Object.assign(S.me || {}, data);
+      saved.textContent = 'Saved';
+    } catch (e) { toast(e.message); }
+  }
+  // Uploads (a File) or removes (null) the avatar; the answer is the profile.
+  async function changeAvatar(file, retried) {
+    try {
+      if (!accessFresh()) await refreshAccess();
+      let body;
+      if (file) { body = new FormData(); body.append('avatar', file, file.name); }
+      const r = await fetch('/api/auth/profile/me/avatar/', {
+        method: file ? 'POST' : 'DELETE', headers: { Authorization: 'Bearer ' + S.access, Accept: 'application/json' }, body,
+      });
+      if (r.status === 401 && !retried) { await refreshAccess(); return changeAvatar(file, true); }
+      let data = null;
+      try { data = await r.json(); } catch { data = { detail: 'HTTP ' + r.status }; }
+      if (!r.ok) { toast(firstError(data)); return; }
+      S.me = Object.assign(S.me || {}, file ? data : { avatar: null, avatar_url: null });
+      showMe();
+    } catch (e) { toast('Could not change the photo: ' + e.message); }
+  }
+
   // ---------------------------------------------------------------- start-up and wiring
   async function enterApp() {
     $('#auth-view').hidden = true;
@@ -833,8 +908,7 @@
         S.me = { id: p && p.user_id, username: '' };
       }
     }
-    $('#me-name').textContent = nameOf(S.me);
-    $('#me-avatar').textContent = initial(nameOf(S.me));
+    showMe();
     await loadConversations();
     // The list only has a live socket for the open conversation; poll the rest.
     clearInterval(S.listTimer);
@@ -855,6 +929,14 @@
     $('#login-form').addEventListener('submit', (e) => { e.preventDefault(); submitAuth('login', e.target); });
     $('#register-form').addEventListener('submit', (e) => { e.preventDefault(); submitAuth('register', e.target); });
     $('#logout').addEventListener('click', () => logout());
+    $('#me').addEventListener('click', toggleProfile);
+    $('#profile-form').addEventListener('submit', (e) => { e.preventDefault(); saveProfile(e.target); });
+    $('#profile-avatar-file').addEventListener('change', (e) => {
+      const file = e.target.files[0];
+      e.target.value = '';
+      if (file) changeAvatar(file);
+    });
+    $('#profile-avatar-remove').addEventListener('click', () => changeAvatar(null));
     $('#user-search').addEventListener('input', onSearchInput);
     $('#new-group').addEventListener('click', () => {
       const f = $('#group-form');
