@@ -279,6 +279,41 @@ pub enum Command {
         identity: Box<ExternalIdentity>,
         at: Micros,
     },
+    /// `by` calls the members `participants` of `conv_id` (none given: every
+    /// other member). One call at a time per conversation.
+    StartCall {
+        by: UserId,
+        conv_id: ConvId,
+        call_type: String,
+        participants: Vec<UserId>,
+        at: Micros,
+    },
+    /// `by` (a participant) answers, rejects, ends, retypes or deletes the
+    /// call `call_id` of `conv_id`.
+    CallAction {
+        by: UserId,
+        conv_id: ConvId,
+        call_id: CallId,
+        action: CallAction,
+        at: Micros,
+    },
+    /// The ring time of `call_id` is over: missed if still ringing at `at`,
+    /// `ring` after it started; nothing otherwise.
+    CallTimeout {
+        call_id: CallId,
+        ring: Micros,
+        at: Micros,
+    },
+}
+
+/// What a participant does to a call ([`Command::CallAction`]).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub enum CallAction {
+    Answer,
+    Reject,
+    End,
+    SetType(String),
+    Delete,
 }
 
 /// An identity at an external provider, verified by the server, and what
@@ -335,6 +370,7 @@ pub enum Reply {
     },
     /// The phone code was wrong; the try was counted.
     WrongCode,
+    Call(CallId),
 }
 
 /// Why a command was refused. The state is unchanged.
@@ -391,6 +427,20 @@ pub enum Rejection {
     /// or burnt by wrong tries.
     #[error("OTP expired or not found")]
     OtpExpired,
+    /// No call with that id in the conversation, or the caller is not a
+    /// member of it.
+    #[error("No Call matches the given query.")]
+    UnknownCall,
+    /// Only the caller and the invited participants may act on a call.
+    #[error("You are not a participant of this call.")]
+    NotAParticipant,
+    /// The call is over (or, for delete, not over yet), or the action does
+    /// not fit its state.
+    #[error("{0}")]
+    CallState(&'static str),
+    /// The conversation has a call ringing or active already.
+    #[error("A call is already in progress in this conversation.")]
+    CallInProgress,
 }
 
 /// Which field of a command breaks which rule. Servers map it to their own
@@ -441,6 +491,10 @@ impl Rejection {
             Rejection::NotPinned => "not_pinned",
             Rejection::UnknownTarget => "unknown_target",
             Rejection::OtpExpired => "otp_expired",
+            Rejection::UnknownCall => "unknown_call",
+            Rejection::NotAParticipant => "not_a_participant",
+            Rejection::CallState(_) => "call_state",
+            Rejection::CallInProgress => "call_in_progress",
         }
     }
 }

@@ -14,6 +14,8 @@ pub type AttachmentId = u64;
 /// A contact entry's id (issue 14): one per (owner, user).
 pub type ContactId = u64;
 pub type PinId = u64;
+/// A call's id (issue 15).
+pub type CallId = u64;
 /// A server node's stable id (kept in its data directory): whose sockets
 /// make a user online.
 pub type NodeId = u64;
@@ -305,6 +307,66 @@ pub enum Event {
         subject: String,
         at: Micros,
     },
+    /// `caller` rings `participants` (members of the conversation) for a
+    /// `voice` or `video` call (issue 15).
+    CallStarted {
+        call_id: CallId,
+        conv_id: ConvId,
+        seq: Seq,
+        caller: UserId,
+        call_type: String,
+        participants: Vec<UserId>,
+        at: Micros,
+    },
+    /// A participant took the call: it is active from now.
+    CallAnswered {
+        call_id: CallId,
+        conv_id: ConvId,
+        seq: Seq,
+        by: UserId,
+        at: Micros,
+    },
+    /// A participant declined; when nobody is left to answer a call that
+    /// nobody answered, it is over (`declined`).
+    CallRejected {
+        call_id: CallId,
+        conv_id: ConvId,
+        seq: Seq,
+        by: UserId,
+        at: Micros,
+    },
+    /// A participant hung up: the call is over (`ended`).
+    CallEnded {
+        call_id: CallId,
+        conv_id: ConvId,
+        seq: Seq,
+        by: UserId,
+        at: Micros,
+    },
+    /// Nobody answered within the ring time: the call is over (`missed`).
+    CallMissed {
+        call_id: CallId,
+        conv_id: ConvId,
+        seq: Seq,
+        at: Micros,
+    },
+    /// A participant changed the call's type.
+    CallUpdated {
+        call_id: CallId,
+        conv_id: ConvId,
+        seq: Seq,
+        by: UserId,
+        call_type: String,
+        at: Micros,
+    },
+    /// A participant removed a finished call from the log.
+    CallDeleted {
+        call_id: CallId,
+        conv_id: ConvId,
+        seq: Seq,
+        by: UserId,
+        at: Micros,
+    },
 }
 
 impl Event {
@@ -345,7 +407,14 @@ impl Event {
             | ConversationDeleted { conv_id, seq, .. }
             | MemberPromoted { conv_id, seq, .. }
             | MessagePinned { conv_id, seq, .. }
-            | MessageUnpinned { conv_id, seq, .. } => Some((*conv_id, *seq)),
+            | MessageUnpinned { conv_id, seq, .. }
+            | CallStarted { conv_id, seq, .. }
+            | CallAnswered { conv_id, seq, .. }
+            | CallRejected { conv_id, seq, .. }
+            | CallEnded { conv_id, seq, .. }
+            | CallMissed { conv_id, seq, .. }
+            | CallUpdated { conv_id, seq, .. }
+            | CallDeleted { conv_id, seq, .. } => Some((*conv_id, *seq)),
         }
     }
 

@@ -44,7 +44,9 @@ pub mod testing;
 /// is deterministic.
 pub type Micros = i64;
 
-pub use command::{Command, ExternalIdentity, Invalid, NewAttachment, Rejection, Reply};
+pub use command::{
+    CallAction, Command, ExternalIdentity, Invalid, NewAttachment, Rejection, Reply,
+};
 pub use event::*;
 pub use state::{Conversation, Message, State, User};
 pub use store::{Answer, Applied, Committed, CommittedRx, Store, StoreConfig, StoreError};

@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use proptest::prelude::*;
 use proptest::test_runner::FileFailurePersistence;
-use vato_eventlog::command::{ContactFlag, ExternalIdentity};
+use vato_eventlog::command::{CallAction, ContactFlag, ExternalIdentity};
 use vato_eventlog::log::Log;
 use vato_eventlog::profile::{Nullable, ProfileChanges, SettingsChanges};
 use vato_eventlog::state::REVOCATION_GRACE;
@@ -144,6 +144,15 @@ enum Op {
         phone: u8,
         code: u8,
         verify: bool,
+    },
+    /// A call (issue 15) in `conv` by `by`: started (action 0), answered,
+    /// rejected, ended, retyped, deleted, or timed out (6), on call
+    /// `call` (1..=3).
+    Call {
+        by: Who,
+        conv: u64,
+        action: u8,
+        call: u64,
     },
     /// A Google login of identity `subject`, named `name` if new.
     External {
@@ -301,6 +310,8 @@ fn simple_op() -> impl Strategy<Value = Op> {
         2 => (0u8..3, 0u8..2, proptest::bool::weighted(0.6))
             .prop_map(|(phone, code, verify)| Op::Otp { phone, code, verify }),
         1 => (0u8..3, 0u8..7).prop_map(|(subject, name)| Op::External { subject, name }),
+        4 => (member(), conv(), 0u8..7, 1u64..4)
+            .prop_map(|(by, conv, action, call)| Op::Call { by, conv, action, call }),
     ]
 }
 
@@ -672,6 +683,41 @@ fn command(op: &Op, state: &State, at: i64) -> Command {
             }),
             at,
         },
+        Op::Call {
+            by,
+            conv,
+            action,
+            call,
+        } => {
+            let by = user_of(state, *by, *conv, 0);
+            match action {
+                0 => Command::StartCall {
+                    by,
+                    conv_id: *conv,
+                    call_type: "voice".into(),
+                    participants: Vec::new(),
+                    at,
+                },
+                6 => Command::CallTimeout {
+                    call_id: *call,
+                    ring: 0,
+                    at,
+                },
+                _ => Command::CallAction {
+                    by,
+                    conv_id: *conv,
+                    call_id: *call,
+                    action: match action {
+                        1 => CallAction::Answer,
+                        2 => CallAction::Reject,
+                        3 => CallAction::End,
+                        4 => CallAction::SetType("video".into()),
+                        _ => CallAction::Delete,
+                    },
+                    at,
+                },
+            }
+        }
         Op::Burst(_) | Op::Reopen { .. } => unreachable!("not a single command"),
     }
 }

@@ -294,6 +294,12 @@ pub struct Config {
         default_value = "https://www.googleapis.com/oauth2/v3/certs"
     )]
     pub google_jwks_url: String,
+
+    /// Seconds a call rings before it is `missed` when nobody answered
+    /// (issue 15); at least 1.
+    #[arg(long, env = "VATO_CALL_RING_SECS", default_value_t = 45,
+          value_parser = clap::value_parser!(u64).range(1..=3_600))]
+    pub call_ring_secs: u64,
 }
 
 /// `--public-url`: an `http(s)://host[:port][/path]` URL, kept without

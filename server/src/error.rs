@@ -191,6 +191,14 @@ impl From<Rejection> for ApiError {
             Rejection::OtpExpired => {
                 ApiError::BadRequest(json!({ "error": "OTP expired or not found" }))
             }
+            Rejection::UnknownCall => ApiError::NotFound("No Call matches the given query."),
+            Rejection::NotAParticipant => {
+                ApiError::Forbidden("You are not a participant of this call.")
+            }
+            Rejection::CallState(detail) => ApiError::detail(detail),
+            Rejection::CallInProgress => {
+                ApiError::detail("A call is already in progress in this conversation.")
+            }
             Rejection::Invalid(reason) => match reason.field() {
                 "non_field_errors" => ApiError::detail(&reason.to_string()),
                 field => ApiError::field(field, &reason.to_string()),

@@ -242,6 +242,25 @@ pub fn string(fields: &Fields, field: &'static str) -> Result<Option<String>, In
     }
 }
 
+/// A required id field (`call_id` of the call frames).
+pub fn required_id(fields: &Fields, field: &'static str) -> Result<u64, Invalid> {
+    id(fields, field)?.ok_or_else(|| Invalid::field(field, "This field is required."))
+}
+
+/// A list of user ids (`participant_ids`); empty when absent or null.
+pub fn id_list(fields: &Fields, field: &'static str) -> Result<Vec<u64>, Invalid> {
+    let invalid = || Invalid::field(field, "A list of user ids is required.");
+    match fields.get(field) {
+        None | Some(Value::Null) => Ok(Vec::new()),
+        Some(Value::Array(ids)) => ids
+            .iter()
+            .map(Value::as_u64)
+            .collect::<Option<Vec<u64>>>()
+            .ok_or_else(invalid),
+        Some(_) => Err(invalid()),
+    }
+}
+
 /// An id field given as a number or a string of digits; `None` when absent,
 /// null or an empty string.
 pub fn id(fields: &Fields, field: &'static str) -> Result<Option<u64>, Invalid> {

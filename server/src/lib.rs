@@ -47,6 +47,7 @@ mod api;
 mod app;
 mod auth;
 mod burst;
+mod calls;
 mod clock;
 pub mod config;
 mod error;
@@ -180,6 +181,7 @@ pub async fn start(config: Config) -> Result<Server, BoxError> {
     // its sockets report from here on.
     app.presence.clear_own(&app).await;
     tokio::spawn(presence::run_reports(app.clone(), presence_reports));
+    tokio::spawn(calls::run_ring_timeouts(app.clone()));
     if app.config.probe_interval_secs > 0 || app.sequencer.cluster().is_some() {
         tokio::spawn(probe::run(app.clone()));
     }

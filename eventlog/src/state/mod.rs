@@ -8,7 +8,7 @@
 //! Each area keeps the `decide_*` of its commands next to the `apply_*` of
 //! their events: `users.rs`, `profiles.rs`, `conversations.rs`,
 //! `messages.rs`, `pins.rs`, `forward.rs`, `sessions.rs`, `presence.rs`,
-//! `contacts.rs`, `avatars.rs`, `external_logins.rs`; `model.rs`
+//! `contacts.rs`, `avatars.rs`, `external_logins.rs`, `calls.rs`; `model.rs`
 //! holds the read-model structs. An area's functions are reached only
 //! through the two matches below, hence their `let ... else unreachable!`
 //! (the command and event enums keep their serialized shape, so a variant
@@ -23,6 +23,7 @@ use crate::command::{Command, Rejection, Reply};
 use crate::event::*;
 
 mod avatars;
+mod calls;
 mod contacts;
 mod conversations;
 mod external_logins;
@@ -37,10 +38,12 @@ mod profiles;
 mod sessions;
 mod users;
 
+pub use calls::CALL_TYPES;
 pub use external_logins::{PendingOtp, OTP_MAX_TRIES, UNUSABLE_PASSWORD};
 pub use messages::MESSAGE_TYPES;
 pub use model::{
-    Attachment, Contact, Conversation, Member, Message, Pin, Reaction, ReadPosition, User,
+    Attachment, Call, CallParticipant, Contact, Conversation, Member, Message, Pin, Reaction,
+    ReadPosition, User,
 };
 pub use sessions::REVOCATION_GRACE;
 pub use users::{phone_key, username_skeleton};
@@ -124,6 +127,14 @@ pub struct State {
     /// user. Last, with a default: older snapshots load.
     #[serde(default)]
     identities: HashMap<String, UserId>,
+    /// Every call (issue 15), by id. Last, with a default: older snapshots
+    /// load.
+    #[serde(default)]
+    calls: BTreeMap<CallId, Call>,
+    #[serde(default)]
+    next_call_id: CallId,
+    #[serde(default)]
+    next_call_participant_id: u64,
 }
 
 /// The outcome of an accepted command.
@@ -364,6 +375,9 @@ impl State {
             Command::IssueOtp { .. } => self.decide_issue_otp(command),
             Command::VerifyOtp { .. } => self.decide_verify_otp(command),
             Command::ExternalLogin { .. } => self.decide_external_login(command),
+            Command::StartCall { .. } => self.decide_start_call(command),
+            Command::CallAction { .. } => self.decide_call_action(command),
+            Command::CallTimeout { .. } => self.decide_call_timeout(command),
         }
     }
 
@@ -472,6 +486,13 @@ impl State {
             Event::OtpRejected { .. } => self.apply_otp_rejected(event),
             Event::OtpUsed { .. } => self.apply_otp_used(event),
             Event::IdentityLinked { .. } => self.apply_identity_linked(event),
+            Event::CallStarted { .. } => self.apply_call_started(event),
+            Event::CallAnswered { .. }
+            | Event::CallRejected { .. }
+            | Event::CallEnded { .. }
+            | Event::CallMissed { .. }
+            | Event::CallUpdated { .. }
+            | Event::CallDeleted { .. } => self.apply_call_change(event),
         }
     }
 }

@@ -150,3 +150,53 @@ pub struct Contact {
     pub is_favorite: bool,
     pub added_at: Micros,
 }
+
+/// A call (issue 15): who rang whom in which conversation, and how it went.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct Call {
+    pub id: CallId,
+    pub conv_id: ConvId,
+    pub caller: UserId,
+    pub call_type: String,
+    /// `ringing`, `active`, `ended`, `declined` or `missed`.
+    pub state: String,
+    pub started_at: Micros,
+    /// When the first participant answered.
+    pub answered_at: Option<Micros>,
+    pub ended_at: Option<Micros>,
+    /// The caller first, then the invited members in the order given.
+    pub participants: Vec<CallParticipant>,
+}
+
+impl Call {
+    /// Ringing or active.
+    pub fn is_ongoing(&self) -> bool {
+        matches!(self.state.as_str(), "ringing" | "active")
+    }
+
+    pub fn participant(&self, user: UserId) -> Option<&CallParticipant> {
+        self.participants.iter().find(|p| p.user == user)
+    }
+
+    /// Whole seconds from the answer to the end (0 if never answered or
+    /// not over).
+    pub fn duration_secs(&self) -> i64 {
+        match (self.answered_at, self.ended_at) {
+            (Some(from), Some(to)) => (to - from).max(0) / 1_000_000,
+            _ => 0,
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct CallParticipant {
+    pub id: u64,
+    pub user: UserId,
+    /// When they joined: the caller at the start, the others on answering.
+    pub joined_at: Option<Micros>,
+    /// When their leg ended (the call's end for everyone in it).
+    pub left_at: Option<Micros>,
+    pub is_answered: bool,
+    /// They declined.
+    pub rejected: bool,
+}

@@ -10,6 +10,7 @@ mod attachments;
 mod auth;
 mod avatar;
 mod body;
+mod calls;
 mod contacts;
 mod conversations;
 mod external_login;
@@ -40,5 +41,6 @@ pub fn router() -> Router<Arc<App>> {
         .merge(contacts::router())
         .merge(pins::router())
         .merge(forward::router())
+        .merge(calls::router())
         .merge(web::router())
 }

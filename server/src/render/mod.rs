@@ -13,6 +13,7 @@ use vato_eventlog::{Envelope, Event, State, UserId};
 
 use crate::clock::format;
 
+pub mod calls;
 mod views;
 
 use views::{ConversationView, MessageFrame, MessageView, ReactionView, UserView};
@@ -233,7 +234,13 @@ pub fn actor(event: &Event, state: &State) -> Option<UserId> {
         Event::ConversationUpdated { by, .. }
         | Event::ConversationDeleted { by, .. }
         | Event::MessagePinned { by, .. }
-        | Event::MessageUnpinned { by, .. } => Some(*by),
+        | Event::MessageUnpinned { by, .. }
+        | Event::CallAnswered { by, .. }
+        | Event::CallRejected { by, .. }
+        | Event::CallEnded { by, .. }
+        | Event::CallUpdated { by, .. }
+        | Event::CallDeleted { by, .. } => Some(*by),
+        Event::CallStarted { caller, .. } => Some(*caller),
         _ => None,
     }
 }
@@ -381,6 +388,13 @@ pub fn event_frame(state: &State, envelope: &Envelope, viewer: Option<UserId>) -
             "by": by,
             "seq": seq,
         }),
+        Event::CallStarted { .. }
+        | Event::CallAnswered { .. }
+        | Event::CallRejected { .. }
+        | Event::CallEnded { .. }
+        | Event::CallMissed { .. }
+        | Event::CallUpdated { .. }
+        | Event::CallDeleted { .. } => calls::call_frame(state, &envelope.event, seq)?,
         _ => return None,
     };
     Some(frame)

@@ -118,7 +118,10 @@ fn subject(command: &Command) -> String {
         | Command::UpdateConversation { conv_id, .. }
         | Command::DeleteConversation { conv_id, .. }
         | Command::PinMessage { conv_id, .. }
-        | Command::UnpinMessage { conv_id, .. } => format!("vato.conv.{conv_id}"),
+        | Command::UnpinMessage { conv_id, .. }
+        | Command::StartCall { conv_id, .. }
+        | Command::CallAction { conv_id, .. } => format!("vato.conv.{conv_id}"),
+        Command::CallTimeout { .. } => "vato.dir".into(),
         // It appends to the target conversation.
         Command::ForwardMessage { to_conv, .. } => format!("vato.conv.{to_conv}"),
         Command::PostWithAttachments { post, .. } => subject(post),

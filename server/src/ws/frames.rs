@@ -11,7 +11,7 @@
 //! `client_id`.
 
 use serde_json::{json, Value};
-use vato_eventlog::{Command, Rejection, Seq};
+use vato_eventlog::{CallAction, Command, Rejection, Seq};
 
 use crate::intake::{self, Fields};
 use crate::limits::RateLimited;
@@ -32,6 +32,13 @@ pub enum Inbound {
     Command {
         command: Command,
         client_id: Option<Value>,
+    },
+    /// `webrtc.offer`, `.answer` or `.ice_candidate` for the other
+    /// participants of `call_id`: relayed, never stored (issue 15).
+    Signal {
+        kind: &'static str,
+        call_id: u64,
+        payload: Value,
     },
 }
 
@@ -88,6 +95,38 @@ pub fn parse(bytes: &[u8], cx: intake::Context) -> Result<Inbound, Refused> {
         "message.edit" => {
             let message_id = intake::message_id(fields).map_err(refuse)?;
             intake::edit_message(fields, message_id, cx).map_err(refuse)?
+        }
+        "call.initiate" => Command::StartCall {
+            by: cx.user_id,
+            conv_id: cx.conv_id,
+            call_type: intake::string(fields, "call_type")
+                .map_err(refuse)?
+                .unwrap_or_else(|| "voice".into()),
+            participants: intake::id_list(fields, "participant_ids").map_err(refuse)?,
+            at: cx.at,
+        },
+        "call.answer" | "call.reject" | "call.end" => Command::CallAction {
+            by: cx.user_id,
+            conv_id: cx.conv_id,
+            call_id: intake::required_id(fields, "call_id").map_err(refuse)?,
+            action: match kind {
+                "call.answer" => CallAction::Answer,
+                "call.reject" => CallAction::Reject,
+                _ => CallAction::End,
+            },
+            at: cx.at,
+        },
+        "webrtc.offer" | "webrtc.answer" | "webrtc.ice_candidate" => {
+            let (kind, key) = match kind {
+                "webrtc.offer" => ("webrtc.offer", "offer"),
+                "webrtc.answer" => ("webrtc.answer", "answer"),
+                _ => ("webrtc.ice_candidate", "candidate"),
+            };
+            return Ok(Inbound::Signal {
+                kind,
+                call_id: intake::required_id(fields, "call_id").map_err(refuse)?,
+                payload: fields.get(key).cloned().unwrap_or(Value::Null),
+            });
         }
         other => {
             let detail = format!("unknown frame type {other:?}");
@@ -147,7 +186,10 @@ pub fn rejection(rejection: &Rejection, client_id: Option<&Value>) -> String {
         | Rejection::UnknownContact
         | Rejection::NotPinned
         | Rejection::UnknownTarget
-        | Rejection::OtpExpired => "not_found",
+        | Rejection::OtpExpired
+        | Rejection::UnknownCall => "not_found",
+        Rejection::NotAParticipant => "forbidden",
+        Rejection::CallState(_) | Rejection::CallInProgress => "invalid",
         Rejection::UsernameTaken
         | Rejection::PhoneTaken
         | Rejection::MessageDeleted

@@ -113,6 +113,7 @@ async fn act_on(app: &App, handle: &SocketHandle, bytes: &[u8]) -> Option<Ctrl> 
         Inbound::Sync { .. } => hot.frame_in("sync"),
         Inbound::Typing { .. } => hot.frame_in("typing"),
         Inbound::Command { command, .. } => hot.command_in(command),
+        Inbound::Signal { kind, .. } => hot.frame_in(kind),
     }
     let (command, client_id) = match inbound {
         Inbound::Ping => return Some(Ctrl::Text(frames::pong())),
@@ -123,6 +124,11 @@ async fn act_on(app: &App, handle: &SocketHandle, bytes: &[u8]) -> Option<Ctrl> 
         }
         Inbound::Sync { since } => return Some(Ctrl::Sync(since)),
         Inbound::Typing { is_typing } => return signal_typing(app, handle, is_typing).await,
+        Inbound::Signal {
+            kind,
+            call_id,
+            payload,
+        } => return relay_webrtc(app, handle, kind, call_id, payload).await,
         Inbound::Command { command, client_id } => (command, client_id),
     };
     // Over the user's rates: refused here, before the sequencer, so
@@ -142,6 +148,55 @@ async fn act_on(app: &App, handle: &SocketHandle, bytes: &[u8]) -> Option<Ctrl> 
         is_send,
         client_id: client_id.map(Box::new),
     }))
+}
+
+/// Relays a WebRTC signalling frame to the other participants of an
+/// ongoing call of this conversation, on every node, in the order this
+/// socket sent them (the original sent it to the whole conversation,
+/// whoever asked). Never stored; the sender never gets it back.
+async fn relay_webrtc(
+    app: &App,
+    handle: &SocketHandle,
+    kind: &'static str,
+    call_id: u64,
+    payload: serde_json::Value,
+) -> Option<Ctrl> {
+    let (user_id, conv_id) = (handle.user_id, handle.conv_id);
+    let hidden_from = {
+        let state = app.store.state();
+        let Some(call) = state.call(call_id).filter(|c| c.conv_id == conv_id) else {
+            let detail = "No Call matches the given query.";
+            return Some(Ctrl::Text(frames::error("not_found", detail, None)));
+        };
+        if call.participant(user_id).is_none() {
+            let detail = "You are not a participant of this call.";
+            return Some(Ctrl::Text(frames::error("forbidden", detail, None)));
+        }
+        if !call.is_ongoing() {
+            let detail = "This call is over.";
+            return Some(Ctrl::Text(frames::error("invalid", detail, None)));
+        }
+        state
+            .conversation(conv_id)
+            .map(|c| {
+                c.members
+                    .keys()
+                    .filter(|m| call.participant(**m).is_none())
+                    .copied()
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let key = match kind {
+        "webrtc.offer" => "offer",
+        "webrtc.answer" => "answer",
+        _ => "candidate",
+    };
+    let signal = json!({"type": kind, "call_id": call_id, key: payload, "sender_id": user_id});
+    app.sequencer
+        .signal(conv_id, user_id, hidden_from, signal)
+        .await;
+    None
 }
 
 /// Tells the conversation's other sockets, on every node, that this user
