@@ -62,6 +62,7 @@ async fn router_roots_list_their_resources_for_a_logged_in_user() {
         chat.body,
         json!({
             "conversations": format!("{base}/api/chat/conversations/"),
+            "calls": format!("{base}/api/chat/calls/"),
             "contacts": format!("{base}/api/chat/contacts/"),
         })
     );
@@ -69,6 +70,7 @@ async fn router_roots_list_their_resources_for_a_logged_in_user() {
     for url in [
         &auth.body["users"],
         &chat.body["conversations"],
+        &chat.body["calls"],
         &chat.body["contacts"],
     ] {
         let path = url.as_str().unwrap().strip_prefix(&base).unwrap();

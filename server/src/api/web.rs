@@ -81,8 +81,9 @@ async fn api_index() -> Json<Value> {
 /// The router resources of `/api/auth/` that Vato serves: name → list path.
 const AUTH_ROUTES: [(&str, &str); 1] = [("users", "/api/auth/users/")];
 /// The same for `/api/chat/`.
-const CHAT_ROUTES: [(&str, &str); 2] = [
+const CHAT_ROUTES: [(&str, &str); 3] = [
     ("conversations", "/api/chat/conversations/"),
+    ("calls", "/api/chat/calls/"),
     ("contacts", "/api/chat/contacts/"),
 ];
 
