@@ -156,6 +156,7 @@ pub fn load(trees: &Trees) -> Result<Option<State>, SnapshotError> {
     // expiry index: rebuilt here.
     state.rebuild_user_indexes();
     state.rebuild_token_index();
+    state.rebuild_ringing_index();
     state.history.attach(trees.clone());
     Ok(Some(state))
 }

@@ -49,12 +49,24 @@ impl State {
             .collect()
     }
 
-    /// Calls still ringing: what a restarted node times out.
+    /// Calls still ringing (in conversations that still exist): what the
+    /// nodes time out.
     pub fn ringing_calls(&self) -> Vec<&Call> {
-        self.calls
+        self.ringing
+            .iter()
+            .filter_map(|id| self.call(*id))
+            .collect()
+    }
+
+    /// Rebuilds the index of ringing calls, which the snapshot does not
+    /// hold.
+    pub(crate) fn rebuild_ringing_index(&mut self) {
+        self.ringing = self
+            .calls
             .values()
             .filter(|c| c.state == "ringing")
-            .collect()
+            .map(|c| c.id)
+            .collect();
     }
 
     pub(super) fn decide_start_call(&self, command: &Command) -> Result<Decision, Rejection> {
@@ -278,6 +290,7 @@ impl State {
         for user in participants {
             rows.push(leg(*user, None, false));
         }
+        self.ringing.insert(*call_id);
         self.calls.insert(
             *call_id,
             Call {
@@ -306,11 +319,15 @@ impl State {
         };
         if let Event::CallDeleted { .. } = event {
             self.calls.remove(&call_id);
+            self.ringing.remove(&call_id);
             return;
         }
         let Some(call) = self.calls.get_mut(&call_id) else {
             return;
         };
+        // Whatever happens to a call, it rings no more unless it still
+        // rings after this event (a decline with others still rung).
+        let was_ringing = call.state == "ringing";
         let over = |call: &mut Call, state: &str, at: Micros| {
             call.state = state.into();
             call.ended_at = Some(at);
@@ -346,6 +363,9 @@ impl State {
             Event::CallMissed { at, .. } => over(call, "missed", *at),
             Event::CallUpdated { call_type, .. } => call.call_type = call_type.clone(),
             _ => {}
+        }
+        if was_ringing && call.state != "ringing" {
+            self.ringing.remove(&call_id);
         }
     }
 }

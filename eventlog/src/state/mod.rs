@@ -135,6 +135,11 @@ pub struct State {
     next_call_id: CallId,
     #[serde(default)]
     next_call_participant_id: u64,
+    /// The calls still ringing: what the nodes' ring timers look at every
+    /// second, without going through every call. Derived: not in the
+    /// snapshot, rebuilt when one is loaded.
+    #[serde(skip)]
+    ringing: BTreeSet<CallId>,
 }
 
 /// The outcome of an accepted command.
