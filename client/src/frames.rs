@@ -17,6 +17,7 @@ pub enum Kind {
     MessageDelete,
     Sync,
     Ping,
+    CallAnswer,
     // Server → client.
     MessageNew,
     MessageEdited,
@@ -34,15 +35,20 @@ pub enum Kind {
     SyncDone,
     Error,
     Presence,
+    CallIncoming,
+    CallAnswered,
+    CallEnded,
     // Both ways: the client's frame and the server's event share a name.
     MessageRead,
     Typing,
+    WebrtcOffer,
+    WebrtcAnswer,
 }
 
 impl Kind {
     /// Every kind.
     #[cfg(test)]
-    const ALL: [Kind; 23] = [
+    const ALL: [Kind; 29] = [
         Kind::MessageSend,
         Kind::MessageEdit,
         Kind::MessageDelete,
@@ -66,6 +72,12 @@ impl Kind {
         Kind::Presence,
         Kind::MessageRead,
         Kind::Typing,
+        Kind::CallAnswer,
+        Kind::CallIncoming,
+        Kind::CallAnswered,
+        Kind::CallEnded,
+        Kind::WebrtcOffer,
+        Kind::WebrtcAnswer,
     ];
 
     /// The `type` field's value.
@@ -94,6 +106,12 @@ impl Kind {
             Kind::Presence => "presence",
             Kind::MessageRead => "message.read",
             Kind::Typing => "typing",
+            Kind::CallAnswer => "call.answer",
+            Kind::CallIncoming => "call.incoming",
+            Kind::CallAnswered => "call.answered",
+            Kind::CallEnded => "call.ended",
+            Kind::WebrtcOffer => "webrtc.offer",
+            Kind::WebrtcAnswer => "webrtc.answer",
         }
     }
 
@@ -123,6 +141,12 @@ impl Kind {
             "presence" => Kind::Presence,
             "message.read" => Kind::MessageRead,
             "typing" => Kind::Typing,
+            "call.answer" => Kind::CallAnswer,
+            "call.incoming" => Kind::CallIncoming,
+            "call.answered" => Kind::CallAnswered,
+            "call.ended" => Kind::CallEnded,
+            "webrtc.offer" => Kind::WebrtcOffer,
+            "webrtc.answer" => Kind::WebrtcAnswer,
             _ => return None,
         })
     }

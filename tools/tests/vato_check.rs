@@ -95,7 +95,7 @@ async fn vato_check(args: &[&str]) -> Run {
 }
 
 const BASIC: usize = 20;
-const EXTENDED: usize = 36;
+const EXTENDED: usize = 37;
 
 const SETUP: &[&str] = &[
     "auth.login_a",
@@ -321,6 +321,16 @@ async fn avatars_that_are_not_served_fail_the_avatar_check() {
     run.assert_passes(&["ext.profile", "ext.attachment"]);
     let line = run.line("ext.avatar").unwrap_or_default();
     assert!(line.contains("HTTP 404"), "{line}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webrtc_frames_echoed_to_their_sender_fail_the_call_check() {
+    let node = start(Fault::WebrtcEchoed).await;
+    let run = vato_check(&["--base", &node.base, "--extended"]).await;
+    run.assert_fails(&["ext.call"]);
+    run.assert_passes(&["ext.typing", "ext.avatar"]);
+    let line = run.line("ext.call").unwrap_or_default();
+    assert!(line.contains("came back to their sender"), "{line}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -24,6 +24,7 @@
 mod attachments;
 mod auth;
 mod avatar;
+mod calls;
 mod connection;
 mod conversation;
 mod extended;
@@ -151,6 +152,7 @@ pub const PLAN_EXTENDED: &[&str] = &[
     "ext.forward",
     "ext.attachment",
     "ext.avatar",
+    "ext.call",
 ];
 
 /// What every case needs: where to go and how long to wait.
@@ -270,6 +272,8 @@ async fn run_cases(ctx: &Ctx, report: &mut Report) {
         let result = attachments::attachment(ctx, &a, &b, conversation).await;
         report.record("ext.attachment", result);
         report.record("ext.avatar", avatar::avatar(ctx, &a, &b).await);
+        let result = calls::call(ctx, &a, &b, conversation).await;
+        report.record("ext.call", result);
     }
 }
 

@@ -52,6 +52,9 @@ pub enum Fault {
     /// Avatars are stored and named in every user object, but their URL
     /// answers 404 (a node that cannot read the shared media store).
     AvatarNotServed,
+    /// WebRTC signalling goes to every socket of the conversation, the
+    /// sender's too (the original excluded the sender but not others).
+    WebrtcEchoed,
 }
 
 /// One listening node; dropping it stops accepting connections.
@@ -115,6 +118,8 @@ struct State {
     avatars: HashMap<i64, String>,
     /// `/media/` file name → bytes.
     media: HashMap<String, Vec<u8>>,
+    /// Call id → its conversation's index.
+    calls: HashMap<i64, usize>,
     /// The `Host` of the request being answered, for absolute URLs.
     host: String,
     next_id: i64,
@@ -393,6 +398,46 @@ impl Server {
                     .map(|c| state.contact_json(*c))
                     .collect();
                 (200, Value::Array(list))
+            }
+            ("POST", ["api", "chat", "calls"], Some(me)) => {
+                let Some(idx) = req.body["conversation_id"]
+                    .as_i64()
+                    .and_then(|c| state.member_of(&c.to_string(), me))
+                else {
+                    return (
+                        404,
+                        json!({"detail": "No Conversation matches the given query."}),
+                    );
+                };
+                let id = state.id();
+                state.calls.insert(id, idx);
+                let caller = state.user(me);
+                let call_type = req.body["call_type"].as_str().unwrap_or("voice").to_owned();
+                let conversation = &mut state.conversations[idx];
+                let seq = conversation.events.len() + 1;
+                let frame = json!({"type": Kind::CallIncoming.name(), "call_id": id,
+                                   "caller": caller, "call_type": call_type, "seq": seq});
+                conversation.publish(self.fault, frame, None);
+                (
+                    201,
+                    json!({"id": id, "state": "ringing", "call_type": call_type}),
+                )
+            }
+            ("POST", ["api", "chat", "calls", id, "end"], Some(me)) => {
+                let Some((id, idx)) = id
+                    .parse::<i64>()
+                    .ok()
+                    .and_then(|id| state.calls.get(&id).map(|idx| (id, *idx)))
+                else {
+                    return (404, json!({"detail": "No Call matches the given query."}));
+                };
+                let ended_by = state.user(me);
+                let conversation = &mut state.conversations[idx];
+                let seq = conversation.events.len() + 1;
+                let frame = json!({"type": Kind::CallEnded.name(), "call_id": id,
+                                   "ended_by": ended_by, "duration": 0, "seq": seq});
+                conversation.publish(self.fault, frame, None);
+                (200, json!({"status": "ended", "duration": 0}))
             }
             ("POST", ["api", "chat", "contacts"], Some(me)) => {
                 let Some(other) = req.body["contact_id"].as_i64() else {
@@ -731,6 +776,34 @@ impl Server {
                     Some(socket),
                 ) {
                     reply(original);
+                }
+            }
+            Some(Kind::CallAnswer) => {
+                let call_id = frame["call_id"].as_i64().unwrap_or_default();
+                if state.calls.get(&call_id) != Some(&idx) {
+                    return reply(frames::error_frame("not_found", "no such call"));
+                }
+                let answerer = state.user(user);
+                let conversation = &mut state.conversations[idx];
+                let seq = conversation.events.len() + 1;
+                let out = json!({"type": Kind::CallAnswered.name(), "call_id": call_id,
+                                 "answerer": answerer, "seq": seq});
+                conversation.publish(self.fault, out, None);
+            }
+            Some(kind @ (Kind::WebrtcOffer | Kind::WebrtcAnswer)) => {
+                let key = if kind == Kind::WebrtcOffer {
+                    "offer"
+                } else {
+                    "answer"
+                };
+                let out = json!({"type": kind.name(), "call_id": frame["call_id"],
+                                 key: frame[key], "sender_id": user});
+                for s in state.conversations[idx]
+                    .sockets
+                    .iter()
+                    .filter(|s| s.user != user || self.fault == Fault::WebrtcEchoed)
+                {
+                    let _ = s.tx.send(out.to_string());
                 }
             }
             Some(Kind::Typing) => {
