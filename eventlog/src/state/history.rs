@@ -42,16 +42,15 @@ use crate::event::{AttachmentId, ConvId, MessageId, Seq, UserId};
 
 use super::model::Message;
 
+mod keys;
+
+use keys::*;
+
 /// The sled tree the history's records live in.
 pub const TREE: &str = "history";
 /// The sled tree of the snapshot's state and pending layer.
 pub const SNAPSHOT_TREE: &str = "history-snapshot";
 
-const MESSAGE: u8 = b'm';
-const OWNER: u8 = b'x';
-const BY_SEQ: u8 = b'q';
-const KEY: u8 = b'i';
-const ATTACHMENT: u8 = b'a';
 /// In [`SNAPSHOT_TREE`]: the state of the snapshot.
 pub const STATE: &[u8] = b"s";
 /// In [`SNAPSHOT_TREE`]: the layer a snapshot committed (with its state)
@@ -525,90 +524,4 @@ impl History {
             self.active.keys.entry(key).or_insert(id);
         }
     }
-}
-
-/// The k-way merge of sorted id streams, each id once.
-struct Merge<'a> {
-    sources: Vec<std::iter::Peekable<Box<dyn Iterator<Item = MessageId> + 'a>>>,
-    newest_first: bool,
-}
-
-impl<'a> Merge<'a> {
-    fn new(sources: Vec<Box<dyn Iterator<Item = MessageId> + 'a>>, newest_first: bool) -> Self {
-        Merge {
-            sources: sources.into_iter().map(Iterator::peekable).collect(),
-            newest_first,
-        }
-    }
-}
-
-impl Iterator for Merge<'_> {
-    type Item = MessageId;
-
-    fn next(&mut self) -> Option<MessageId> {
-        let heads = self.sources.iter_mut().filter_map(|s| s.peek().copied());
-        let next = if self.newest_first {
-            heads.max()
-        } else {
-            heads.min()
-        }?;
-        for source in &mut self.sources {
-            if source.peek() == Some(&next) {
-                source.next();
-            }
-        }
-        Some(next)
-    }
-}
-
-fn read(tree: &sled::Tree, key: &[u8]) -> Option<sled::IVec> {
-    match tree.get(key) {
-        Ok(value) => value,
-        Err(e) => {
-            tracing::error!("history tree `{TREE}` unreadable: {e}");
-            None
-        }
-    }
-}
-
-fn decode(bytes: &[u8]) -> Option<Message> {
-    match codec::decode(bytes) {
-        Ok(m) => Some(m),
-        Err(e) => {
-            tracing::error!(
-                "history tree `{TREE}` holds a damaged message: {e}; run `vato-admin rebuild`"
-            );
-            None
-        }
-    }
-}
-
-fn be_u64(bytes: &[u8]) -> u64 {
-    let mut buf = [0u8; 8];
-    let n = bytes.len().min(8);
-    buf[..n].copy_from_slice(&bytes[..n]);
-    u64::from_be_bytes(buf)
-}
-
-fn id_key(tag: u8, id: u64) -> [u8; 9] {
-    let mut key = [tag; 9];
-    key[1..].copy_from_slice(&id.to_be_bytes());
-    key
-}
-
-fn pair_key(tag: u8, a: u64, b: u64) -> [u8; 17] {
-    let mut key = [tag; 17];
-    key[1..9].copy_from_slice(&a.to_be_bytes());
-    key[9..].copy_from_slice(&b.to_be_bytes());
-    key
-}
-
-fn message_key(conv: ConvId, id: MessageId) -> Vec<u8> {
-    pair_key(MESSAGE, conv, id).to_vec()
-}
-
-fn idempotency_key(sender: UserId, conv: ConvId, client_id: &str) -> Vec<u8> {
-    let mut key = pair_key(KEY, sender, conv).to_vec();
-    key.extend_from_slice(client_id.as_bytes());
-    key
 }

@@ -1,0 +1,103 @@
+//! The history tree's key layout (see the parent module's list) and the
+//! merged, ordered read of ids over its layers.
+
+use crate::codec;
+use crate::event::{ConvId, MessageId, UserId};
+
+use super::super::model::Message;
+use super::TREE;
+
+pub(super) const MESSAGE: u8 = b'm';
+pub(super) const OWNER: u8 = b'x';
+pub(super) const BY_SEQ: u8 = b'q';
+pub(super) const KEY: u8 = b'i';
+pub(super) const ATTACHMENT: u8 = b'a';
+
+/// The k-way merge of sorted id streams, each id once.
+pub(super) struct Merge<'a> {
+    sources: Vec<std::iter::Peekable<Box<dyn Iterator<Item = MessageId> + 'a>>>,
+    newest_first: bool,
+}
+
+impl<'a> Merge<'a> {
+    pub(super) fn new(
+        sources: Vec<Box<dyn Iterator<Item = MessageId> + 'a>>,
+        newest_first: bool,
+    ) -> Self {
+        Merge {
+            sources: sources.into_iter().map(Iterator::peekable).collect(),
+            newest_first,
+        }
+    }
+}
+
+impl Iterator for Merge<'_> {
+    type Item = MessageId;
+
+    fn next(&mut self) -> Option<MessageId> {
+        let heads = self.sources.iter_mut().filter_map(|s| s.peek().copied());
+        let next = if self.newest_first {
+            heads.max()
+        } else {
+            heads.min()
+        }?;
+        for source in &mut self.sources {
+            if source.peek() == Some(&next) {
+                source.next();
+            }
+        }
+        Some(next)
+    }
+}
+
+pub(super) fn read(tree: &sled::Tree, key: &[u8]) -> Option<sled::IVec> {
+    match tree.get(key) {
+        Ok(value) => value,
+        Err(e) => {
+            tracing::error!("history tree `{TREE}` unreadable: {e}");
+            None
+        }
+    }
+}
+
+pub(super) fn decode(bytes: &[u8]) -> Option<Message> {
+    match codec::decode(bytes) {
+        Ok(m) => Some(m),
+        Err(e) => {
+            tracing::error!(
+                "history tree `{TREE}` holds a damaged message: {e}; run `vato-admin rebuild`"
+            );
+            None
+        }
+    }
+}
+
+pub(super) fn be_u64(bytes: &[u8]) -> u64 {
+    let mut buf = [0u8; 8];
+    let n = bytes.len().min(8);
+    buf[..n].copy_from_slice(&bytes[..n]);
+    u64::from_be_bytes(buf)
+}
+
+pub(super) fn id_key(tag: u8, id: u64) -> [u8; 9] {
+    let mut key = [tag; 9];
+    key[1..].copy_from_slice(&id.to_be_bytes());
+    key
+}
+
+pub(super) fn pair_key(tag: u8, a: u64, b: u64) -> [u8; 17] {
+    let mut key = [tag; 17];
+    key[1..9].copy_from_slice(&a.to_be_bytes());
+    key[9..].copy_from_slice(&b.to_be_bytes());
+    key
+}
+
+pub(super) fn message_key(conv: ConvId, id: MessageId) -> Vec<u8> {
+    pair_key(MESSAGE, conv, id).to_vec()
+}
+
+pub(super) fn idempotency_key(sender: UserId, conv: ConvId, client_id: &str) -> Vec<u8> {
+    let mut key = pair_key(KEY, sender, conv).to_vec();
+    key.extend_from_slice(client_id.as_bytes());
+    key
+}
