@@ -357,7 +357,7 @@ fn a_snapshot_kept_among_the_records_is_moved_to_its_own_tree() {
         log.sync().expect("sync");
     }
     assert_eq!(
-        snapshot::stored_offset(dir.path()).expect("offset"),
+        common::retry_lock(|| snapshot::stored_offset(dir.path())).expect("offset"),
         Some(offset),
         "the state is found where the first layout kept it"
     );
