@@ -304,6 +304,26 @@ pub enum Command {
         ring: Micros,
         at: Micros,
     },
+    /// `by` receives pushes on the device `token` (`android`, `ios` or
+    /// `web`).
+    RegisterDevice {
+        by: UserId,
+        token: String,
+        platform: String,
+        at: Micros,
+    },
+    /// `by` stops receiving pushes on `token`.
+    RemoveDevice {
+        by: UserId,
+        token: String,
+        at: Micros,
+    },
+    /// `by` marks their notification `notification_id` read.
+    ReadNotification {
+        by: UserId,
+        notification_id: NotificationId,
+        at: Micros,
+    },
 }
 
 /// What a participant does to a call ([`Command::CallAction`]).
@@ -441,6 +461,12 @@ pub enum Rejection {
     /// The conversation has a call ringing or active already.
     #[error("A call is already in progress in this conversation.")]
     CallInProgress,
+    /// None of the caller's notifications has that id.
+    #[error("Notification not found.")]
+    UnknownNotification,
+    /// The caller has no device with that token.
+    #[error("Device not found.")]
+    UnknownDevice,
 }
 
 /// Which field of a command breaks which rule. Servers map it to their own
@@ -495,6 +521,8 @@ impl Rejection {
             Rejection::NotAParticipant => "not_a_participant",
             Rejection::CallState(_) => "call_state",
             Rejection::CallInProgress => "call_in_progress",
+            Rejection::UnknownNotification => "unknown_notification",
+            Rejection::UnknownDevice => "unknown_device",
         }
     }
 }

@@ -16,6 +16,8 @@ pub type ContactId = u64;
 pub type PinId = u64;
 /// A call's id (issue 15).
 pub type CallId = u64;
+/// A notification's id (issue 15): one per (recipient, message or call).
+pub type NotificationId = u64;
 /// A server node's stable id (kept in its data directory): whose sockets
 /// make a user online.
 pub type NodeId = u64;
@@ -367,6 +369,42 @@ pub enum Event {
         by: UserId,
         at: Micros,
     },
+    /// `users` (members with no socket open anywhere, notifications on,
+    /// not blocking `from`) are told of a message (`kind` `message`,
+    /// `message_id` set) or a ringing call (`call`, `call_id` set): the
+    /// notifications `first_id`, `first_id + 1`, ... in the order of
+    /// `users` (issue 15). Decided with the message or call itself, so
+    /// every node derives the same ones; the log is the push outbox.
+    NotificationsCreated {
+        first_id: NotificationId,
+        users: Vec<UserId>,
+        kind: String,
+        conv_id: ConvId,
+        message_id: Option<MessageId>,
+        call_id: Option<CallId>,
+        from: UserId,
+        at: Micros,
+    },
+    /// `user_id` read their notification `notification_id`.
+    NotificationRead {
+        user_id: UserId,
+        notification_id: NotificationId,
+        at: Micros,
+    },
+    /// `user_id`'s device receives pushes at `token` (taken from whoever
+    /// had it before: a token is one device's).
+    DeviceRegistered {
+        user_id: UserId,
+        token: String,
+        platform: String,
+        at: Micros,
+    },
+    /// `user_id` no longer receives pushes at `token`.
+    DeviceRemoved {
+        user_id: UserId,
+        token: String,
+        at: Micros,
+    },
 }
 
 impl Event {
@@ -375,6 +413,10 @@ impl Event {
         use Event::*;
         match self {
             UserRegistered { .. }
+            | NotificationsCreated { .. }
+            | NotificationRead { .. }
+            | DeviceRegistered { .. }
+            | DeviceRemoved { .. }
             | UserSeen { .. }
             | ConversationCreated { .. }
             | RefreshTokenRevoked { .. }

@@ -136,15 +136,16 @@ fn damaged_entries_are_errors_naming_their_offset() {
             codec::encode(&"hello").expect("encode")
         }),
     ];
-    // One event per chunk, then chunks of 5 (offsets 0..5, 5..10, 10..14).
-    // Offsets: the first event, one in the middle of a chunk, and the last
-    // one.
+    // 24 events: 4 to set up, then each post and the notifications of
+    // the two members it was not from (all offline). One event per chunk,
+    // then chunks of 5 (offsets 0..5, ..., 20..24). Offsets: the first
+    // event, one in the middle of a chunk, and the last one.
     for per_chunk in [1, 5] {
-        for offset in [0u64, 7, 13] {
+        for offset in [0u64, 7, 23] {
             for (name, damage) in &damages {
                 let dir = tempfile::tempdir().expect("tempdir");
                 let state = populated(dir.path(), 10);
-                assert_eq!(state.next_offset, 14);
+                assert_eq!(state.next_offset, 24);
                 regroup(dir.path(), per_chunk);
                 // Without the snapshot, opening must read (and reject) the entry.
                 common::discard_snapshot(dir.path());

@@ -300,6 +300,26 @@ pub struct Config {
     #[arg(long, env = "VATO_CALL_RING_SECS", default_value_t = 45,
           value_parser = clap::value_parser!(u64).range(1..=3_600))]
     pub call_ring_secs: u64,
+
+    /// Where notifications for members who are away are pushed (issue 15):
+    /// each is POSTed as JSON `{"id", "user_id", "kind", "conversation_id",
+    /// "title", "body", "data", "devices"}` with an `Idempotency-Key`
+    /// header equal to its id, retried until a 2xx. Without it nothing is
+    /// pushed; notifications are still listed.
+    #[arg(long, env = "VATO_PUSH_WEBHOOK")]
+    pub push_webhook: Option<String>,
+
+    /// How long one push may take (connect, send, answer) before it counts
+    /// as failed and is retried.
+    #[arg(long, env = "VATO_PUSH_TIMEOUT_MS", default_value_t = 5_000,
+          value_parser = clap::value_parser!(u64).range(1..=600_000))]
+    pub push_timeout_ms: u64,
+
+    /// The longest wait between two tries of a push that keeps failing
+    /// (the wait starts at 250 ms and doubles up to this).
+    #[arg(long, env = "VATO_PUSH_RETRY_MAX_MS", default_value_t = 60_000,
+          value_parser = clap::value_parser!(u64).range(250..=3_600_000))]
+    pub push_retry_max_ms: u64,
 }
 
 /// `--public-url`: an `http(s)://host[:port][/path]` URL, kept without

@@ -199,6 +199,8 @@ impl From<Rejection> for ApiError {
             Rejection::CallInProgress => {
                 ApiError::detail("A call is already in progress in this conversation.")
             }
+            Rejection::UnknownNotification => ApiError::NotFound("Not found."),
+            Rejection::UnknownDevice => ApiError::NotFound("Not found."),
             Rejection::Invalid(reason) => match reason.field() {
                 "non_field_errors" => ApiError::detail(&reason.to_string()),
                 field => ApiError::field(field, &reason.to_string()),

@@ -350,6 +350,12 @@ impl Hub {
 
     /// Waits until the batch holding log offset `offset` has been fanned
     /// out.
+    /// The offset of the last event fanned out (durable, in every
+    /// socket's queue), as it changes.
+    pub fn fanned_out_watch(&self) -> watch::Receiver<Offset> {
+        self.fanned_out.subscribe()
+    }
+
     pub async fn fanned_out_to(&self, offset: Offset) {
         let _ = self.fanned_out.subscribe().wait_for(|o| *o >= offset).await;
     }

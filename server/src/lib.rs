@@ -38,6 +38,9 @@
 //! * `media`: the media store (avatars, attachments): content-addressed
 //!   files in the data directory or the cluster's Object Store bucket, and
 //!   their removal once nothing refers to them.
+//! * `calls`: the ring time of calls; `push`: the pusher, which hands the
+//!   notifications in the log to `--push-webhook` (a cursor on disk, or a
+//!   lease and a cursor in JetStream KV in cluster mode).
 //!
 //! Only `api/`, `ws/` and `error` know HTTP; below them, modules return
 //! their own errors.
@@ -60,6 +63,7 @@ mod media;
 mod otp;
 mod presence;
 mod probe;
+mod push;
 mod render;
 mod search;
 mod sequencer;
@@ -182,6 +186,9 @@ pub async fn start(config: Config) -> Result<Server, BoxError> {
     app.presence.clear_own(&app).await;
     tokio::spawn(presence::run_reports(app.clone(), presence_reports));
     tokio::spawn(calls::run_ring_timeouts(app.clone()));
+    if let Some(pusher) = push::open(app.clone()).await? {
+        tokio::spawn(pusher.run());
+    }
     if app.config.probe_interval_secs > 0 || app.sequencer.cluster().is_some() {
         tokio::spawn(probe::run(app.clone()));
     }

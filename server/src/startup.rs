@@ -92,12 +92,7 @@ pub fn node_id(data_dir: &Path) -> Result<u64, BoxError> {
             .map_err(|_| format!("{} does not hold a node id", path.display()).into()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let id: u64 = rand::random();
-            // Written whole, then renamed: a crash never leaves half an id.
-            let partial = data_dir.join("node-id.partial");
-            write_private(&partial, &id.to_string())?;
-            std::fs::File::open(&partial)?.sync_all()?;
-            std::fs::rename(&partial, &path)?;
-            std::fs::File::open(data_dir)?.sync_all()?;
+            replace_durably(data_dir, "node-id", &id.to_string())?;
             Ok(id)
         }
         Err(e) => Err(e.into()),
@@ -183,6 +178,17 @@ pub fn private_data_dir(dir: &Path) -> std::io::Result<()> {
     unsafe { libc::umask(0o077) };
     std::fs::create_dir_all(dir)?;
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+}
+
+/// Writes `<dir>/<name>` (0600) whole and durably: written beside it,
+/// synced, then renamed over it and the directory synced, so a crash
+/// leaves the old contents or the new, never half of them.
+pub fn replace_durably(dir: &Path, name: &str, contents: &str) -> std::io::Result<()> {
+    let partial = dir.join(format!("{name}.partial"));
+    write_private(&partial, contents)?;
+    std::fs::File::open(&partial)?.sync_all()?;
+    std::fs::rename(&partial, dir.join(name))?;
+    std::fs::File::open(dir)?.sync_all()
 }
 
 /// Writes a new file readable by its owner only (0600), whatever the umask.

@@ -329,3 +329,35 @@ async fn an_unanswered_call_is_missed_after_the_ring_time_and_a_decline_ends_it(
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(kalu.get(&path).await.body["state"], "declined");
 }
+
+#[tokio::test]
+async fn a_participant_whose_last_socket_closes_leaves_and_ends_the_call() {
+    let server = Server::start(&["--demo", "--presence-grace-secs", "1"]).await;
+    let (lalo, kalu) = server.lalo_and_kalu().await;
+    let direct = lalo.direct_with(&kalu).await;
+    let mut lalo_ws = lalo.ws(direct).await;
+    let kalu_ws = kalu.ws(direct).await;
+    let call = lalo
+        .post("/api/chat/calls/", json!({"conversation_id": direct}))
+        .await
+        .body;
+    let path = call_path(&call["id"]);
+    let resp = kalu.post(&format!("{path}answer/"), json!({})).await;
+    assert_eq!(resp.status, 200, "{}", resp.body);
+    lalo_ws.recv_until("call.answered").await;
+
+    // A reconnect within the grace keeps the call.
+    kalu_ws.close().await;
+    let kalu_ws = kalu.ws(direct).await;
+    tokio::time::sleep(Duration::from_millis(1800)).await;
+    assert_eq!(kalu.get(&path).await.body["state"], "active");
+
+    // Gone for good: after the grace the call ends, by kalu.
+    kalu_ws.close().await;
+    let (ended, _) = lalo_ws.recv_until("call.ended").await;
+    assert_eq!(ended["call_id"], call["id"]);
+    assert_eq!(ended["ended_by"]["id"], kalu.id);
+    let over = lalo.get(&path).await.body;
+    assert_eq!(over["state"], "ended");
+    assert!(over["ended_at"].is_string());
+}

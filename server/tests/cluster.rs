@@ -16,6 +16,9 @@
 //!    once (decided in stream order) and hides the blocker's typing there.
 //! 6. A phone login code sent through node 1 logs in on node 2, and wrong
 //!    tries on both nodes add up to burn a code.
+//! 7. Push: each notification is delivered by one node only (the lease
+//!    holder's); when the holder is killed the other node takes over and
+//!    nothing is lost.
 
 mod cluster_support;
 mod common;
@@ -577,4 +580,67 @@ async fn a_phone_code_sent_on_one_node_logs_in_on_the_other() {
         )
         .await;
     assert_eq!(resp.body["user"]["id"], id, "{}", resp.body);
+}
+
+#[tokio::test]
+async fn each_notification_is_pushed_by_one_node_and_the_other_takes_over() {
+    let nats = Nats::single().await;
+    let dirs = [tempdir(), tempdir()];
+    let hook = common::hook::Hook::start(0, 0).await;
+    let extra = [
+        "--push-webhook",
+        hook.url.as_str(),
+        "--push-retry-max-ms",
+        "400",
+    ];
+    let (n1, n2) = two_nodes(&nats, &dirs, &extra).await;
+    let lalo1 = n1.login("lalo", "lalo123").await;
+    let lalo2 = n2.login("lalo", "lalo123").await;
+    let kalu = n2.login("kalu", "kalu123").await;
+    let conv = lalo1.api.direct_with(&kalu).await;
+    // Kalu has no socket: every message is a notification, sent through
+    // both nodes.
+    for i in 0..6 {
+        let lalo = if i % 2 == 0 { &lalo1 } else { &lalo2 };
+        lalo.api.send_message(conv, &format!("m{i}")).await;
+    }
+    let delivered = hook.wait_delivered(6).await;
+    let nodes: std::collections::BTreeSet<String> =
+        hook.seen().iter().map(|p| p.node.clone()).collect();
+    assert_eq!(nodes.len(), 1, "one node delivers: {:?}", hook.seen());
+    assert_eq!(
+        hook.seen().len(),
+        6,
+        "each delivered once: {:?}",
+        hook.seen()
+    );
+    assert!(delivered.values().all(|p| p.body["user_id"] == kalu.id));
+
+    // The holder dies; the other node takes over within the lease's time.
+    let holder = nodes.into_iter().next().unwrap();
+    let node_of = |dir: &tempfile::TempDir| {
+        std::fs::read_to_string(dir.path().join("node-id"))
+            .unwrap()
+            .trim()
+            .to_owned()
+    };
+    let (survivor, lalo, other) = if node_of(&dirs[0]) == holder {
+        n1.kill9().await;
+        (n2, lalo2, node_of(&dirs[1]))
+    } else {
+        assert_eq!(node_of(&dirs[1]), holder);
+        n2.kill9().await;
+        (n1, lalo1, node_of(&dirs[0]))
+    };
+    for i in 6..9 {
+        lalo.api.send_message(conv, &format!("m{i}")).await;
+    }
+    let delivered = hook.wait_delivered(9).await;
+    let late: Vec<&str> = delivered
+        .values()
+        .filter(|p| p.body["body"].as_str().is_some_and(|b| b >= "m6"))
+        .map(|p| p.node.as_str())
+        .collect();
+    assert_eq!(late, vec![other.as_str(); 3], "the survivor took over");
+    drop(survivor);
 }

@@ -72,7 +72,8 @@ fn verify_passes_on_a_healthy_log_and_stats_count_it() {
         "verify failed: {stdout}{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(stdout.contains("OK: 28 events"), "{stdout}");
+    // 3 to set up, then each post and the other member's notification.
+    assert!(stdout.contains("OK: 53 events"), "{stdout}");
 
     let out = admin(dir.path(), &["stats"]);
     let stdout = String::from_utf8_lossy(&out.stdout);

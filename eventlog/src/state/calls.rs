@@ -233,6 +233,40 @@ impl State {
         Ok(Decision::one(event, Reply::Call(call_id)))
     }
 
+    /// What `user`'s last socket anywhere closing does to their calls: a
+    /// participant who is in an ongoing call (its caller, or one who
+    /// answered) leaves it, and as a hang-up ends a Vato call, the call
+    /// ends (`ended`, by them). A member still being rung keeps ringing:
+    /// they may answer from another device until the ring time. `ended`
+    /// holds the calls this decision ends already (two participants of
+    /// one call may go with one crashed node).
+    pub(super) fn calls_left(
+        &self,
+        user: UserId,
+        at: Micros,
+        ended: &mut std::collections::BTreeSet<CallId>,
+    ) -> Vec<Event> {
+        let mut events = Vec::new();
+        for call in self.calls.values().filter(|c| c.is_ongoing()) {
+            let in_call = call.participant(user).is_some_and(|p| p.is_answered);
+            if !in_call || !self.conversations.contains_key(&call.conv_id) {
+                continue;
+            }
+            if !ended.insert(call.id) {
+                continue;
+            }
+            let seq = self.conversations[&call.conv_id].last_seq + 1;
+            events.push(Event::CallEnded {
+                call_id: call.id,
+                conv_id: call.conv_id,
+                seq,
+                by: user,
+                at,
+            });
+        }
+        events
+    }
+
     /// Missed when still ringing `ring` after its start; else nothing.
     pub(super) fn decide_call_timeout(&self, command: &Command) -> Result<Decision, Rejection> {
         let Command::CallTimeout { call_id, ring, at } = command else {
@@ -501,5 +535,62 @@ mod tests {
                 "participant_ids must be members of this conversation."
             ))
         );
+    }
+
+    #[test]
+    fn the_last_socket_of_a_participant_closing_ends_the_call() {
+        let mut state = scene();
+        let mut out = Vec::new();
+        let sockets = |user_id, open: bool, at| match open {
+            true => Command::SocketsOpened {
+                user_id,
+                node: 7,
+                at,
+            },
+            false => Command::SocketsClosed {
+                user_id,
+                node: 7,
+                at,
+            },
+        };
+        for user in [1, 2, 3] {
+            state.execute(&sockets(user, true, 0), &mut out).unwrap();
+        }
+        start(&mut state, vec![2, 3]).unwrap();
+        // Cy is only rung: his going leaves the call ringing for bo.
+        state.execute(&sockets(3, false, SECOND), &mut out).unwrap();
+        assert_eq!(state.call(1).unwrap().state, "ringing");
+        act(&mut state, 2, CallAction::Answer, 2 * SECOND).unwrap();
+        out.clear();
+        state
+            .execute(&sockets(2, false, 5 * SECOND), &mut out)
+            .unwrap();
+        let call = state.call(1).unwrap();
+        assert_eq!((call.state.as_str(), call.duration_secs()), ("ended", 3));
+        let ended: Vec<_> = out
+            .iter()
+            .filter(|e| matches!(e.event, Event::CallEnded { by: 2, .. }))
+            .collect();
+        assert_eq!(ended.len(), 1, "{out:?}");
+
+        // A crashed node's users: one end for their one call.
+        let mut state = scene();
+        for user in [1, 2] {
+            state.execute(&sockets(user, true, 0), &mut out).unwrap();
+        }
+        start(&mut state, vec![2]).unwrap();
+        act(&mut state, 2, CallAction::Answer, SECOND).unwrap();
+        out.clear();
+        let clear = Command::ClearNodePresence {
+            node: 7,
+            at: 4 * SECOND,
+        };
+        state.execute(&clear, &mut out).unwrap();
+        let ends = out
+            .iter()
+            .filter(|e| matches!(e.event, Event::CallEnded { .. }))
+            .count();
+        assert_eq!(ends, 1, "{out:?}");
+        assert_eq!(state.call(1).unwrap().state, "ended");
     }
 }

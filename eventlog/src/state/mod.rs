@@ -8,7 +8,8 @@
 //! Each area keeps the `decide_*` of its commands next to the `apply_*` of
 //! their events: `users.rs`, `profiles.rs`, `conversations.rs`,
 //! `messages.rs`, `pins.rs`, `forward.rs`, `sessions.rs`, `presence.rs`,
-//! `contacts.rs`, `avatars.rs`, `external_logins.rs`, `calls.rs`; `model.rs`
+//! `contacts.rs`, `avatars.rs`, `external_logins.rs`, `calls.rs`,
+//! `notifications.rs`; `model.rs`
 //! holds the read-model structs. An area's functions are reached only
 //! through the two matches below, hence their `let ... else unreachable!`
 //! (the command and event enums keep their serialized shape, so a variant
@@ -31,6 +32,7 @@ mod forward;
 pub mod history;
 mod messages;
 mod model;
+mod notifications;
 mod pins;
 mod presence;
 mod probe;
@@ -45,6 +47,7 @@ pub use model::{
     Attachment, Call, CallParticipant, Contact, Conversation, Member, Message, Pin, Reaction,
     ReadPosition, User,
 };
+pub use notifications::{Device, Notification, DEVICES_KEPT, NOTIFICATIONS_KEPT, PLATFORMS};
 pub use sessions::REVOCATION_GRACE;
 pub use users::{phone_key, username_skeleton};
 
@@ -140,6 +143,10 @@ pub struct State {
     /// snapshot, rebuilt when one is loaded.
     #[serde(skip)]
     ringing: BTreeSet<CallId>,
+    /// Every user's recent notifications and push devices (issue 15).
+    /// Last, with a default: older snapshots load.
+    #[serde(default)]
+    notifications: notifications::Notifications,
 }
 
 /// The outcome of an accepted command.
@@ -342,8 +349,15 @@ impl State {
     }
 
     /// Decides a command against the current state. Pure: the state does
-    /// not change until the returned events are applied.
+    /// not change until the returned events are applied. The messages it
+    /// posts and the calls it starts bring their notifications along.
     pub fn decide(&self, command: &Command) -> Result<Decision, Rejection> {
+        let mut decision = self.decide_command(command)?;
+        self.add_notifications(&mut decision.events);
+        Ok(decision)
+    }
+
+    fn decide_command(&self, command: &Command) -> Result<Decision, Rejection> {
         match command {
             Command::Register { .. } => self.decide_register(command),
             Command::RecordLogin { .. } => self.decide_login(command),
@@ -383,6 +397,9 @@ impl State {
             Command::StartCall { .. } => self.decide_start_call(command),
             Command::CallAction { .. } => self.decide_call_action(command),
             Command::CallTimeout { .. } => self.decide_call_timeout(command),
+            Command::RegisterDevice { .. } => self.decide_register_device(command),
+            Command::RemoveDevice { .. } => self.decide_remove_device(command),
+            Command::ReadNotification { .. } => self.decide_read_notification(command),
         }
     }
 
@@ -498,6 +515,10 @@ impl State {
             | Event::CallMissed { .. }
             | Event::CallUpdated { .. }
             | Event::CallDeleted { .. } => self.apply_call_change(event),
+            Event::NotificationsCreated { .. } => self.apply_notifications_created(event),
+            Event::NotificationRead { .. } => self.apply_notification_read(event),
+            Event::DeviceRegistered { .. } => self.apply_device_registered(event),
+            Event::DeviceRemoved { .. } => self.apply_device_removed(event),
         }
     }
 }

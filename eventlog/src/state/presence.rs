@@ -79,6 +79,7 @@ impl State {
                 user_id: *user_id,
                 at: *at,
             });
+            events.extend(self.calls_left(*user_id, *at, &mut BTreeSet::new()));
         }
         Ok(Decision {
             events,
@@ -103,11 +104,11 @@ impl State {
             node: *node,
             at: *at,
         }];
-        events.extend(
-            held.into_iter()
-                .filter(|(_, nodes)| *nodes == 1)
-                .map(|(user_id, _)| Event::UserWentOffline { user_id, at: *at }),
-        );
+        let mut ended = BTreeSet::new();
+        for (user_id, _) in held.into_iter().filter(|(_, nodes)| *nodes == 1) {
+            events.push(Event::UserWentOffline { user_id, at: *at });
+            events.extend(self.calls_left(user_id, *at, &mut ended));
+        }
         Ok(Decision {
             events,
             reply: Reply::Done,

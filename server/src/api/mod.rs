@@ -19,6 +19,7 @@ mod forward;
 mod logout;
 pub mod media;
 mod messages;
+mod notifications;
 mod pins;
 mod profile;
 mod settings;
@@ -42,5 +43,6 @@ pub fn router() -> Router<Arc<App>> {
         .merge(pins::router())
         .merge(forward::router())
         .merge(calls::router())
+        .merge(notifications::router())
         .merge(web::router())
 }

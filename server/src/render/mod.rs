@@ -14,6 +14,7 @@ use vato_eventlog::{Envelope, Event, State, UserId};
 use crate::clock::format;
 
 pub mod calls;
+pub mod notifications;
 mod views;
 
 use views::{ConversationView, MessageFrame, MessageView, ReactionView, UserView};

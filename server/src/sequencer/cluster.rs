@@ -103,7 +103,10 @@ fn subject(command: &Command) -> String {
         | Command::SetAvatar { .. }
         | Command::IssueOtp { .. }
         | Command::VerifyOtp { .. }
-        | Command::ExternalLogin { .. } => "vato.users".into(),
+        | Command::ExternalLogin { .. }
+        | Command::RegisterDevice { .. }
+        | Command::RemoveDevice { .. }
+        | Command::ReadNotification { .. } => "vato.users".into(),
         Command::CreateDirect { .. } | Command::CreateGroup { .. } | Command::Probe { .. } => {
             "vato.dir".into()
         }

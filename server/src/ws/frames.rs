@@ -187,7 +187,9 @@ pub fn rejection(rejection: &Rejection, client_id: Option<&Value>) -> String {
         | Rejection::NotPinned
         | Rejection::UnknownTarget
         | Rejection::OtpExpired
-        | Rejection::UnknownCall => "not_found",
+        | Rejection::UnknownCall
+        | Rejection::UnknownNotification
+        | Rejection::UnknownDevice => "not_found",
         Rejection::NotAParticipant => "forbidden",
         Rejection::CallState(_) | Rejection::CallInProgress => "invalid",
         Rejection::UsernameTaken

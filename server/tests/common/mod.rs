@@ -8,6 +8,8 @@
 //! re-exports, hence the `allow`.
 #![allow(dead_code, unused_imports)]
 
+pub mod hook;
+
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 

@@ -1,0 +1,602 @@
+//! Notifications and push devices (issue 15).
+//!
+//! A member who has no socket open anywhere in the cluster is told of a
+//! message or of a call that rings for them. Who that is, is decided with
+//! the message or the call itself ([`State::decide`] appends a
+//! `NotificationsCreated` to every decision that posts a message or starts
+//! a call), so every node derives the same notifications with the same
+//! ids, and the log is the push outbox: the server's pusher reads them
+//! after its cursor and hands them to the webhook.
+//!
+//! A member is told unless they are online (presence, decided in the
+//! log), turned `enable_notifications` off, or block the sender. Each user
+//! keeps their last [`NOTIFICATIONS_KEPT`], 32 bytes each; `is_read` is an
+//! event of its own. Devices are the push tokens the webhook receives: a
+//! token belongs to one user (registering it moves it), at most
+//! [`DEVICES_KEPT`] a user (the oldest goes).
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+
+use serde::{Deserialize, Serialize};
+
+use crate::command::{Command, Rejection, Reply};
+use crate::event::{CallId, ConvId, Event, MessageId, Micros, NotificationId, UserId};
+
+use super::{Decision, State};
+
+/// How many notifications a user keeps (newest); older ones are dropped.
+pub const NOTIFICATIONS_KEPT: usize = 50;
+/// How many push devices a user keeps (newest registered).
+pub const DEVICES_KEPT: usize = 20;
+/// The platforms a device may name.
+pub const PLATFORMS: [&str; 3] = ["android", "ios", "web"];
+
+/// One notification of one user, as the queries answer it.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct Notification {
+    pub id: NotificationId,
+    pub user: UserId,
+    /// `message` or `call` (the original's `notification_type` choices).
+    pub kind: String,
+    pub conv_id: ConvId,
+    pub message_id: Option<MessageId>,
+    pub call_id: Option<CallId>,
+    /// The sender of the message, or the caller.
+    pub from: UserId,
+    pub created_at: Micros,
+    pub is_read: bool,
+}
+
+/// A notification as a user keeps it: 32 bytes. Its conversation and
+/// sender are the message's or the call's, looked up when it is read, so
+/// that every user's last [`NOTIFICATIONS_KEPT`] cost little RAM (issue
+/// 12: a service's users times 50 of these).
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq)]
+struct Kept {
+    id: NotificationId,
+    /// The message id, or the call id when `call`.
+    about: u64,
+    at: Micros,
+    call: bool,
+    read: bool,
+}
+
+/// A push token of a user's device.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct Device {
+    pub token: String,
+    pub platform: String,
+    pub created_at: Micros,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+pub(crate) struct Notifications {
+    /// Id of the last notification created.
+    next_id: NotificationId,
+    by_user: HashMap<UserId, VecDeque<Kept>>,
+    devices: BTreeMap<UserId, Vec<Device>>,
+}
+
+impl State {
+    /// `user`'s notifications, newest first, those of conversations they
+    /// are no longer in (or of messages and calls gone with theirs) left
+    /// out.
+    pub fn notifications_of(&self, user: UserId) -> Vec<Notification> {
+        self.notifications
+            .by_user
+            .get(&user)
+            .into_iter()
+            .flatten()
+            .rev()
+            .filter_map(|kept| self.expand(user, kept))
+            .collect()
+    }
+
+    /// Notification `id` of `user`, while they are in its conversation.
+    pub fn notification(&self, user: UserId, id: NotificationId) -> Option<Notification> {
+        let kept = self
+            .notifications
+            .by_user
+            .get(&user)?
+            .iter()
+            .find(|n| n.id == id)?;
+        self.expand(user, kept)
+    }
+
+    fn expand(&self, user: UserId, kept: &Kept) -> Option<Notification> {
+        let (conv_id, from, message_id, call_id) = match kept.call {
+            true => {
+                let call = self.calls.get(&kept.about)?;
+                (call.conv_id, call.caller, None, Some(call.id))
+            }
+            false => {
+                let message = self.history.get(kept.about)?;
+                (message.conv_id, message.sender, Some(message.id), None)
+            }
+        };
+        if !self.is_member(conv_id, user) {
+            return None;
+        }
+        Some(Notification {
+            id: kept.id,
+            user,
+            kind: if kept.call { "call" } else { "message" }.into(),
+            conv_id,
+            message_id,
+            call_id,
+            from,
+            created_at: kept.at,
+            is_read: kept.read,
+        })
+    }
+
+    /// The id of the last notification created (0: none yet).
+    pub fn last_notification_id(&self) -> NotificationId {
+        self.notifications.next_id
+    }
+
+    /// `user`'s push devices, oldest first.
+    pub fn devices_of(&self, user: UserId) -> &[Device] {
+        self.notifications
+            .devices
+            .get(&user)
+            .map_or(&[], Vec::as_slice)
+    }
+
+    /// Whether `user` is told of what `from` sends: offline everywhere,
+    /// notifications on, not blocking `from`.
+    fn notifies(&self, user: UserId, from: UserId) -> bool {
+        let Some(recipient) = self.users.get(&user) else {
+            return false;
+        };
+        let online = self.presence.get(&user).is_some_and(|n| !n.is_empty());
+        let enabled = recipient
+            .settings
+            .as_ref()
+            .is_none_or(|s| s.values.enable_notifications);
+        user != from && !online && enabled && !self.blocks(user, from)
+    }
+
+    /// Appends to `events` the notifications its posts and call starts
+    /// produce: what [`State::decide`] does to every decision.
+    pub(super) fn add_notifications(&self, events: &mut Vec<Event>) {
+        let mut next = self.notifications.next_id;
+        let mut created = Vec::new();
+        for event in events.iter() {
+            let (kind, conv_id, from, message_id, call_id, at, candidates) = match event {
+                Event::MessagePosted {
+                    message_id,
+                    conv_id,
+                    sender,
+                    at,
+                    ..
+                } => {
+                    let members: Vec<UserId> = self
+                        .conversations
+                        .get(conv_id)
+                        .map(|c| c.members.keys().copied().collect())
+                        .unwrap_or_default();
+                    let message_id = Some(*message_id);
+                    ("message", *conv_id, *sender, message_id, None, *at, members)
+                }
+                Event::CallStarted {
+                    call_id,
+                    conv_id,
+                    caller,
+                    participants,
+                    at,
+                    ..
+                } => (
+                    "call",
+                    *conv_id,
+                    *caller,
+                    None,
+                    Some(*call_id),
+                    *at,
+                    participants.clone(),
+                ),
+                _ => continue,
+            };
+            let users: Vec<UserId> = candidates
+                .into_iter()
+                .filter(|u| self.notifies(*u, from))
+                .collect();
+            if users.is_empty() {
+                continue;
+            }
+            let first_id = next + 1;
+            next += users.len() as u64;
+            created.push(Event::NotificationsCreated {
+                first_id,
+                users,
+                kind: kind.into(),
+                conv_id,
+                message_id,
+                call_id,
+                from,
+                at,
+            });
+        }
+        events.extend(created);
+    }
+
+    pub(super) fn decide_read_notification(
+        &self,
+        command: &Command,
+    ) -> Result<Decision, Rejection> {
+        let Command::ReadNotification {
+            by,
+            notification_id,
+            at,
+        } = command
+        else {
+            unreachable!("State::decide dispatches only Command::ReadNotification here")
+        };
+        let notification = self
+            .notification(*by, *notification_id)
+            .ok_or(Rejection::UnknownNotification)?;
+        if notification.is_read {
+            return Ok(Decision::none(Reply::Done));
+        }
+        Ok(Decision::one(
+            Event::NotificationRead {
+                user_id: *by,
+                notification_id: *notification_id,
+                at: *at,
+            },
+            Reply::Done,
+        ))
+    }
+
+    pub(super) fn decide_register_device(&self, command: &Command) -> Result<Decision, Rejection> {
+        let Command::RegisterDevice {
+            by,
+            token,
+            platform,
+            at,
+        } = command
+        else {
+            unreachable!("State::decide dispatches only Command::RegisterDevice here")
+        };
+        self.existing_user(*by)?;
+        let known = self
+            .devices_of(*by)
+            .iter()
+            .any(|d| d.token == *token && d.platform == *platform);
+        if known {
+            return Ok(Decision::none(Reply::Done));
+        }
+        Ok(Decision::one(
+            Event::DeviceRegistered {
+                user_id: *by,
+                token: token.clone(),
+                platform: platform.clone(),
+                at: *at,
+            },
+            Reply::Done,
+        ))
+    }
+
+    pub(super) fn decide_remove_device(&self, command: &Command) -> Result<Decision, Rejection> {
+        let Command::RemoveDevice { by, token, at } = command else {
+            unreachable!("State::decide dispatches only Command::RemoveDevice here")
+        };
+        if !self.devices_of(*by).iter().any(|d| d.token == *token) {
+            return Err(Rejection::UnknownDevice);
+        }
+        Ok(Decision::one(
+            Event::DeviceRemoved {
+                user_id: *by,
+                token: token.clone(),
+                at: *at,
+            },
+            Reply::Done,
+        ))
+    }
+
+    pub(super) fn apply_notifications_created(&mut self, event: &Event) {
+        let Event::NotificationsCreated {
+            first_id,
+            users,
+            message_id,
+            call_id,
+            at,
+            ..
+        } = event
+        else {
+            unreachable!("State::apply dispatches only Event::NotificationsCreated here")
+        };
+        let (about, call) = match (message_id, call_id) {
+            (_, Some(call_id)) => (*call_id, true),
+            (Some(message_id), None) => (*message_id, false),
+            (None, None) => return,
+        };
+        for (id, user) in (*first_id..).zip(users) {
+            let kept = self.notifications.by_user.entry(*user).or_default();
+            kept.push_back(Kept {
+                id,
+                about,
+                at: *at,
+                call,
+                read: false,
+            });
+            if kept.len() > NOTIFICATIONS_KEPT {
+                kept.pop_front();
+            }
+            self.notifications.next_id = self.notifications.next_id.max(id);
+        }
+    }
+
+    pub(super) fn apply_notification_read(&mut self, event: &Event) {
+        let Event::NotificationRead {
+            user_id,
+            notification_id,
+            ..
+        } = event
+        else {
+            unreachable!("State::apply dispatches only Event::NotificationRead here")
+        };
+        let found = self
+            .notifications
+            .by_user
+            .get_mut(user_id)
+            .and_then(|kept| kept.iter_mut().find(|n| n.id == *notification_id));
+        if let Some(notification) = found {
+            notification.read = true;
+        }
+    }
+
+    pub(super) fn apply_device_registered(&mut self, event: &Event) {
+        let Event::DeviceRegistered {
+            user_id,
+            token,
+            platform,
+            at,
+        } = event
+        else {
+            unreachable!("State::apply dispatches only Event::DeviceRegistered here")
+        };
+        self.forget_token(token);
+        let devices = self.notifications.devices.entry(*user_id).or_default();
+        devices.push(Device {
+            token: token.clone(),
+            platform: platform.clone(),
+            created_at: *at,
+        });
+        if devices.len() > DEVICES_KEPT {
+            devices.remove(0);
+        }
+    }
+
+    pub(super) fn apply_device_removed(&mut self, event: &Event) {
+        let Event::DeviceRemoved { token, .. } = event else {
+            unreachable!("State::apply dispatches only Event::DeviceRemoved here")
+        };
+        self.forget_token(token);
+    }
+
+    /// Removes `token` from whichever user has it.
+    fn forget_token(&mut self, token: &str) {
+        self.notifications.devices.retain(|_, devices| {
+            devices.retain(|d| d.token != token);
+            !devices.is_empty()
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::Envelope;
+    use crate::profile::SettingsChanges;
+
+    /// Users 1 (ana), 2 (bo), 3 (cy) and a group of all three
+    /// (conversation 1); nobody online.
+    fn scene() -> State {
+        let mut state = State::default();
+        for name in ["ana", "bo", "cy"] {
+            run(
+                &mut state,
+                Command::Register {
+                    username: name.into(),
+                    password_hash: "x".into(),
+                    email: String::new(),
+                    display_name: String::new(),
+                    phone_number: None,
+                    at: 0,
+                },
+            );
+        }
+        run(
+            &mut state,
+            Command::CreateGroup {
+                by: 1,
+                title: "g".into(),
+                description: String::new(),
+                is_public: false,
+                member_ids: vec![2, 3],
+                at: 0,
+            },
+        );
+        state
+    }
+
+    fn run(state: &mut State, command: Command) -> Vec<Event> {
+        let mut out: Vec<Envelope> = Vec::new();
+        state.execute(&command, &mut out).expect("accepted");
+        out.into_iter().map(|e| e.event).collect()
+    }
+
+    fn post(sender: UserId, at: Micros) -> Command {
+        Command::PostMessage {
+            sender,
+            conv_id: 1,
+            content: "hi".into(),
+            message_type: "text".into(),
+            reply_to: None,
+            forwarded_from: None,
+            client_id: None,
+            at,
+        }
+    }
+
+    fn created(events: &[Event]) -> Vec<(NotificationId, Vec<UserId>)> {
+        events
+            .iter()
+            .filter_map(|e| match e {
+                Event::NotificationsCreated {
+                    first_id, users, ..
+                } => Some((*first_id, users.clone())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn offline_members_are_told_online_ones_and_the_sender_not() {
+        let mut state = scene();
+        assert_eq!(created(&run(&mut state, post(1, 1))), vec![(1, vec![2, 3])]);
+        run(
+            &mut state,
+            Command::SocketsOpened {
+                user_id: 2,
+                node: 9,
+                at: 2,
+            },
+        );
+        assert_eq!(created(&run(&mut state, post(1, 3))), vec![(3, vec![3])]);
+        // Bo online: his message tells cy and ana.
+        assert_eq!(created(&run(&mut state, post(2, 4))), vec![(4, vec![1, 3])]);
+        let cy: Vec<NotificationId> = state.notifications_of(3).iter().map(|n| n.id).collect();
+        assert_eq!(cy, vec![5, 3, 2], "newest first");
+        let n = state.notification(3, 5).expect("cy's");
+        assert_eq!(
+            (n.kind.as_str(), n.from, n.message_id),
+            ("message", 2, Some(3))
+        );
+        assert!(state.notification(1, 5).is_none(), "not ana's");
+    }
+
+    #[test]
+    fn settings_and_blocks_silence_a_member() {
+        let mut state = scene();
+        let changes = SettingsChanges {
+            enable_notifications: Some(false),
+            ..SettingsChanges::default()
+        };
+        run(
+            &mut state,
+            Command::UpdateSettings {
+                user_id: 2,
+                changes: Box::new(changes),
+                at: 1,
+            },
+        );
+        run(
+            &mut state,
+            Command::AddContact {
+                owner: 3,
+                user_id: 1,
+                nickname: String::new(),
+                is_blocked: true,
+                is_favorite: false,
+                at: 1,
+            },
+        );
+        assert!(created(&run(&mut state, post(1, 2))).is_empty());
+        // Cy blocks ana, not bo.
+        assert_eq!(created(&run(&mut state, post(2, 3))), vec![(1, vec![1, 3])]);
+    }
+
+    #[test]
+    fn a_ringing_call_tells_the_offline_members_it_rings() {
+        let mut state = scene();
+        let events = run(
+            &mut state,
+            Command::StartCall {
+                by: 1,
+                conv_id: 1,
+                call_type: "video".into(),
+                participants: vec![3],
+                at: 5,
+            },
+        );
+        assert_eq!(created(&events), vec![(1, vec![3])]);
+        let n = state.notification(3, 1).expect("cy's");
+        assert_eq!((n.kind.as_str(), n.call_id), ("call", Some(1)));
+    }
+
+    #[test]
+    fn read_marks_and_unknown_ids() {
+        let mut state = scene();
+        run(&mut state, post(1, 1));
+        let read = |by, notification_id| Command::ReadNotification {
+            by,
+            notification_id,
+            at: 2,
+        };
+        assert_eq!(
+            state.execute(&read(1, 1), &mut Vec::new()),
+            Err(Rejection::UnknownNotification),
+            "another user's"
+        );
+        assert_eq!(run(&mut state, read(2, 1)).len(), 1);
+        assert!(state.notification(2, 1).expect("bo's").is_read);
+        assert!(run(&mut state, read(2, 1)).is_empty(), "read already");
+        // Removed from the group: its notifications are gone for him.
+        run(
+            &mut state,
+            Command::RemoveMember {
+                by: 1,
+                conv_id: 1,
+                user_id: 2,
+                at: 3,
+            },
+        );
+        assert!(state.notifications_of(2).is_empty());
+    }
+
+    #[test]
+    fn only_the_newest_are_kept() {
+        let mut state = scene();
+        for at in 0..(NOTIFICATIONS_KEPT as i64 + 5) {
+            run(&mut state, post(1, at));
+        }
+        let bo = state.notifications_of(2);
+        assert_eq!(bo.len(), NOTIFICATIONS_KEPT);
+        assert!(bo.windows(2).all(|w| w[0].id > w[1].id));
+    }
+
+    #[test]
+    fn a_token_is_one_users_and_removal_needs_it() {
+        let mut state = scene();
+        let register = |by, token: &str| Command::RegisterDevice {
+            by,
+            token: token.into(),
+            platform: "android".into(),
+            at: 1,
+        };
+        run(&mut state, register(1, "t1"));
+        assert!(run(&mut state, register(1, "t1")).is_empty(), "known");
+        run(&mut state, register(2, "t1"));
+        assert!(state.devices_of(1).is_empty(), "moved to bo");
+        assert_eq!(state.devices_of(2)[0].token, "t1");
+        let remove = |by, token: &str| Command::RemoveDevice {
+            by,
+            token: token.into(),
+            at: 2,
+        };
+        assert_eq!(
+            state.execute(&remove(1, "t1"), &mut Vec::new()),
+            Err(Rejection::UnknownDevice)
+        );
+        run(&mut state, remove(2, "t1"));
+        assert!(state.devices_of(2).is_empty());
+        for i in 0..DEVICES_KEPT + 2 {
+            run(&mut state, register(3, &format!("d{i}")));
+        }
+        let cy = state.devices_of(3);
+        assert_eq!(cy.len(), DEVICES_KEPT);
+        assert_eq!(cy[0].token, "d2", "the oldest went");
+    }
+}

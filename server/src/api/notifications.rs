@@ -1,0 +1,154 @@
+//! Push devices and notifications (issue 15): `POST /api/auth/devices/`
+//! and `DELETE /api/auth/devices/{token}/` register the push tokens the
+//! webhook receives; `/api/chat/notifications/` lists the caller's recent
+//! notifications, `.../{id}/read/` marks one. What creates them, and how
+//! they are pushed: `eventlog/src/state/notifications.rs` and `push.rs`.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use serde_json::{json, Value};
+use vato_eventlog::state::{Device, PLATFORMS};
+use vato_eventlog::Command;
+
+use super::body::{json_body, opt_str, path_id};
+use super::extract::AuthUser;
+use crate::app::App;
+use crate::clock::{format, now_micros};
+use crate::error::{ApiError, ApiResult};
+use crate::render;
+
+/// The longest push token taken (FCM's are ~160 characters, APNs' 64).
+const MAX_TOKEN_CHARS: usize = 4096;
+
+pub fn router() -> Router<Arc<App>> {
+    Router::new()
+        .route("/api/auth/devices/", get(devices).post(register))
+        .route("/api/auth/devices/{token}/", delete(remove))
+        .route("/api/chat/notifications/", get(list))
+        .route("/api/chat/notifications/{id}/", get(detail))
+        .route("/api/chat/notifications/{id}/read/", post(read))
+}
+
+fn device(d: &Device) -> Value {
+    json!({"token": d.token, "platform": d.platform, "created_at": format(d.created_at)})
+}
+
+/// The caller's devices, oldest first (a Vato addition).
+async fn devices(State(app): State<Arc<App>>, AuthUser(me): AuthUser) -> Json<Value> {
+    let state = app.store.state();
+    Json(state.devices_of(me).iter().map(device).collect())
+}
+
+/// `{"token", "platform"}`: 201 with the device; 200 when the caller had
+/// it already. A token another user had moves to the caller.
+async fn register(
+    State(app): State<Arc<App>>,
+    AuthUser(me): AuthUser,
+    body: Bytes,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let body = json_body(&body)?;
+    let token = opt_str(&body, "token")?.unwrap_or_default();
+    if token.is_empty() {
+        return Err(ApiError::field("token", "This field is required."));
+    }
+    if token.chars().count() > MAX_TOKEN_CHARS
+        || token.chars().any(|c| c.is_whitespace() || c.is_control())
+    {
+        return Err(ApiError::field(
+            "token",
+            "A push token is 1 to 4096 characters, no spaces.",
+        ));
+    }
+    let platform = opt_str(&body, "platform")?.unwrap_or_default();
+    if !PLATFORMS.contains(&platform.as_str()) {
+        return Err(ApiError::field(
+            "platform",
+            &format!("\"{platform}\" is not a valid choice (android, ios, web)."),
+        ));
+    }
+    let applied = app
+        .submit(Command::RegisterDevice {
+            by: me,
+            token: token.clone(),
+            platform,
+            at: now_micros(),
+        })
+        .await??;
+    let status = match applied.events().is_empty() {
+        true => StatusCode::OK,
+        false => StatusCode::CREATED,
+    };
+    let state = app.store.state();
+    let registered = state
+        .devices_of(me)
+        .iter()
+        .find(|d| d.token == token)
+        .ok_or(ApiError::NotFound("Not found."))?;
+    Ok((status, Json(device(registered))))
+}
+
+/// 204; a token the caller does not have: 404.
+async fn remove(
+    State(app): State<Arc<App>>,
+    AuthUser(me): AuthUser,
+    Path(token): Path<String>,
+) -> ApiResult<Response> {
+    app.submit(Command::RemoveDevice {
+        by: me,
+        token,
+        at: now_micros(),
+    })
+    .await??;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// The caller's notifications, newest first (plain array, at most the
+/// last 100).
+async fn list(State(app): State<Arc<App>>, AuthUser(me): AuthUser) -> Json<Value> {
+    let state = app.store.state();
+    let all: Vec<Value> = state
+        .notifications_of(me)
+        .into_iter()
+        .map(|n| render::notifications::notification(&state, &n))
+        .collect();
+    Json(Value::Array(all))
+}
+
+async fn detail(
+    State(app): State<Arc<App>>,
+    AuthUser(me): AuthUser,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let id = path_id(&id, "Not found.")?;
+    let state = app.store.state();
+    let n = state
+        .notification(me, id)
+        .ok_or(ApiError::NotFound("Not found."))?;
+    Ok(Json(render::notifications::notification(&state, &n)))
+}
+
+/// Marks one read: 200 with it; not the caller's: 404.
+async fn read(
+    State(app): State<Arc<App>>,
+    AuthUser(me): AuthUser,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let notification_id = path_id(&id, "Not found.")?;
+    app.submit(Command::ReadNotification {
+        by: me,
+        notification_id,
+        at: now_micros(),
+    })
+    .await??;
+    let state = app.store.state();
+    let n = state
+        .notification(me, notification_id)
+        .ok_or(ApiError::NotFound("Not found."))?;
+    Ok(Json(render::notifications::notification(&state, &n)))
+}
