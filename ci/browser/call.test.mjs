@@ -2,7 +2,7 @@
 // (a desktop window) and kalu (a phone-sized one) call each other through the
 // page served by a fresh `vato-server --demo`, with Chromium's fake camera and
 // microphone, and WebRTC between the two windows on host candidates only.
-// Run by ci/browser-test (after chat.test.mjs), or by hand:
+// Run by ci/browser-test (with chat.test.mjs, one file at a time), or by hand:
 //   VATO_BASE=http://127.0.0.1:8000 node --test ci/browser/call.test.mjs
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
