@@ -209,6 +209,11 @@
       const lm = c.last_message;
       const preview = lm ? (lm.sender && S.me && lm.sender.id === S.me.id ? 'You: ' : '') + lm.content : 'No messages yet';
       bottom.append(el('span', 'conv-last', preview));
+      if (ringingIn.has(c.id) && !(S.chat && S.chat.id === c.id)) {
+        const r = el('span', 'ringing', 'Incoming call');
+        r.dataset.testid = 'conv-ringing';
+        bottom.append(r);
+      }
       if (c.unread_count > 0 && !(S.chat && S.chat.id === c.id)) {
         const b = el('span', 'unread', String(c.unread_count));
         b.dataset.testid = 'unread-count';
@@ -289,6 +294,7 @@
     } catch (e) { toast(e.message); }
   }
   function showMembersButton(conv) {
+    showCallButtons(conv);
     const group = !!conv && conv.conversation_type !== 'direct';
     $('#chat-members').hidden = !group;
     if (!group) $('#members-panel').hidden = true;
@@ -353,6 +359,7 @@
   function closeChat() {
     const c = S.chat;
     if (!c) return;
+    leaveCall();
     c.closed = true;
     clearTimeout(c.retryTimer);
     clearInterval(c.pingTimer);
@@ -382,6 +389,7 @@
     showPresence(conv);
     showMembersButton(conv);
     $('[data-testid=typing-indicator]').textContent = '';
+    showCallLog(false);
     const list = $('#message-list');
     list.replaceChildren($('#history-state'));
     $('#history-state').textContent = 'Loading…';
@@ -782,6 +790,7 @@
         setConn('live');
         flushOutbox(chat);
         sendRead();
+        callsSynced(chat);
         break;
       case 'pong':
         chat.awaitingPong = 0;
@@ -797,7 +806,21 @@
         }
         break;
       }
+      case 'call.incoming':
+      case 'call.answered':
+      case 'call.rejected':
+      case 'call.ended':
+      case 'call.missed':
+      case 'call.updated':
+      case 'call.deleted':
+      case 'webrtc.offer':
+      case 'webrtc.answer':
+      case 'webrtc.ice_candidate':
+        onCallFrame(chat, f);
+        break;
       case 'error':
+        // A late ICE candidate of a call the other side just ended: harmless.
+        if (!f.client_id && f.code === 'invalid' && f.detail === 'This call is over.') break;
         if (f.client_id && chat.pending.has(f.client_id)) {
           if (f.code === 'unavailable') { setTimeout(() => { const o = chat.outbox.find((x) => x.client_id === f.client_id); if (o) { o.sentOn = -1; flushOutbox(chat); } }, 2000); break; }
           const node = chat.pending.get(f.client_id);
@@ -841,6 +864,409 @@
     const names = Array.from(typers.values(), (x) => x.name);
     $('[data-testid=typing-indicator]').textContent =
       names.length ? `${names.join(', ')} ${names.length > 1 ? 'are' : 'is'} typing…` : '';
+  }
+
+  // ---------------------------------------------------------------- calls (issue 15)
+  // One call at a time, in the open conversation, between its caller and one
+  // other member (the callee; in a group the first who answers). The call's
+  // state changes go over REST (answers are clear errors); its WebRTC
+  // signalling goes over the conversation's socket, which relays
+  // `webrtc.*` frames to the call's other participants only. Media flows
+  // peer to peer with host candidates only (no STUN/TURN servers).
+  //
+  // Call frames carry a `seq` like messages, so a `since` replay (opening a
+  // conversation, a reconnect) brings old `call.incoming` frames back: those
+  // never ring. Only a live frame rings, or, after a replay, a call that
+  // GET /api/chat/calls/active/ says is still ringing for us.
+  const RTC_CONFIG = { iceServers: [] };
+  const callsOver = new Set();   // ids of calls known to be over (or declined by us)
+  let ringingIn = new Map();     // conversation id -> call object ringing for us (the list's badge)
+  let C = null;                  // the current call, see newCall()
+  // For tests and debugging: the current call's peer connection and state.
+  window.vatoCall = {
+    get state() { return C ? C.state : 'idle'; },
+    get id() { return C ? C.id : null; },
+    get pc() { return C ? C.pc : null; },
+    last: null, // {id, pc, stream} of the call that ended last
+  };
+
+  function newCall(o) {
+    return Object.assign({
+      id: null, convId: null, type: 'voice', role: 'caller', peerId: null, peerName: '',
+      state: 'calling', pc: null, stream: null, pendingIce: [], outq: [],
+      chain: Promise.resolve(), connectedAt: 0, timer: 0, endingSent: false,
+    }, o);
+  }
+  const mmss = (secs) => `${Math.floor(secs / 60)}:${String(Math.floor(secs % 60)).padStart(2, '0')}`;
+  const callsSupported = () => !!(window.RTCPeerConnection && navigator.mediaDevices && navigator.mediaDevices.getUserMedia);
+
+  function showCallButtons(conv) {
+    // Starting a call: direct conversations only (one peer connection).
+    const direct = !!conv && conv.conversation_type === 'direct';
+    $('#call-voice').hidden = $('#call-video').hidden = !direct || !callsSupported();
+  }
+
+  // The camera and microphone; a video call without a camera falls back to voice.
+  async function getMedia(type) {
+    if (!callsSupported()) throw new Error('Calls need a browser with WebRTC, on https:// or localhost');
+    try {
+      return await navigator.mediaDevices.getUserMedia({ audio: true, video: type === 'video' });
+    } catch (e) {
+      if (type === 'video' && e.name === 'NotFoundError') return navigator.mediaDevices.getUserMedia({ audio: true, video: false });
+      throw e;
+    }
+  }
+
+  // ---- the panel
+  function renderCall() {
+    const panel = $('#call-panel');
+    const call = C;
+    if (!call) { panel.hidden = true; panel.dataset.callState = 'idle'; panel.dataset.pcState = ''; return; }
+    panel.hidden = false;
+    panel.dataset.callState = call.state;
+    panel.dataset.callId = call.id || '';
+    panel.dataset.pcState = call.pc ? call.pc.connectionState : '';
+    panel.classList.toggle('video', call.type === 'video');
+    const what = call.type === 'video' ? 'video call' : 'call';
+    const status = {
+      // "Ringing" once the server has the call (and rings the other side).
+      calling: `${call.id ? 'Ringing' : 'Calling'} ${call.peerName}…`,
+      ringing: `Incoming ${what} from ${call.peerName}`,
+      connecting: 'Connecting…',
+      connected: call.pc && call.pc.connectionState === 'disconnected' ? 'Connection interrupted…' : 'Connected',
+    }[call.state] || '';
+    panel.querySelector('[data-testid=call-status]').textContent = status;
+    panel.querySelector('[data-testid=call-timer]').textContent =
+      call.connectedAt ? mmss((Date.now() - call.connectedAt) / 1000) : '';
+    const incoming = call.state === 'ringing';
+    panel.querySelector('[data-testid=call-answer]').hidden = !incoming;
+    panel.querySelector('[data-testid=call-decline]').hidden = !incoming;
+    panel.querySelector('[data-testid=call-hangup]').hidden = incoming;
+  }
+  function showCallPeer(call) {
+    setAvatar($('#call-avatar'), null, call.peerName);
+    const local = $('#call-local-video');
+    local.srcObject = call.type === 'video' && call.stream ? call.stream : null;
+    local.hidden = !local.srcObject;
+  }
+
+  // ---- starting, answering, ending
+  async function startCall(type) {
+    const chat = S.chat;
+    if (!chat || C) return;
+    const peer = convPartner(chat.conv);
+    const call = C = newCall({ convId: chat.id, type, role: 'caller', peerId: peer ? peer.id : null, peerName: peer ? nameOf(peer) : convName(chat.conv || { id: chat.id }) });
+    showCallPeer(call);
+    renderCall();
+    try {
+      // The camera first: a refused camera rings nobody.
+      call.stream = await getMedia(type);
+      if (C !== call) { stopStream(call.stream); return; }
+      showCallPeer(call);
+      const { data } = await api('POST', '/api/chat/calls/', { conversation_id: call.convId, call_type: type });
+      call.id = data.id;
+      if (C !== call) { endOnServer(call); return; } // hung up meanwhile
+      renderCall();
+    } catch (e) {
+      if (C === call) { toast(e.name === 'NotAllowedError' ? 'Camera or microphone access was refused' : e.message); finishCall(call); }
+    }
+  }
+
+  // A call rings for us: show it with Answer / Decline.
+  function ringCall(chat, id, type, caller) {
+    if (C || callsOver.has(id) || !S.me || !caller || caller.id === S.me.id) return;
+    C = newCall({ id, convId: chat.id, type: type || 'voice', role: 'callee', peerId: caller.id, peerName: nameOf(caller), state: 'ringing' });
+    showCallPeer(C);
+    renderCall();
+  }
+
+  async function answerCall() {
+    const call = C;
+    if (!call || call.state !== 'ringing') return;
+    call.state = 'connecting';
+    renderCall();
+    let media = true;
+    try {
+      call.stream = await getMedia(call.type);
+      if (C !== call) { stopStream(call.stream); return; }
+      media = false;
+      showCallPeer(call);
+      // The peer connection is made when the caller's offer comes (it is
+      // sent once the caller hears of the answer).
+      await api('POST', `/api/chat/calls/${call.id}/answer/`, {});
+    } catch (e) {
+      if (C !== call) return;
+      toast(e.name === 'NotAllowedError' ? 'Camera or microphone access was refused' : e.message);
+      if (media) call.state = 'ringing'; // not answered: decline it
+      hangUp();
+    }
+  }
+
+  // Decline (a call ringing for us) or hang up (any other).
+  function hangUp() {
+    const call = C;
+    if (!call) return;
+    if (call.id) endOnServer(call);
+    finishCall(call);
+  }
+  function endOnServer(call) {
+    if (call.endingSent || !call.id) return;
+    call.endingSent = true;
+    const action = call.role === 'callee' && call.state === 'ringing' ? 'reject' : 'end';
+    callsOver.add(call.id);
+    api('POST', `/api/chat/calls/${call.id}/${action}/`, {}).catch((e) => {
+      if (e.status !== 400) toast('Could not end the call: ' + e.message); // 400: it is over already
+    }).finally(() => reloadCallLog());
+  }
+  // The conversation is closed (back, another one, log out): a call ringing
+  // for us goes on ringing (the list shows it, opening the conversation
+  // again shows it again); any other call is hung up.
+  function leaveCall() {
+    const call = C;
+    if (!call) return;
+    if (call.role === 'callee' && call.state === 'ringing') { C = null; renderCall(); return; }
+    hangUp();
+  }
+  // The page goes away mid-call: tell the server, so the other side stops at once.
+  function endOnUnload() {
+    const call = C;
+    if (!call || !call.id || call.endingSent || !S.access || (call.role === 'callee' && call.state === 'ringing')) return;
+    call.endingSent = true;
+    try {
+      fetch(`/api/chat/calls/${call.id}/end/`, {
+        method: 'POST', keepalive: true, body: '{}',
+        headers: { Authorization: 'Bearer ' + S.access, 'Content-Type': 'application/json' },
+      });
+    } catch { /* the page is going anyway */ }
+  }
+
+  function stopStream(stream) {
+    if (stream) for (const t of stream.getTracks()) t.stop();
+  }
+  // Local end of a call, whoever ended it: close the peer connection, stop
+  // the camera and microphone, close the panel.
+  function finishCall(call, message) {
+    if (call.id) callsOver.add(call.id);
+    clearInterval(call.timer);
+    if (call.pc) { call.pc.onicecandidate = call.pc.ontrack = call.pc.onconnectionstatechange = null; call.pc.close(); }
+    stopStream(call.stream);
+    window.vatoCall.last = { id: call.id, pc: call.pc, stream: call.stream };
+    if (C !== call) return;
+    C = null;
+    for (const id of ['#call-remote-video', '#call-local-video', '#call-remote-audio']) $(id).srcObject = null;
+    renderCall();
+    if (message) toast(message);
+    reloadCallLog();
+  }
+
+  // ---- WebRTC
+  function sendSignal(call, frame) {
+    const chat = S.chat;
+    // Not while the socket reconnects: queued, and sent after its sync.done.
+    if (!chat || chat.id !== call.convId || !chat.synced || !wsSend(chat, frame)) call.outq.push(frame);
+  }
+  function flushSignals(chat) {
+    const call = C;
+    if (!call || call.convId !== chat.id) return;
+    const q = call.outq;
+    call.outq = [];
+    for (const f of q) sendSignal(call, f);
+  }
+  function makePeer(call) {
+    const pc = call.pc = new RTCPeerConnection(RTC_CONFIG);
+    for (const t of call.stream ? call.stream.getTracks() : []) pc.addTrack(t, call.stream);
+    pc.onicecandidate = (e) => {
+      if (e.candidate && C === call) sendSignal(call, { type: 'webrtc.ice_candidate', call_id: call.id, candidate: e.candidate.toJSON() });
+    };
+    pc.ontrack = (e) => {
+      const stream = e.streams[0] || new MediaStream([e.track]);
+      const media = call.type === 'video' ? $('#call-remote-video') : $('#call-remote-audio');
+      if (media.srcObject !== stream) {
+        media.srcObject = stream;
+        media.play().catch(() => { /* autoplay refused: the controls are the panel's */ });
+      }
+    };
+    pc.onconnectionstatechange = () => {
+      if (C !== call) return;
+      if (pc.connectionState === 'connected' && !call.connectedAt) {
+        call.state = 'connected';
+        call.connectedAt = Date.now();
+        call.timer = setInterval(renderCall, 1000);
+      }
+      if (pc.connectionState === 'failed') { hangUp(); toast('The call lost its connection'); return; }
+      renderCall();
+    };
+    renderCall();
+    return pc;
+  }
+  // Remote candidates wait until the remote description is set.
+  async function addIce(call, candidate) {
+    if (!call.pc || !call.pc.remoteDescription) { call.pendingIce.push(candidate); return; }
+    try { await call.pc.addIceCandidate(candidate); } catch (e) { console.warn('ice candidate', e); }
+  }
+  async function flushIce(call) {
+    const q = call.pendingIce;
+    call.pendingIce = [];
+    for (const c of q) await addIce(call, c);
+  }
+  // The callee has answered: the caller makes the offer.
+  async function sendOffer(call) {
+    const pc = makePeer(call);
+    const offer = await pc.createOffer();
+    await pc.setLocalDescription(offer);
+    sendSignal(call, { type: 'webrtc.offer', call_id: call.id, offer: pc.localDescription.toJSON() });
+  }
+  async function onOffer(call, offer) {
+    if (call.pc) return; // one offer per call
+    const pc = makePeer(call);
+    await pc.setRemoteDescription(offer);
+    await flushIce(call);
+    const answer = await pc.createAnswer();
+    await pc.setLocalDescription(answer);
+    sendSignal(call, { type: 'webrtc.answer', call_id: call.id, answer: pc.localDescription.toJSON() });
+  }
+  async function onAnswer(call, answer) {
+    if (!call.pc || call.pc.signalingState !== 'have-local-offer') return;
+    await call.pc.setRemoteDescription(answer);
+    await flushIce(call);
+  }
+  // Signalling steps run one after the other, in the order the frames came.
+  function step(call, fn) {
+    call.chain = call.chain.then(fn).catch((e) => {
+      console.warn('call signalling', e);
+      if (C === call) { hangUp(); toast('The call could not be set up: ' + e.message); }
+    });
+  }
+
+  // ---- frames of the open conversation's socket
+  function onCallFrame(chat, f) {
+    const live = chat.synced; // before sync.done: a replay of the past
+    const call = C && C.convId === chat.id ? C : null;
+    const mine = (u) => !!(u && S.me && u.id === S.me.id);
+    switch (f.type) {
+      case 'call.incoming':
+        if (mine(f.caller)) {
+          // Our own call's echo; the REST answer may still be on its way.
+          if (call && call.role === 'caller' && !call.id) { call.id = f.call_id; renderCall(); }
+          break;
+        }
+        if (live && S.me && (f.participant_ids || []).includes(S.me.id)) ringCall(chat, f.call_id, f.call_type, f.caller);
+        break;
+      case 'call.answered':
+        if (!call || call.id !== f.call_id) break;
+        if (call.role === 'caller' && !mine(f.answerer) && !call.pc) {
+          call.peerId = f.answerer.id;
+          call.peerName = nameOf(f.answerer);
+          call.state = 'connecting';
+          showCallPeer(call);
+          renderCall();
+          step(call, () => sendOffer(call));
+        } else if (call.role === 'callee' && mine(f.answerer) && call.state === 'ringing') {
+          finishCall(call, 'Answered on another device');
+        }
+        break;
+      case 'call.rejected':
+        // `state` is the call's state now (in a replay too): over, or still
+        // ringing for others (groups), or answered by someone since.
+        if (f.state === 'declined' || f.state === 'ended' || f.state === 'missed') callsOver.add(f.call_id);
+        if (!call || call.id !== f.call_id) break;
+        if (f.state === 'declined') finishCall(call, call.role === 'caller' ? `${call.peerName} declined the call` : null);
+        else if (call.role === 'callee' && mine(f.rejector)) finishCall(call); // declined on another device
+        break;
+      case 'call.ended':
+      case 'call.missed':
+        callsOver.add(f.call_id);
+        if (call && call.id === f.call_id) {
+          finishCall(call, f.type === 'call.missed' ? 'No answer' : `Call ended${f.duration ? ' · ' + mmss(f.duration) : ''}`);
+        }
+        break;
+      case 'call.deleted':
+        callsOver.add(f.call_id);
+        break;
+      case 'webrtc.offer':
+        if (call && call.id === f.call_id && call.role === 'callee' && f.sender_id === call.peerId && call.state !== 'ringing') {
+          step(call, () => onOffer(call, f.offer));
+        }
+        break;
+      case 'webrtc.answer':
+        if (call && call.id === f.call_id && f.sender_id === call.peerId) step(call, () => onAnswer(call, f.answer));
+        break;
+      case 'webrtc.ice_candidate':
+        if (call && call.id === f.call_id && f.sender_id === call.peerId && f.candidate) step(call, () => addIce(call, f.candidate));
+        break;
+    }
+    if (live && f.type.startsWith('call.')) reloadCallLog();
+  }
+
+  // The socket is live (after its replay): ring for a call still ringing for
+  // us here, and send the signalling queued while it was down.
+  async function callsSynced(chat) {
+    flushSignals(chat);
+    if (C) return;
+    const active = await activeCalls();
+    if (S.chat !== chat || C) return;
+    const c = active.find((x) => x.conversation === chat.id && rungForMe(x));
+    if (c) ringCall(chat, c.id, c.call_type, c.caller);
+  }
+  function rungForMe(c) {
+    return c.state === 'ringing' && !callsOver.has(c.id) && S.me && c.caller && c.caller.id !== S.me.id
+      && (c.participants || []).some((p) => p.user && p.user.id === S.me.id && !p.is_answered);
+  }
+  async function activeCalls() {
+    try { return (await api('GET', '/api/chat/calls/active/')).data || []; } catch { return []; }
+  }
+  // With the conversation list: which conversations ring for us (only the
+  // open one has a socket, so the others are polled).
+  async function pollRinging() {
+    const active = await activeCalls();
+    const next = new Map(active.filter(rungForMe).map((c) => [c.conversation, c]));
+    const fresh = Array.from(next.values()).filter((c) => !Array.from(ringingIn.values()).some((o) => o.id === c.id));
+    ringingIn = next;
+    renderConversations();
+    for (const c of fresh) if (!(S.chat && S.chat.id === c.conversation)) toast(`Incoming call from ${nameOf(c.caller)}`);
+  }
+
+  // ---- the call log of the open conversation
+  async function toggleCallLog() {
+    showCallLog($('#call-log').hidden);
+    await reloadCallLog();
+  }
+  function showCallLog(on) {
+    $('#call-log').hidden = !on;
+    $('#call-log-open').setAttribute('aria-pressed', String(on));
+  }
+  let callLogSeq = 0;
+  async function reloadCallLog() {
+    const box = $('#call-log');
+    const chat = S.chat;
+    if (box.hidden || !chat) return;
+    const mySeq = ++callLogSeq;
+    let calls;
+    try { calls = (await api('GET', '/api/chat/calls/')).data || []; } catch (e) { toast(e.message); return; }
+    if (mySeq !== callLogSeq || S.chat !== chat) return; // a newer load is on its way
+    const list = $('#call-log-list');
+    list.replaceChildren();
+    const here = calls.filter((c) => c.conversation === chat.id);
+    if (!here.length) list.append(el('li', 'muted', 'No calls yet'));
+    for (const c of here) {
+      const li = el('li', 'call-log-item');
+      li.dataset.testid = 'call-log-item';
+      li.dataset.callId = c.id;
+      li.dataset.state = c.state;
+      li.dataset.duration = c.duration;
+      const out = !!(S.me && c.caller && c.caller.id === S.me.id);
+      li.classList.toggle('missed', !out && (c.state === 'missed' || c.state === 'declined'));
+      const type = el('span', 'call-log-type', c.call_type === 'video' ? 'Video' : 'Voice');
+      type.dataset.testid = 'call-log-type';
+      const who = el('span', 'call-log-who', out ? 'You called' : `${nameOf(c.caller)} called`);
+      const state = el('span', 'call-log-state', c.state);
+      state.dataset.testid = 'call-log-state';
+      const dur = el('span', 'call-log-duration', c.state === 'active' || c.state === 'ringing' ? '' : mmss(c.duration || 0));
+      dur.dataset.testid = 'call-log-duration';
+      const when = el('span', 'call-log-time', hhmm(c.started_at));
+      li.append(type, who, state, dur, when);
+      list.append(li);
+    }
   }
 
   // ---------------------------------------------------------------- profile
@@ -910,9 +1336,11 @@
     }
     showMe();
     await loadConversations();
-    // The list only has a live socket for the open conversation; poll the rest.
+    pollRinging();
+    // The list only has a live socket for the open conversation; poll the rest
+    // (and the calls ringing for us).
     clearInterval(S.listTimer);
-    S.listTimer = setInterval(() => { if (document.visibilityState === 'visible') loadConversations(); }, 10000);
+    S.listTimer = setInterval(() => { if (document.visibilityState === 'visible') { loadConversations(); pollRinging(); } }, 10000);
     const m = /^#\/c\/(\d+)$/.exec(location.hash);
     if (m) openConversation(Number(m[1]));
   }
@@ -961,6 +1389,13 @@
       } catch (err) { toast(err.message); }
     });
     $('#group-leave').addEventListener('click', leaveGroup);
+    $('#call-voice').addEventListener('click', () => startCall('voice'));
+    $('#call-video').addEventListener('click', () => startCall('video'));
+    $('#call-answer').addEventListener('click', answerCall);
+    $('#call-decline').addEventListener('click', hangUp);
+    $('#call-hangup').addEventListener('click', hangUp);
+    $('#call-log-open').addEventListener('click', toggleCallLog);
+    window.addEventListener('pagehide', endOnUnload);
     $('#back').addEventListener('click', () => {
       document.body.classList.remove('chat-open');
       closeChat();
@@ -968,6 +1403,7 @@
       $('#chat-open').hidden = true;
       $('#chat-none').hidden = false;
       loadConversations();
+      pollRinging();
     });
     const input = $('#composer-input');
     const submit = () => {
