@@ -154,6 +154,18 @@ enum Op {
         action: u8,
         call: u64,
     },
+    /// A push device `token` (0..3) registered (or removed) by `user`.
+    Device {
+        user: u64,
+        token: u8,
+        remove: bool,
+    },
+    /// `user` marks their notification `id` read (ids include unknown ones
+    /// and other users').
+    ReadNotification {
+        user: u64,
+        id: u64,
+    },
     /// A Google login of identity `subject`, named `name` if new.
     External {
         subject: u8,
@@ -312,6 +324,9 @@ fn simple_op() -> impl Strategy<Value = Op> {
         1 => (0u8..3, 0u8..7).prop_map(|(subject, name)| Op::External { subject, name }),
         4 => (member(), conv(), 0u8..7, 1u64..4)
             .prop_map(|(by, conv, action, call)| Op::Call { by, conv, action, call }),
+        2 => (user(), 0u8..3, proptest::bool::weighted(0.3))
+            .prop_map(|(user, token, remove)| Op::Device { user, token, remove }),
+        3 => (user(), 0u64..12).prop_map(|(user, id)| Op::ReadNotification { user, id }),
     ]
 }
 
@@ -718,6 +733,28 @@ fn command(op: &Op, state: &State, at: i64) -> Command {
                 },
             }
         }
+        Op::Device {
+            user,
+            token,
+            remove,
+        } => match remove {
+            true => Command::RemoveDevice {
+                by: *user,
+                token: format!("token-{token}"),
+                at,
+            },
+            false => Command::RegisterDevice {
+                by: *user,
+                token: format!("token-{token}"),
+                platform: ["android", "ios"][(*token % 2) as usize].into(),
+                at,
+            },
+        },
+        Op::ReadNotification { user, id } => Command::ReadNotification {
+            by: *user,
+            notification_id: *id,
+            at,
+        },
         Op::Burst(_) | Op::Reopen { .. } => unreachable!("not a single command"),
     }
 }

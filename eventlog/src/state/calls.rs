@@ -407,37 +407,9 @@ impl State {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::ConvKind;
+    use crate::state::testing::three_in_a_group as scene;
 
     const SECOND: Micros = 1_000_000;
-
-    /// Users 1, 2, 3 and a group of all three (conversation 1).
-    fn scene() -> State {
-        let mut state = State::default();
-        let mut out = Vec::new();
-        for name in ["ana", "bo", "cy"] {
-            let command = Command::Register {
-                username: name.into(),
-                password_hash: "x".into(),
-                email: String::new(),
-                display_name: String::new(),
-                phone_number: None,
-                at: 0,
-            };
-            state.execute(&command, &mut out).unwrap();
-        }
-        let group = Command::CreateGroup {
-            by: 1,
-            title: "g".into(),
-            description: String::new(),
-            is_public: false,
-            member_ids: vec![2, 3],
-            at: 0,
-        };
-        state.execute(&group, &mut out).unwrap();
-        assert_eq!(state.conversation(1).unwrap().kind, ConvKind::Group);
-        state
-    }
 
     fn act(
         state: &mut State,

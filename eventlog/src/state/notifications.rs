@@ -389,37 +389,7 @@ mod tests {
     use super::*;
     use crate::event::Envelope;
     use crate::profile::SettingsChanges;
-
-    /// Users 1 (ana), 2 (bo), 3 (cy) and a group of all three
-    /// (conversation 1); nobody online.
-    fn scene() -> State {
-        let mut state = State::default();
-        for name in ["ana", "bo", "cy"] {
-            run(
-                &mut state,
-                Command::Register {
-                    username: name.into(),
-                    password_hash: "x".into(),
-                    email: String::new(),
-                    display_name: String::new(),
-                    phone_number: None,
-                    at: 0,
-                },
-            );
-        }
-        run(
-            &mut state,
-            Command::CreateGroup {
-                by: 1,
-                title: "g".into(),
-                description: String::new(),
-                is_public: false,
-                member_ids: vec![2, 3],
-                at: 0,
-            },
-        );
-        state
-    }
+    use crate::state::testing::three_in_a_group as scene;
 
     fn run(state: &mut State, command: Command) -> Vec<Event> {
         let mut out: Vec<Envelope> = Vec::new();
