@@ -71,6 +71,9 @@ struct Lease {
     cursor: kv::Store,
     /// The cursor entry's revision as this node last wrote or read it.
     cursor_revision: u64,
+    /// Where to start if the cursor entry is missing (its creation at
+    /// start-up failed): the end of the log at this node's start.
+    start: Cursor,
     /// Cleared by the renewal task when the lease is lost.
     held: Arc<AtomicBool>,
 }
@@ -112,7 +115,7 @@ pub async fn open(app: Arc<App>) -> Result<Option<Pusher>, BoxError> {
             Keeper::File(path)
         }
         Some(cluster) => {
-            let lease = Lease::open(&app, cluster.jetstream()).await?;
+            let lease = Lease::open(&app, cluster.jetstream(), start).await?;
             let first = serde_json::to_vec(&start)?;
             // Only the first node with a webhook sets it; later ones keep it.
             let _ = lease.cursor.create("cursor", first.into()).await;
@@ -140,7 +143,7 @@ fn write_cursor_file(path: &std::path::Path, cursor: Cursor) -> std::io::Result<
 }
 
 impl Lease {
-    async fn open(app: &App, js: &jetstream::Context) -> Result<Lease, BoxError> {
+    async fn open(app: &App, js: &jetstream::Context, start: Cursor) -> Result<Lease, BoxError> {
         let stream = &app.config.stream_name;
         let storage = match app.config.stream_storage.as_str() {
             "memory" => jetstream::stream::StorageType::Memory,
@@ -165,6 +168,7 @@ impl Lease {
             lease,
             cursor,
             cursor_revision: 0,
+            start,
             held: Arc::new(AtomicBool::new(false)),
         })
     }
@@ -228,6 +232,10 @@ async fn open_bucket(
 async fn renew(lease: kv::Store, node: String, mut revision: u64, held: Arc<AtomicBool>) {
     loop {
         tokio::time::sleep(LEASE_RENEW).await;
+        // Given up by the pusher (its cursor moved under it): let it go.
+        if !held.load(Ordering::Acquire) {
+            return;
+        }
         match lease.update("holder", node.clone().into(), revision).await {
             Ok(next) => revision = next,
             Err(e) => {
@@ -255,13 +263,17 @@ impl Keeper {
             Keeper::File(path) => Ok(serde_json::from_slice(&std::fs::read(path)?)?),
             Keeper::Cluster(lease) => {
                 lease.acquire().await;
-                let entry = lease
-                    .cursor
-                    .entry("cursor")
-                    .await?
-                    .ok_or("the push cursor is missing from its bucket")?;
-                lease.cursor_revision = entry.revision;
-                Ok(serde_json::from_slice(&entry.value)?)
+                match lease.cursor.entry("cursor").await? {
+                    Some(entry) => {
+                        lease.cursor_revision = entry.revision;
+                        Ok(serde_json::from_slice(&entry.value)?)
+                    }
+                    None => {
+                        let value = serde_json::to_vec(&lease.start)?;
+                        lease.cursor_revision = lease.cursor.create("cursor", value.into()).await?;
+                        Ok(lease.start)
+                    }
+                }
             }
         }
     }

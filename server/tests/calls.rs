@@ -361,3 +361,39 @@ async fn a_participant_whose_last_socket_closes_leaves_and_ends_the_call() {
     assert_eq!(over["state"], "ended");
     assert!(over["ended_at"].is_string());
 }
+
+#[tokio::test]
+async fn an_oversize_sdp_closes_its_socket_with_1009_and_reaches_nobody() {
+    let server = Server::start(&["--demo", "--max-frame-bytes", "4096"]).await;
+    let (lalo, kalu) = server.lalo_and_kalu().await;
+    let direct = lalo.direct_with(&kalu).await;
+    let mut lalo_ws = lalo.ws(direct).await;
+    let mut kalu_ws = kalu.ws(direct).await;
+    let call = lalo
+        .post("/api/chat/calls/", json!({"conversation_id": direct}))
+        .await
+        .body;
+    kalu.post(&format!("{}answer/", call_path(&call["id"])), json!({}))
+        .await;
+    kalu_ws.recv_until("call.answered").await;
+    let sdp = "a=candidate ".repeat(700);
+    lalo_ws
+        .send(json!({"type": "webrtc.offer", "call_id": call["id"], "offer": {"type": "offer", "sdp": sdp}}))
+        .await;
+    let (_, code) = lalo_ws.until_close().await;
+    assert_eq!(code, Some(1009));
+    // A small one from kalu still arrives; the big one never did.
+    let offer = json!({"type": "webrtc.offer", "call_id": call["id"], "offer": {"sdp": "v=0"}});
+    let mut lalo_again = lalo.ws(direct).await;
+    kalu_ws.send(offer).await;
+    let (frame, _) = lalo_again.recv_until("webrtc.offer").await;
+    assert_eq!(frame["sender_id"], kalu.id);
+    kalu_ws
+        .send(json!({"type": "call.end", "call_id": call["id"]}))
+        .await;
+    let (_, before) = kalu_ws.recv_until("call.ended").await;
+    assert!(
+        before.iter().all(|f| f["type"] != "webrtc.offer"),
+        "{before:?}"
+    );
+}

@@ -178,6 +178,13 @@ async fn away_members_are_told_and_the_webhook_gets_each_once_across_kill9() {
     assert_eq!(list[0]["is_read"], false);
     assert_eq!(list[0]["notification_type"], "message");
     assert_eq!(list[0]["related_message"], sent["id"]);
+    let one = bo.api.get(&format!("/api/chat/notifications/{id}/")).await;
+    assert_eq!((one.status, &one.body), (200, &list[0]));
+    let resp = ana.api.get(&format!("/api/chat/notifications/{id}/")).await;
+    assert_eq!(
+        (resp.status, &resp.body),
+        (404, &json!({"detail": "Not found."}))
+    );
     let path = format!("/api/chat/notifications/{id}/read/");
     let resp = ana.api.post(&path, json!({})).await;
     assert_eq!(resp.status, 404);
