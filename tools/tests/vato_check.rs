@@ -95,7 +95,7 @@ async fn vato_check(args: &[&str]) -> Run {
 }
 
 const BASIC: usize = 20;
-const EXTENDED: usize = 37;
+const EXTENDED: usize = 38;
 
 const SETUP: &[&str] = &[
     "auth.login_a",
@@ -331,6 +331,16 @@ async fn webrtc_frames_echoed_to_their_sender_fail_the_call_check() {
     run.assert_passes(&["ext.typing", "ext.avatar"]);
     let line = run.line("ext.call").unwrap_or_default();
     assert!(line.contains("came back to their sender"), "{line}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_mark_that_does_not_stick_fails_the_notification_check() {
+    let node = start(Fault::NotificationReadLost).await;
+    let run = vato_check(&["--base", &node.base, "--extended"]).await;
+    run.assert_fails(&["ext.notification"]);
+    run.assert_passes(&["ext.call", "ext.avatar"]);
+    let line = run.line("ext.notification").unwrap_or_default();
+    assert!(line.contains("after read/"), "{line}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -31,6 +31,7 @@ mod extended;
 mod groups;
 mod inbox;
 mod logout;
+mod notifications;
 mod presence;
 mod profile;
 mod realtime;
@@ -153,6 +154,7 @@ pub const PLAN_EXTENDED: &[&str] = &[
     "ext.attachment",
     "ext.avatar",
     "ext.call",
+    "ext.notification",
 ];
 
 /// What every case needs: where to go and how long to wait.
@@ -274,6 +276,8 @@ async fn run_cases(ctx: &Ctx, report: &mut Report) {
         report.record("ext.avatar", avatar::avatar(ctx, &a, &b).await);
         let result = calls::call(ctx, &a, &b, conversation).await;
         report.record("ext.call", result);
+        let result = notifications::notification(ctx, &a).await;
+        report.record("ext.notification", result);
     }
 }
 

@@ -55,6 +55,8 @@ pub enum Fault {
     /// WebRTC signalling goes to every socket of the conversation, the
     /// sender's too (the original excluded the sender but not others).
     WebrtcEchoed,
+    /// Notifications are listed, but marking one read changes nothing.
+    NotificationReadLost,
 }
 
 /// One listening node; dropping it stops accepting connections.
@@ -120,6 +122,9 @@ struct State {
     media: HashMap<String, Vec<u8>>,
     /// Call id → its conversation's index.
     calls: HashMap<i64, usize>,
+    /// Notifications, oldest first: the contract's objects (`user` is the
+    /// recipient).
+    notifications: Vec<Value>,
     /// The `Host` of the request being answered, for absolute URLs.
     host: String,
     next_id: i64,
@@ -398,6 +403,28 @@ impl Server {
                     .map(|c| state.contact_json(*c))
                     .collect();
                 (200, Value::Array(list))
+            }
+            ("GET", ["api", "chat", "notifications"], Some(me)) => {
+                let mine = state.notifications.iter().rev();
+                let mine = mine.filter(|n| n["user"] == me).cloned().collect();
+                (200, Value::Array(mine))
+            }
+            (method, ["api", "chat", "notifications", id, rest @ ..], Some(me)) => {
+                let fault = self.fault;
+                let found = state
+                    .notifications
+                    .iter_mut()
+                    .find(|n| n["id"].as_i64() == id.parse().ok() && n["user"] == me);
+                match (method, rest, found) {
+                    ("GET", [], Some(n)) => (200, n.clone()),
+                    ("POST", ["read"], Some(n)) => {
+                        if fault != Fault::NotificationReadLost {
+                            n["is_read"] = json!(true);
+                        }
+                        (200, json!({"is_read": true, "id": n["id"]}))
+                    }
+                    _ => (404, json!({"detail": "Not found."})),
+                }
             }
             ("POST", ["api", "chat", "calls"], Some(me)) => {
                 let Some(idx) = req.body["conversation_id"]
@@ -1012,6 +1039,22 @@ impl State {
         }
         let frame = frames::message_new(live, seq as u64, client_id);
         conversation.publish(fault, frame, socket);
+        let (conv_id, members) = (conversation.id, conversation.members.clone());
+        for member in members.into_iter().filter(|m| *m != user) {
+            let online = self
+                .conversations
+                .iter()
+                .any(|c| c.sockets.iter().any(|s| s.user == member));
+            if !online {
+                let id = self.id();
+                self.notifications.push(json!({
+                    "id": id, "user": member, "notification_type": "message",
+                    "title": "", "message": content, "is_read": false,
+                    "related_conversation": conv_id, "related_message": message["id"],
+                    "related_call": null, "related_user": user,
+                }));
+            }
+        }
         Posted::New(message)
     }
 }
