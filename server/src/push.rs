@@ -149,20 +149,11 @@ impl Lease {
             "memory" => jetstream::stream::StorageType::Memory,
             _ => jetstream::stream::StorageType::File,
         };
-        let bucket = |name: String, max_age: Duration| (name, max_age, storage);
-        let replicas = app.config.stream_replicas;
-        let lease = open_bucket(
-            js,
-            bucket(format!("{stream}_push_lease"), LEASE_TTL),
-            replicas,
-        )
-        .await?;
-        let cursor = open_bucket(
-            js,
-            bucket(format!("{stream}_push"), Duration::ZERO),
-            replicas,
-        )
-        .await?;
+        let bucket = |name: String, max_age: Duration| {
+            open_bucket(js, name, max_age, storage, app.config.stream_replicas)
+        };
+        let lease = bucket(format!("{stream}_push_lease"), LEASE_TTL).await?;
+        let cursor = bucket(format!("{stream}_push"), Duration::ZERO).await?;
         Ok(Lease {
             node: app.presence.node.to_string(),
             lease,
@@ -209,7 +200,9 @@ impl Lease {
 /// info, and async-nats 0.51 cannot parse NATS 2.9's.
 async fn open_bucket(
     js: &jetstream::Context,
-    (name, max_age, storage): (String, Duration, jetstream::stream::StorageType),
+    name: String,
+    max_age: Duration,
+    storage: jetstream::stream::StorageType,
     replicas: usize,
 ) -> Result<kv::Store, BoxError> {
     let config = jetstream::stream::Config {

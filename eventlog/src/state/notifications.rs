@@ -157,13 +157,19 @@ impl State {
         user != from && !online && enabled && !self.blocks(user, from)
     }
 
+    /// Those of `users` told of what `from` sends. Nothing is allocated
+    /// when nobody is (every post whose members are all online).
+    fn told<'a>(&self, users: impl Iterator<Item = &'a UserId>, from: UserId) -> Vec<UserId> {
+        users.copied().filter(|u| self.notifies(*u, from)).collect()
+    }
+
     /// Appends to `events` the notifications its posts and call starts
     /// produce: what [`State::decide`] does to every decision.
     pub(super) fn add_notifications(&self, events: &mut Vec<Event>) {
         let mut next = self.notifications.next_id;
         let mut created = Vec::new();
         for event in events.iter() {
-            let (kind, conv_id, from, message_id, call_id, at, candidates) = match event {
+            let (kind, conv_id, from, message_id, call_id, at, users) = match event {
                 Event::MessagePosted {
                     message_id,
                     conv_id,
@@ -171,13 +177,11 @@ impl State {
                     at,
                     ..
                 } => {
-                    let members: Vec<UserId> = self
-                        .conversations
-                        .get(conv_id)
-                        .map(|c| c.members.keys().copied().collect())
-                        .unwrap_or_default();
+                    let conv = self.conversations.get(conv_id);
+                    let members = conv.into_iter().flat_map(|c| c.members.keys());
+                    let users = self.told(members, *sender);
                     let message_id = Some(*message_id);
-                    ("message", *conv_id, *sender, message_id, None, *at, members)
+                    ("message", *conv_id, *sender, message_id, None, *at, users)
                 }
                 Event::CallStarted {
                     call_id,
@@ -186,21 +190,12 @@ impl State {
                     participants,
                     at,
                     ..
-                } => (
-                    "call",
-                    *conv_id,
-                    *caller,
-                    None,
-                    Some(*call_id),
-                    *at,
-                    participants.clone(),
-                ),
+                } => {
+                    let users = self.told(participants.iter(), *caller);
+                    ("call", *conv_id, *caller, None, Some(*call_id), *at, users)
+                }
                 _ => continue,
             };
-            let users: Vec<UserId> = candidates
-                .into_iter()
-                .filter(|u| self.notifies(*u, from))
-                .collect();
             if users.is_empty() {
                 continue;
             }
