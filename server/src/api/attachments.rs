@@ -25,13 +25,14 @@ use std::sync::Arc;
 use axum::extract::{Path, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::Router;
 use bytes::{Bytes, BytesMut};
 use serde_json::{json, Value};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use vato_eventlog::NewAttachment;
 
 use super::extract::AuthUser;
+use super::schemas as s;
 use crate::app::App;
 use crate::error::{ApiError, ApiResult};
 use crate::intake::Fields;
@@ -43,8 +44,8 @@ const NOT_A_FILE: &str = "The submitted data was not a file. Check the encoding 
 /// Longest file name kept (the original's `file_name` column).
 const MAX_FILE_NAME_CHARS: usize = 255;
 
-pub fn router() -> Router<Arc<App>> {
-    Router::new().route("/api/chat/attachments/{id}/download/", get(download))
+pub fn router() -> OpenApiRouter<Arc<App>> {
+    OpenApiRouter::new().routes(routes!(download))
 }
 
 /// Whether a request body is a multipart form.
@@ -223,6 +224,15 @@ pub async fn store(
     Ok((attachments, uploads))
 }
 
+#[utoipa::path(get, path = "/api/chat/attachments/{id}/download/", tag = "attachments",
+    params(("id" = u64, Path, description = "The attachment")),
+    responses(
+        (status = 200, description = "The file, as an attachment under its name", content_type = "*/*"),
+        (status = 206, description = "The range asked with `Range`", content_type = "*/*"),
+        (status = 304, description = "`If-None-Match` names this file"),
+        (status = 404, description = "No such attachment in a conversation of the caller's", body = s::ErrorBody),
+        (status = 416, description = "A range past the end"),
+        (status = 503, description = "The media store cannot be read", body = s::ErrorBody)))]
 async fn download(
     State(app): State<Arc<App>>,
     AuthUser(me): AuthUser,

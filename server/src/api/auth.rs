@@ -9,13 +9,15 @@ use axum::body::Bytes;
 use axum::extract::{ConnectInfo, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
-use axum::{Json, Router};
+use axum::Json;
 use serde_json::{json, Map, Value};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use vato_eventlog::{Command, Rejection, Reply};
 
 use super::body::{json_body, opt_str};
 use super::extract::MaybeAuthUser;
+use super::schemas as s;
 use crate::accounts::password_problems;
 use crate::app::App;
 use crate::auth::{hash_password, verify_password, TokenType};
@@ -24,11 +26,11 @@ use crate::error::{token_not_valid_body, ApiError, ApiResult};
 use crate::login_throttle::account_key;
 use crate::{intake, render};
 
-pub fn router() -> Router<Arc<App>> {
-    Router::new()
-        .route("/api/auth/register/", post(register))
-        .route("/api/auth/login/", post(login))
-        .route("/api/auth/token/refresh/", post(refresh))
+pub fn router() -> OpenApiRouter<Arc<App>> {
+    OpenApiRouter::new()
+        .routes(routes!(register))
+        .routes(routes!(login))
+        .routes(routes!(refresh))
 }
 
 /// Django's username rule: 1–150 characters of letters, digits and @.+-_.
@@ -42,6 +44,11 @@ fn valid_username(name: &str) -> bool {
 
 /// Registers an account: field rules, then Django's password validators,
 /// all behind the per-address `--register-rate`.
+#[utoipa::path(post, path = "/api/auth/register/", tag = "auth", security(()),
+    request_body = s::RegisterRequest,
+    responses(
+        (status = 201, description = "The new user and their tokens", body = s::Tokens),
+        (status = 400, description = "Field errors", body = s::ErrorBody)))]
 async fn register(
     State(app): State<Arc<App>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -151,6 +158,12 @@ fn token_response(app: &App, user_id: u64) -> ApiResult<Value> {
 /// Logs in by username or phone number. Failures are charged to the
 /// client address and the account (`login_throttle`); a throttled attempt
 /// gets 429 before its password is looked at.
+#[utoipa::path(post, path = "/api/auth/login/", tag = "auth", security(()),
+    request_body = s::LoginRequest,
+    responses(
+        (status = 200, description = "The user and their tokens", body = s::Tokens),
+        (status = 400, description = "Missing fields", body = s::ErrorBody),
+        (status = 401, description = "Wrong credentials", body = s::ErrorBody)))]
 async fn login(
     State(app): State<Arc<App>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -219,6 +232,11 @@ async fn login(
 
 /// A bad refresh token is a 401 here, not the original's 500; so is one
 /// revoked by logout (the original's blacklisted token gave a 500 too).
+#[utoipa::path(post, path = "/api/auth/token/refresh/", tag = "auth", security(()),
+    request_body = s::RefreshRequest,
+    responses(
+        (status = 200, description = "A new access token", body = s::Access),
+        (status = 401, description = "A refresh token that is invalid, expired or revoked", body = s::ErrorBody)))]
 async fn refresh(State(app): State<Arc<App>>, body: Bytes) -> ApiResult<Json<Value>> {
     let body = json_body(&body)?;
     let Some(token) = opt_str(&body, "refresh")?.filter(|s| !s.is_empty()) else {

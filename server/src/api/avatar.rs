@@ -15,13 +15,15 @@
 use std::sync::Arc;
 
 use axum::extract::{Request, State};
-use axum::routing::post;
-use axum::{Json, Router};
+use axum::Json;
 use bytes::{Bytes, BytesMut};
 use serde_json::{json, Value};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use vato_eventlog::{Command, UserId};
 
 use super::extract::AuthUser;
+use super::schemas as s;
 use crate::app::App;
 use crate::clock::now_micros;
 use crate::error::{ApiError, ApiResult};
@@ -32,14 +34,17 @@ const NO_FILE: &str = "No avatar file provided";
 const NOT_AN_IMAGE: &str =
     "Upload a valid image. The file you uploaded was either not an image or a corrupted image.";
 
-pub fn router() -> Router<Arc<App>> {
-    Router::new()
-        .route("/api/auth/profile/avatar/", post(upload).delete(remove))
-        .route("/api/auth/profile/me/avatar/", post(upload).delete(remove))
+pub fn router() -> OpenApiRouter<Arc<App>> {
+    OpenApiRouter::new()
+        .routes(routes!(upload, remove))
+        .routes(routes!(upload_me, remove_me))
 }
 
 /// 200 with the caller's profile object, its `avatar` and `avatar_url`
 /// the new file's absolute URL.
+#[utoipa::path(post, path = "/api/auth/profile/avatar/", tag = "users",
+    request_body(content = s::AvatarUpload, content_type = "multipart/form-data"),
+    responses((status = 200, description = "The profile with the new photo", body = s::Profile)))]
 async fn upload(
     State(app): State<Arc<App>>,
     AuthUser(me): AuthUser,
@@ -59,6 +64,8 @@ async fn upload(
 
 /// 200 `{"message": "Avatar deleted successfully"}`, with or without an
 /// avatar before (as the original).
+#[utoipa::path(delete, path = "/api/auth/profile/avatar/", tag = "users",
+    responses((status = 200, description = "The photo is removed", body = s::MessageText)))]
 async fn remove(State(app): State<Arc<App>>, AuthUser(me): AuthUser) -> ApiResult<Json<Value>> {
     set_avatar(&app, me, None).await?;
     Ok(Json(json!({"message": "Avatar deleted successfully"})))
@@ -66,6 +73,19 @@ async fn remove(State(app): State<Arc<App>>, AuthUser(me): AuthUser) -> ApiResul
 
 /// Records the new avatar; the one it replaces is collected once nothing
 /// refers to it.
+#[utoipa::path(post, path = "/api/auth/profile/me/avatar/", tag = "users",
+    request_body(content = s::AvatarUpload, content_type = "multipart/form-data"),
+    responses((status = 200, description = "The profile with the new photo", body = s::Profile)))]
+async fn upload_me(app: State<Arc<App>>, me: AuthUser, request: Request) -> ApiResult<Json<Value>> {
+    upload(app, me, request).await
+}
+
+#[utoipa::path(delete, path = "/api/auth/profile/me/avatar/", tag = "users",
+    responses((status = 200, description = "The photo is removed", body = s::MessageText)))]
+async fn remove_me(app: State<Arc<App>>, me: AuthUser) -> ApiResult<Json<Value>> {
+    remove(app, me).await
+}
+
 async fn set_avatar(app: &App, me: UserId, avatar: Option<String>) -> ApiResult<()> {
     let old = app.store.state().user(me).and_then(|u| u.avatar.clone());
     app.submit(Command::SetAvatar {

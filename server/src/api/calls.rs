@@ -9,14 +9,16 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use serde_json::{json, Map, Value};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use vato_eventlog::state::CALL_TYPES;
 use vato_eventlog::{CallAction, Command, Rejection};
 
 use super::body::{json_body, opt_id, path_id};
 use super::extract::AuthUser;
+use super::schemas as s;
 use crate::app::App;
 use crate::clock::now_micros;
 use crate::error::{ApiError, ApiResult};
@@ -25,20 +27,19 @@ use crate::render;
 const NO_CALL: &str = "No Call matches the given query.";
 const NO_CONVERSATION: &str = "No Conversation matches the given query.";
 
-pub fn router() -> Router<Arc<App>> {
-    Router::new()
-        .route("/api/chat/calls/", get(list).post(start))
-        .route("/api/chat/calls/active/", get(active))
-        .route(
-            "/api/chat/calls/{id}/",
-            get(detail).put(update).patch(update).delete(delete),
-        )
-        .route("/api/chat/calls/{id}/answer/", post(answer))
-        .route("/api/chat/calls/{id}/reject/", post(reject))
-        .route("/api/chat/calls/{id}/end/", post(end))
+pub fn router() -> OpenApiRouter<Arc<App>> {
+    OpenApiRouter::new()
+        .routes(routes!(list, start))
+        .routes(routes!(active))
+        .routes(routes!(detail, update, delete))
+        .routes(routes!(answer))
+        .routes(routes!(reject))
+        .routes(routes!(end))
 }
 
 /// The caller's call log: the calls of their conversations, newest first.
+#[utoipa::path(get, path = "/api/chat/calls/", tag = "calls",
+    responses((status = 200, description = "The caller's call log, newest first", body = Vec<s::Call>)))]
 async fn list(State(app): State<Arc<App>>, AuthUser(me): AuthUser) -> Json<Value> {
     let state = app.store.state();
     let calls: Vec<Value> = state
@@ -51,6 +52,8 @@ async fn list(State(app): State<Arc<App>>, AuthUser(me): AuthUser) -> Json<Value
 
 /// Ringing or active calls the caller was rung for or started (the
 /// original left out the callee of a REST-started call).
+#[utoipa::path(get, path = "/api/chat/calls/active/", tag = "calls",
+    responses((status = 200, description = "Ringing or ongoing calls the caller is in", body = Vec<s::Call>)))]
 async fn active(State(app): State<Arc<App>>, AuthUser(me): AuthUser) -> Json<Value> {
     let state = app.store.state();
     let calls: Vec<Value> = state
@@ -79,6 +82,13 @@ fn call_type(body: &Map<String, Value>) -> ApiResult<Option<String>> {
 /// Starts a call in `conversation_id`, ringing `participant_ids` (members;
 /// default: every other member). `state` in the body is ignored: states
 /// change only by answering, rejecting, ending or the ring time.
+#[utoipa::path(post, path = "/api/chat/calls/", tag = "calls",
+    request_body = s::StartCall,
+    responses(
+        (status = 201, description = "The call, ringing", body = s::Call),
+        (status = 400, description = "A call is already in progress there, or field errors", body = s::ErrorBody),
+        (status = 403, description = "Not a member, or calls refused", body = s::ErrorBody),
+        (status = 404, description = "No such conversation", body = s::ErrorBody)))]
 async fn start(
     State(app): State<Arc<App>>,
     AuthUser(me): AuthUser,
@@ -142,6 +152,10 @@ fn call_conv(app: &App, me: u64, id: &str) -> ApiResult<(u64, u64)> {
     Ok((call.conv_id, call_id))
 }
 
+#[utoipa::path(get, path = "/api/chat/calls/{id}/", tag = "calls", params(("id" = u64, Path, description = "The call")),
+    responses(
+        (status = 200, description = "The call", body = s::Call),
+        (status = 404, description = "No such call in a conversation of the caller's", body = s::ErrorBody)))]
 async fn detail(
     State(app): State<Arc<App>>,
     AuthUser(me): AuthUser,
@@ -170,6 +184,12 @@ async fn act(app: &App, me: u64, id: &str, action: CallAction) -> ApiResult<u64>
 /// `PUT`/`PATCH`: `call_type` (participants only). The state is not
 /// writable (the original let anyone write any state): a `state` other
 /// than the current one is a 400.
+#[utoipa::path(method(put, patch), path = "/api/chat/calls/{id}/", tag = "calls", params(("id" = u64, Path, description = "The call")),
+    request_body = s::CallUpdate,
+    responses(
+        (status = 200, description = "The call after the change", body = s::Call),
+        (status = 403, description = "Not a participant", body = s::ErrorBody),
+        (status = 404, description = "No such call in a conversation of the caller's", body = s::ErrorBody)))]
 async fn update(
     State(app): State<Arc<App>>,
     AuthUser(me): AuthUser,
@@ -207,6 +227,11 @@ async fn update(
 }
 
 /// Removes a finished call from the log (participants only): 204.
+#[utoipa::path(delete, path = "/api/chat/calls/{id}/", tag = "calls", params(("id" = u64, Path, description = "The call")),
+    responses(
+        (status = 204, description = "Removed from the log (only when over)"),
+        (status = 403, description = "Not a participant", body = s::ErrorBody),
+        (status = 404, description = "No such call in a conversation of the caller's", body = s::ErrorBody)))]
 async fn delete(
     State(app): State<Arc<App>>,
     AuthUser(me): AuthUser,
@@ -216,6 +241,11 @@ async fn delete(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
+#[utoipa::path(post, path = "/api/chat/calls/{id}/answer/", tag = "calls", params(("id" = u64, Path, description = "The call")),
+    responses(
+        (status = 200, description = "`{\"status\": \"answered\"}`", body = s::Status),
+        (status = 403, description = "Not a participant", body = s::ErrorBody),
+        (status = 404, description = "No such call in a conversation of the caller's", body = s::ErrorBody)))]
 async fn answer(
     State(app): State<Arc<App>>,
     AuthUser(me): AuthUser,
@@ -225,6 +255,11 @@ async fn answer(
     Ok(Json(json!({"status": "answered"})))
 }
 
+#[utoipa::path(post, path = "/api/chat/calls/{id}/reject/", tag = "calls", params(("id" = u64, Path, description = "The call")),
+    responses(
+        (status = 200, description = "`{\"status\": \"rejected\"}`", body = s::Status),
+        (status = 403, description = "Not a participant", body = s::ErrorBody),
+        (status = 404, description = "No such call in a conversation of the caller's", body = s::ErrorBody)))]
 async fn reject(
     State(app): State<Arc<App>>,
     AuthUser(me): AuthUser,
@@ -235,6 +270,11 @@ async fn reject(
 }
 
 /// `{"status": "ended", "duration": <whole seconds from the answer>}`.
+#[utoipa::path(post, path = "/api/chat/calls/{id}/end/", tag = "calls", params(("id" = u64, Path, description = "The call")),
+    responses(
+        (status = 200, description = "The call is over for the caller", body = s::CallEnded),
+        (status = 403, description = "Not a participant", body = s::ErrorBody),
+        (status = 404, description = "No such call in a conversation of the caller's", body = s::ErrorBody)))]
 async fn end(
     State(app): State<Arc<App>>,
     AuthUser(me): AuthUser,

@@ -13,14 +13,16 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use serde_json::{json, Value};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use vato_eventlog::command::ContactFlag;
 use vato_eventlog::{Command, ContactId, Event, Rejection, Reply, UserId};
 
 use super::body::{json_body, opt_id, path_id};
 use super::extract::AuthUser;
+use super::schemas as s;
 use crate::app::App;
 use crate::clock::now_micros;
 use crate::error::{ApiError, ApiResult};
@@ -29,20 +31,18 @@ use crate::render;
 
 const NO_CONTACT: &str = "No Contact matches the given query.";
 
-pub fn router() -> Router<Arc<App>> {
-    let base = "/api/chat/contacts";
-    Router::new()
-        .route(&format!("{base}/"), get(list).post(add))
-        .route(
-            &format!("{base}/{{id}}/"),
-            get(one).put(update).patch(update).delete(remove),
-        )
-        .route(&format!("{base}/{{id}}/block/"), post(toggle_block))
-        .route(&format!("{base}/{{id}}/favorite/"), post(toggle_favorite))
+pub fn router() -> OpenApiRouter<Arc<App>> {
+    OpenApiRouter::new()
+        .routes(routes!(list, add))
+        .routes(routes!(one, update, remove))
+        .routes(routes!(toggle_block))
+        .routes(routes!(toggle_favorite))
 }
 
 /// The caller's contacts as a plain array (by the contact's user id; the
 /// contract defines no order).
+#[utoipa::path(get, path = "/api/chat/contacts/", tag = "contacts",
+    responses((status = 200, description = "The caller's contacts", body = Vec<s::Contact>)))]
 async fn list(State(app): State<Arc<App>>, AuthUser(me): AuthUser) -> Json<Vec<Value>> {
     let state = app.store.state();
     Json(
@@ -79,6 +79,12 @@ fn replied_id(reply: &Reply) -> ApiResult<ContactId> {
 /// `{"contact_id", "nickname"?, "is_blocked"?, "is_favorite"?}` → 201.
 /// Field errors first (as DRF validates the serializer first), then
 /// `contact_id`; unknown user 404, yourself or a duplicate 400.
+#[utoipa::path(post, path = "/api/chat/contacts/", tag = "contacts",
+    request_body = s::ContactRequest,
+    responses(
+        (status = 201, description = "The new contact", body = s::Contact),
+        (status = 400, description = "Oneself, already a contact, or field errors", body = s::ErrorBody),
+        (status = 404, description = "No such user", body = s::ErrorBody)))]
 async fn add(
     State(app): State<Arc<App>>,
     AuthUser(me): AuthUser,
@@ -107,6 +113,10 @@ async fn add(
     Ok((StatusCode::CREATED, Json(contact_json(&app, me, id)?)).into_response())
 }
 
+#[utoipa::path(get, path = "/api/chat/contacts/{id}/", tag = "contacts", params(("id" = u64, Path, description = "The contact")),
+    responses(
+        (status = 200, description = "The contact", body = s::Contact),
+        (status = 404, description = "No such contact of the caller's", body = s::ErrorBody)))]
 async fn one(
     State(app): State<Arc<App>>,
     AuthUser(me): AuthUser,
@@ -117,6 +127,11 @@ async fn one(
 
 /// `PUT` and `PATCH` alike: the fields given (none required); `contact`
 /// and `contact_id` are ignored, as the original.
+#[utoipa::path(method(put, patch), path = "/api/chat/contacts/{id}/", tag = "contacts", params(("id" = u64, Path, description = "The contact")),
+    request_body = s::ContactUpdate,
+    responses(
+        (status = 200, description = "The contact after the change", body = s::Contact),
+        (status = 404, description = "No such contact of the caller's", body = s::ErrorBody)))]
 async fn update(
     State(app): State<Arc<App>>,
     AuthUser(me): AuthUser,
@@ -138,6 +153,10 @@ async fn update(
     Ok(Json(contact_json(&app, me, id)?))
 }
 
+#[utoipa::path(delete, path = "/api/chat/contacts/{id}/", tag = "contacts", params(("id" = u64, Path, description = "The contact")),
+    responses(
+        (status = 204, description = "Removed"),
+        (status = 404, description = "No such contact of the caller's", body = s::ErrorBody)))]
 async fn remove(
     State(app): State<Arc<App>>,
     AuthUser(me): AuthUser,
@@ -175,6 +194,10 @@ async fn toggle(app: &App, me: UserId, id: &str, flag: ContactFlag) -> ApiResult
 }
 
 /// 200 `{"status": "blocked"}` or `{"status": "unblocked"}`.
+#[utoipa::path(post, path = "/api/chat/contacts/{id}/block/", tag = "contacts", params(("id" = u64, Path, description = "The contact")),
+    responses(
+        (status = 200, description = "`{\"status\": \"blocked\"}` or `{\"status\": \"unblocked\"}`", body = s::Status),
+        (status = 404, description = "No such contact of the caller's", body = s::ErrorBody)))]
 async fn toggle_block(
     State(app): State<Arc<App>>,
     AuthUser(me): AuthUser,
@@ -186,6 +209,10 @@ async fn toggle_block(
 }
 
 /// 200 `{"status": "favorited"}` or `{"status": "unfavorited"}`.
+#[utoipa::path(post, path = "/api/chat/contacts/{id}/favorite/", tag = "contacts", params(("id" = u64, Path, description = "The contact")),
+    responses(
+        (status = 200, description = "`{\"status\": \"favorited\"}` or `{\"status\": \"unfavorited\"}`", body = s::Status),
+        (status = 404, description = "No such contact of the caller's", body = s::ErrorBody)))]
 async fn toggle_favorite(
     State(app): State<Arc<App>>,
     AuthUser(me): AuthUser,

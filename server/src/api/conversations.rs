@@ -12,14 +12,16 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use serde_json::{json, Value};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use vato_eventlog::ConvKind;
 use vato_eventlog::{Command, Rejection, Reply};
 
 use super::body::{json_body, opt_bool, opt_id, opt_str, path_id};
 use super::extract::AuthUser;
+use super::schemas as s;
 use crate::app::App;
 use crate::clock::now_micros;
 use crate::error::{ApiError, ApiResult};
@@ -31,26 +33,19 @@ const ADMINS_ONLY: &str = "Only admins can change this conversation.";
 /// The contract's model limit of a conversation title.
 const MAX_TITLE_CHARS: usize = 255;
 
-pub fn router() -> Router<Arc<App>> {
-    Router::new()
-        .route("/api/chat/conversations/", get(list).post(create_group))
-        .route(
-            "/api/chat/conversations/create-direct/",
-            post(create_direct),
-        )
-        .route(
-            "/api/chat/conversations/{id}/",
-            get(detail).put(update).patch(update).delete(remove),
-        )
-        .route("/api/chat/conversations/{id}/add-member/", post(add_member))
-        .route(
-            "/api/chat/conversations/{id}/remove-member/",
-            post(remove_member),
-        )
-        .route("/api/chat/conversations/{id}/leave/", post(leave))
+pub fn router() -> OpenApiRouter<Arc<App>> {
+    OpenApiRouter::new()
+        .routes(routes!(list, create_group))
+        .routes(routes!(create_direct))
+        .routes(routes!(detail, update, remove))
+        .routes(routes!(add_member))
+        .routes(routes!(remove_member))
+        .routes(routes!(leave))
 }
 
 /// The caller's conversations, most recent activity first.
+#[utoipa::path(get, path = "/api/chat/conversations/", tag = "conversations",
+    responses((status = 200, description = "The caller's conversations", body = Vec<s::Conversation>)))]
 async fn list(State(app): State<Arc<App>>, AuthUser(me): AuthUser) -> ApiResult<Response> {
     let text = {
         let state = app.store.state();
@@ -71,6 +66,13 @@ fn conversation_json(app: &App, conv_id: u64, me: u64) -> ApiResult<Value> {
 }
 
 /// 200 with the pair's existing direct conversation, 201 when new.
+#[utoipa::path(post, path = "/api/chat/conversations/create-direct/", tag = "conversations",
+    request_body = s::CreateDirect,
+    responses(
+        (status = 200, description = "The pair's existing direct conversation", body = s::Conversation),
+        (status = 201, description = "A new direct conversation", body = s::Conversation),
+        (status = 403, description = "The other user blocks the caller", body = s::ErrorBody),
+        (status = 404, description = "No such user", body = s::ErrorBody)))]
 async fn create_direct(
     State(app): State<Arc<App>>,
     AuthUser(me): AuthUser,
@@ -109,6 +111,11 @@ async fn create_direct(
     Ok((status, Json(conversation_json(&app, conv_id, me)?)))
 }
 
+#[utoipa::path(post, path = "/api/chat/conversations/", tag = "conversations",
+    request_body = s::CreateGroup,
+    responses(
+        (status = 201, description = "The new group", body = s::Conversation),
+        (status = 403, description = "A member refuses group invitations", body = s::ErrorBody)))]
 async fn create_group(
     State(app): State<Arc<App>>,
     AuthUser(me): AuthUser,
@@ -198,6 +205,10 @@ async fn create_group(
     ))
 }
 
+#[utoipa::path(get, path = "/api/chat/conversations/{id}/", tag = "conversations", params(("id" = u64, Path, description = "The conversation")),
+    responses(
+        (status = 200, description = "The conversation", body = s::Conversation),
+        (status = 404, description = "No such conversation of the caller's", body = s::ErrorBody)))]
 async fn detail(
     State(app): State<Arc<App>>,
     AuthUser(me): AuthUser,
@@ -208,6 +219,12 @@ async fn detail(
 }
 
 /// Admins only (the original let any member add anyone).
+#[utoipa::path(post, path = "/api/chat/conversations/{id}/add-member/", tag = "conversations", params(("id" = u64, Path, description = "The conversation")),
+    request_body = s::MemberRequest,
+    responses(
+        (status = 200, description = "`{\"status\": \"member added\"}`", body = s::Status),
+        (status = 403, description = "Not an admin, or the user refuses invitations", body = s::ErrorBody),
+        (status = 404, description = "No such conversation or user", body = s::ErrorBody)))]
 async fn add_member(
     State(app): State<Arc<App>>,
     AuthUser(me): AuthUser,
@@ -240,6 +257,10 @@ async fn add_member(
 /// `{"status": "left"}`. Members' sockets get `member.removed`; the
 /// leaver's own sockets of it are closed with 4403. A direct conversation
 /// cannot be left (400).
+#[utoipa::path(post, path = "/api/chat/conversations/{id}/leave/", tag = "conversations", params(("id" = u64, Path, description = "The conversation")),
+    responses(
+        (status = 200, description = "`{\"status\": \"left\"}`", body = s::Status),
+        (status = 404, description = "No such conversation of the caller's", body = s::ErrorBody)))]
 async fn leave(
     State(app): State<Arc<App>>,
     AuthUser(me): AuthUser,
@@ -269,6 +290,12 @@ async fn leave(
 /// `owner` and other read-only or unknown keys are ignored. 200 with the
 /// conversation; one `ConversationUpdated` event when something changes,
 /// nothing when nothing does.
+#[utoipa::path(method(put, patch), path = "/api/chat/conversations/{id}/", tag = "conversations", params(("id" = u64, Path, description = "The conversation")),
+    request_body = s::ConversationUpdate,
+    responses(
+        (status = 200, description = "The conversation after the change", body = s::Conversation),
+        (status = 403, description = "Not an admin", body = s::ErrorBody),
+        (status = 404, description = "No such conversation of the caller's", body = s::ErrorBody)))]
 async fn update(
     State(app): State<Arc<App>>,
     AuthUser(me): AuthUser,
@@ -367,6 +394,11 @@ fn field_text(
 /// `DELETE {id}/`: admins only; 204. The conversation leaves every
 /// member's list, its sockets get `conversation.deleted` and close with
 /// 4404; the log keeps its events.
+#[utoipa::path(delete, path = "/api/chat/conversations/{id}/", tag = "conversations", params(("id" = u64, Path, description = "The conversation")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 403, description = "Not an admin", body = s::ErrorBody),
+        (status = 404, description = "No such conversation of the caller's", body = s::ErrorBody)))]
 async fn remove(
     State(app): State<Arc<App>>,
     AuthUser(me): AuthUser,
@@ -396,6 +428,12 @@ async fn remove(
 /// themselves: that is leaving); 200 `{"status": "member removed"}`. The
 /// removed user's sockets of it close with 4403, the others get
 /// `member.removed`. Someone not in the group: 400 on `user_id`.
+#[utoipa::path(post, path = "/api/chat/conversations/{id}/remove-member/", tag = "conversations", params(("id" = u64, Path, description = "The conversation")),
+    request_body = s::MemberRequest,
+    responses(
+        (status = 200, description = "`{\"status\": \"member removed\"}`", body = s::Status),
+        (status = 403, description = "Not an admin", body = s::ErrorBody),
+        (status = 404, description = "No such conversation of the caller's", body = s::ErrorBody)))]
 async fn remove_member(
     State(app): State<Arc<App>>,
     AuthUser(me): AuthUser,

@@ -11,13 +11,15 @@ use axum::body::Bytes;
 use axum::extract::{ConnectInfo, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
-use axum::{Json, Router};
+use axum::Json;
 use serde_json::{json, Map, Value};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use vato_eventlog::{Command, ExternalIdentity, Reply};
 
 use super::auth::throttled;
 use super::body::{json_body, opt_str};
+use super::schemas as s;
 use crate::app::App;
 use crate::auth::TokenType;
 use crate::clock::now_micros;
@@ -26,11 +28,11 @@ use crate::google::TokenError;
 use crate::otp::{draw_code, OTP_TTL_SECS};
 use crate::{intake, render};
 
-pub fn router() -> Router<Arc<App>> {
-    Router::new()
-        .route("/api/auth/phone/request-otp/", post(request_otp))
-        .route("/api/auth/phone/verify-otp/", post(verify_otp))
-        .route("/api/auth/google/", post(google))
+pub fn router() -> OpenApiRouter<Arc<App>> {
+    OpenApiRouter::new()
+        .routes(routes!(request_otp))
+        .routes(routes!(verify_otp))
+        .routes(routes!(google))
 }
 
 /// Longest first or last name (Django's `User` fields).
@@ -64,6 +66,12 @@ fn phone(body: &Map<String, Value>) -> ApiResult<String> {
 
 /// Sends a code to the number: through `--sms-webhook`, and in the answer
 /// too with `--dev`/`--demo` (as the original's DEBUG). Neither: 503.
+#[utoipa::path(post, path = "/api/auth/phone/request-otp/", tag = "auth", security(()),
+    request_body = s::OtpRequest,
+    responses(
+        (status = 200, description = "A code was sent (and shown, with `--dev`)", body = s::OtpAnswer),
+        (status = 502, description = "The SMS webhook failed", body = s::ErrorBody),
+        (status = 503, description = "Phone login is not set up", body = s::ErrorBody)))]
 async fn request_otp(
     State(app): State<Arc<App>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -145,6 +153,11 @@ fn name(body: &Map<String, Value>, field: &'static str) -> ApiResult<String> {
 
 /// Logs in (registering a new number) with the code sent to it. A wrong
 /// code counts against the code's 5 tries; the fifth burns it.
+#[utoipa::path(post, path = "/api/auth/phone/verify-otp/", tag = "auth", security(()),
+    request_body = s::OtpVerify,
+    responses(
+        (status = 200, description = "Logged in (registered at the first login)", body = s::ExternalLogin),
+        (status = 400, description = "A wrong or expired code, or field errors", body = s::ErrorBody)))]
 async fn verify_otp(State(app): State<Arc<App>>, body: Bytes) -> ApiResult<Response> {
     let body = json_body(&body)?;
     let phone = phone(&body)?;
@@ -174,6 +187,13 @@ async fn verify_otp(State(app): State<Arc<App>>, body: Bytes) -> ApiResult<Respo
 /// account registered here with someone's address (never verified) is
 /// not handed to whoever signs in with that address at Google, nor the
 /// other way round.
+#[utoipa::path(post, path = "/api/auth/google/", tag = "auth", security(()),
+    request_body = s::GoogleLogin,
+    responses(
+        (status = 200, description = "Logged in (registered at the first login)", body = s::ExternalLogin),
+        (status = 400, description = "No token, or an e-mail Google has not verified", body = s::ErrorBody),
+        (status = 401, description = "A token Google did not sign for this client", body = s::ErrorBody),
+        (status = 503, description = "Google login is not set up, or its keys cannot be fetched", body = s::ErrorBody)))]
 async fn google(State(app): State<Arc<App>>, body: Bytes) -> ApiResult<Response> {
     let body = json_body(&body)?;
     let token = opt_str(&body, "token")?.unwrap_or_default();

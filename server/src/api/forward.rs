@@ -10,12 +10,14 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
-use axum::{Json, Router};
+use axum::Json;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use vato_eventlog::{Rejection, Reply};
 
 use super::body::{json_body, path_id};
 use super::extract::AuthUser;
+use super::schemas as s;
 use crate::app::App;
 use crate::clock::now_micros;
 use crate::error::{ApiError, ApiResult};
@@ -24,17 +26,22 @@ use crate::render;
 
 const NO_MESSAGE: &str = "No Message matches the given query.";
 
-pub fn router() -> Router<Arc<App>> {
-    Router::new().route(
-        "/api/chat/conversations/{cid}/messages/{mid}/forward/",
-        post(forward),
-    )
+pub fn router() -> OpenApiRouter<Arc<App>> {
+    OpenApiRouter::new().routes(routes!(forward))
 }
 
 /// 201 with the new message; a retry with the same `client_id` answers
 /// 200 with it. A source the caller cannot see: 404 (message); a target
 /// they are not in: 404 `{"detail": "Conversation not found."}`; a deleted
 /// source: 400 (the original republished its text).
+#[utoipa::path(post, path = "/api/chat/conversations/{cid}/messages/{mid}/forward/", tag = "messages", params(("cid" = u64, Path, description = "The conversation"), ("mid" = u64, Path, description = "The message")),
+    request_body = s::ForwardRequest,
+    responses(
+        (status = 200, description = "A retry of a `client_id` already sent: the original", body = s::Message),
+        (status = 201, description = "The forwarded copy", body = s::Message),
+        (status = 400, description = "A deleted message, or field errors", body = s::ErrorBody),
+        (status = 403, description = "Blocked in the target", body = s::ErrorBody),
+        (status = 404, description = "No such message, or a target the caller is not in", body = s::ErrorBody)))]
 async fn forward(
     State(app): State<Arc<App>>,
     AuthUser(me): AuthUser,

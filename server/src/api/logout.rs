@@ -11,22 +11,24 @@ use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::routing::post;
-use axum::{Json, Router};
+use axum::Json;
 use serde_json::{json, Value};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use vato_eventlog::{Command, Rejection};
 
 use super::body::json_body;
 use super::extract::{AuthUser, MaybeAuthUser};
+use super::schemas as s;
 use crate::app::App;
 use crate::auth::TokenType;
 use crate::clock::now_micros;
 use crate::error::{ApiError, ApiResult};
 
-pub fn router() -> Router<Arc<App>> {
-    Router::new()
-        .route("/api/auth/logout/", post(logout))
-        .route("/api/auth/auth/logout/", post(go_offline))
+pub fn router() -> OpenApiRouter<Arc<App>> {
+    OpenApiRouter::new()
+        .routes(routes!(logout))
+        .routes(routes!(go_offline))
 }
 
 const INVALID_TOKEN: &str = "Invalid token.";
@@ -34,6 +36,11 @@ const INVALID_TOKEN: &str = "Invalid token.";
 /// No body, or no `refresh` in it, is a no-op 200 (as the original); a
 /// token that is malformed, expired, an access token or revoked already is
 /// a 400 `{"detail": "Invalid token."}`.
+#[utoipa::path(post, path = "/api/auth/logout/", tag = "auth", security(()),
+    request_body = s::LogoutRequest,
+    responses(
+        (status = 200, description = "The refresh token (if given) is revoked", body = s::Detail),
+        (status = 400, description = "An invalid or already revoked token", body = s::ErrorBody)))]
 async fn logout(
     State(app): State<Arc<App>>,
     _: MaybeAuthUser,
@@ -74,6 +81,8 @@ async fn logout(
 }
 
 /// The body is ignored, as in the original.
+#[utoipa::path(post, path = "/api/auth/auth/logout/", tag = "auth",
+    responses((status = 200, description = "The caller is shown offline", body = s::MessageText)))]
 async fn go_offline(State(app): State<Arc<App>>, AuthUser(me): AuthUser) -> ApiResult<Json<Value>> {
     app.submit(Command::GoOffline {
         user_id: me,

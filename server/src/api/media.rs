@@ -10,20 +10,28 @@ use axum::extract::{Path, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::Router;
 
+use super::schemas as s;
 use crate::app::App;
 use crate::error::ApiError;
 use crate::media;
 use crate::render;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 const CACHE_FOREVER: &str = "public, max-age=31536000, immutable";
 
-pub fn router() -> Router<Arc<App>> {
-    Router::new().route("/media/{key}", get(serve))
+pub fn router() -> OpenApiRouter<Arc<App>> {
+    OpenApiRouter::new().routes(routes!(serve))
 }
 
+#[utoipa::path(get, path = "/media/{key}", tag = "attachments", security(()),
+    params(("key" = String, Path, description = "The file's content address")),
+    responses(
+        (status = 200, description = "The file (cached forever: its name is its hash)", content_type = "*/*"),
+        (status = 304, description = "`If-None-Match` names this file"),
+        (status = 404, description = "No such file", body = s::ErrorBody),
+        (status = 503, description = "The media store cannot be read", body = s::ErrorBody)))]
 async fn serve(
     State(app): State<Arc<App>>,
     Path(key): Path<String>,

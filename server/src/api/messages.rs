@@ -10,14 +10,16 @@ use axum::body::Bytes;
 use axum::extract::{Path, Query, Request, State};
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, patch, post};
-use axum::{Json, Router};
+use axum::Json;
 use serde_json::{json, Value};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use vato_eventlog::{Command, Rejection, Reply, State as LogState};
 
 use super::attachments;
 use super::body::{json_body, path_id};
 use super::extract::AuthUser;
+use super::schemas as s;
 use crate::app::App;
 use crate::clock::now_micros;
 use crate::error::{ApiError, ApiResult};
@@ -34,18 +36,14 @@ pub const MAX_LIMIT: usize = 1000;
 /// behind a long one.
 const RENDER_CHUNK: usize = 512;
 
-pub fn router() -> Router<Arc<App>> {
-    let base = "/api/chat/conversations/{cid}/messages";
-    Router::new()
-        .route(&format!("{base}/"), get(history).post(send))
-        .route(
-            &format!("{base}/{{mid}}/"),
-            patch(edit).put(edit).delete(delete_plain),
-        )
-        .route(&format!("{base}/{{mid}}/edit/"), patch(edit).put(edit))
-        .route(&format!("{base}/{{mid}}/soft-delete/"), delete(soft_delete))
-        .route(&format!("{base}/{{mid}}/react/"), post(react))
-        .route(&format!("{base}/{{mid}}/read/"), post(read))
+pub fn router() -> OpenApiRouter<Arc<App>> {
+    OpenApiRouter::new()
+        .routes(routes!(history, send))
+        .routes(routes!(edit, delete_plain))
+        .routes(routes!(edit_alias))
+        .routes(routes!(soft_delete))
+        .routes(routes!(react))
+        .routes(routes!(read))
 }
 
 fn member_of(state: &LogState, conv_id: u64, me: u64) -> ApiResult<()> {
@@ -79,6 +77,21 @@ fn query_u64(query: &HashMap<String, String>, key: &str) -> ApiResult<Option<u64
 /// (`crate::search`), at most `--search-scan-limit` messages; when that
 /// budget ends the scan early, the answer's `X-Search-Stopped-At` header
 /// names the last message scanned, from which the client goes on.
+#[utoipa::path(get, path = "/api/chat/conversations/{cid}/messages/", tag = "messages",
+    params(
+        ("cid" = u64, Path, description = "The conversation"),
+        ("limit" = Option<u64>, Query, description = "At most this many (1–1000); without it the whole range"),
+        ("before" = Option<u64>, Query, description = "Older than this message id"),
+        ("after" = Option<u64>, Query, description = "Newer than this message id (the page right after it)"),
+        ("before_seq" = Option<u64>, Query, description = "Older than this seq"),
+        ("after_seq" = Option<u64>, Query, description = "Newer than this seq"),
+        ("search" = Option<String>, Query, description = "Only messages containing this text (case-insensitive)"),
+        ("ordering" = Option<String>, Query, description = "`created_at` or `id`: oldest first")),
+    responses(
+        (status = 200, description = "Messages, newest first", body = Vec<s::Message>,
+            headers(("X-Search-Stopped-At" = u64, description = "A search's budget ended at this message id"))),
+        (status = 400, description = "A cursor that is not an integer", body = s::ErrorBody),
+        (status = 403, description = "Not a member", body = s::ErrorBody)))]
 async fn history(
     State(app): State<Arc<App>>,
     AuthUser(me): AuthUser,
@@ -209,6 +222,16 @@ fn render_page<'a>(state: &LogState, ids: impl Iterator<Item = &'a u64>, me: u64
 /// with the original. Every connected member gets `message.new`.
 /// JSON as the core contract, or a multipart form with files in
 /// `uploaded_files` (see [`attachments`]).
+#[utoipa::path(post, path = "/api/chat/conversations/{cid}/messages/", tag = "messages",
+    params(("cid" = u64, Path, description = "The conversation")),
+    request_body(content(
+        (s::SendMessage = "application/json"),
+        (s::SendWithFiles = "multipart/form-data"))),
+    responses(
+        (status = 200, description = "A retry of a `client_id` already sent: the original message", body = s::Message),
+        (status = 201, description = "The new message", body = s::Message),
+        (status = 403, description = "Not a member, or blocked", body = s::ErrorBody),
+        (status = 404, description = "A `reply_to` or `forwarded_from` the caller cannot see", body = s::ErrorBody)))]
 async fn send(
     State(app): State<Arc<App>>,
     AuthUser(me): AuthUser,
@@ -306,6 +329,12 @@ fn message_json(app: &App, message_id: u64, me: u64) -> ApiResult<Value> {
     Ok(render::message(&state, &message, Some(me)))
 }
 
+#[utoipa::path(method(patch, put), path = "/api/chat/conversations/{cid}/messages/{mid}/", tag = "messages", params(("cid" = u64, Path, description = "The conversation"), ("mid" = u64, Path, description = "The message")),
+    request_body = s::EditMessage,
+    responses(
+        (status = 200, description = "The message after the edit", body = s::Message),
+        (status = 403, description = "Not the sender", body = s::ErrorBody),
+        (status = 404, description = "No such message the caller can see", body = s::ErrorBody)))]
 async fn edit(
     State(app): State<Arc<App>>,
     AuthUser(me): AuthUser,
@@ -324,6 +353,22 @@ async fn edit(
     Ok(Json(message_json(&app, message_id, me)?).into_response())
 }
 
+/// `PATCH`/`PUT {mid}/edit/`: the same as `{mid}/`.
+#[utoipa::path(method(patch, put), path = "/api/chat/conversations/{cid}/messages/{mid}/edit/", tag = "messages", params(("cid" = u64, Path, description = "The conversation"), ("mid" = u64, Path, description = "The message")),
+    request_body = s::EditMessage,
+    responses(
+        (status = 200, description = "The message after the edit", body = s::Message),
+        (status = 403, description = "Not the sender", body = s::ErrorBody),
+        (status = 404, description = "No such message the caller can see", body = s::ErrorBody)))]
+async fn edit_alias(
+    app: State<Arc<App>>,
+    me: AuthUser,
+    ids: Path<(String, String)>,
+    body: Bytes,
+) -> ApiResult<Response> {
+    edit(app, me, ids, body).await
+}
+
 async fn remove(app: &App, me: u64, cid: &str, mid: &str) -> ApiResult<()> {
     let (conv_id, message_id) = ids(cid, mid)?;
     app.submit(Command::DeleteMessage {
@@ -337,6 +382,11 @@ async fn remove(app: &App, me: u64, cid: &str, mid: &str) -> ApiResult<()> {
     Ok(())
 }
 
+#[utoipa::path(delete, path = "/api/chat/conversations/{cid}/messages/{mid}/soft-delete/", tag = "messages", params(("cid" = u64, Path, description = "The conversation"), ("mid" = u64, Path, description = "The message")),
+    responses(
+        (status = 200, description = "`{\"status\": \"message deleted\"}`", body = s::Status),
+        (status = 403, description = "Not the sender", body = s::ErrorBody),
+        (status = 404, description = "No such message the caller can see", body = s::ErrorBody)))]
 async fn soft_delete(
     State(app): State<Arc<App>>,
     AuthUser(me): AuthUser,
@@ -346,6 +396,11 @@ async fn soft_delete(
     Ok(Json(json!({"status": "message deleted"})))
 }
 
+#[utoipa::path(delete, path = "/api/chat/conversations/{cid}/messages/{mid}/", tag = "messages", params(("cid" = u64, Path, description = "The conversation"), ("mid" = u64, Path, description = "The message")),
+    responses(
+        (status = 204, description = "Deleted (its content blanked, kept as `is_deleted`)"),
+        (status = 403, description = "Not the sender", body = s::ErrorBody),
+        (status = 404, description = "No such message the caller can see", body = s::ErrorBody)))]
 async fn delete_plain(
     State(app): State<Arc<App>>,
     AuthUser(me): AuthUser,
@@ -355,6 +410,12 @@ async fn delete_plain(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
+#[utoipa::path(post, path = "/api/chat/conversations/{cid}/messages/{mid}/react/", tag = "messages", params(("cid" = u64, Path, description = "The conversation"), ("mid" = u64, Path, description = "The message")),
+    request_body = s::ReactRequest,
+    responses(
+        (status = 200, description = "The caller's same reaction was there: removed", body = s::Status),
+        (status = 201, description = "The reaction added", body = s::Reaction),
+        (status = 404, description = "No such message the caller can see", body = s::ErrorBody)))]
 async fn react(
     State(app): State<Arc<App>>,
     AuthUser(me): AuthUser,
@@ -393,6 +454,10 @@ async fn react(
 }
 
 /// Vato addition: mark the conversation read up to this message.
+#[utoipa::path(post, path = "/api/chat/conversations/{cid}/messages/{mid}/read/", tag = "messages", params(("cid" = u64, Path, description = "The conversation"), ("mid" = u64, Path, description = "The message")),
+    responses(
+        (status = 200, description = "`{\"status\": \"read\"}`: read up to this message", body = s::Status),
+        (status = 404, description = "No such message the caller can see", body = s::ErrorBody)))]
 async fn read(
     State(app): State<Arc<App>>,
     AuthUser(me): AuthUser,

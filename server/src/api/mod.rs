@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use axum::Router;
+use utoipa_axum::router::OpenApiRouter;
 
 use crate::app::App;
 
@@ -13,6 +14,7 @@ mod body;
 mod calls;
 mod contacts;
 mod conversations;
+pub mod doc;
 mod external_login;
 pub mod extract;
 mod forward;
@@ -22,12 +24,15 @@ mod messages;
 mod notifications;
 mod pins;
 mod profile;
+pub mod schemas;
 mod settings;
 mod users;
 pub mod web;
 
+/// The REST routes, each with its OpenAPI operation; the document is
+/// published for `/api/schema/` as the routes are built.
 pub fn router() -> Router<Arc<App>> {
-    Router::new()
+    let (routes, paths) = OpenApiRouter::new()
         .merge(auth::router())
         .merge(external_login::router())
         .merge(logout::router())
@@ -45,4 +50,8 @@ pub fn router() -> Router<Arc<App>> {
         .merge(calls::router())
         .merge(notifications::router())
         .merge(web::router())
+        .merge(doc::router())
+        .split_for_parts();
+    doc::publish(&doc::document(paths));
+    routes
 }

@@ -10,14 +10,16 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
-use axum::{Json, Router};
+use axum::Json;
 use serde_json::{json, Value};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use vato_eventlog::state::{Device, PLATFORMS};
 use vato_eventlog::Command;
 
 use super::body::{json_body, opt_str, path_id};
 use super::extract::AuthUser;
+use super::schemas as s;
 use crate::app::App;
 use crate::clock::{format, now_micros};
 use crate::error::{ApiError, ApiResult};
@@ -26,13 +28,13 @@ use crate::render;
 /// The longest push token taken (FCM's are ~160 characters, APNs' 64).
 const MAX_TOKEN_CHARS: usize = 4096;
 
-pub fn router() -> Router<Arc<App>> {
-    Router::new()
-        .route("/api/auth/devices/", get(devices).post(register))
-        .route("/api/auth/devices/{token}/", delete(remove))
-        .route("/api/chat/notifications/", get(list))
-        .route("/api/chat/notifications/{id}/", get(detail))
-        .route("/api/chat/notifications/{id}/read/", post(read))
+pub fn router() -> OpenApiRouter<Arc<App>> {
+    OpenApiRouter::new()
+        .routes(routes!(devices, register))
+        .routes(routes!(remove))
+        .routes(routes!(list))
+        .routes(routes!(detail))
+        .routes(routes!(read))
 }
 
 fn device(d: &Device) -> Value {
@@ -40,6 +42,8 @@ fn device(d: &Device) -> Value {
 }
 
 /// The caller's devices, oldest first (a Vato addition).
+#[utoipa::path(get, path = "/api/auth/devices/", tag = "notifications",
+    responses((status = 200, description = "The caller's devices, oldest first", body = Vec<s::Device>)))]
 async fn devices(State(app): State<Arc<App>>, AuthUser(me): AuthUser) -> Json<Value> {
     let state = app.store.state();
     Json(state.devices_of(me).iter().map(device).collect())
@@ -47,6 +51,11 @@ async fn devices(State(app): State<Arc<App>>, AuthUser(me): AuthUser) -> Json<Va
 
 /// `{"token", "platform"}`: 201 with the device; 200 when the caller had
 /// it already. A token another user had moves to the caller.
+#[utoipa::path(post, path = "/api/auth/devices/", tag = "notifications",
+    request_body = s::DeviceRequest,
+    responses(
+        (status = 200, description = "The caller had it already", body = s::Device),
+        (status = 201, description = "Registered", body = s::Device)))]
 async fn register(
     State(app): State<Arc<App>>,
     AuthUser(me): AuthUser,
@@ -94,6 +103,11 @@ async fn register(
 }
 
 /// 204; a token the caller does not have: 404.
+#[utoipa::path(delete, path = "/api/auth/devices/{token}/", tag = "notifications",
+    params(("token" = String, Path, description = "The device's push token")),
+    responses(
+        (status = 204, description = "Removed"),
+        (status = 404, description = "No such device of the caller's", body = s::ErrorBody)))]
 async fn remove(
     State(app): State<Arc<App>>,
     AuthUser(me): AuthUser,
@@ -109,7 +123,9 @@ async fn remove(
 }
 
 /// The caller's notifications, newest first (plain array, at most the
-/// last 100).
+/// last 50).
+#[utoipa::path(get, path = "/api/chat/notifications/", tag = "notifications",
+    responses((status = 200, description = "The caller's last 50 notifications, newest first", body = Vec<s::Notification>)))]
 async fn list(State(app): State<Arc<App>>, AuthUser(me): AuthUser) -> Json<Value> {
     let state = app.store.state();
     let all: Vec<Value> = state
@@ -120,6 +136,10 @@ async fn list(State(app): State<Arc<App>>, AuthUser(me): AuthUser) -> Json<Value
     Json(Value::Array(all))
 }
 
+#[utoipa::path(get, path = "/api/chat/notifications/{id}/", tag = "notifications", params(("id" = u64, Path, description = "The notification")),
+    responses(
+        (status = 200, description = "The notification", body = s::Notification),
+        (status = 404, description = "No such notification of the caller's", body = s::ErrorBody)))]
 async fn detail(
     State(app): State<Arc<App>>,
     AuthUser(me): AuthUser,
@@ -134,6 +154,10 @@ async fn detail(
 }
 
 /// Marks one read: 200 with it; not the caller's: 404.
+#[utoipa::path(post, path = "/api/chat/notifications/{id}/read/", tag = "notifications", params(("id" = u64, Path, description = "The notification")),
+    responses(
+        (status = 200, description = "The notification, read", body = s::Notification),
+        (status = 404, description = "No such notification of the caller's", body = s::ErrorBody)))]
 async fn read(
     State(app): State<Arc<App>>,
     AuthUser(me): AuthUser,

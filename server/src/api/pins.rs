@@ -7,13 +7,15 @@ use std::sync::Arc;
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::post;
-use axum::{Json, Router};
+use axum::Json;
 use serde_json::Value;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use vato_eventlog::{Command, Rejection, Reply};
 
 use super::body::path_id;
 use super::extract::AuthUser;
+use super::schemas as s;
 use crate::app::App;
 use crate::clock::now_micros;
 use crate::error::{ApiError, ApiResult};
@@ -22,11 +24,8 @@ use crate::render;
 const NO_MESSAGE: &str = "No Message matches the given query.";
 const ADMINS_ONLY: &str = "Only admins can pin messages.";
 
-pub fn router() -> Router<Arc<App>> {
-    Router::new().route(
-        "/api/chat/conversations/{cid}/messages/{mid}/pin/",
-        post(pin).delete(unpin),
-    )
+pub fn router() -> OpenApiRouter<Arc<App>> {
+    OpenApiRouter::new().routes(routes!(pin, unpin))
 }
 
 fn ids(cid: &str, mid: &str) -> ApiResult<(u64, u64)> {
@@ -47,6 +46,12 @@ fn pin_rejection(rejection: Rejection) -> ApiError {
 
 /// 201 with the new pin, 200 with the existing one (its `pinned_by` and
 /// `pinned_at` kept): `{"id", "message", "pinned_by", "pinned_at"}`.
+#[utoipa::path(post, path = "/api/chat/conversations/{cid}/messages/{mid}/pin/", tag = "messages", params(("cid" = u64, Path, description = "The conversation"), ("mid" = u64, Path, description = "The message")),
+    responses(
+        (status = 200, description = "Already pinned", body = s::Pin),
+        (status = 201, description = "Pinned", body = s::Pin),
+        (status = 403, description = "Not an admin of the group", body = s::ErrorBody),
+        (status = 404, description = "No such message the caller can see", body = s::ErrorBody)))]
 async fn pin(
     State(app): State<Arc<App>>,
     AuthUser(me): AuthUser,
@@ -80,6 +85,11 @@ async fn pin(
 }
 
 /// 204; a message that is not pinned is a 404.
+#[utoipa::path(delete, path = "/api/chat/conversations/{cid}/messages/{mid}/pin/", tag = "messages", params(("cid" = u64, Path, description = "The conversation"), ("mid" = u64, Path, description = "The message")),
+    responses(
+        (status = 204, description = "Unpinned"),
+        (status = 403, description = "Not an admin of the group", body = s::ErrorBody),
+        (status = 404, description = "No such message the caller can see, or not pinned", body = s::ErrorBody)))]
 async fn unpin(
     State(app): State<Arc<App>>,
     AuthUser(me): AuthUser,

@@ -15,14 +15,16 @@ use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
 use serde_json::{json, Value};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use vato_eventlog::profile::{Nullable, ProfileChanges};
 use vato_eventlog::{Command, UserId};
 
 use super::body::json_body;
 use super::extract::AuthUser;
+use super::schemas as s;
 use crate::app::App;
 use crate::clock::now_micros;
 use crate::error::{ApiError, ApiResult};
@@ -31,29 +33,26 @@ use crate::render;
 
 const NO_USER: &str = "No User matches the given query.";
 
-pub fn router() -> Router<Arc<App>> {
-    Router::new()
-        .route(
-            "/api/auth/profile/me/",
-            get(profile_me)
-                .patch(write_profile_me)
-                .put(write_profile_me),
-        )
-        .route("/api/auth/profile/{id}/", get(public_profile))
-        .route("/api/auth/user/", get(user_me).patch(write_user_me))
-        .route("/api/auth/users/me/", get(user_me))
-        .route(
-            "/api/auth/users/{id}/",
-            get(user_detail).patch(patch_user).put(put_user),
-        )
+pub fn router() -> OpenApiRouter<Arc<App>> {
+    OpenApiRouter::new()
+        .routes(routes!(profile_me, write_profile_me))
+        .routes(routes!(public_profile))
+        .routes(routes!(user_me, write_user_me))
+        .routes(routes!(users_me))
+        .routes(routes!(user_detail, patch_user, put_user))
 }
 
+#[utoipa::path(get, path = "/api/auth/profile/me/", tag = "users",
+    responses((status = 200, description = "The caller's profile", body = s::Profile)))]
 async fn profile_me(State(app): State<Arc<App>>, AuthUser(me): AuthUser) -> ApiResult<Json<Value>> {
     let state = app.store.state();
     let user = state.user(me).ok_or(ApiError::InvalidToken)?;
     Ok(Json(render::profile(user)))
 }
 
+#[utoipa::path(method(patch, put), path = "/api/auth/profile/me/", tag = "users",
+    request_body = s::ProfileUpdate,
+    responses((status = 200, description = "The profile after the change", body = s::Profile)))]
 async fn write_profile_me(
     State(app): State<Arc<App>>,
     AuthUser(me): AuthUser,
@@ -63,12 +62,24 @@ async fn write_profile_me(
     profile_me(State(app), AuthUser(me)).await
 }
 
+#[utoipa::path(get, path = "/api/auth/user/", tag = "users",
+    responses((status = 200, description = "The caller's user object", body = s::User)))]
 async fn user_me(State(app): State<Arc<App>>, AuthUser(me): AuthUser) -> ApiResult<Json<Value>> {
     let state = app.store.state();
     let user = state.user(me).ok_or(ApiError::InvalidToken)?;
     Ok(Json(render::user(user, Some(me))))
 }
 
+/// `GET /api/auth/users/me/`: the same as `GET /api/auth/user/`.
+#[utoipa::path(get, path = "/api/auth/users/me/", tag = "users",
+    responses((status = 200, description = "The caller's user object", body = s::User)))]
+async fn users_me(app: State<Arc<App>>, me: AuthUser) -> ApiResult<Json<Value>> {
+    user_me(app, me).await
+}
+
+#[utoipa::path(patch, path = "/api/auth/user/", tag = "users",
+    request_body = s::ProfileUpdate,
+    responses((status = 200, description = "The user after the change", body = s::User)))]
 async fn write_user_me(
     State(app): State<Arc<App>>,
     AuthUser(me): AuthUser,
@@ -79,6 +90,10 @@ async fn write_user_me(
 }
 
 /// Anyone's privacy-filtered profile; your own too.
+#[utoipa::path(get, path = "/api/auth/profile/{id}/", tag = "users", params(("id" = u64, Path, description = "The user")),
+    responses(
+        (status = 200, description = "The privacy-filtered profile", body = s::PublicProfile),
+        (status = 404, description = "No such user", body = s::ErrorBody)))]
 async fn public_profile(
     State(app): State<Arc<App>>,
     AuthUser(_): AuthUser,
@@ -94,6 +109,10 @@ async fn public_profile(
 }
 
 /// Anyone's user object as the caller may see it (yours in full).
+#[utoipa::path(get, path = "/api/auth/users/{id}/", tag = "users", params(("id" = u64, Path, description = "The user")),
+    responses(
+        (status = 200, description = "The user as the caller may see them", body = s::User),
+        (status = 404, description = "No such user", body = s::ErrorBody)))]
 async fn user_detail(
     State(app): State<Arc<App>>,
     AuthUser(me): AuthUser,
@@ -105,6 +124,12 @@ async fn user_detail(
     Ok(Json(render::user(user, Some(me))))
 }
 
+#[utoipa::path(patch, path = "/api/auth/users/{id}/", tag = "users", params(("id" = u64, Path, description = "The user")),
+    request_body = s::ProfileUpdate,
+    responses(
+        (status = 200, description = "The caller after the change", body = s::User),
+        (status = 403, description = "Not the caller", body = s::ErrorBody),
+        (status = 404, description = "No such user", body = s::ErrorBody)))]
 async fn patch_user(
     State(app): State<Arc<App>>,
     AuthUser(me): AuthUser,
@@ -116,6 +141,12 @@ async fn patch_user(
 
 /// PUT needs `username`, as the original's serializer; still partial
 /// otherwise.
+#[utoipa::path(put, path = "/api/auth/users/{id}/", tag = "users", params(("id" = u64, Path, description = "The user")),
+    request_body = s::ProfileUpdate,
+    responses(
+        (status = 200, description = "The caller after the change (`username` required)", body = s::User),
+        (status = 403, description = "Not the caller", body = s::ErrorBody),
+        (status = 404, description = "No such user", body = s::ErrorBody)))]
 async fn put_user(
     State(app): State<Arc<App>>,
     AuthUser(me): AuthUser,

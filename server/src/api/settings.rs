@@ -13,26 +13,32 @@ use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use serde_json::Value;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use vato_eventlog::profile::SettingsChanges;
 use vato_eventlog::{Command, UserId};
 
 use super::body::json_body;
 use super::extract::AuthUser;
+use super::schemas as s;
 use crate::app::App;
 use crate::clock::now_micros;
 use crate::error::{ApiError, ApiResult};
 use crate::intake::profile::settings_changes;
 use crate::render;
 
-pub fn router() -> Router<Arc<App>> {
-    Router::new()
-        .route("/api/auth/settings/", get(read).patch(write).put(write))
-        .route("/api/auth/settings/reset/", post(reset))
+pub fn router() -> OpenApiRouter<Arc<App>> {
+    OpenApiRouter::new()
+        .routes(routes!(read, write))
+        .routes(routes!(reset))
 }
 
+#[utoipa::path(get, path = "/api/auth/settings/", tag = "users",
+    responses(
+        (status = 200, description = "The caller's settings (made with the defaults at the first read)", body = s::Settings),
+        (status = 503, description = "The first read could not store the defaults", body = s::ErrorBody)))]
 async fn read(State(app): State<Arc<App>>, AuthUser(me): AuthUser) -> ApiResult<Json<Value>> {
     let exists = app
         .store
@@ -49,6 +55,9 @@ async fn read(State(app): State<Arc<App>>, AuthUser(me): AuthUser) -> ApiResult<
     current(&app, me)
 }
 
+#[utoipa::path(method(patch, put), path = "/api/auth/settings/", tag = "users",
+    request_body = s::SettingsUpdate,
+    responses((status = 200, description = "The settings after the change", body = s::Settings)))]
 async fn write(
     State(app): State<Arc<App>>,
     AuthUser(me): AuthUser,
@@ -59,6 +68,8 @@ async fn write(
 }
 
 /// No body is read.
+#[utoipa::path(post, path = "/api/auth/settings/reset/", tag = "users",
+    responses((status = 200, description = "The settings back at their defaults", body = s::Settings)))]
 async fn reset(State(app): State<Arc<App>>, AuthUser(me): AuthUser) -> ApiResult<Json<Value>> {
     store(&app, me, SettingsChanges::reset()).await
 }

@@ -5,29 +5,33 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::extract::{Query, State};
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use serde_json::{json, Value};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use vato_eventlog::Command;
 
 use super::extract::AuthUser;
+use super::schemas as s;
 use crate::app::App;
 use crate::clock::now_micros;
 use crate::error::ApiResult;
 use crate::render;
 use crate::search;
 
-pub fn router() -> Router<Arc<App>> {
-    Router::new()
-        .route("/api/auth/users/", get(list))
-        .route("/api/chat/users/search/", get(search))
-        .route("/api/auth/users/set-online/", post(set_online))
-        .route("/api/auth/users/set-offline/", post(set_offline))
+pub fn router() -> OpenApiRouter<Arc<App>> {
+    OpenApiRouter::new()
+        .routes(routes!(list))
+        .routes(routes!(search))
+        .routes(routes!(set_online))
+        .routes(routes!(set_offline))
 }
 
 /// No body (one is ignored). Online with `last_seen_at` now, as a login
 /// does (`UserSeen`): the caller's conversation partners get a `presence`
 /// frame.
+#[utoipa::path(post, path = "/api/auth/users/set-online/", tag = "users",
+    responses((status = 200, description = "`{\"status\": \"online\"}`", body = s::Status)))]
 async fn set_online(State(app): State<Arc<App>>, AuthUser(me): AuthUser) -> ApiResult<Json<Value>> {
     app.submit(Command::RecordLogin {
         user_id: me,
@@ -41,6 +45,8 @@ async fn set_online(State(app): State<Arc<App>>, AuthUser(me): AuthUser) -> ApiR
 /// `auth/logout/`; stores nothing when the caller is offline already.
 /// Open sockets do not bring the caller back; the next first socket on a
 /// node (after all closed), a login or `set-online/` does.
+#[utoipa::path(post, path = "/api/auth/users/set-offline/", tag = "users",
+    responses((status = 200, description = "`{\"status\": \"offline\"}`", body = s::Status)))]
 async fn set_offline(
     State(app): State<Arc<App>>,
     AuthUser(me): AuthUser,
@@ -53,6 +59,8 @@ async fn set_offline(
     Ok(Json(json!({"status": "offline"})))
 }
 
+#[utoipa::path(get, path = "/api/auth/users/", tag = "users",
+    responses((status = 200, description = "Every other user, as the caller may see them", body = Vec<s::User>)))]
 async fn list(State(app): State<Arc<App>>, AuthUser(me): AuthUser) -> ApiResult<Json<Vec<Value>>> {
     let state = app.store.state();
     let users = state
@@ -67,6 +75,9 @@ async fn list(State(app): State<Arc<App>>, AuthUser(me): AuthUser) -> ApiResult<
 /// At least 2 characters; at most 20 results; username or display name,
 /// case-insensitive. Not phone numbers: they are hidden from other users,
 /// and matching them would let anyone probe whether a number is registered.
+#[utoipa::path(get, path = "/api/chat/users/search/", tag = "users",
+    params(("q" = Option<String>, Query, description = "At least 2 characters of a username or display name")),
+    responses((status = 200, description = "At most 20 users", body = Vec<s::User>)))]
 async fn search(
     State(app): State<Arc<App>>,
     AuthUser(me): AuthUser,

@@ -10,9 +10,12 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{json, Value};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::body::{json_body, opt_id};
 use super::extract::AuthUser;
+use super::schemas as s;
 use crate::app::App;
 use crate::error::{ApiError, ApiResult};
 
@@ -20,14 +23,14 @@ const INDEX_HTML: &str = include_str!("../../static/index.html");
 const APP_JS: &str = include_str!("../../static/app.js");
 const APP_CSS: &str = include_str!("../../static/app.css");
 
-pub fn router() -> Router<Arc<App>> {
-    Router::new()
+pub fn router() -> OpenApiRouter<Arc<App>> {
+    OpenApiRouter::new()
         .route("/", get(root))
-        .route("/api/", get(api_index))
-        .route("/api/auth/", get(auth_root))
-        .route("/api/chat/", get(chat_root))
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(readyz))
+        .routes(routes!(api_index))
+        .routes(routes!(auth_root))
+        .routes(routes!(chat_root))
+        .routes(routes!(healthz))
+        .routes(routes!(readyz))
         .route(
             "/static/app.js",
             get(|| async {
@@ -42,7 +45,7 @@ pub fn router() -> Router<Arc<App>> {
             get(|| async { ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], APP_CSS) }),
         )
         .route("/api/dev/drop-sockets/", post(drop_sockets))
-        .route("/metrics", get(metrics))
+        .routes(routes!(metrics))
 }
 
 fn index() -> Value {
@@ -74,6 +77,8 @@ async fn root(headers: HeaderMap) -> Response {
     }
 }
 
+#[utoipa::path(get, path = "/api/", tag = "operations", security(()),
+    responses((status = 200, description = "The API's index", body = s::ApiIndex)))]
 async fn api_index() -> Json<Value> {
     Json(index())
 }
@@ -90,11 +95,15 @@ const CHAT_ROUTES: [(&str, &str); 3] = [
 /// `GET /api/auth/`: Django REST framework's DefaultRouter root, as the
 /// original serves it (authentication required): each resource's name and
 /// the absolute URL of its list route.
+#[utoipa::path(get, path = "/api/auth/", tag = "operations",
+    responses((status = 200, description = "Each resource's name and the absolute URL of its list", body = std::collections::BTreeMap<String, String>)))]
 async fn auth_root(headers: HeaderMap, _: AuthUser) -> Json<Value> {
     Json(router_root(&headers, &AUTH_ROUTES))
 }
 
 /// `GET /api/chat/`: as [`auth_root`].
+#[utoipa::path(get, path = "/api/chat/", tag = "operations",
+    responses((status = 200, description = "Each resource's name and the absolute URL of its list", body = std::collections::BTreeMap<String, String>)))]
 async fn chat_root(headers: HeaderMap, _: AuthUser) -> Json<Value> {
     Json(router_root(&headers, &CHAT_ROUTES))
 }
@@ -192,6 +201,11 @@ pub fn metrics_router(app: Arc<App>) -> Router {
 
 /// `/metrics` on the main listener: absent when `--metrics-listen` serves
 /// it elsewhere.
+#[utoipa::path(get, path = "/metrics", tag = "operations", security(()),
+    responses(
+        (status = 200, description = "Prometheus text format", body = String, content_type = "text/plain"),
+        (status = 401, description = "`--metrics-token` is set and not given", body = s::ErrorBody),
+        (status = 404, description = "Served on `--metrics-listen` instead", body = s::ErrorBody)))]
 async fn metrics(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
     if app.config.metrics_listen.is_some() {
         return ApiError::NotFound("Not found.").into_response();
@@ -235,6 +249,17 @@ fn same_secret(given: &[u8], expected: &[u8]) -> bool {
 /// delivery probe succeeded within three intervals (`probe.rs`). 503 with
 /// the failing checks named otherwise. `/healthz` stays a bare liveness
 /// answer.
+/// Liveness: the process answers.
+#[utoipa::path(get, path = "/healthz", tag = "operations", security(()),
+    responses((status = 200, description = "`ok`", body = String, content_type = "text/plain")))]
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+#[utoipa::path(get, path = "/readyz", tag = "operations", security(()),
+    responses(
+        (status = 200, description = "Writable, caught up, and the delivery probe succeeded lately", body = s::Readiness),
+        (status = 503, description = "Not ready: the failing checks named", body = s::Readiness)))]
 async fn readyz(State(app): State<Arc<App>>) -> Response {
     let (ready, body) = app.probe.readiness(&app);
     let status = if ready {

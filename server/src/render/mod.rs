@@ -15,7 +15,7 @@ use crate::clock::format;
 
 pub mod calls;
 pub mod notifications;
-mod views;
+pub mod views;
 
 use views::{ConversationView, MessageFrame, MessageView, ReactionView, UserView};
 

@@ -3,6 +3,7 @@
 //! the only definition of its object.
 
 use serde::Serialize;
+use utoipa::ToSchema;
 use vato_eventlog::profile::Settings;
 use vato_eventlog::state::{Conversation, Member, Message, User};
 use vato_eventlog::{
@@ -11,8 +12,9 @@ use vato_eventlog::{
 
 use crate::clock::format;
 
-#[derive(Serialize)]
-pub(super) struct UserView<'a> {
+#[derive(Serialize, ToSchema)]
+#[schema(as = User)]
+pub struct UserView<'a> {
     id: UserId,
     username: &'a str,
     email: &'a str,
@@ -84,8 +86,9 @@ impl<'a> UserView<'a> {
 }
 
 /// The settings object's 16 keys (contract §2), in its order.
-#[derive(Serialize)]
-pub(super) struct SettingsView<'a> {
+#[derive(Serialize, ToSchema)]
+#[schema(as = Settings)]
+pub struct SettingsView<'a> {
     id: u64,
     enable_notifications: bool,
     notification_sound: bool,
@@ -128,8 +131,9 @@ impl<'a> SettingsView<'a> {
     }
 }
 
-#[derive(Serialize)]
-pub(super) struct MessageView<'a> {
+#[derive(Serialize, ToSchema)]
+#[schema(as = Message)]
+pub struct MessageView<'a> {
     id: MessageId,
     conversation: ConvId,
     sender: Option<UserView<'a>>,
@@ -149,28 +153,32 @@ pub(super) struct MessageView<'a> {
     client_id: Option<String>,
 }
 
-#[derive(Serialize)]
-pub(super) struct QuotedMessage<'a> {
+#[derive(Serialize, ToSchema)]
+#[schema(as = QuotedMessage)]
+pub struct QuotedMessage<'a> {
     id: MessageId,
     sender: Option<UserView<'a>>,
     content: String,
 }
 
-#[derive(Serialize)]
-pub(super) struct ForwardedMessage<'a> {
+#[derive(Serialize, ToSchema)]
+#[schema(as = ForwardedMessage)]
+pub struct ForwardedMessage<'a> {
     id: MessageId,
     sender: Option<UserView<'a>>,
 }
 
-#[derive(Serialize)]
-pub(super) struct Receipt<'a> {
+#[derive(Serialize, ToSchema)]
+#[schema(as = Receipt)]
+pub struct Receipt<'a> {
     user: Option<UserView<'a>>,
     state: &'static str,
     updated_at: String,
 }
 
-#[derive(Serialize)]
-pub(super) struct AttachmentView {
+#[derive(Serialize, ToSchema)]
+#[schema(as = Attachment)]
+pub struct AttachmentView {
     id: AttachmentId,
     file: String,
     file_name: String,
@@ -179,8 +187,9 @@ pub(super) struct AttachmentView {
     download_url: String,
 }
 
-#[derive(Serialize)]
-pub(super) struct ReactionView<'a> {
+#[derive(Serialize, ToSchema)]
+#[schema(as = Reaction)]
+pub struct ReactionView<'a> {
     id: ReactionId,
     user: Option<UserView<'a>>,
     emoji: String,
@@ -335,8 +344,9 @@ impl<'a> MessageFrame<'a> {
 
 /// The conversation object (contract 1.4's 13 keys, then
 /// `pinned_message_ids`), for `viewer`.
-#[derive(Serialize)]
-pub(super) struct ConversationView<'a> {
+#[derive(Serialize, ToSchema)]
+#[schema(as = Conversation)]
+pub struct ConversationView<'a> {
     id: ConvId,
     title: &'a str,
     conversation_type: &'static str,
@@ -344,8 +354,10 @@ pub(super) struct ConversationView<'a> {
     description: &'a str,
     created_at: String,
     updated_at: String,
+    #[schema(value_type = Option<String>)]
     avatar: (),
     is_public: bool,
+    #[schema(value_type = Option<String>)]
     invite_link: (),
     members: Vec<MemberView<'a>>,
     last_message: Option<MessageView<'a>>,
@@ -355,13 +367,15 @@ pub(super) struct ConversationView<'a> {
     pinned_message_ids: Vec<MessageId>,
 }
 
-#[derive(Serialize)]
-pub(super) struct MemberView<'a> {
+#[derive(Serialize, ToSchema)]
+#[schema(as = Member)]
+pub struct MemberView<'a> {
     id: u64,
     user: Option<UserView<'a>>,
     nickname: &'static str,
     is_admin: bool,
     joined_at: String,
+    #[schema(value_type = Option<String>)]
     muted_until: (),
 }
 
