@@ -162,8 +162,8 @@ fn token_response(app: &App, user_id: u64) -> ApiResult<Value> {
     request_body = s::LoginRequest,
     responses(
         (status = 200, description = "The user and their tokens", body = s::Tokens),
-        (status = 400, description = "Missing fields", body = s::ErrorBody),
-        (status = 401, description = "Wrong credentials", body = s::ErrorBody)))]
+        (status = 400, description = "Missing fields, or wrong credentials (`non_field_errors`, as the contract)", body = s::ErrorBody),
+        (status = 429, description = "Too many failed logins from this address or for this account", body = s::ErrorBody)))]
 async fn login(
     State(app): State<Arc<App>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
