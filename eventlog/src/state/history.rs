@@ -18,10 +18,16 @@
 //!
 //! Keys (ids big-endian, so that sled's order is numeric order):
 //! * `m` conv id → message (codec-encoded);
-//! * `x` id → conv: find a message by id alone;
-//! * `q` conv seq → id: the posted messages by seq, for seq cursors;
+//! * `X` block → the conversations of the 64 messages `block * 64 ..`
+//!   (8 bytes each, big-endian, 0 where none): find a message by id alone.
+//!   One record per 64 messages, not per message: the snapshot's record
+//!   writing is what bounds the write rate (BENCHMARKS.md, #12);
 //! * `i` sender conv client_id → id: idempotency keys, for ever;
 //! * `a` attachment id → message id: a download finds its message.
+//!
+//! Read, never written any more (data directories of earlier versions):
+//! `x` id → conv, and `q` conv seq → id (seq cursors now bisect a
+//! conversation's `m` keys: its ids and seqs grow together).
 //!
 //! The snapshot's own values live in a second tree, [`SNAPSHOT_TREE`]:
 //! * `s` → the encoded [`State`](super::State) the records belong to;
@@ -43,6 +49,8 @@ use crate::event::{AttachmentId, ConvId, MessageId, Seq, UserId};
 use super::model::Message;
 
 mod keys;
+#[cfg(test)]
+mod tests;
 
 use keys::*;
 
@@ -135,11 +143,15 @@ impl Layer {
         let mut ids: Vec<(MessageId, ConvId)> =
             self.messages.values().map(|m| (m.id, m.conv_id)).collect();
         ids.sort_unstable();
-        for (id, conv) in ids {
-            tree.insert(id_key(OWNER, id), &conv.to_be_bytes()[..])?;
-        }
-        for ((conv, seq), id) in &self.by_seq {
-            tree.insert(pair_key(BY_SEQ, *conv, *seq), &id.to_be_bytes()[..])?;
+        for block in ids.chunk_by(|a, b| a.0 / OWNERS_PER_BLOCK == b.0 / OWNERS_PER_BLOCK) {
+            let key = id_key(OWNER_BLOCK, block[0].0 / OWNERS_PER_BLOCK);
+            let mut value = tree.get(key)?.map(|v| v.to_vec()).unwrap_or_default();
+            value.resize(OWNERS_PER_BLOCK as usize * 8, 0);
+            for (id, conv) in block {
+                let slot = (id % OWNERS_PER_BLOCK) as usize * 8;
+                value[slot..slot + 8].copy_from_slice(&conv.to_be_bytes());
+            }
+            tree.insert(key, value)?;
         }
         let mut keys: Vec<(Vec<u8>, MessageId)> = self
             .keys
@@ -247,8 +259,7 @@ impl History {
             return Some(m.clone());
         }
         let tree = self.tree.as_ref()?;
-        let conv = read(tree, &id_key(OWNER, id)).map(|v| be_u64(&v))?;
-        self.in_tree(conv, id)
+        self.in_tree(owner(tree, id)?, id)
     }
 
     /// Message `id` if it belongs to `conv`: one look-up on disk.
@@ -369,16 +380,10 @@ impl History {
                 .next()
                 .map(|(_, id)| *id)
         };
-        let tree = self.tree.as_ref().and_then(|tree| {
-            let range = pair_key(BY_SEQ, conv, seq)..=pair_key(BY_SEQ, conv, Seq::MAX);
-            match tree.range(range).next()? {
-                Ok((_, id)) => Some(be_u64(&id)),
-                Err(e) => {
-                    tracing::error!("history tree `{TREE}` unreadable: {e}");
-                    None
-                }
-            }
-        });
+        let tree = self
+            .tree
+            .as_ref()
+            .and_then(|tree| first_at_seq_in(tree, conv, seq));
         [
             layer(&self.active),
             self.frozen.as_deref().and_then(layer),

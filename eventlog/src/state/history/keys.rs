@@ -2,14 +2,17 @@
 //! merged, ordered read of ids over its layers.
 
 use crate::codec;
-use crate::event::{ConvId, MessageId, UserId};
+use crate::event::{ConvId, MessageId, Seq, UserId};
 
 use super::super::model::Message;
 use super::TREE;
 
 pub(super) const MESSAGE: u8 = b'm';
+/// Written before owner blocks (one record per message); still read.
 pub(super) const OWNER: u8 = b'x';
-pub(super) const BY_SEQ: u8 = b'q';
+pub(super) const OWNER_BLOCK: u8 = b'X';
+/// Messages an owner block holds: ids `block * OWNERS_PER_BLOCK ..`.
+pub(super) const OWNERS_PER_BLOCK: u64 = 64;
 pub(super) const KEY: u8 = b'i';
 pub(super) const ATTACHMENT: u8 = b'a';
 
@@ -100,4 +103,61 @@ pub(super) fn idempotency_key(sender: UserId, conv: ConvId, client_id: &str) -> 
     let mut key = pair_key(KEY, sender, conv).to_vec();
     key.extend_from_slice(client_id.as_bytes());
     key
+}
+
+/// The conversation of message `id`: its owner block, or its `x` record
+/// (written by earlier versions).
+pub(super) fn owner(tree: &sled::Tree, id: MessageId) -> Option<ConvId> {
+    let slot = (id % OWNERS_PER_BLOCK) as usize * 8;
+    let in_block = read(tree, &id_key(OWNER_BLOCK, id / OWNERS_PER_BLOCK))
+        .filter(|block| block.len() >= slot + 8)
+        .map(|block| be_u64(&block[slot..slot + 8]))
+        .filter(|conv| *conv != 0);
+    in_block.or_else(|| read(tree, &id_key(OWNER, id)).map(|v| be_u64(&v)))
+}
+
+/// The first message of `conv` in the tree whose seq is ≥ `seq`: a
+/// bisection over the conversation's `m` keys (ids and seqs grow
+/// together), one seek and one decode a step.
+pub(super) fn first_at_seq_in(tree: &sled::Tree, conv: ConvId, seq: Seq) -> Option<MessageId> {
+    let end_key = message_key(conv, MessageId::MAX);
+    let entry = |item: sled::Result<(sled::IVec, sled::IVec)>| match item {
+        Ok((key, value)) => Some((be_u64(&key[9..]), decode(&value)?.seq)),
+        Err(e) => {
+            tracing::error!("history tree `{TREE}` unreadable: {e}");
+            None
+        }
+    };
+    // The first message at or after id `from`.
+    let first_from = |from: MessageId| {
+        tree.range(message_key(conv, from)..end_key.clone())
+            .next()
+            .and_then(entry)
+    };
+    let (first, first_seq) = first_from(0)?;
+    if first_seq >= seq {
+        return Some(first);
+    }
+    let (last, last_seq) = tree
+        .range(message_key(conv, 0)..end_key.clone())
+        .next_back()
+        .and_then(entry)?;
+    if last_seq < seq {
+        return None;
+    }
+    // The answer is in (lo, found]; no message has an id in [end, found).
+    let (mut lo, mut found, mut end) = (first, last, last);
+    while end > lo + 1 {
+        let mid = lo + (end - lo) / 2;
+        let (id, id_seq) = first_from(mid)?;
+        if id >= end {
+            end = mid;
+        } else if id_seq >= seq {
+            found = id;
+            end = id;
+        } else {
+            lo = id;
+        }
+    }
+    Some(found)
 }
