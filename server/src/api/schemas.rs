@@ -53,21 +53,31 @@ pub struct Status {
 #[derive(ToSchema)]
 pub struct RegisterRequest {
     /// 1–150 letters, digits and `@.+-_`.
+    #[schema(pattern = r"^[\w.@+-]{1,150}$")]
     username: String,
     /// At least 8 characters, Django's password validators.
+    #[schema(min_length = 8, max_length = 128)]
     password: String,
+    /// The same again.
+    #[schema(min_length = 8, max_length = 128)]
     password2: String,
+    #[schema(format = Email, max_length = 254)]
     email: Option<String>,
+    #[schema(max_length = 255)]
     display_name: Option<String>,
     /// E.164, e.g. `+14155550100`.
+    #[schema(pattern = r"^\+[1-9][0-9]{7,14}$")]
     phone_number: Option<String>,
 }
 
 #[derive(ToSchema)]
 pub struct LoginRequest {
     /// `username` or `phone_number`.
+    #[schema(min_length = 1, max_length = 150)]
     username: Option<String>,
+    #[schema(pattern = r"^\+[1-9][0-9]{7,14}$")]
     phone_number: Option<String>,
+    #[schema(min_length = 1)]
     password: String,
 }
 
@@ -97,6 +107,7 @@ pub struct LogoutRequest {
 
 #[derive(ToSchema)]
 pub struct OtpRequest {
+    #[schema(pattern = r"^\+[1-9][0-9]{7,14}$")]
     phone_number: String,
 }
 
@@ -110,8 +121,10 @@ pub struct OtpSent {
 
 #[derive(ToSchema)]
 pub struct OtpVerify {
+    #[schema(pattern = r"^\+[1-9][0-9]{7,14}$")]
     phone_number: String,
     /// The code sent by SMS (digits, as a string or a number).
+    #[schema(pattern = r"^[0-9]{6}$")]
     otp: String,
     username: Option<String>,
     display_name: Option<String>,
@@ -158,18 +171,29 @@ pub struct Profile {
 #[derive(ToSchema)]
 pub struct ProfileUpdate {
     /// Required by `PUT /api/auth/users/{id}/`.
+    #[schema(pattern = r"^[\w.@+-]{1,150}$")]
     username: Option<String>,
+    #[schema(max_length = 255)]
     display_name: Option<String>,
+    #[schema(format = Email, max_length = 254)]
     email: Option<String>,
+    #[schema(max_length = 150)]
     first_name: Option<String>,
+    #[schema(max_length = 150)]
     last_name: Option<String>,
+    #[schema(max_length = 255)]
     status_message: Option<String>,
+    #[schema(max_length = 500)]
     bio: Option<String>,
-    /// `YYYY-MM-DD`.
+    #[schema(format = Date)]
     date_of_birth: Option<String>,
+    #[schema(max_length = 100)]
     country: Option<String>,
+    #[schema(max_length = 100)]
     city: Option<String>,
+    #[schema(max_length = 500)]
     website: Option<String>,
+    #[schema(pattern = r"^\+[1-9][0-9]{7,14}$")]
     phone_number: Option<String>,
     show_phone_number: Option<bool>,
     show_last_seen: Option<bool>,
@@ -210,11 +234,54 @@ pub struct SettingsUpdate {
     two_factor_enabled: Option<bool>,
     show_typing_indicator: Option<bool>,
     show_read_receipts: Option<bool>,
-    /// `light`, `dark` or `auto`.
-    theme: Option<String>,
-    /// `small`, `medium` or `large`.
-    font_size: Option<String>,
-    language: Option<String>,
+    theme: Option<Theme>,
+    font_size: Option<FontSize>,
+    language: Option<Language>,
+}
+
+#[derive(ToSchema)]
+#[schema(rename_all = "lowercase")]
+pub enum Theme {
+    Light,
+    Dark,
+    Auto,
+}
+
+#[derive(ToSchema)]
+#[schema(rename_all = "lowercase")]
+pub enum FontSize {
+    Small,
+    Medium,
+    Large,
+}
+
+#[derive(ToSchema)]
+#[schema(rename_all = "lowercase")]
+pub enum Language {
+    En,
+    Es,
+    Fr,
+    De,
+    Ru,
+    Ar,
+    Zh,
+}
+
+/// A device's platform.
+#[derive(ToSchema)]
+#[schema(rename_all = "lowercase")]
+pub enum Platform {
+    Android,
+    Ios,
+    Web,
+}
+
+/// A call's type.
+#[derive(ToSchema)]
+#[schema(rename_all = "lowercase")]
+pub enum CallType {
+    Voice,
+    Video,
 }
 
 /// A photo upload: `avatar` (or `file`), an image.
@@ -227,9 +294,9 @@ pub struct AvatarUpload {
 #[derive(ToSchema)]
 pub struct DeviceRequest {
     /// At most 4096 characters, no spaces.
+    #[schema(pattern = r"^\S{1,4096}$")]
     token: String,
-    /// `android`, `ios` or `web`.
-    platform: String,
+    platform: Platform,
 }
 
 #[derive(ToSchema)]
@@ -248,7 +315,7 @@ pub struct CreateDirect {
 
 #[derive(ToSchema)]
 pub struct CreateGroup {
-    /// At most 255 characters.
+    #[schema(min_length = 1, max_length = 255)]
     title: String,
     description: Option<String>,
     /// `group` (direct ones are made with `create-direct/`).
@@ -273,11 +340,14 @@ pub struct MemberRequest {
 
 #[derive(ToSchema)]
 pub struct SendMessage {
+    /// At most `--max-message-chars` (4096 by default).
+    #[schema(min_length = 1, max_length = 4096)]
     content: Option<String>,
     /// `text` (default), `image`, `file`, ...
     message_type: Option<String>,
     /// The client's own id of this send: a retry with the same one answers
     /// 200 with the original message (exactly once).
+    #[schema(min_length = 1, max_length = 64)]
     client_id: Option<String>,
     reply_to: Option<u64>,
     forwarded_from: Option<u64>,
@@ -296,11 +366,13 @@ pub struct SendWithFiles {
 
 #[derive(ToSchema)]
 pub struct EditMessage {
+    #[schema(min_length = 1, max_length = 4096)]
     content: String,
 }
 
 #[derive(ToSchema)]
 pub struct ReactRequest {
+    #[schema(min_length = 1, max_length = 16)]
     emoji: String,
 }
 
@@ -333,6 +405,7 @@ pub struct Contact {
 #[derive(ToSchema)]
 pub struct ContactRequest {
     contact_id: u64,
+    #[schema(max_length = 255)]
     nickname: Option<String>,
 }
 
@@ -373,15 +446,14 @@ pub struct Call {
 #[derive(ToSchema)]
 pub struct StartCall {
     conversation_id: u64,
-    /// `voice` (default) or `video`.
-    call_type: Option<String>,
+    /// `voice` by default.
+    call_type: Option<CallType>,
     participant_ids: Option<Vec<u64>>,
 }
 
 #[derive(ToSchema)]
 pub struct CallUpdate {
-    /// `voice` or `video`.
-    call_type: Option<String>,
+    call_type: Option<CallType>,
 }
 
 #[derive(ToSchema)]
