@@ -2077,7 +2077,14 @@ impl PageCache {
 
             trace!("load_snapshot pid {} {:?}", pid, state);
 
-            let mut cache_infos = Vec::default();
+            // Vato: sized exactly (a page's base and its fragments).
+            // `Vec::default()` grew to 4 entries at the first push: with
+            // millions of pages this table was most of the process's
+            // memory at open (vendor/sled/VATO.md).
+            let mut cache_infos = Vec::with_capacity(match &*state {
+                PageState::Present { frags, .. } => 1 + frags.len(),
+                _ => 1,
+            });
 
             let guard = pin();
 
