@@ -406,7 +406,9 @@ impl<'a> ConversationView<'a> {
                 .collect(),
             last_message: c
                 .last_message
-                .and_then(|id| state.message(id))
+                // Its conversation is known: one read, not two (the
+                // owner block, then the message).
+                .and_then(|id| state.message_in(c.id, id))
                 .map(|m| MessageView::new(state, &m, Some(viewer))),
             unread_count: state.unread_count(c, viewer),
             pinned_message_ids: c.pins.iter().map(|p| p.message_id).collect(),
