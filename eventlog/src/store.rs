@@ -461,6 +461,7 @@ impl Writer {
         let spawned = std::thread::Builder::new()
             .name("vato-snapshot".into())
             .spawn(move || {
+                crate::log::background_thread();
                 if let Some(pending) = pending {
                     let written = pending.write();
                     snapshot::finish(&mut state.write(), &written);

@@ -44,6 +44,7 @@ impl Projector {
         let thread = std::thread::Builder::new()
             .name("vato-projector".into())
             .spawn(move || {
+                crate::log::background_thread();
                 let result = run(&projection, &theirs);
                 if let Err(e) = &result {
                     tracing::error!("the projector stopped: {e}");

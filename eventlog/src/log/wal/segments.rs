@@ -119,7 +119,10 @@ impl Preparer {
         let theirs = shared.clone();
         let thread = std::thread::Builder::new()
             .name("vato-wal-prepare".into())
-            .spawn(move || prepare_ahead(&dir, segment_bytes, &theirs))
+            .spawn(move || {
+                crate::log::background_thread();
+                prepare_ahead(&dir, segment_bytes, &theirs)
+            })
             .ok();
         Preparer { shared, thread }
     }
