@@ -393,8 +393,9 @@ impl Drop for Log {
 /// Puts the calling thread behind the latency-critical ones: CPU nice 19
 /// and the idle I/O class (Linux; elsewhere nothing). For the threads
 /// whose work no acknowledgement waits on: the projector, the snapshot,
-/// the WAL's segment preparer (sled's IO threads do the same, in the
-/// vendored sled). On two shared cores a snapshot's sled writes and their
+/// the WAL's segment preparer (sled's IO threads call the same
+/// `sled::background_thread`, in the vendored sled, where the syscalls
+/// live). On two shared cores a snapshot's sled writes and their
 /// I/O competed with the writer, the sockets and the WAL's `fdatasync`s:
 /// with them lowered, delivery p99 on disk went 14.4 -> 11.6 ms in the
 /// minute after a snapshot at 2,000 msg/s and 59.5 -> 48.3 ms at 8,000
@@ -402,19 +403,5 @@ impl Drop for Log {
 /// only order who goes first when the machine is busy: an idle machine
 /// runs these threads at once.
 pub fn background_thread() {
-    #[cfg(target_os = "linux")]
-    // SAFETY: both calls only change the scheduling of the calling thread
-    // (tid from gettid); they touch no memory.
-    unsafe {
-        const IOPRIO_WHO_PROCESS: libc::c_long = 1;
-        const IOPRIO_CLASS_IDLE: libc::c_long = 3;
-        const IOPRIO_CLASS_SHIFT: u32 = 13;
-        libc::syscall(
-            libc::SYS_ioprio_set,
-            IOPRIO_WHO_PROCESS,
-            0 as libc::c_long,
-            IOPRIO_CLASS_IDLE << IOPRIO_CLASS_SHIFT,
-        );
-        libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, 19);
-    }
+    sled::background_thread();
 }

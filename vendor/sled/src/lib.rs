@@ -138,6 +138,7 @@ mod stack;
 mod subscriber;
 mod sys_limits;
 pub mod transaction;
+mod priority;
 mod tree;
 
 /// Functionality for conditionally triggering failpoints under test.
@@ -239,6 +240,7 @@ pub use {
 
 pub use self::{
     batch::Batch,
+    priority::background_thread,
     config::{Config, Mode},
     db::{open, Db},
     iter::Iter,

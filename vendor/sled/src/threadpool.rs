@@ -167,11 +167,7 @@ fn spawn_new_thread(is_immortal: bool) -> Result<()> {
         .spawn(move || {
             // Vato: IO threads go behind the latency-critical threads
             // (CPU nice 19, idle I/O class); see VATO.md.
-            #[cfg(target_os = "linux")]
-            unsafe {
-                libc::syscall(libc::SYS_ioprio_set, 1 as libc::c_long, 0 as libc::c_long, (3 as libc::c_long) << 13);
-                libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, 19);
-            }
+            crate::priority::background_thread();
             SPAWNING.store(false, SeqCst);
             debug_delay();
             let res = std::panic::catch_unwind(|| perform_work(is_immortal));
