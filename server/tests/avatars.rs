@@ -141,6 +141,34 @@ async fn an_uploaded_avatar_is_stored_served_and_shown_everywhere() {
         .find(|m| m["user"]["id"] == ana.id)
         .unwrap();
     assert_eq!(member["user"]["avatar"], url.as_str());
+    // Others get a user object rendered once and kept (#12); under
+    // another Host its URL follows that Host all the same, and the kept
+    // one is still right after.
+    let proxied: Value = reqwest::Client::new()
+        .get(format!("{}/api/chat/conversations/", server.base))
+        .bearer_auth(&bo.access)
+        .header("X-Forwarded-Proto", "https")
+        .header("Host", "chat.example.com")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let proxied = proxied
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == conv)
+        .unwrap();
+    assert_eq!(
+        member_user(proxied, ana.id)["avatar"],
+        format!("https://chat.example.com/media/{key}").as_str()
+    );
+    assert_eq!(
+        member_user(&bo.listed_conversation(conv).await, ana.id)["avatar"],
+        url.as_str()
+    );
     // And in socket frames (the listen address: no --public-url here).
     let frame = bo_socket.recv_type("message.new").await;
     assert_eq!(frame["data"]["sender"]["avatar"], url.as_str());
@@ -182,6 +210,19 @@ async fn an_uploaded_avatar_is_stored_served_and_shown_everywhere() {
     assert_eq!(seen.body["avatar"], Value::Null);
     let public = bo.get(&format!("/api/auth/profile/{}/", ana.id)).await;
     assert!(public.body.get("avatar").is_none());
+    let listed = bo.listed_conversation(conv).await;
+    assert_eq!(member_user(&listed, ana.id)["avatar"], Value::Null);
+}
+
+/// The user object of member `id` in a listed conversation.
+fn member_user(conversation: &Value, id: u64) -> Value {
+    conversation["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["user"]["id"] == id)
+        .unwrap_or_else(|| panic!("no member {id} in {conversation}"))["user"]
+        .clone()
 }
 
 #[tokio::test]

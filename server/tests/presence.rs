@@ -208,3 +208,75 @@ async fn presence_survives_restarts_and_a_crash_lets_go_of_the_nodes_users() {
     let again = seen_by(&server.with_token(&lalo.access), &kalu).await;
     assert_eq!(again["last_seen_at"], seen["last_seen_at"], "{again}");
 }
+
+/// Lalo's user object inside kalu's listing of their conversation.
+async fn listed_lalo(kalu: &User, conv: u64, lalo: &User) -> Value {
+    let listed = kalu.listed_conversation(conv).await;
+    listed["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["user"]["id"] == lalo.id)
+        .unwrap_or_else(|| panic!("lalo is not a member: {listed}"))["user"]
+        .clone()
+}
+
+/// Others get a user object rendered once and kept until the user changes
+/// (#12): every change (presence, a profile write, a privacy flag) shows
+/// in the next object, in listings and in history alike.
+#[tokio::test]
+async fn a_kept_user_object_follows_every_change_of_its_user() {
+    let server = Server::start(&["--demo", "--presence-grace-secs", "1"]).await;
+    let (lalo, kalu, conv) = scene(&server).await;
+    lalo.send_message(conv, "hola").await;
+    assert_eq!(answered(lalo.set_offline().await).status, 200);
+    assert_eq!(listed_lalo(&kalu, conv, &lalo).await["is_online"], false);
+    assert_eq!(
+        kalu.history(conv, "").await[0]["sender"]["is_online"],
+        false
+    );
+
+    let mut b = kalu.ws(conv).await.with_presence();
+    let a = lalo.ws(conv).await;
+    presence_of(&mut b, lalo.id, true).await;
+    let seen = listed_lalo(&kalu, conv, &lalo).await;
+    assert_eq!(seen["is_online"], true, "{seen}");
+    assert!(seen["last_seen_at"].is_string(), "{seen}");
+    assert_eq!(kalu.history(conv, "").await[0]["sender"]["is_online"], true);
+
+    a.close().await;
+    presence_of(&mut b, lalo.id, false).await;
+    assert_eq!(listed_lalo(&kalu, conv, &lalo).await["is_online"], false);
+
+    let resp = answered(
+        lalo.update_profile(&json!({"display_name": "Lalo L."}))
+            .await,
+    );
+    assert_eq!(resp.status, 200, "{}", resp.body);
+    assert_eq!(
+        listed_lalo(&kalu, conv, &lalo).await["display_name"],
+        "Lalo L."
+    );
+    let history = kalu.history(conv, "").await;
+    assert_eq!(history[0]["sender"]["display_name"], "Lalo L.");
+
+    let resp = answered(lalo.update_profile(&json!({"show_last_seen": false})).await);
+    assert_eq!(resp.status, 200, "{}", resp.body);
+    let seen = listed_lalo(&kalu, conv, &lalo).await;
+    assert_eq!(seen["last_seen_at"], Value::Null, "{seen}");
+    // Lalo's own listing still shows lalo's own fields.
+    let own = lalo.listed_conversation(conv).await;
+    let own = own["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["user"]["id"] == lalo.id)
+        .unwrap();
+    assert!(own["user"]["last_seen_at"].is_string(), "{own}");
+    assert_eq!(own["user"]["email"], lalo_email(&lalo).await);
+}
+
+/// Lalo's email as lalo sees it (others get "").
+async fn lalo_email(lalo: &User) -> Value {
+    answered(lalo.user_me().await).body["email"].clone()
+}

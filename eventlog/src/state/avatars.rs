@@ -79,7 +79,7 @@ impl State {
         else {
             unreachable!("State::apply dispatches only Event::AvatarChanged here")
         };
-        let Some(user) = self.users.get_mut(user_id) else {
+        let Some(user) = super::user_mut(&mut self.users, *user_id) else {
             return;
         };
         let old = std::mem::replace(&mut user.avatar, avatar.clone());

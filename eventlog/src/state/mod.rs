@@ -529,3 +529,13 @@ fn pair(a: UserId, b: UserId) -> (UserId, UserId) {
 
 #[cfg(test)]
 pub(crate) mod testing;
+
+/// The user to change: every change to a user goes through here, so its
+/// cached rendering ([`User::rendered`]) is dropped with it. A function
+/// of the map, not of `State`, so a caller can hold it beside the
+/// other indexes it updates.
+pub(crate) fn user_mut(users: &mut BTreeMap<UserId, User>, id: UserId) -> Option<&mut User> {
+    let user = users.get_mut(&id)?;
+    user.rendered.clear();
+    Some(user)
+}

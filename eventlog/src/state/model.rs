@@ -1,7 +1,9 @@
 //! The read models: what the state machine keeps of users, conversations
 //! and messages, as queries and the server's renderers see them.
 
+use std::any::Any;
 use std::collections::BTreeMap;
+use std::sync::{Arc, OnceLock};
 
 use serde::{Deserialize, Serialize};
 
@@ -30,6 +32,54 @@ pub struct User {
     /// `AvatarChanged`. Last, with a default: older snapshots load.
     #[serde(default)]
     pub avatar: Option<String>,
+    /// Not state: the reader's rendering of the user as others see them
+    /// (the server keeps its JSON text here), emptied by every change
+    /// through `state::user_mut`. Never written to a snapshot.
+    #[serde(skip)]
+    pub rendered: Rendered,
+}
+
+/// A cache slot for a reader's rendering of a read model: filled once by
+/// whoever asks first ([`Rendered::get_or_init`]), emptied by the state
+/// machine when the model changes. It is not part of the state: it is
+/// never serialized, prints as nothing and compares equal to any other,
+/// so a live state equals its replay whatever was rendered from either.
+#[derive(Default, Clone)]
+pub struct Rendered(OnceLock<Arc<dyn Any + Send + Sync>>);
+
+impl Rendered {
+    /// The cached rendering, made by `render` if there is none yet (two
+    /// readers racing both render; the first one's is kept, and both are
+    /// the same model's).
+    pub fn get_or_init<T: Any + Send + Sync>(&self, render: impl FnOnce() -> T) -> Arc<T> {
+        if let Some(it) = self
+            .0
+            .get()
+            .and_then(|any| Arc::clone(any).downcast::<T>().ok())
+        {
+            return it;
+        }
+        let it = Arc::new(render());
+        let _ = self.0.set(Arc::clone(&it) as Arc<dyn Any + Send + Sync>);
+        it
+    }
+
+    /// Forgets the rendering: the model changed.
+    pub fn clear(&mut self) {
+        self.0 = OnceLock::new();
+    }
+}
+
+impl std::fmt::Debug for Rendered {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Rendered")
+    }
+}
+
+impl PartialEq for Rendered {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
 }
 
 impl User {

@@ -56,7 +56,7 @@ impl State {
         else {
             unreachable!("State::apply dispatches only Event::ProfileUpdated here")
         };
-        let Some(user) = self.users.get_mut(user_id) else {
+        let Some(user) = super::user_mut(&mut self.users, *user_id) else {
             return;
         };
         if let Some(name) = &changes.username {
@@ -152,7 +152,7 @@ impl State {
         else {
             unreachable!("State::apply dispatches only Event::SettingsUpdated here")
         };
-        let Some(user) = self.users.get_mut(user_id) else {
+        let Some(user) = super::user_mut(&mut self.users, *user_id) else {
             return;
         };
         let settings = user.settings.get_or_insert_with(|| {

@@ -115,7 +115,7 @@ impl State {
         let Event::UserWentOffline { user_id, at } = event else {
             unreachable!("State::apply dispatches only Event::UserWentOffline here")
         };
-        if let Some(user) = self.users.get_mut(user_id) {
+        if let Some(user) = super::user_mut(&mut self.users, *user_id) {
             user.is_online = false;
             user.last_seen_at = Some(*at);
         }

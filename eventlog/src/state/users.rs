@@ -152,6 +152,7 @@ impl State {
                 profile: Default::default(),
                 settings: None,
                 avatar: None,
+                rendered: Default::default(),
             },
         );
     }
@@ -175,7 +176,7 @@ impl State {
         let Event::UserSeen { user_id, at } = event else {
             unreachable!("State::apply dispatches only Event::UserSeen here")
         };
-        if let Some(user) = self.users.get_mut(user_id) {
+        if let Some(user) = super::user_mut(&mut self.users, *user_id) {
             user.is_online = true;
             user.last_seen_at = Some(*at);
         }

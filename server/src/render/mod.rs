@@ -39,6 +39,14 @@ pub async fn scope_media_base<F: std::future::Future>(base: Arc<str>, future: F)
     MEDIA_BASE.scope(base, future).await
 }
 
+/// The media base in effect (what [`media_url`] builds on), `""` where
+/// none is set.
+fn media_base() -> Arc<str> {
+    MEDIA_BASE
+        .try_with(Arc::clone)
+        .unwrap_or_else(|_| Arc::from(""))
+}
+
 /// The URL of a media store key: absolute under the current base, or
 /// `/media/<key>` where no base is set (or it is empty).
 pub fn media_url(key: &str) -> String {

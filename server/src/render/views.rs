@@ -2,7 +2,10 @@
 //! and to a `Value` (field order kept) where a handler needs one. Each is
 //! the only definition of its object.
 
+use std::sync::Arc;
+
 use serde::Serialize;
+use serde_json::value::RawValue;
 use utoipa::ToSchema;
 use vato_eventlog::profile::Settings;
 use vato_eventlog::state::{Conversation, Member, Message, User};
@@ -85,6 +88,61 @@ impl<'a> UserView<'a> {
     }
 }
 
+/// A user object nested in another (a sender, a member, a reader, a
+/// reaction's author). Its own user gets it rendered live; everyone else
+/// gets the text cached on the user ([`User::rendered`]), rendered once
+/// per change to the user (about 600 bytes per user, bounded by the
+/// users). The list of a user in 500 groups of 8 holds 4,000 of them:
+/// rendered anew they were a fifth of its CPU, and its p50 went 6.4 ->
+/// 5.5 ms with them kept (BENCHMARKS.md, #12).
+pub enum UserRef<'a> {
+    Own(Box<UserView<'a>>),
+    Others(Arc<OthersText>),
+}
+
+/// A user's object as others see it, as JSON text. `base` is the media
+/// base its avatar URL was made under, `None` when it holds no URL; under
+/// another base it is rendered again (and not cached). No base is `""`,
+/// as for [`super::media_url`].
+pub struct OthersText {
+    base: Option<Arc<str>>,
+    json: Box<RawValue>,
+}
+
+impl OthersText {
+    fn render(u: &User) -> Self {
+        let view = UserView::new(u, None);
+        OthersText {
+            base: view.avatar.as_ref().map(|_| super::media_base()),
+            json: serde_json::value::to_raw_value(&view).expect("a user object renders"),
+        }
+    }
+}
+
+impl<'a> UserRef<'a> {
+    pub(super) fn of(state: &'a State, id: UserId, viewer: Option<UserId>) -> Option<Self> {
+        let u = state.user(id)?;
+        if viewer == Some(id) {
+            return Some(UserRef::Own(Box::new(UserView::new(u, viewer))));
+        }
+        let cached = u.rendered.get_or_init(|| OthersText::render(u));
+        let current = match &cached.base {
+            Some(base) if *super::media_base() != **base => Arc::new(OthersText::render(u)),
+            _ => cached,
+        };
+        Some(UserRef::Others(current))
+    }
+}
+
+impl Serialize for UserRef<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            UserRef::Own(view) => view.serialize(serializer),
+            UserRef::Others(text) => text.json.serialize(serializer),
+        }
+    }
+}
+
 /// The settings object's 16 keys (contract §2), in its order.
 #[derive(Serialize, ToSchema)]
 #[schema(as = Settings)]
@@ -136,7 +194,8 @@ impl<'a> SettingsView<'a> {
 pub struct MessageView<'a> {
     id: MessageId,
     conversation: ConvId,
-    sender: Option<UserView<'a>>,
+    #[schema(value_type = Option<UserView>)]
+    sender: Option<UserRef<'a>>,
     message_type: String,
     content: String,
     created_at: String,
@@ -157,7 +216,8 @@ pub struct MessageView<'a> {
 #[schema(as = QuotedMessage)]
 pub struct QuotedMessage<'a> {
     id: MessageId,
-    sender: Option<UserView<'a>>,
+    #[schema(value_type = Option<UserView>)]
+    sender: Option<UserRef<'a>>,
     content: String,
 }
 
@@ -165,13 +225,15 @@ pub struct QuotedMessage<'a> {
 #[schema(as = ForwardedMessage)]
 pub struct ForwardedMessage<'a> {
     id: MessageId,
-    sender: Option<UserView<'a>>,
+    #[schema(value_type = Option<UserView>)]
+    sender: Option<UserRef<'a>>,
 }
 
 #[derive(Serialize, ToSchema)]
 #[schema(as = Receipt)]
 pub struct Receipt<'a> {
-    user: Option<UserView<'a>>,
+    #[schema(value_type = Option<UserView>)]
+    user: Option<UserRef<'a>>,
     state: &'static str,
     updated_at: String,
 }
@@ -191,7 +253,8 @@ pub struct AttachmentView {
 #[schema(as = Reaction)]
 pub struct ReactionView<'a> {
     id: ReactionId,
-    user: Option<UserView<'a>>,
+    #[schema(value_type = Option<UserView>)]
+    user: Option<UserRef<'a>>,
     emoji: String,
     created_at: String,
 }
@@ -204,7 +267,7 @@ impl<'a> ReactionView<'a> {
     ) -> Self {
         ReactionView {
             id: r.id,
-            user: UserView::of(state, r.user_id, viewer),
+            user: UserRef::of(state, r.user_id, viewer),
             emoji: r.emoji.clone(),
             created_at: format(r.created_at),
         }
@@ -220,7 +283,7 @@ impl<'a> MessageView<'a> {
             .and_then(|id| state.message(id))
             .map(|r| QuotedMessage {
                 id: r.id,
-                sender: UserView::of(state, r.sender, viewer),
+                sender: UserRef::of(state, r.sender, viewer),
                 content: if r.is_deleted {
                     String::new()
                 } else {
@@ -232,10 +295,10 @@ impl<'a> MessageView<'a> {
                 .and_then(|id| state.message(id))
                 .map(|f| ForwardedMessage {
                     id: f.id,
-                    sender: UserView::of(state, f.sender, viewer),
+                    sender: UserRef::of(state, f.sender, viewer),
                 });
         let mut receipts = vec![Receipt {
-            user: UserView::of(state, m.sender, viewer),
+            user: UserRef::of(state, m.sender, viewer),
             state: "sent",
             updated_at: format(m.created_at),
         }];
@@ -247,7 +310,7 @@ impl<'a> MessageView<'a> {
                     || state.user(reader).is_some_and(User::shows_read_receipts);
                 if reader != m.sender && shown {
                     receipts.push(Receipt {
-                        user: UserView::of(state, reader, viewer),
+                        user: UserRef::of(state, reader, viewer),
                         state: "read",
                         updated_at: format(at),
                     });
@@ -257,7 +320,7 @@ impl<'a> MessageView<'a> {
         MessageView {
             id: m.id,
             conversation: m.conv_id,
-            sender: UserView::of(state, m.sender, viewer),
+            sender: UserRef::of(state, m.sender, viewer),
             message_type: m.message_type.clone(),
             content: if m.is_deleted {
                 String::new()
@@ -371,7 +434,8 @@ pub struct ConversationView<'a> {
 #[schema(as = Member)]
 pub struct MemberView<'a> {
     id: u64,
-    user: Option<UserView<'a>>,
+    #[schema(value_type = Option<UserView>)]
+    user: Option<UserRef<'a>>,
     nickname: &'static str,
     is_admin: bool,
     joined_at: String,
@@ -397,7 +461,7 @@ impl<'a> ConversationView<'a> {
                 .iter()
                 .map(|(uid, m): (&UserId, &'a Member)| MemberView {
                     id: m.id,
-                    user: UserView::of(state, *uid, Some(viewer)),
+                    user: UserRef::of(state, *uid, Some(viewer)),
                     nickname: "",
                     is_admin: m.is_admin,
                     joined_at: format(m.joined_at),
