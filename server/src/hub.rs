@@ -228,7 +228,7 @@ impl Hub {
     /// per event, not for the whole batch: the store's writer needs the
     /// write lock for the next batch, and rendering a big batch under one
     /// read lock held it up (a fifth of its time at 12k messages/s).
-    pub fn fan_out(&self, store: &Store, batch: &[Envelope]) {
+    pub fn fan_out<'e>(&self, store: &Store, batch: impl IntoIterator<Item = &'e Envelope>) {
         let mut rooms = self.rooms.lock();
         // Per conversation: its events of this batch, in order.
         let mut per_room: HashMap<ConvId, Vec<RenderedEvent>> = HashMap::new();
@@ -429,6 +429,9 @@ impl Hub {
     }
 }
 
+/// Most waiting batches the fan-out sends as one.
+const MERGED_BATCHES: usize = 64;
+
 /// The fan-out task: every durable batch from the store, in log order.
 pub async fn run_fan_out(
     hub: Arc<Hub>,
@@ -436,11 +439,28 @@ pub async fn run_fan_out(
     mut committed: vato_eventlog::CommittedRx,
 ) {
     let latency = &crate::telemetry::hot().fan_out;
-    while let Some(batch) = committed.recv().await {
-        render::with_media_base(hub.media_base(), || hub.fan_out(&store, &batch.events));
-        latency.record(batch.durable_at.elapsed().as_secs_f64());
-        if let Some(last) = batch.events.last() {
-            hub.fanned_out.send_modify(|o| *o = (*o).max(last.offset));
+    let mut ready = Vec::new();
+    while let Some(first) = committed.recv().await {
+        // Batches that are already waiting go out together: one queue
+        // entry per socket, not one per batch. A fan-out that fell behind
+        // (its thread starved on a busy machine) would otherwise push a
+        // burst of entries into every queue faster than the sockets'
+        // writers, starved too, take them, and close readers that keep up
+        // with 4408.
+        ready.push(first);
+        while ready.len() < MERGED_BATCHES {
+            match committed.try_recv() {
+                Ok(batch) => ready.push(batch),
+                Err(_) => break,
+            }
+        }
+        let events = ready.iter().flat_map(|b| b.events.iter());
+        render::with_media_base(hub.media_base(), || hub.fan_out(&store, events));
+        for batch in ready.drain(..) {
+            latency.record(batch.durable_at.elapsed().as_secs_f64());
+            if let Some(last) = batch.events.last() {
+                hub.fanned_out.send_modify(|o| *o = (*o).max(last.offset));
+            }
         }
     }
 }
