@@ -280,8 +280,12 @@ async fn typing_is_coalesced_per_sender() {
 /// [`fill`], with ten typing frames before each message.
 async fn fill_with_typing(user: &User, conv: u64, count: usize, content: &str) {
     let mut ws = user.ws(conv).await;
-    for start in (0..count).step_by(100) {
-        let end = (start + 100).min(count);
+    // Ten at a time, then their echoes: the sender reads before its own
+    // socket's kernel buffers fill (about 128 KiB while it is not read).
+    // A hundred at a time (800 KB of echoes) made the sender a slow
+    // reader itself, and on a busy machine it was closed with 4408 too.
+    for start in (0..count).step_by(10) {
+        let end = (start + 10).min(count);
         for i in start..end {
             for t in 0..10 {
                 ws.send(frames::typing(t % 2 == 0)).await;
