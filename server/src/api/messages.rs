@@ -11,6 +11,7 @@ use axum::extract::{Path, Query, Request, State};
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use serde_json::value::RawValue;
 use serde_json::{json, Value};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -200,7 +201,7 @@ const SEARCH_STOPPED_AT: &str = "x-search-stopped-at";
 /// The messages of `ids`, in the order given, rendered for `me`, a chunk
 /// per read lock with a yield between chunks (a message edited meanwhile
 /// shows as it is when its chunk is rendered).
-async fn render_in_chunks(app: &App, ids: &[u64], me: u64) -> Vec<Value> {
+async fn render_in_chunks(app: &App, ids: &[u64], me: u64) -> Vec<Box<RawValue>> {
     let mut page = Vec::with_capacity(ids.len());
     for (i, chunk) in ids.chunks(RENDER_CHUNK).enumerate() {
         if i > 0 {
@@ -211,10 +212,16 @@ async fn render_in_chunks(app: &App, ids: &[u64], me: u64) -> Vec<Value> {
     page
 }
 
-/// The messages of `ids`, in the order given, rendered for `me`.
-fn render_page<'a>(state: &LogState, ids: impl Iterator<Item = &'a u64>, me: u64) -> Vec<Value> {
+/// The messages of `ids`, in the order given, rendered for `me`: each
+/// straight to its text (no `Value` tree; the user objects in it are
+/// kept text already, see `render::views::UserRef`).
+fn render_page<'a>(
+    state: &LogState,
+    ids: impl Iterator<Item = &'a u64>,
+    me: u64,
+) -> Vec<Box<RawValue>> {
     ids.filter_map(|id| state.message(*id))
-        .map(|m| render::message(state, &m, Some(me)))
+        .map(|m| render::message_text(state, &m, Some(me)))
         .collect()
 }
 

@@ -7,6 +7,7 @@
 
 use std::sync::Arc;
 
+use serde_json::value::RawValue;
 use serde_json::{json, Map, Value};
 use vato_eventlog::state::{Conversation, Message, Pin, User};
 use vato_eventlog::{Envelope, Event, State, UserId};
@@ -143,6 +144,12 @@ pub fn public_profile(u: &User) -> Value {
 /// A deleted message's content is blanked.
 pub fn message(state: &State, m: &Message, viewer: Option<UserId>) -> Value {
     json!(MessageView::new(state, m, viewer))
+}
+
+/// [`message`] as JSON text, for a page of them.
+pub fn message_text(state: &State, m: &Message, viewer: Option<UserId>) -> Box<RawValue> {
+    serde_json::value::to_raw_value(&MessageView::new(state, m, viewer))
+        .expect("a message object renders")
 }
 
 /// A pin as the contract's pin route answers it: `{"id", "message",
