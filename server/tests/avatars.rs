@@ -144,17 +144,7 @@ async fn an_uploaded_avatar_is_stored_served_and_shown_everywhere() {
     // Others get a user object rendered once and kept (#12); under
     // another Host its URL follows that Host all the same, and the kept
     // one is still right after.
-    let proxied: Value = reqwest::Client::new()
-        .get(format!("{}/api/chat/conversations/", server.base))
-        .bearer_auth(&bo.access)
-        .header("X-Forwarded-Proto", "https")
-        .header("Host", "chat.example.com")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let proxied = behind_proxy(&server, &bo, "/api/chat/conversations/").await;
     let proxied = proxied
         .as_array()
         .unwrap()
@@ -455,17 +445,7 @@ async fn avatars_survive_a_restart_and_the_sweep_removes_strays() {
     let login = serde_json::json!({"username": "ana", "password": PASSWORD});
     let resp = server.anon().post("/api/auth/login/", login).await;
     assert_eq!(resp.body["user"]["avatar"], url.as_str());
-    let proxied = reqwest::Client::new()
-        .get(format!("{}/api/auth/profile/me/", server.base))
-        .bearer_auth(&ana.access)
-        .header("X-Forwarded-Proto", "https")
-        .header("Host", "chat.example.com")
-        .send()
-        .await
-        .unwrap()
-        .json::<Value>()
-        .await
-        .unwrap();
+    let proxied = behind_proxy(&server, &ana, "/api/auth/profile/me/").await;
     assert_eq!(
         proxied["avatar"],
         format!("https://chat.example.com/media/{key}").as_str()
@@ -532,4 +512,19 @@ async fn a_malformed_public_url_is_refused_at_start() {
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(stderr.contains("--public-url"), "{bad}: {stderr}");
     }
+}
+
+/// GET `path` as `user`, as a TLS proxy for chat.example.com forwards it.
+async fn behind_proxy(server: &Server, user: &User, path: &str) -> Value {
+    reqwest::Client::new()
+        .get(format!("{}{path}", server.base))
+        .bearer_auth(&user.access)
+        .header("X-Forwarded-Proto", "https")
+        .header("Host", "chat.example.com")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
 }
