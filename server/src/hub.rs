@@ -456,11 +456,13 @@ pub async fn run_fan_out(
         }
         let events = ready.iter().flat_map(|b| b.events.iter());
         render::with_media_base(hub.media_base(), || hub.fan_out(&store, events));
+        // The last batch holds the highest offset (log order): one
+        // notification for all of them.
+        if let Some(last) = ready.last().and_then(|b| b.events.last()) {
+            hub.fanned_out.send_modify(|o| *o = (*o).max(last.offset));
+        }
         for batch in ready.drain(..) {
             latency.record(batch.durable_at.elapsed().as_secs_f64());
-            if let Some(last) = batch.events.last() {
-                hub.fanned_out.send_modify(|o| *o = (*o).max(last.offset));
-            }
         }
     }
 }

@@ -51,9 +51,7 @@ fn media_base() -> Arc<str> {
 /// The URL of a media store key: absolute under the current base, or
 /// `/media/<key>` where no base is set (or it is empty).
 pub fn media_url(key: &str) -> String {
-    MEDIA_BASE
-        .try_with(|base| format!("{base}/media/{key}"))
-        .unwrap_or_else(|_| format!("/media/{key}"))
+    format!("{}/media/{key}", media_base())
 }
 
 /// The 20-key user object (contract 1.1).
