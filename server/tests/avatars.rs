@@ -341,7 +341,21 @@ async fn bad_uploads_are_refused_and_leave_nothing_behind() {
         },
     ];
     for (what, content_type, body, expected) in cases {
-        let resp = answered(ana.post_raw(path, &content_type, body).await);
+        let past_the_bound = body.len() > 256 * 1024 + 1000;
+        let sent = ana.post_raw(path, &content_type, body).await;
+        let resp = match sent {
+            // The server answers as soon as the file passes its limit and
+            // closes without reading the rest (it must not read past its
+            // bound), so a client still writing may see its connection
+            // reset before it reads that answer. Only a cut connection is
+            // accepted, never a timeout nor another answer, and only for
+            // a body past the whole-body bound.
+            Err(e) if past_the_bound && !e.source.is_timeout() => {
+                eprintln!("{what}: connection cut before the answer was read: {e}");
+                continue;
+            }
+            sent => answered(sent),
+        };
         assert_eq!(resp.status, 400, "{what}: {}", resp.body);
         assert_eq!(resp.body, expected, "{what}");
     }
