@@ -86,6 +86,7 @@ impl Pending {
         self.trees.snapshot.flush()?;
         let committed = started.elapsed();
         finish_layer(&self.trees, &self.layer)?;
+        drop_from_cache(&self.trees);
         tracing::info!(
             messages = self.layer.len(),
             state_bytes = self.state.len(),
@@ -94,6 +95,17 @@ impl Pending {
             "snapshot written"
         );
         Ok(())
+    }
+}
+
+/// The encoded state is megabytes (29 MB with 20,000 users), read once at
+/// start and written once a snapshot: sled's page cache would keep it in
+/// RAM until its LRU reached it, a tenth of the process at 10M messages
+/// (BENCHMARKS.md, #12). Dropped from the cache once read or written; a
+/// failure only leaves it cached.
+fn drop_from_cache(trees: &Trees) {
+    if let Err(e) = trees.snapshot.page_out_leaf_of(STATE) {
+        tracing::warn!("could not drop the snapshot's state from the cache: {e}");
     }
 }
 
@@ -140,6 +152,7 @@ pub fn load(trees: &Trees) -> Result<Option<State>, SnapshotError> {
     };
     let mut state: State =
         codec::decode(&bytes).map_err(|e| SnapshotError::Damaged(e.to_string()))?;
+    drop(bytes);
     // A snapshot committed but not finished (the process died while it
     // wrote its records): finish it before anything reads the tree.
     if let Some(pending) = trees.snapshot.get(PENDING_LAYER).map_err(LogError::from)? {
@@ -157,6 +170,7 @@ pub fn load(trees: &Trees) -> Result<Option<State>, SnapshotError> {
     state.rebuild_user_indexes();
     state.rebuild_token_index();
     state.rebuild_ringing_index();
+    drop_from_cache(trees);
     state.history.attach(trees.clone());
     Ok(Some(state))
 }

@@ -799,6 +799,26 @@ impl Tree {
         self.context.pagecache.flush()
     }
 
+    /// Vato: drops the leaf that holds `key` from the page cache, as the
+    /// cache's own eviction does (its place on disk is kept; the next
+    /// read pulls it again). For a large value read or written once in a
+    /// while (Vato's snapshot of its state, megabytes), which otherwise
+    /// stays in RAM until the cache's LRU reaches it. See VATO.md.
+    pub fn page_out_leaf_of<K: AsRef<[u8]>>(&self, key: K) -> Result<()> {
+        {
+            let guard = pin();
+            let view = self.view_for_key(key.as_ref(), &guard)?;
+            self.context.pagecache.page_out(vec![view.pid], &guard)?;
+        }
+        // The page is freed through crossbeam's deferred reclamation,
+        // which only advances as threads pin: a quiet process would keep
+        // it. Hand this thread's garbage over and let the epoch move on.
+        for _ in 0..4 {
+            crossbeam_pin().flush();
+        }
+        Ok(())
+    }
+
     /// Asynchronously flushes all dirty IO buffers
     /// and calls fsync. If this succeeds, it is
     /// guaranteed that all previous writes will

@@ -1920,7 +1920,11 @@ impl PageCache {
         }
     }
 
-    fn page_out(&self, to_evict: Vec<PageId>, guard: &Guard) -> Result<()> {
+    pub(crate) fn page_out(
+        &self,
+        to_evict: Vec<PageId>,
+        guard: &Guard,
+    ) -> Result<()> {
         let _measure = Measure::new(&M.page_out);
         for pid in to_evict {
             if pid == COUNTER_PID
