@@ -152,6 +152,8 @@ pub fn load(trees: &Trees) -> Result<Option<State>, SnapshotError> {
     };
     let mut state: State =
         codec::decode(&bytes).map_err(|e| SnapshotError::Damaged(e.to_string()))?;
+    // Our handle on the cached value: released before the leaf leaves the
+    // cache (`drop_from_cache` below), or the value would stay alive.
     drop(bytes);
     // A snapshot committed but not finished (the process died while it
     // wrote its records): finish it before anything reads the tree.

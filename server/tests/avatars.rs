@@ -271,6 +271,10 @@ async fn replacing_or_deleting_an_avatar_removes_the_file_nothing_refers_to() {
     );
 }
 
+/// What the avatar route reads of a body at most, in the test below:
+/// `--max-body-bytes` (its default, 256 KiB) plus `--max-avatar-bytes 1000`.
+const WHOLE_BODY_BOUND: usize = 256 * 1024 + 1000;
+
 #[tokio::test]
 async fn bad_uploads_are_refused_and_leave_nothing_behind() {
     let server = Server::start(&["--dev", "--max-avatar-bytes", "1000"]).await;
@@ -341,7 +345,7 @@ async fn bad_uploads_are_refused_and_leave_nothing_behind() {
         },
     ];
     for (what, content_type, body, expected) in cases {
-        let past_the_bound = body.len() > 256 * 1024 + 1000;
+        let past_the_bound = body.len() > WHOLE_BODY_BOUND;
         let sent = ana.post_raw(path, &content_type, body).await;
         let resp = match sent {
             // The server answers as soon as the file passes its limit and
