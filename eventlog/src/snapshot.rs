@@ -6,7 +6,7 @@
 //! idempotency keys) as one value, and the encoded small state (users,
 //! conversations, counters), in *one* small sled batch of the snapshot
 //! tree, and flushes: the commit point. Then it writes that layer's
-//! records one by one into the records tree and drops the committed
+//! records a leaf at a time into the records tree and drops the committed
 //! value. A crash after the commit point leaves the value: the next open
 //! writes its records again (they are final values, so writing twice is
 //! writing once) before anything reads the tree. So the tree always

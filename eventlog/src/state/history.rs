@@ -127,8 +127,9 @@ impl Layer {
         codec::encode(&record)
     }
 
-    /// Writes the layer's records into `tree` one by one (each write takes
-    /// sled's shared lock only, so readers and the log go on meanwhile).
+    /// Writes the layer's records into `tree` a leaf at a time (each leaf's
+    /// write takes sled's shared lock only, so readers and the log go on
+    /// meanwhile).
     /// Idempotent: every record is the final value at the snapshot, so
     /// writing them again after a crash gives the same tree.
     pub fn write_records(&self, tree: &sled::Tree) -> Result<(), HistoryError> {
@@ -136,9 +137,23 @@ impl Layer {
         // same sled leaf (ids grow, a conversation's keys are adjacent), so
         // a tree far larger than sled's cache is written without reading
         // a random page per record (hash order fell to 6,900 msg/s at 4M
-        // stored messages).
-        for (conv, id) in &self.by_conv {
-            tree.insert(message_key(*conv, *id), codec::encode(&self.messages[id])?)?;
+        // stored messages). Each leaf is written once for the records that
+        // land in it (`insert_sorted`, vendor/sled/VATO.md), not once per
+        // record; encoded a chunk at a time, so a large layer is not held
+        // twice.
+        let mut records = Vec::with_capacity(RECORDS_PER_WRITE);
+        for chunk in self
+            .by_conv
+            .iter()
+            .collect::<Vec<_>>()
+            .chunks(RECORDS_PER_WRITE)
+        {
+            records.clear();
+            for (conv, id) in chunk {
+                let value = codec::encode(&self.messages[id])?;
+                records.push((message_key(*conv, *id).into(), value.into()));
+            }
+            tree.insert_sorted(&records)?;
         }
         let mut ids: Vec<(MessageId, ConvId)> =
             self.messages.values().map(|m| (m.id, m.conv_id)).collect();
@@ -161,9 +176,11 @@ impl Layer {
             })
             .collect();
         keys.sort_unstable();
-        for (key, id) in keys {
-            tree.insert(key, &id.to_be_bytes()[..])?;
-        }
+        let keys: Vec<(sled::IVec, sled::IVec)> = keys
+            .into_iter()
+            .map(|(key, id)| (key.into(), id.to_be_bytes()[..].into()))
+            .collect();
+        tree.insert_sorted(&keys)?;
         let mut attachments: Vec<(AttachmentId, MessageId)> =
             self.attachments.iter().map(|(a, m)| (*a, *m)).collect();
         attachments.sort_unstable();
@@ -195,6 +212,11 @@ impl Layer {
         Ok(layer)
     }
 }
+
+/// Records encoded and handed to sled at a time by
+/// [`Layer::write_records`]: a run cut at a chunk's end costs one more
+/// write of its leaf.
+const RECORDS_PER_WRITE: usize = 4096;
 
 #[derive(serde::Serialize, serde::Deserialize)]
 struct LayerRecord {
