@@ -142,12 +142,8 @@ impl Layer {
         // record; encoded a chunk at a time, so a large layer is not held
         // twice.
         let mut records = Vec::with_capacity(RECORDS_PER_WRITE);
-        for chunk in self
-            .by_conv
-            .iter()
-            .collect::<Vec<_>>()
-            .chunks(RECORDS_PER_WRITE)
-        {
+        let in_order: Vec<_> = self.by_conv.iter().collect();
+        for chunk in in_order.chunks(RECORDS_PER_WRITE) {
             records.clear();
             for (conv, id) in chunk {
                 let value = codec::encode(&self.messages[id])?;
@@ -213,9 +209,8 @@ impl Layer {
     }
 }
 
-/// Records encoded and handed to sled at a time by
-/// [`Layer::write_records`]: a run cut at a chunk's end costs one more
-/// write of its leaf.
+/// Records [`Layer::write_records`] encodes and hands to sled at a time
+/// (a run cut at a chunk's end costs one more write of its leaf).
 const RECORDS_PER_WRITE: usize = 4096;
 
 #[derive(serde::Serialize, serde::Deserialize)]
