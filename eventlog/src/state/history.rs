@@ -164,18 +164,15 @@ impl Layer {
             }
             tree.insert(key, value)?;
         }
-        let mut keys: Vec<(Vec<u8>, MessageId)> = self
+        let mut keys: Vec<(sled::IVec, sled::IVec)> = self
             .keys
             .iter()
             .map(|((sender, conv, client_id), id)| {
-                (idempotency_key(*sender, *conv, client_id), *id)
+                let key = idempotency_key(*sender, *conv, client_id);
+                (key.into(), id.to_be_bytes()[..].into())
             })
             .collect();
-        keys.sort_unstable();
-        let keys: Vec<(sled::IVec, sled::IVec)> = keys
-            .into_iter()
-            .map(|(key, id)| (key.into(), id.to_be_bytes()[..].into()))
-            .collect();
+        keys.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         tree.insert_sorted(&keys)?;
         let mut attachments: Vec<(AttachmentId, MessageId)> =
             self.attachments.iter().map(|(a, m)| (*a, *m)).collect();

@@ -12,7 +12,7 @@ use crate::{atomic_shim::AtomicU64, pagecache::NodeView, *};
 
 /// Vato: the shortest run of [`Tree::insert_sorted`] that replaces its
 /// leaf whole; shorter runs are linked item by item, which writes less.
-pub const MIN_SORTED_RUN: usize = 4;
+pub(crate) const MIN_SORTED_RUN: usize = 4;
 
 #[derive(Debug, Clone)]
 pub(crate) struct View<'g> {
@@ -175,7 +175,7 @@ impl Tree {
     pub(crate) fn insert_inner(
         &self,
         key: &[u8],
-        mut value: Option<IVec>,
+        value: Option<IVec>,
         guard: &mut Guard,
     ) -> Result<Conflictable<Option<IVec>>> {
         let _measure = if value.is_some() {
@@ -186,7 +186,24 @@ impl Tree {
 
         let View { node_view, pid, .. } =
             self.view_for_key(key.as_ref(), guard)?;
+        let res = self.insert_in_view(node_view, pid, key, value, guard)?;
+        if res.is_ok() {
+            guard.writeset.push(pid);
+        }
+        Ok(res)
+    }
 
+    /// Vato: the second half of [`Tree::insert_inner`], for a caller that
+    /// already holds the view of `key`'s leaf ([`Tree::insert_sorted`]).
+    /// The caller adds `pid` to the guard's write set on success.
+    fn insert_in_view(
+        &self,
+        node_view: NodeView<'_>,
+        pid: PageId,
+        key: &[u8],
+        mut value: Option<IVec>,
+        guard: &Guard,
+    ) -> Result<Conflictable<Option<IVec>>> {
         let mut subscriber_reservation = self.subscribers.reserve(&key);
 
         let (encoded_key, last_value) = node_view.node_kv_pair(key.as_ref());
@@ -223,8 +240,6 @@ impl Tree {
 
                 res.complete(&event);
             }
-
-            guard.writeset.push(pid);
 
             Ok(Ok(last_value))
         } else {
@@ -858,9 +873,10 @@ impl Tree {
             if in_leaf < MIN_SORTED_RUN {
                 let (key, value) = &items[i];
                 if self
-                    .insert_inner(key.as_ref(), Some(value.clone()), &mut guard)?
+                    .insert_in_view(node_view, pid, key, Some(value.clone()), &guard)?
                     .is_ok()
                 {
+                    guard.writeset.push(pid);
                     i += 1;
                 }
                 continue;
