@@ -10,45 +10,62 @@ pub fn now_micros() -> Micros {
 }
 
 /// ISO 8601 UTC with microseconds and `Z`; the fraction is left out when it
-/// is zero, as Django's serializer does. Written digit by digit: every
-/// message, member and user object carries one or more, and `format!` with
-/// padding was a tenth of a 500-conversation list's time (perf, issue 12).
+/// is zero, as Django's serializer does.
 pub fn format(micros: Micros) -> String {
+    let mut out = Vec::with_capacity(27);
+    format_into(&mut out, micros);
+    String::from_utf8(out).expect("a timestamp is ASCII")
+}
+
+/// [`format`], appended to `out` (no quotes, nothing to escape). Written
+/// digit by digit: every message, member and user object carries one or
+/// more, and `format!` with padding was a tenth of a 500-conversation
+/// list's time (perf, issue 12); the list writes its 4,500 straight into
+/// its buffer.
+pub fn format_into(out: &mut Vec<u8>, micros: Micros) {
     let secs = micros.div_euclid(1_000_000);
     let frac = micros.rem_euclid(1_000_000) as u32;
+    const EPOCH: &[u8] = b"1970-01-01T00:00:00Z";
     let Ok(t) = time::OffsetDateTime::from_unix_timestamp(secs) else {
-        return String::from("1970-01-01T00:00:00Z");
+        return out.extend_from_slice(EPOCH);
     };
-    let Ok(year) = u32::try_from(t.year()) else {
-        return String::from("1970-01-01T00:00:00Z");
+    let (year, month, day) = t.to_calendar_date();
+    let (hour, minute, second) = t.to_hms();
+    let Ok(year) = u32::try_from(year) else {
+        return out.extend_from_slice(EPOCH);
     };
-    let mut out = String::with_capacity(27);
-    digits(&mut out, year, 4);
-    out.push('-');
-    digits(&mut out, u8::from(t.month()).into(), 2);
-    out.push('-');
-    digits(&mut out, t.day().into(), 2);
-    out.push('T');
-    digits(&mut out, t.hour().into(), 2);
-    out.push(':');
-    digits(&mut out, t.minute().into(), 2);
-    out.push(':');
-    digits(&mut out, t.second().into(), 2);
+    digits(out, year, 4);
+    out.push(b'-');
+    digits(out, u8::from(month).into(), 2);
+    out.push(b'-');
+    digits(out, day.into(), 2);
+    out.push(b'T');
+    digits(out, hour.into(), 2);
+    out.push(b':');
+    digits(out, minute.into(), 2);
+    out.push(b':');
+    digits(out, second.into(), 2);
     if frac != 0 {
-        out.push('.');
-        digits(&mut out, frac, 6);
+        out.push(b'.');
+        digits(out, frac, 6);
     }
-    out.push('Z');
-    out
+    out.push(b'Z');
 }
 
 /// `n` in decimal, zero-padded to `width` (wider numbers keep all their
 /// digits, as `{:0width$}` does).
-fn digits(out: &mut String, n: u32, width: u32) {
-    let len = n.checked_ilog10().map_or(1, |l| l + 1).max(width);
-    for i in (0..len).rev() {
-        out.push(char::from(b'0' + (n / 10u32.pow(i) % 10) as u8));
+fn digits(out: &mut Vec<u8>, mut n: u32, width: usize) {
+    let mut buf = [b'0'; 10];
+    let mut start = buf.len();
+    loop {
+        start -= 1;
+        buf[start] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
     }
+    out.extend_from_slice(&buf[start.min(buf.len() - width)..]);
 }
 
 #[cfg(test)]

@@ -64,6 +64,12 @@ impl Rendered {
         it
     }
 
+    /// The cached rendering if there is one, borrowed (no `Arc` count
+    /// touched: the conversation list reads thousands).
+    pub fn get<T: Any + Send + Sync>(&self) -> Option<&T> {
+        self.0.get().and_then(|any| any.downcast_ref::<T>())
+    }
+
     /// Forgets the rendering: the model changed.
     pub fn clear(&mut self) {
         self.0 = OnceLock::new();

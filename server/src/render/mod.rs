@@ -15,8 +15,11 @@ use vato_eventlog::{Envelope, Event, State, UserId};
 use crate::clock::format;
 
 pub mod calls;
+mod list;
 pub mod notifications;
 pub mod views;
+
+pub use list::conversations_text;
 
 use views::{ConversationView, MessageFrame, MessageView, ReactionView, UserView};
 
@@ -187,25 +190,6 @@ pub fn contact(state: &State, c: &vato_eventlog::state::Contact) -> Value {
 /// `pinned_message_ids`), for `viewer`.
 pub fn conversation(state: &State, c: &Conversation, viewer: UserId) -> Value {
     json!(ConversationView::new(state, c, viewer))
-}
-
-/// A list of conversation objects as JSON text, written in one pass
-/// without building `Value`s: a user in 500 groups gets megabytes, and
-/// this runs under the state's read lock.
-pub fn conversations_text<'a>(
-    state: &'a State,
-    conversations: impl Iterator<Item = &'a Conversation>,
-    viewer: UserId,
-) -> Vec<u8> {
-    let views: Vec<_> = conversations
-        .map(|c| ConversationView::new(state, c, viewer))
-        .collect();
-    // A few KiB per conversation: grown once, not doubled a dozen times.
-    let mut out = Vec::with_capacity(views.len() * 4096);
-    match serde_json::to_writer(&mut out, &views) {
-        Ok(()) => out,
-        Err(_) => b"[]".to_vec(),
-    }
 }
 
 /// The `presence` frame of an event that changes whether a user is

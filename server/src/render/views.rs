@@ -134,6 +134,38 @@ impl<'a> UserRef<'a> {
     }
 }
 
+impl UserRef<'_> {
+    /// Appends what [`UserRef::of`] serializes to (`null` for an unknown
+    /// user), with `base` the media base in effect: the conversation
+    /// list's thousands of nested users, each without an `Arc` count
+    /// touched or the task-local base read again.
+    pub(super) fn write(state: &State, id: UserId, viewer: UserId, base: &str, out: &mut Vec<u8>) {
+        let Some(u) = state.user(id) else {
+            out.extend_from_slice(b"null");
+            return;
+        };
+        if viewer == id {
+            serde_json::to_writer(&mut *out, &UserView::new(u, Some(viewer)))
+                .expect("a user object renders");
+            return;
+        }
+        let fresh;
+        let cached = match u.rendered.get::<OthersText>() {
+            Some(cached) => cached,
+            None => {
+                fresh = u.rendered.get_or_init(|| OthersText::render(u));
+                &*fresh
+            }
+        };
+        match &cached.base {
+            Some(made_under) if **made_under != *base => {
+                out.extend_from_slice(OthersText::render(u).json.get().as_bytes())
+            }
+            _ => out.extend_from_slice(cached.json.get().as_bytes()),
+        }
+    }
+}
+
 impl Serialize for UserRef<'_> {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         match self {
