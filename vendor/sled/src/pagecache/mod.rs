@@ -438,8 +438,12 @@ impl<'a> RecoveryGuard<'a> {
 #[derive(Debug, Clone)]
 pub struct Page {
     pub(crate) update: Option<Box<Update>>,
-    pub(crate) cache_infos: Vec<CacheInfo>,
+    pub(crate) cache_infos: CacheInfos,
 }
+
+/// Vato: a page's places on disk, the first one inline in the `Page`
+/// (most pages have one, their base); see VATO.md, the ninth change.
+pub(crate) type CacheInfos = smallvec::SmallVec<[CacheInfo; 1]>;
 
 impl Page {
     pub(crate) fn to_page_state(&self) -> PageState {
@@ -820,7 +824,7 @@ impl PageCache {
 
             trace!("allocating pid {} for the first time", pid);
 
-            let new_page = Page { update: None, cache_infos: Vec::default() };
+            let new_page = Page { update: None, cache_infos: CacheInfos::new() };
 
             let page_view = self.inner.insert(pid, new_page, guard);
 
@@ -1043,7 +1047,7 @@ impl PageCache {
 
         let mut new_page = Some(Owned::new(Page {
             update: Some(Box::new(Update::Node(node))),
-            cache_infos: Vec::default(),
+            cache_infos: CacheInfos::new(),
         }));
 
         loop {
@@ -1078,7 +1082,7 @@ impl PageCache {
             };
 
             let mut new_cache_infos =
-                Vec::with_capacity(old.cache_infos.len() + 1);
+                CacheInfos::with_capacity(old.cache_infos.len() + 1);
             new_cache_infos.extend_from_slice(&old.cache_infos);
             new_cache_infos.push(cache_info);
 
@@ -1273,7 +1277,7 @@ impl PageCache {
 
                 let new_page = Owned::new(Page {
                     update: page_view.update.clone(),
-                    cache_infos: vec![cache_info],
+                    cache_infos: smallvec::smallvec![cache_info],
                 });
 
                 debug_delay();
@@ -1465,7 +1469,7 @@ impl PageCache {
 
         let mut new_page = Some(Owned::new(Page {
             update: Some(Box::new(update)),
-            cache_infos: Vec::default(),
+            cache_infos: CacheInfos::new(),
         }));
 
         loop {
@@ -1515,7 +1519,7 @@ impl PageCache {
                     .unwrap(),
             };
 
-            page_ptr.cache_infos = vec![cache_info];
+            page_ptr.cache_infos = smallvec::smallvec![cache_info];
 
             debug_delay();
             let result =
@@ -2085,7 +2089,7 @@ impl PageCache {
             // `Vec::default()` grew to 4 entries at the first push: with
             // millions of pages this table was most of the process's
             // memory at open (vendor/sled/VATO.md).
-            let mut cache_infos = Vec::with_capacity(match &*state {
+            let mut cache_infos = CacheInfos::with_capacity(match &*state {
                 PageState::Present { frags, .. } => 1 + frags.len(),
                 _ => 1,
             });
