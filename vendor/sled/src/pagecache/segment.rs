@@ -1095,15 +1095,26 @@ impl SegmentAccountant {
         let config = self.config.clone();
 
         io_fail!(&config, "file truncation");
-        threadpool::spawn(move || {
-            debug!("truncating file to length {}", at);
-            let res = config
-                .file
-                .set_len(at)
-                .and_then(|_| config.file.sync_all())
-                .map_err(|e| e.into());
-            completer.fill(res);
-        })?;
+        // Vato: on a thread of its own, not the IO pool (VATO.md, the tenth
+        // change). `bump_tip` waits for this truncation while its caller
+        // holds the segment accountant's lock; every pool thread can be
+        // blocked on that same lock (`sa_stabilize` in `write_to_log`),
+        // and the pool only grows when its queue is deep, so the truncation
+        // never ran: a deadlock seen in CI (eventlog/tests/migration.rs).
+        let spawned = std::thread::Builder::new()
+            .name("sled-truncate".into())
+            .spawn(move || {
+                debug!("truncating file to length {}", at);
+                let res = config
+                    .file
+                    .set_len(at)
+                    .and_then(|_| config.file.sync_all())
+                    .map_err(|e| e.into());
+                completer.fill(res);
+            });
+        if let Err(e) = spawned {
+            return Err(e.into());
+        }
 
         if self.async_truncations.insert(at, promise).is_some() {
             panic!(
