@@ -132,9 +132,7 @@ impl<'a> UserRef<'a> {
         };
         Some(UserRef::Others(current))
     }
-}
 
-impl UserRef<'_> {
     /// Appends what [`UserRef::of`] serializes to (`null` for an unknown
     /// user), with `base` the media base in effect: the conversation
     /// list's thousands of nested users, each without an `Arc` count

@@ -1101,7 +1101,7 @@ impl SegmentAccountant {
         // blocked on that same lock (`sa_stabilize` in `write_to_log`),
         // and the pool only grows when its queue is deep, so the truncation
         // never ran: a deadlock seen in CI (eventlog/tests/migration.rs).
-        let spawned = std::thread::Builder::new()
+        std::thread::Builder::new()
             .name("sled-truncate".into())
             .spawn(move || {
                 debug!("truncating file to length {}", at);
@@ -1111,10 +1111,7 @@ impl SegmentAccountant {
                     .and_then(|_| config.file.sync_all())
                     .map_err(|e| e.into());
                 completer.fill(res);
-            });
-        if let Err(e) = spawned {
-            return Err(e.into());
-        }
+            })?;
 
         if self.async_truncations.insert(at, promise).is_some() {
             panic!(
