@@ -27,11 +27,23 @@ pub enum CodecError {
 }
 
 pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, CodecError> {
-    let mut out = vec![FORMAT_V1, 0, 0, 0, 0];
-    rmp_serde::encode::write(&mut out, value).map_err(|e| CodecError::Encode(e.to_string()))?;
-    let crc = crc32fast::hash(&out[HEADER..]);
-    out[1..HEADER].copy_from_slice(&crc.to_le_bytes());
+    let mut out = Vec::new();
+    encode_into(&mut out, value)?;
     Ok(out)
+}
+
+/// [`encode`], appended to `out`: a batch's entries go into one buffer
+/// (the WAL record) without a buffer of their own each.
+pub fn encode_into<T: Serialize>(out: &mut Vec<u8>, value: &T) -> Result<(), CodecError> {
+    let start = out.len();
+    out.extend_from_slice(&[FORMAT_V1, 0, 0, 0, 0]);
+    if let Err(e) = rmp_serde::encode::write(out, value) {
+        out.truncate(start);
+        return Err(CodecError::Encode(e.to_string()));
+    }
+    let crc = crc32fast::hash(&out[start + HEADER..]);
+    out[start + 1..start + HEADER].copy_from_slice(&crc.to_le_bytes());
+    Ok(())
 }
 
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {

@@ -84,13 +84,35 @@ impl ChunkBuilder {
 
 /// Appends `[len: u32 BE][entry]` to a chunk.
 pub(super) fn frame(chunk: &mut Vec<u8>, offset: Offset, entry: &[u8]) -> Result<(), LogError> {
-    let len = u32::try_from(entry.len()).map_err(|_| LogError::Corrupt {
-        offset,
-        source: CodecError::Encode(format!("entry of {} bytes", entry.len())),
-    })?;
-    chunk.extend_from_slice(&len.to_be_bytes());
-    chunk.extend_from_slice(entry);
-    Ok(())
+    frame_with(chunk, offset, |chunk| {
+        chunk.extend_from_slice(entry);
+        Ok(())
+    })
+}
+
+/// [`frame`] of the entry `write` appends: written in place, its length
+/// filled in after.
+fn frame_with(
+    chunk: &mut Vec<u8>,
+    offset: Offset,
+    write: impl FnOnce(&mut Vec<u8>) -> Result<(), CodecError>,
+) -> Result<(), LogError> {
+    let at = chunk.len();
+    chunk.extend_from_slice(&[0; 4]);
+    let written = write(chunk).and_then(|()| {
+        let entry = chunk.len() - at - 4;
+        u32::try_from(entry).map_err(|_| CodecError::Encode(format!("entry of {entry} bytes")))
+    });
+    match written {
+        Ok(len) => {
+            chunk[at..at + 4].copy_from_slice(&len.to_be_bytes());
+            Ok(())
+        }
+        Err(source) => {
+            chunk.truncate(at);
+            Err(LogError::Corrupt { offset, source })
+        }
+    }
 }
 
 /// Groups (conv, seq, offset) into runs of consecutive seqs per
@@ -233,7 +255,10 @@ pub(super) fn encode_record(
     record.push(RECORD_V1);
     record.extend_from_slice(&position.unwrap_or(NO_POSITION).to_le_bytes());
     for envelope in batch {
-        frame(&mut record, envelope.offset, &encode_envelope(envelope)?)?;
+        // Encoded straight into the record: no buffer per event.
+        frame_with(&mut record, envelope.offset, |record| {
+            codec::encode_into(record, envelope)
+        })?;
     }
     Ok(record)
 }
