@@ -27,6 +27,7 @@ use crate::command::{Command, Rejection, Reply};
 use crate::event::{ConvId, Envelope, Seq};
 use crate::log::{Log, LogError};
 use crate::snapshot;
+use crate::state::history::KeyProbe;
 use crate::state::State;
 
 #[derive(Clone, Debug)]
@@ -125,6 +126,8 @@ struct Inner {
     log: Arc<Log>,
     failed: Arc<AtomicBool>,
     writer: Mutex<Option<JoinHandle<()>>>,
+    /// Reads idempotency keys in the history tree before the writer does.
+    probe: Option<KeyProbe>,
 }
 
 impl Store {
@@ -137,6 +140,7 @@ impl Store {
             config.cache_bytes,
         )?);
         let state = recover_with(&log, config.snapshot_every.max(1))?;
+        let probe = state.history.probe();
         let state = Arc::new(RwLock::new(state));
         let failed = Arc::new(AtomicBool::new(false));
         let (tx, rx) = mpsc::channel(config.queue.max(1));
@@ -161,6 +165,7 @@ impl Store {
                 log,
                 failed,
                 writer: Mutex::new(Some(handle)),
+                probe,
             }),
         };
         Ok((store, committed_rx))
@@ -183,6 +188,11 @@ impl Store {
         position: Option<u64>,
     ) -> Result<Answer, StoreError> {
         let tx = self.inner.tx.lock().clone().ok_or(StoreError::Closed)?;
+        // The tree's answer for a new idempotency key, read here and not
+        // by the writer under the state's lock (history/probe.rs).
+        if let Some(probe) = &self.inner.probe {
+            probe.probe(&command);
+        }
         let (reply, answer) = oneshot::channel();
         tx.send(Request {
             command,
@@ -456,7 +466,12 @@ impl Writer {
     /// Freezes the history and encodes the small state (the writer pauses
     /// for that), and writes them from another thread.
     fn snapshot_in_background(&self, busy: Arc<AtomicBool>) -> JoinHandle<()> {
+        let paused = Instant::now();
         let pending = snapshot::take(&mut self.state.write());
+        tracing::info!(
+            writer_paused_us = paused.elapsed().as_micros() as u64,
+            "snapshot taken"
+        );
         let state = self.state.clone();
         let spawned = std::thread::Builder::new()
             .name("vato-snapshot".into())

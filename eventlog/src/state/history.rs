@@ -49,10 +49,13 @@ use crate::event::{AttachmentId, ConvId, MessageId, Seq, UserId};
 use super::model::Message;
 
 mod keys;
+mod probe;
 #[cfg(test)]
 mod tests;
 
 use keys::*;
+use probe::KeyHints;
+pub use probe::KeyProbe;
 
 /// The sled tree the history's records live in.
 pub const TREE: &str = "history";
@@ -230,6 +233,8 @@ pub struct History {
     snapshot_tree: Option<sled::Tree>,
     active: Layer,
     frozen: Option<Arc<Layer>>,
+    /// Keys found absent from the tree before their command was decided.
+    hints: KeyHints,
 }
 
 impl std::fmt::Debug for History {
@@ -256,6 +261,15 @@ impl History {
     pub fn attach(&mut self, trees: Trees) {
         self.tree = Some(trees.records);
         self.snapshot_tree = Some(trees.snapshot);
+    }
+
+    /// What `Store::enqueue` reads idempotency keys in the tree with,
+    /// ahead of the writer; `None` when the history is all in RAM.
+    pub fn probe(&self) -> Option<KeyProbe> {
+        Some(KeyProbe {
+            tree: self.tree.clone()?,
+            hints: self.hints.clone(),
+        })
     }
 
     /// The trees the history is kept in; `None` when it is all in RAM.
@@ -323,7 +337,11 @@ impl History {
             return Some(*id);
         }
         let tree = self.tree.as_ref()?;
-        read(tree, &idempotency_key(sender, conv, client_id)).map(|v| be_u64(&v))
+        let on_disk = idempotency_key(sender, conv, client_id);
+        if self.hints.known_absent(&on_disk) {
+            return None;
+        }
+        read(tree, &on_disk).map(|v| be_u64(&v))
     }
 
     /// The ids of `conv`'s messages within `ids`, oldest first, or newest
@@ -467,6 +485,7 @@ impl History {
             snapshot_tree: None,
             active,
             frozen: None,
+            hints: KeyHints::default(),
         }
     }
 
@@ -519,6 +538,7 @@ impl History {
     /// The frozen layer is in the tree now: reads find it there.
     pub fn thaw(&mut self) {
         self.frozen = None;
+        self.hints.thawed();
     }
 
     /// The frozen layer could not be written: it goes back under the

@@ -2,7 +2,7 @@
 //! write across snapshots), records of earlier versions, and seq cursors
 //! bisecting a conversation's keys, each against a brute-force answer.
 
-use super::keys::{id_key, message_key, OWNER};
+use super::keys::{id_key, idempotency_key, message_key, OWNER};
 use super::*;
 
 fn message(id: MessageId, conv: ConvId, seq: Seq) -> Message {
@@ -98,4 +98,61 @@ fn records_of_earlier_versions_are_still_read() {
     assert_eq!(history.get(42), Some(m));
     assert_eq!(history.first_at_seq(5, 1), Some(42));
     assert_eq!(history.first_at_seq(5, 4), None);
+}
+
+fn post(sender: UserId, conv: ConvId, client_id: &str) -> crate::command::Command {
+    crate::command::Command::PostMessage {
+        sender,
+        conv_id: conv,
+        content: "hi".into(),
+        message_type: "text".into(),
+        reply_to: None,
+        forwarded_from: None,
+        client_id: Some(client_id.into()),
+        at: 0,
+    }
+}
+
+/// A probe's hint spares the writer its read of the tree only while no
+/// layer was thawed since the probe: a key that moved from RAM to the tree
+/// in between is still found, so a retry is never posted twice.
+#[test]
+fn a_probe_hint_holds_only_until_a_thaw() {
+    let (_dir, mut history, trees) = on_disk();
+    let probe = history.probe().expect("a history on disk has a probe");
+
+    // Absent, probed, nothing thawed since: the hint answers (and is used
+    // up; the tree still answers the same after it).
+    probe.probe(&post(1, 7, "a"));
+    assert!(history.hints.known_absent(&idempotency_key(1, 7, "a")));
+    assert!(!history.hints.known_absent(&idempotency_key(1, 7, "a")));
+    assert_eq!(history.key(1, 7, "a"), None);
+
+    // The race: probed while absent, then another command with the same
+    // key is posted and a snapshot moves it to the tree before the
+    // probed command is decided.
+    probe.probe(&post(1, 7, "b"));
+    history.insert_key(1, 7, "b", 42);
+    snapshot(&mut history, &trees);
+    assert_eq!(history.key(1, 7, "b"), Some(42));
+
+    // A key already in the tree leaves no hint; one in RAM is found there.
+    probe.probe(&post(1, 7, "b"));
+    assert_eq!(history.key(1, 7, "b"), Some(42));
+    history.insert_key(2, 7, "c", 43);
+    probe.probe(&post(2, 7, "c"));
+    assert_eq!(history.key(2, 7, "c"), Some(43));
+    // Commands without a key leave nothing.
+    let hints = history.hints.pending();
+    probe.probe(&crate::command::Command::PostMessage {
+        sender: 3,
+        conv_id: 7,
+        content: "x".into(),
+        message_type: "text".into(),
+        reply_to: None,
+        forwarded_from: None,
+        client_id: None,
+        at: 0,
+    });
+    assert_eq!(history.hints.pending(), hints);
 }
