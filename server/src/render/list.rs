@@ -12,6 +12,8 @@
 //! `ConversationView`s, which stays the object's one definition (the
 //! detail route, the OpenAPI schema); the test below holds the two equal.
 
+use bytes::Bytes;
+use parking_lot::Mutex;
 use vato_eventlog::state::Conversation;
 use vato_eventlog::{State, UserId};
 
@@ -24,12 +26,12 @@ pub fn conversations_text<'a>(
     state: &'a State,
     conversations: impl ExactSizeIterator<Item = &'a Conversation>,
     viewer: UserId,
-) -> Vec<u8> {
+) -> Bytes {
     let base = super::media_base();
     // A few KiB per conversation (6.3 KiB a group of 8 in the benchmark):
     // reserved once, never copied to grow; pages not written are never
     // touched.
-    let mut out = Vec::with_capacity(conversations.len() * 8192 + 2);
+    let mut out = ListBuffer::take(conversations.len() * 8192 + 2);
     out.push(b'[');
     for (i, c) in conversations.enumerate() {
         if i > 0 {
@@ -38,7 +40,46 @@ pub fn conversations_text<'a>(
         conversation(state, c, viewer, &base, &mut out);
     }
     out.push(b']');
-    out
+    Bytes::from_owner(ListBuffer(out))
+}
+
+/// A list's buffer, given back for the next list once the response is
+/// sent. A fresh 3 MiB buffer is mapped anew each time (allocations of
+/// 1 MiB and more are, see `give_big_allocations_back` in main.rs), and
+/// faulting its pages in was a tenth of a list call (perf, BENCHMARKS.md
+/// #12); kept, it costs its touched pages of RSS, at most [`SPARES`] of
+/// [`MAX_SPARE`] bytes.
+struct ListBuffer(Vec<u8>);
+
+const SPARES: usize = 2;
+const MAX_SPARE: usize = 8 << 20;
+static SPARE: Mutex<Vec<Vec<u8>>> = Mutex::new(Vec::new());
+
+impl ListBuffer {
+    fn take(capacity: usize) -> Vec<u8> {
+        let mut buffer = SPARE.lock().pop().unwrap_or_default();
+        buffer.reserve(capacity);
+        buffer
+    }
+}
+
+impl AsRef<[u8]> for ListBuffer {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl Drop for ListBuffer {
+    fn drop(&mut self) {
+        let mut buffer = std::mem::take(&mut self.0);
+        if buffer.capacity() <= MAX_SPARE {
+            buffer.clear();
+            let mut spare = SPARE.lock();
+            if spare.len() < SPARES {
+                spare.push(buffer);
+            }
+        }
+    }
 }
 
 fn conversation(state: &State, c: &Conversation, viewer: UserId, base: &str, out: &mut Vec<u8>) {
@@ -231,11 +272,10 @@ mod tests {
                         .map(|c| ConversationView::new(&state, c, viewer))
                         .collect();
                     let expected = serde_json::to_string(&views).unwrap();
-                    let written = String::from_utf8(super::conversations_text(
-                        &state,
-                        convs.into_iter(),
-                        viewer,
-                    ))
+                    // The second list and after reuse the first's buffer.
+                    let written = String::from_utf8(
+                        super::conversations_text(&state, convs.into_iter(), viewer).to_vec(),
+                    )
                     .unwrap();
                     assert_eq!(written, expected, "viewer {viewer}, base {base:?}");
                 });
