@@ -39,7 +39,7 @@
 //! per record, thousands of times (60 GB of sled blobs in a minute of the
 //! store benchmark).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::BTreeMap;
 use std::ops::Range;
 use std::sync::Arc;
 
@@ -49,11 +49,13 @@ use crate::event::{AttachmentId, ConvId, MessageId, Seq, UserId};
 use super::model::Message;
 
 mod keys;
+mod layer;
 mod probe;
 #[cfg(test)]
 mod tests;
 
 use keys::*;
+pub use layer::Layer;
 use probe::KeyHints;
 pub use probe::KeyProbe;
 
@@ -93,131 +95,6 @@ impl Trees {
 }
 
 type IdempotencyKey = (UserId, ConvId, String);
-
-/// What changed in one stretch of events.
-#[derive(Clone, Default, Debug)]
-pub struct Layer {
-    messages: HashMap<MessageId, Message>,
-    by_conv: BTreeSet<(ConvId, MessageId)>,
-    by_seq: BTreeMap<(ConvId, Seq), MessageId>,
-    keys: HashMap<IdempotencyKey, MessageId>,
-    /// The attachments of this layer's messages (derived from them).
-    attachments: HashMap<AttachmentId, MessageId>,
-}
-
-impl Layer {
-    pub fn is_empty(&self) -> bool {
-        self.messages.is_empty() && self.keys.is_empty()
-    }
-
-    pub fn len(&self) -> usize {
-        self.messages.len()
-    }
-
-    /// The layer as one value: what a snapshot commits, in one small sled
-    /// batch, beside its state. (A sled batch holds a process-wide lock
-    /// that stops every other read and write of sled while it is applied:
-    /// 50,000 messages as records held it for 2-3 s.)
-    pub fn to_record(&self) -> Result<Vec<u8>, codec::CodecError> {
-        let record = LayerRecord {
-            messages: self.messages.values().cloned().collect(),
-            keys: self
-                .keys
-                .iter()
-                .map(|((sender, conv, client_id), id)| (*sender, *conv, client_id.clone(), *id))
-                .collect(),
-        };
-        codec::encode(&record)
-    }
-
-    /// Writes the layer's records into `tree` a leaf at a time (each leaf's
-    /// write takes sled's shared lock only, so readers and the log go on
-    /// meanwhile).
-    /// Idempotent: every record is the final value at the snapshot, so
-    /// writing them again after a crash gives the same tree.
-    pub fn write_records(&self, tree: &sled::Tree) -> Result<(), HistoryError> {
-        // In key order, each kind in turn: consecutive inserts land in the
-        // same sled leaf (ids grow, a conversation's keys are adjacent), so
-        // a tree far larger than sled's cache is written without reading
-        // a random page per record (hash order fell to 6,900 msg/s at 4M
-        // stored messages). Each leaf is written once for the records that
-        // land in it (`insert_sorted`, vendor/sled/VATO.md), not once per
-        // record; encoded a chunk at a time, so a large layer is not held
-        // twice.
-        let mut records = Vec::with_capacity(RECORDS_PER_WRITE);
-        let in_order: Vec<_> = self.by_conv.iter().collect();
-        for chunk in in_order.chunks(RECORDS_PER_WRITE) {
-            records.clear();
-            for (conv, id) in chunk {
-                let value = codec::encode(&self.messages[id])?;
-                records.push((message_key(*conv, *id).into(), value.into()));
-            }
-            tree.insert_sorted(&records)?;
-        }
-        let mut ids: Vec<(MessageId, ConvId)> =
-            self.messages.values().map(|m| (m.id, m.conv_id)).collect();
-        ids.sort_unstable();
-        for block in ids.chunk_by(|a, b| a.0 / OWNERS_PER_BLOCK == b.0 / OWNERS_PER_BLOCK) {
-            let key = id_key(OWNER_BLOCK, block[0].0 / OWNERS_PER_BLOCK);
-            let mut value = tree.get(key)?.map(|v| v.to_vec()).unwrap_or_default();
-            value.resize(OWNERS_PER_BLOCK as usize * 8, 0);
-            for (id, conv) in block {
-                let slot = (id % OWNERS_PER_BLOCK) as usize * 8;
-                value[slot..slot + 8].copy_from_slice(&conv.to_be_bytes());
-            }
-            tree.insert(key, value)?;
-        }
-        let mut keys: Vec<(sled::IVec, sled::IVec)> = self
-            .keys
-            .iter()
-            .map(|((sender, conv, client_id), id)| {
-                let key = idempotency_key(*sender, *conv, client_id);
-                (key.into(), id.to_be_bytes()[..].into())
-            })
-            .collect();
-        keys.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        tree.insert_sorted(&keys)?;
-        let mut attachments: Vec<(AttachmentId, MessageId)> =
-            self.attachments.iter().map(|(a, m)| (*a, *m)).collect();
-        attachments.sort_unstable();
-        for (attachment, message) in attachments {
-            tree.insert(id_key(ATTACHMENT, attachment), &message.to_be_bytes()[..])?;
-        }
-        Ok(())
-    }
-
-    fn note_attachments(&mut self, m: &Message) {
-        for a in &m.attachments {
-            self.attachments.insert(a.id, m.id);
-        }
-    }
-
-    /// The layer [`Layer::to_record`] made.
-    pub fn from_record(bytes: &[u8]) -> Result<Layer, codec::CodecError> {
-        let record: LayerRecord = codec::decode(bytes)?;
-        let mut layer = Layer::default();
-        for m in record.messages {
-            layer.by_conv.insert((m.conv_id, m.id));
-            layer.by_seq.insert((m.conv_id, m.seq), m.id);
-            layer.note_attachments(&m);
-            layer.messages.insert(m.id, m);
-        }
-        for (sender, conv, client_id, id) in record.keys {
-            layer.keys.insert((sender, conv, client_id), id);
-        }
-        Ok(layer)
-    }
-}
-
-/// Records [`Layer::write_records`] encodes and hands to sled at a time
-/// (a run cut at a chunk's end costs one more write of its leaf).
-const RECORDS_PER_WRITE: usize = 4096;
-
-#[derive(serde::Serialize, serde::Deserialize)]
-struct LayerRecord {
-    messages: Vec<Message>,
-    keys: Vec<(UserId, ConvId, String, MessageId)>,
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum HistoryError {

@@ -2,6 +2,8 @@
 //! write across snapshots), records of earlier versions, and seq cursors
 //! bisecting a conversation's keys, each against a brute-force answer.
 
+use std::collections::HashMap;
+
 use super::keys::{id_key, idempotency_key, message_key, OWNER};
 use super::*;
 
