@@ -406,3 +406,27 @@ pub struct NewAttachment {
     /// The media store's key of its bytes.
     pub blob_key: String,
 }
+
+impl Command {
+    /// The idempotency key a post or a forward carries: (sender, the
+    /// conversation it posts to, `client_id`). What deciding it looks up
+    /// (`State::earlier_post`), and what `Store::enqueue` probes ahead of
+    /// the writer.
+    pub fn idempotency_key(&self) -> Option<(UserId, ConvId, &str)> {
+        match self {
+            Command::PostMessage {
+                sender,
+                conv_id,
+                client_id: Some(client_id),
+                ..
+            } => Some((*sender, *conv_id, client_id)),
+            Command::ForwardMessage {
+                by,
+                to_conv,
+                client_id: Some(client_id),
+                ..
+            } => Some((*by, *to_conv, client_id)),
+            _ => None,
+        }
+    }
+}

@@ -33,13 +33,8 @@ impl State {
         let target = self
             .member_conversation(*to_conv, *by)
             .map_err(|_| Rejection::UnknownTarget)?;
-        if let Some(key) = client_id {
-            if let Some(id) = self.history.key(*by, *to_conv, key) {
-                return Ok(Decision::none(Reply::Message {
-                    message_id: id,
-                    created: false,
-                }));
-            }
+        if let Some(retry) = self.earlier_post(command) {
+            return Ok(retry);
         }
         // The original republished a deleted message's text (API-rest 6.3).
         if source.is_deleted {

@@ -81,13 +81,8 @@ impl State {
             unreachable!("State::decide dispatches only Command::PostMessage here")
         };
         let conv = self.member_conversation(*conv_id, *sender)?;
-        if let Some(key) = client_id {
-            if let Some(id) = self.history.key(*sender, *conv_id, key) {
-                return Ok(Decision::none(Reply::Message {
-                    message_id: id,
-                    created: false,
-                }));
-            }
+        if let Some(retry) = self.earlier_post(command) {
+            return Ok(retry);
         }
         // In a direct conversation, the other member may block the sender
         // (a retry of a message posted before the block still answers).
@@ -138,6 +133,17 @@ impl State {
                 created: true,
             },
         ))
+    }
+
+    /// The answer to a retry: the message an earlier post or forward with
+    /// the same idempotency key made, ever.
+    pub(super) fn earlier_post(&self, command: &Command) -> Option<Decision> {
+        let (by, conv, client_id) = command.idempotency_key()?;
+        let message_id = self.history.key(by, conv, client_id)?;
+        Some(Decision::none(Reply::Message {
+            message_id,
+            created: false,
+        }))
     }
 
     pub(super) fn apply_message_posted(&mut self, event: &Event) {

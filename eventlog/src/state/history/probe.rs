@@ -76,20 +76,8 @@ impl KeyProbe {
     /// Leaves a hint if `command` carries an idempotency key that the tree
     /// does not hold. A read error leaves none: the writer reads again.
     pub fn probe(&self, command: &Command) {
-        let (sender, conv, client_id) = match command {
-            Command::PostMessage {
-                sender,
-                conv_id,
-                client_id: Some(client_id),
-                ..
-            } => (*sender, *conv_id, client_id),
-            Command::ForwardMessage {
-                by,
-                to_conv,
-                client_id: Some(client_id),
-                ..
-            } => (*by, *to_conv, client_id),
-            _ => return,
+        let Some((sender, conv, client_id)) = command.idempotency_key() else {
+            return;
         };
         // Read before the tree, so that a thaw between the two shows.
         let thaws = self.hints.0.thaws.load(Ordering::Acquire);
