@@ -7,9 +7,9 @@
 //!
 //! Each area keeps the `decide_*` of its commands next to the `apply_*` of
 //! their events: `users.rs`, `profiles.rs`, `conversations.rs`,
-//! `messages.rs`, `pins.rs`, `forward.rs`, `sessions.rs`, `presence.rs`,
-//! `contacts.rs`, `avatars.rs`, `external_logins.rs`, `calls.rs`,
-//! `notifications.rs`; `model.rs`
+//! `messages.rs`, `reactions.rs`, `pins.rs`, `forward.rs`, `sessions.rs`,
+//! `presence.rs`, `contacts.rs`, `avatars.rs`, `external_logins.rs`,
+//! `calls.rs`, `notifications.rs`; `model.rs`
 //! holds the read-model structs. An area's functions are reached only
 //! through the two matches below, hence their `let ... else unreachable!`
 //! (the command and event enums keep their serialized shape, so a variant
@@ -37,6 +37,7 @@ mod pins;
 mod presence;
 mod probe;
 mod profiles;
+mod reactions;
 mod sessions;
 mod users;
 
