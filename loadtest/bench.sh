@@ -18,7 +18,10 @@
 #
 # Every run starts a fresh `vato-server --dev` on a free port with a fresh data
 # directory under DATA_PARENT (default: $TMPDIR or /tmp), and stops it
-# afterwards. `disk` puts it under TMPFS_DIR (/dev/shm) and DISK_DIR
+# afterwards. With SEED_DIR set, that fresh directory starts as a copy of
+# SEED_DIR (one made by `vato-admin generate`: a server that already holds
+# 20,000 users and their history). `ab` runs on tmpfs and on disk, or only
+# on the one AB_MEDIA names (tmpfs or disk). `disk` puts it under TMPFS_DIR (/dev/shm) and DISK_DIR
 # ($OUT/data, on the disk the repository is on) in turn. Messaging runs use only the messaging
 # scenario: USERS (200) users in USERS/2 pairs, each sending RATE/USERS msg/s on
 # an open-loop schedule for RUN_TIME (30s) once all are connected, judged by
@@ -57,6 +60,9 @@ start_server() {
   local parent="${DATA_PARENT:-${TMPDIR:-/tmp}}"
   mkdir -p "$parent"
   DATA="$(mktemp -d "$parent/vato-bench-data.XXXXXX")"
+  if [[ -n "${SEED_DIR:-}" ]]; then
+    cp -a "$SEED_DIR/." "$DATA/"
+  fi
   # Benchmarks measure throughput: every load user registers from this host
   # and the per-user rates (issue 17) are off.
   # shellcheck disable=SC2086 # SERVER_FLAGS is a list of flags
@@ -210,9 +216,14 @@ case "${1:-}" in
     runs="${3:-3}"
     disk_dir="${DISK_DIR:-$OUT/data}"
     old="${OLD_SERVER:?OLD_SERVER=path of the other vato-server}"
+    case "${AB_MEDIA:-both}" in
+      tmpfs) media_list=("${TMPFS_DIR:-/dev/shm}") ;;
+      disk) media_list=("$disk_dir") ;;
+      *) media_list=("${TMPFS_DIR:-/dev/shm}" "$disk_dir") ;;
+    esac
     for i in $(seq 1 "$runs"); do
       DATA_PARENT="$disk_dir" device 4096
-      for media in "${TMPFS_DIR:-/dev/shm}" "$disk_dir"; do
+      for media in "${media_list[@]}"; do
         DATA_PARENT="$media" SERVER="$old" SERVER_FLAGS="${OLD_FLAGS:-}" LABEL=OLD \
           one_rate "$r" "ab-old-$r-$i"
         DATA_PARENT="$media" LABEL=NEW one_rate "$r" "ab-new-$r-$i"

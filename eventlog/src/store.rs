@@ -463,8 +463,9 @@ impl Writer {
         (envelopes, outcomes)
     }
 
-    /// Freezes the history and encodes the small state (the writer pauses
-    /// for that), and writes them from another thread.
+    /// Freezes the history and copies the small state (the writer pauses
+    /// for that, microseconds), and encodes and writes them from another
+    /// thread.
     fn snapshot_in_background(&self, busy: Arc<AtomicBool>) -> JoinHandle<()> {
         let paused = Instant::now();
         let pending = snapshot::take(&mut self.state.write());

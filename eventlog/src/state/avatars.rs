@@ -34,7 +34,7 @@ impl State {
     /// messages' attachments (what the counters must equal).
     #[cfg(test)]
     pub(crate) fn rebuild_media_refs(&mut self) {
-        let mut refs = std::collections::HashMap::<String, usize>::new();
+        let mut refs = imbl::OrdMap::<String, usize>::new();
         let avatars = self.users.values().filter_map(|u| u.avatar.as_ref());
         let messages = self.history.all_messages();
         let attachments = messages

@@ -5,7 +5,7 @@
 //! [`State::blocks`]), and the server hides A's typing and presence from B.
 //! Deciding blocks here, in log order, makes every node agree.
 
-use std::collections::BTreeMap;
+use imbl::OrdMap;
 
 use serde::{Deserialize, Serialize};
 
@@ -19,10 +19,10 @@ use super::{Decision, State};
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 pub(super) struct Contacts {
     last_id: ContactId,
-    by_id: BTreeMap<ContactId, Contact>,
+    by_id: OrdMap<ContactId, Contact>,
     /// (owner, user) → contact: the pair's uniqueness, an owner's list in
     /// order (a range), and what [`State::blocks`] looks up.
-    by_pair: BTreeMap<(UserId, UserId), ContactId>,
+    by_pair: OrdMap<(UserId, UserId), ContactId>,
 }
 
 impl State {

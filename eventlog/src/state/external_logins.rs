@@ -212,7 +212,15 @@ impl State {
         else {
             unreachable!("State::apply dispatches only Event::OtpIssued here")
         };
-        self.otps.retain(|_, pending| pending.expires_at > *at);
+        let expired: Vec<String> = self
+            .otps
+            .iter()
+            .filter(|(_, pending)| pending.expires_at <= *at)
+            .map(|(phone, _)| phone.clone())
+            .collect();
+        for phone in expired {
+            self.otps.remove(&phone);
+        }
         self.otps.insert(
             phone.clone(),
             PendingOtp {

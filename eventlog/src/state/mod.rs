@@ -16,7 +16,9 @@
 //! cannot become a struct of its own). A new command or event gets an arm
 //! in [`State::decide`] or [`State::apply`] here and its logic in its area.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::BTreeSet;
+
+use imbl::{OrdMap, OrdSet};
 
 use serde::{Deserialize, Serialize};
 
@@ -62,21 +64,21 @@ pub struct State {
     next_reaction_id: ReactionId,
     next_attachment_id: AttachmentId,
     next_member_id: u64,
-    pub users: BTreeMap<UserId, User>,
+    pub users: OrdMap<UserId, User>,
     /// Lower-cased username → user: names are unique regardless of case so
     /// that "Lalo" cannot pose as "lalo".
-    users_by_name: HashMap<String, UserId>,
+    users_by_name: OrdMap<String, UserId>,
     /// Look-alike key of the username ([`username_skeleton`]) → the first
     /// user with it: what registration's uniqueness is decided on. Derived
     /// from `users`, so not in the snapshot: rebuilt when one is loaded.
     #[serde(skip)]
-    users_by_skeleton: HashMap<String, UserId>,
+    users_by_skeleton: OrdMap<String, UserId>,
     /// [`phone_key`] of the phone number → user.
-    users_by_phone: HashMap<String, UserId>,
-    pub conversations: BTreeMap<ConvId, Conversation>,
-    user_conversations: HashMap<UserId, BTreeSet<ConvId>>,
+    users_by_phone: OrdMap<String, UserId>,
+    pub conversations: OrdMap<ConvId, Conversation>,
+    user_conversations: OrdMap<UserId, BTreeSet<ConvId>>,
     /// (smaller user id, larger user id) → their direct conversation.
-    directs: HashMap<(UserId, UserId), ConvId>,
+    directs: OrdMap<(UserId, UserId), ConvId>,
     /// Every message and idempotency key: on disk in the store, what
     /// changed since the last snapshot in RAM (issue 12). Not in the
     /// encoded state: the tree it lives in holds that.
@@ -85,16 +87,16 @@ pub struct State {
     /// Messages ever posted (deleted ones included).
     message_count: u64,
     /// (conversation, user) → read position.
-    reads: HashMap<(ConvId, UserId), ReadPosition>,
+    reads: OrdMap<(ConvId, UserId), ReadPosition>,
     /// Refresh tokens revoked by logout: jti → expiry, forgotten
     /// [`REVOCATION_GRACE`] after it. Last and defaulted, so that a
     /// snapshot written before logout existed still loads.
     #[serde(default)]
-    revoked_tokens: HashMap<String, Micros>,
+    revoked_tokens: OrdMap<String, Micros>,
     /// `revoked_tokens` by expiry, to forget them in order. Derived: not in
     /// the snapshot, rebuilt when one is loaded.
     #[serde(skip)]
-    revoked_by_expiry: BTreeSet<(Micros, String)>,
+    revoked_by_expiry: OrdSet<(Micros, String)>,
     /// Id of the last settings row created. Added after the first
     /// release: last, with a default, so older snapshots still load.
     #[serde(default)]
@@ -104,12 +106,12 @@ pub struct State {
     /// kept up to date by `apply` so that a list of 500 conversations does
     /// not count through their histories (40 % of its time did, issue 12).
     /// Kept in the snapshot: recounting them would read every message.
-    unread: HashMap<(ConvId, UserId), usize>,
+    unread: OrdMap<(ConvId, UserId), usize>,
     /// User → the nodes whose sockets hold them online (presence, issue
     /// 13). A BTreeMap so that clearing a node decides its users in id
     /// order on every node. Last, with a default: older snapshots load.
     #[serde(default)]
-    presence: BTreeMap<UserId, BTreeSet<NodeId>>,
+    presence: OrdMap<UserId, BTreeSet<NodeId>>,
     /// Every user's contacts and blocks (issue 14). Last, with a default:
     /// older snapshots load.
     #[serde(default)]
@@ -121,20 +123,20 @@ pub struct State {
     /// Media store key → how many avatars and attachments refer to it:
     /// a key at zero may be removed from the store. Kept in the snapshot:
     /// recounting would read every message.
-    media_refs: HashMap<String, usize>,
+    media_refs: OrdMap<String, usize>,
     /// Phone login codes not yet used, expired or burnt, by
     /// [`phone_key`] (issue 13). Last, with a default: older snapshots
     /// load.
     #[serde(default)]
-    otps: BTreeMap<String, PendingOtp>,
+    otps: OrdMap<String, PendingOtp>,
     /// `provider:subject` of an external identity (Google's `sub`) → its
     /// user. Last, with a default: older snapshots load.
     #[serde(default)]
-    identities: HashMap<String, UserId>,
+    identities: OrdMap<String, UserId>,
     /// Every call (issue 15), by id. Last, with a default: older snapshots
     /// load.
     #[serde(default)]
-    calls: BTreeMap<CallId, Call>,
+    calls: OrdMap<CallId, Call>,
     #[serde(default)]
     next_call_id: CallId,
     #[serde(default)]
@@ -143,7 +145,7 @@ pub struct State {
     /// second, without going through every call. Derived: not in the
     /// snapshot, rebuilt when one is loaded.
     #[serde(skip)]
-    ringing: BTreeSet<CallId>,
+    ringing: OrdSet<CallId>,
     /// Every user's recent notifications and push devices (issue 15).
     /// Last, with a default: older snapshots load.
     #[serde(default)]
@@ -173,6 +175,16 @@ impl Decision {
 }
 
 impl State {
+    /// Everything but the history, for a snapshot to encode off the
+    /// writer. The collections are persistent B-trees (imbl): this costs
+    /// a reference count per collection, whatever the state's size.
+    pub(crate) fn copy_without_history(&mut self) -> State {
+        let history = std::mem::take(&mut self.history);
+        let copy = self.clone();
+        self.history = history;
+        copy
+    }
+
     // ---- queries -------------------------------------------------------
 
     pub fn user(&self, id: UserId) -> Option<&User> {
@@ -535,7 +547,7 @@ pub(crate) mod testing;
 /// cached rendering ([`User::rendered`]) is dropped with it. A function
 /// of the map, not of `State`, so a caller can hold it beside the
 /// other indexes it updates.
-pub(crate) fn user_mut(users: &mut BTreeMap<UserId, User>, id: UserId) -> Option<&mut User> {
+pub(crate) fn user_mut(users: &mut OrdMap<UserId, User>, id: UserId) -> Option<&mut User> {
     let user = users.get_mut(&id)?;
     user.rendered.clear();
     Some(user)

@@ -15,7 +15,9 @@
 //! token belongs to one user (registering it moves it), at most
 //! [`DEVICES_KEPT`] a user (the oldest goes).
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::VecDeque;
+
+use imbl::OrdMap;
 
 use serde::{Deserialize, Serialize};
 
@@ -73,8 +75,8 @@ pub struct Device {
 pub(crate) struct Notifications {
     /// Id of the last notification created.
     next_id: NotificationId,
-    by_user: HashMap<UserId, VecDeque<Kept>>,
-    devices: BTreeMap<UserId, Vec<Device>>,
+    by_user: OrdMap<UserId, VecDeque<Kept>>,
+    devices: OrdMap<UserId, Vec<Device>>,
 }
 
 impl State {
@@ -372,10 +374,21 @@ impl State {
 
     /// Removes `token` from whichever user has it.
     fn forget_token(&mut self, token: &str) {
-        self.notifications.devices.retain(|_, devices| {
-            devices.retain(|d| d.token != token);
-            !devices.is_empty()
-        });
+        let holders: Vec<UserId> = self
+            .notifications
+            .devices
+            .iter()
+            .filter(|(_, devices)| devices.iter().any(|d| d.token == token))
+            .map(|(user, _)| *user)
+            .collect();
+        for user in holders {
+            if let Some(devices) = self.notifications.devices.get_mut(&user) {
+                devices.retain(|d| d.token != token);
+                if devices.is_empty() {
+                    self.notifications.devices.remove(&user);
+                }
+            }
+        }
     }
 }
 

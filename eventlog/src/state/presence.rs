@@ -138,10 +138,20 @@ impl State {
         let Event::NodePresenceCleared { node, .. } = event else {
             unreachable!("State::apply dispatches only Event::NodePresenceCleared here")
         };
-        self.presence.retain(|_, nodes| {
-            nodes.remove(node);
-            !nodes.is_empty()
-        });
+        let held: Vec<UserId> = self
+            .presence
+            .iter()
+            .filter(|(_, nodes)| nodes.contains(node))
+            .map(|(user, _)| *user)
+            .collect();
+        for user in held {
+            if let Some(nodes) = self.presence.get_mut(&user) {
+                nodes.remove(node);
+                if nodes.is_empty() {
+                    self.presence.remove(&user);
+                }
+            }
+        }
     }
 }
 

@@ -205,11 +205,7 @@ fn changed_only(user: &User, changes: &ProfileChanges) -> ProfileChanges {
 /// Removes `key` from an index if it points at `user_id` (a key held by
 /// another user, e.g. a look-alike registered before the skeleton rule,
 /// stays theirs).
-fn remove_if_held(
-    index: &mut std::collections::HashMap<String, UserId>,
-    key: &str,
-    user_id: UserId,
-) {
+fn remove_if_held(index: &mut imbl::OrdMap<String, UserId>, key: &str, user_id: UserId) {
     if index.get(key) == Some(&user_id) {
         index.remove(key);
     }

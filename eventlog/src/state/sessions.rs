@@ -80,11 +80,11 @@ impl State {
         else {
             unreachable!("State::apply dispatches only Event::RefreshTokenRevoked here")
         };
-        while let Some((expiry, _)) = self.revoked_by_expiry.first() {
+        while let Some((expiry, _)) = self.revoked_by_expiry.get_min() {
             if expiry.saturating_add(REVOCATION_GRACE) >= *at {
                 break;
             }
-            if let Some((_, old)) = self.revoked_by_expiry.pop_first() {
+            if let Some((_, old)) = self.revoked_by_expiry.remove_min() {
                 self.revoked_tokens.remove(&old);
             }
         }

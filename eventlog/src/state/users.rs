@@ -187,8 +187,8 @@ impl State {
 /// key: look-alikes registered before the skeleton existed stay as they are
 /// (each still logs in by its exact name) and block new ones alike.
 fn index_user(
-    by_skeleton: &mut std::collections::HashMap<String, u64>,
-    by_phone: &mut std::collections::HashMap<String, u64>,
+    by_skeleton: &mut imbl::OrdMap<String, u64>,
+    by_phone: &mut imbl::OrdMap<String, u64>,
     user_id: u64,
     username: &str,
     phone_number: Option<&str>,
