@@ -65,8 +65,18 @@ pub fn take(state: &mut State) -> Option<Pending> {
     Some(Pending {
         trees,
         layer,
-        state: state.copy_without_history(),
+        state: copy_without_history(state),
     })
+}
+
+/// Everything but the history, for the snapshot thread to encode. The
+/// state's collections are persistent B-trees (imbl): this costs a
+/// reference count per collection, whatever the state's size.
+fn copy_without_history(state: &mut State) -> State {
+    let history = std::mem::take(&mut state.history);
+    let copy = state.clone();
+    state.history = history;
+    copy
 }
 
 impl Pending {

@@ -175,16 +175,6 @@ impl Decision {
 }
 
 impl State {
-    /// Everything but the history, for a snapshot to encode off the
-    /// writer. The collections are persistent B-trees (imbl): this costs
-    /// a reference count per collection, whatever the state's size.
-    pub(crate) fn copy_without_history(&mut self) -> State {
-        let history = std::mem::take(&mut self.history);
-        let copy = self.clone();
-        self.history = history;
-        copy
-    }
-
     // ---- queries -------------------------------------------------------
 
     pub fn user(&self, id: UserId) -> Option<&User> {
