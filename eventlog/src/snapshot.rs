@@ -49,14 +49,14 @@ pub struct Pending {
     layer: Arc<Layer>,
     /// The state at the snapshot's offset, its history left out. Its
     /// collections share their nodes with the live state's (they are
-    /// persistent maps), so taking it cost the writer microseconds; the
+    /// persistent B-trees), so taking it cost the writer microseconds; the
     /// writer's next changes copy the nodes they touch.
     state: State,
 }
 
 /// Freezes the history changed since the last snapshot and copies the
 /// rest of the state: what the writer does, briefly, under its lock.
-/// Encoding that copy (57-70 ms with 20,000 users when it was done here,
+/// Encoding that copy (25-70 ms with 20,000 users when it was done here,
 /// BENCHMARKS.md) is the snapshot thread's work, in [`Pending::write`].
 /// `None` when the state has no tree or a snapshot is still being written.
 pub fn take(state: &mut State) -> Option<Pending> {
@@ -88,12 +88,13 @@ impl Pending {
         let state = codec::encode(&self.state)
             .map_err(|e| LogError::Layout(format!("unencodable state: {e}")))?;
         let encoded = started.elapsed();
+        let state_bytes = state.len();
         let layer = self
             .layer
             .to_record()
             .map_err(|e| LogError::Layout(format!("unencodable history: {e}")))?;
         let mut commit = sled::Batch::default();
-        commit.insert(STATE, state.as_slice());
+        commit.insert(STATE, state);
         commit.insert(PENDING_LAYER, layer);
         self.trees.snapshot.apply_batch(commit)?;
         self.trees.snapshot.flush()?;
@@ -102,7 +103,7 @@ impl Pending {
         drop_from_cache(&self.trees);
         tracing::info!(
             messages = self.layer.len(),
-            state_bytes = state.len(),
+            state_bytes,
             encode_ms = encoded.as_millis() as u64,
             commit_ms = committed.as_millis() as u64,
             total_ms = started.elapsed().as_millis() as u64,
