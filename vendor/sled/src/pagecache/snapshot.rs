@@ -457,6 +457,11 @@ pub fn read_snapshot_or_default(config: &RunningConfig) -> Result<Snapshot> {
 /// Returns `Ok(Some(snapshot))` if there was nothing written.
 fn read_snapshot(config: &RunningConfig) -> Result<Option<Snapshot>> {
     let mut candidates = config.get_snapshot_files()?;
+    // Vato: a `.generating` file is a snapshot a process was still writing
+    // when it died (torn), never one to read: sorted, it came after the
+    // finished snapshot of its lsn and was taken as the newest (VATO.md).
+    // The next `write_snapshot` removes it with the old snapshots.
+    candidates.retain(|path| !path.to_string_lossy().ends_with(".generating"));
     if candidates.is_empty() {
         debug!("no previous snapshot found");
         return Ok(None);
@@ -542,8 +547,13 @@ fn write_snapshot(config: &RunningConfig, snapshot: &Snapshot) -> Result<()> {
 
     let parent = path_1.parent().unwrap();
     std::fs::create_dir_all(parent)?;
-    let mut f =
-        std::fs::OpenOptions::new().write(true).create(true).open(&path_1)?;
+    // Vato: truncated, so that a longer file left by a process that died
+    // while writing this same lsn's snapshot leaves no tail behind.
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&path_1)?;
 
     // write the snapshot bytes, followed by a crc64 checksum at the end
     io_fail!(config, "snap write");
