@@ -212,15 +212,7 @@ impl State {
         else {
             unreachable!("State::apply dispatches only Event::OtpIssued here")
         };
-        let expired: Vec<String> = self
-            .otps
-            .iter()
-            .filter(|(_, pending)| pending.expires_at <= *at)
-            .map(|(phone, _)| phone.clone())
-            .collect();
-        for phone in expired {
-            self.otps.remove(&phone);
-        }
+        super::maps::retain_touched(&mut self.otps, |p| p.expires_at <= *at, |_| false);
         self.otps.insert(
             phone.clone(),
             PendingOtp {

@@ -32,6 +32,7 @@ mod conversations;
 mod external_logins;
 mod forward;
 pub mod history;
+mod maps;
 mod messages;
 mod model;
 mod notifications;

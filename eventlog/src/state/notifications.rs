@@ -374,21 +374,14 @@ impl State {
 
     /// Removes `token` from whichever user has it.
     fn forget_token(&mut self, token: &str) {
-        let holders: Vec<UserId> = self
-            .notifications
-            .devices
-            .iter()
-            .filter(|(_, devices)| devices.iter().any(|d| d.token == token))
-            .map(|(user, _)| *user)
-            .collect();
-        for user in holders {
-            if let Some(devices) = self.notifications.devices.get_mut(&user) {
+        super::maps::retain_touched(
+            &mut self.notifications.devices,
+            |devices| devices.iter().any(|d| d.token == token),
+            |devices| {
                 devices.retain(|d| d.token != token);
-                if devices.is_empty() {
-                    self.notifications.devices.remove(&user);
-                }
-            }
-        }
+                !devices.is_empty()
+            },
+        );
     }
 }
 

@@ -138,20 +138,14 @@ impl State {
         let Event::NodePresenceCleared { node, .. } = event else {
             unreachable!("State::apply dispatches only Event::NodePresenceCleared here")
         };
-        let held: Vec<UserId> = self
-            .presence
-            .iter()
-            .filter(|(_, nodes)| nodes.contains(node))
-            .map(|(user, _)| *user)
-            .collect();
-        for user in held {
-            if let Some(nodes) = self.presence.get_mut(&user) {
+        super::maps::retain_touched(
+            &mut self.presence,
+            |nodes| nodes.contains(node),
+            |nodes| {
                 nodes.remove(node);
-                if nodes.is_empty() {
-                    self.presence.remove(&user);
-                }
-            }
-        }
+                !nodes.is_empty()
+            },
+        );
     }
 }
 
