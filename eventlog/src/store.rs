@@ -271,7 +271,7 @@ pub fn recover(log: &Log) -> Result<State, StoreError> {
 /// goes.
 pub fn recover_with(log: &Log, snapshot_every: u64) -> Result<State, StoreError> {
     let next = log.next_offset()?;
-    let trees = snapshot::Trees::open(log.sled()).map_err(LogError::from)?;
+    let trees = snapshot::Trees::open(log.sled(), log.dir()).map_err(LogError::from)?;
     let mut state = match snapshot::load(&trees)? {
         Some(state) if state.next_offset <= next => state,
         loaded => {
@@ -305,7 +305,7 @@ pub fn recover_with(log: &Log, snapshot_every: u64) -> Result<State, StoreError>
 /// Makes the history tree again from the log (`vato-admin rebuild`): what
 /// was in it is dropped first. The log is only read.
 pub fn rebuild_history(log: &Log) -> Result<State, StoreError> {
-    let trees = snapshot::Trees::open(log.sled()).map_err(LogError::from)?;
+    let trees = snapshot::Trees::open(log.sled(), log.dir()).map_err(LogError::from)?;
     trees.clear().map_err(LogError::from)?;
     let mut state = State::default();
     state.history.attach(trees);

@@ -1,7 +1,7 @@
 //! Damage on disk: a corrupt or missing log entry is an error naming its
 //! offset (never a panic, never a silently shorter state), whether it is
 //! alone in its chunk or among others; a damaged snapshot is refused with
-//! an error naming its tree, and `vato-admin rebuild` restores it.
+//! an error naming its file or tree, and `vato-admin rebuild` restores it.
 
 mod common;
 
@@ -254,53 +254,46 @@ fn damage_in_the_tail_after_a_snapshot_is_found_on_open() {
     assert_fails_at(dir.path(), tail_offset, "truncated tail entry");
 }
 
-/// Writes `bytes` as the state of the history tree's snapshot.
-fn put_snapshot_state(dir: &Path, bytes: &[u8]) {
-    let log = common::retry_lock(|| Log::open(dir)).expect("open log");
-    let tree = log.sled().open_tree(snapshot::SNAPSHOT_TREE).expect("tree");
-    tree.insert(snapshot::STATE_KEY, bytes).expect("insert");
-    log.sync().expect("sync");
-}
-
-fn snapshot_state(dir: &Path) -> Vec<u8> {
-    let log = common::retry_lock(|| Log::open(dir)).expect("open log");
-    let tree = log.sled().open_tree(snapshot::SNAPSHOT_TREE).expect("tree");
-    tree.get(snapshot::STATE_KEY)
-        .expect("read")
-        .expect("snapshot written by close()")
-        .to_vec()
+/// The latest snapshot file of the closed store in `dir`.
+fn snapshot_file(dir: &Path) -> std::path::PathBuf {
+    common::retry_lock(|| snapshot::latest_file(dir))
+        .expect("read the snapshot tree")
+        .expect("a snapshot file written by close()")
 }
 
 #[test]
-fn a_damaged_snapshot_is_refused_naming_its_tree_and_rebuild_restores_it() {
+fn a_damaged_snapshot_is_refused_naming_its_file_and_rebuild_restores_it() {
     let dir = tempfile::tempdir().expect("tempdir");
     let expected = populated(dir.path(), 40);
-    let good = snapshot_state(dir.path());
+    let file = snapshot_file(dir.path());
+    let good = std::fs::read(&file).expect("read the snapshot file");
 
-    let damaged: Vec<(&str, Vec<u8>)> = vec![
-        ("empty", Vec::new()),
-        ("truncated", good[..good.len() / 2].to_vec()),
-        ("flipped byte", {
-            let mut b = good.clone();
-            let i = b.len() / 3;
-            b[i] ^= 0xFF;
-            b
-        }),
-        ("garbage", vec![0xAB; 4096]),
+    let damaged: Vec<(&str, Option<Vec<u8>>)> = vec![
+        ("missing", None),
+        ("empty", Some(Vec::new())),
+        ("truncated", Some(good[..good.len() / 2].to_vec())),
+        ("one byte short", Some(good[..good.len() - 1].to_vec())),
         (
-            "not a state",
-            codec::encode(&vec![1u32, 2, 3]).expect("encode"),
+            "flipped byte",
+            Some({
+                let mut b = good.clone();
+                let i = b.len() / 3;
+                b[i] ^= 0xFF;
+                b
+            }),
         ),
+        ("garbage", Some(vec![0xAB; 4096])),
     ];
     for (name, bytes) in damaged {
-        put_snapshot_state(dir.path(), &bytes);
+        match bytes {
+            Some(bytes) => std::fs::write(&file, bytes).expect("damage"),
+            None => std::fs::remove_file(&file).expect("remove"),
+        }
         let opened = common::retry_lock(|| Store::open(common::config(dir.path(), 1_000_000)));
         let error = opened.err().map(|e| e.to_string()).unwrap_or_default();
         assert!(
-            error.contains(&format!(
-                "history tree `{}` is damaged",
-                snapshot::SNAPSHOT_TREE
-            )) && error.contains("vato-admin rebuild"),
+            error.contains(&format!("snapshot file {} is damaged", file.display()))
+                && error.contains("vato-admin rebuild"),
             "{name}: {error:?}"
         );
         // The log itself is untouched: a full replay still gives the state.
@@ -309,7 +302,19 @@ fn a_damaged_snapshot_is_refused_naming_its_tree_and_rebuild_restores_it() {
             "{name}"
         );
     }
-    // `vato-admin rebuild` makes the tree again from the log.
+    // A file whose parts are whole but whose state is not a state.
+    common::retry_lock(|| {
+        snapshot::replace_state(dir.path(), &codec::encode(&vec![1u32, 2, 3]).unwrap())
+    })
+    .expect("replace the state");
+    let opened = common::retry_lock(|| Store::open(common::config(dir.path(), 1_000_000)));
+    let error = opened.err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(
+        error.contains("is damaged (state: "),
+        "not a state: {error:?}"
+    );
+
+    // `vato-admin rebuild` makes the tree and the file again from the log.
     {
         let log = common::retry_lock(|| Log::open(dir.path())).expect("open log");
         let rebuilt = vato_eventlog::store::rebuild_history(&log).expect("rebuild history");
@@ -326,7 +331,10 @@ fn a_damaged_snapshot_is_refused_naming_its_tree_and_rebuild_restores_it() {
     // backup) is not trusted: the history is made again by a full replay.
     let mut ahead = expected.clone();
     ahead.next_offset += 1000;
-    put_snapshot_state(dir.path(), &codec::encode(&ahead).expect("encode"));
+    common::retry_lock(|| {
+        snapshot::replace_state(dir.path(), &codec::encode(&ahead).expect("encode"))
+    })
+    .expect("replace the state");
     let store = common::open(common::config(dir.path(), 1_000_000));
     assert!(
         *store.state() == expected,
@@ -335,43 +343,80 @@ fn a_damaged_snapshot_is_refused_naming_its_tree_and_rebuild_restores_it() {
     common::close(store);
 }
 
-/// The first layout of issue 12 kept the snapshot's state (and a pending
-/// layer) among the records in the `history` tree; an open moves them to
-/// the snapshot tree and serves the same state from there.
+/// A damaged commit in the snapshot tree (the file's generation) is
+/// refused naming the tree.
 #[test]
-fn a_snapshot_kept_among_the_records_is_moved_to_its_own_tree() {
+fn a_damaged_snapshot_commit_is_refused_naming_its_tree() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let expected = populated(dir.path(), 30);
-    let offset = expected.next_offset;
+    let expected = populated(dir.path(), 10);
     {
         let log = common::retry_lock(|| Log::open(dir.path())).expect("open log");
-        let records = log.sled().open_tree(snapshot::TREE).expect("records");
-        let own = log
-            .sled()
-            .open_tree(snapshot::SNAPSHOT_TREE)
-            .expect("snapshot");
-        let state = own
-            .remove(snapshot::STATE_KEY)
-            .expect("remove")
-            .expect("state");
-        records.insert(snapshot::STATE_KEY, state).expect("insert");
+        let tree = log.sled().open_tree(snapshot::SNAPSHOT_TREE).expect("tree");
+        tree.insert(snapshot::FILE_KEY, &[1u8, 2, 3][..])
+            .expect("insert");
         log.sync().expect("sync");
     }
-    assert_eq!(
-        common::retry_lock(|| snapshot::stored_offset(dir.path())).expect("offset"),
-        Some(offset),
-        "the state is found where the first layout kept it"
+    let opened = common::retry_lock(|| Store::open(common::config(dir.path(), 1_000_000)));
+    let error = opened.err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(
+        error.contains(&format!(
+            "history tree `{}` is damaged",
+            snapshot::SNAPSHOT_TREE
+        )) && error.contains("vato-admin rebuild"),
+        "{error:?}"
     );
-    let log = common::retry_lock(|| Log::open(dir.path())).expect("open log");
-    let records = log.sled().open_tree(snapshot::TREE).expect("records");
-    let own = log
-        .sled()
-        .open_tree(snapshot::SNAPSHOT_TREE)
-        .expect("snapshot");
-    assert!(records.get(snapshot::STATE_KEY).expect("read").is_none());
-    assert!(own.get(snapshot::STATE_KEY).expect("read").is_some());
-    drop((records, own, log));
+    {
+        let log = common::retry_lock(|| Log::open(dir.path())).expect("open log");
+        vato_eventlog::store::rebuild_history(&log).expect("rebuild history");
+    }
     let store = common::open(common::config(dir.path(), 1_000_000));
-    assert!(*store.state() == expected, "the same state after the move");
+    assert!(*store.state() == expected, "rebuilt");
     common::close(store);
+}
+
+/// The first layout of issue 12 kept the snapshot's state (and a pending
+/// layer) among the records in the `history` tree, the second as values
+/// of the snapshot tree; an open reads either and serves the same state,
+/// and the next snapshot writes a file and drops the old values.
+#[test]
+fn a_snapshot_of_an_earlier_layout_is_read_and_replaced_by_a_file() {
+    for layout in [snapshot::TREE, snapshot::SNAPSHOT_TREE] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let expected = populated(dir.path(), 30);
+        let offset = expected.next_offset;
+        let state = common::retry_lock(|| snapshot::stored_state(dir.path())).expect("state");
+        {
+            let log = common::retry_lock(|| Log::open(dir.path())).expect("open log");
+            let own = log
+                .sled()
+                .open_tree(snapshot::SNAPSHOT_TREE)
+                .expect("snapshot");
+            own.clear().expect("clear");
+            let tree = log.sled().open_tree(layout).expect("tree");
+            tree.insert(snapshot::STATE_KEY, state).expect("insert");
+            log.sync().expect("sync");
+        }
+        std::fs::remove_dir_all(dir.path().join(snapshot::file::DIR)).expect("remove files");
+        assert_eq!(
+            common::retry_lock(|| snapshot::stored_offset(dir.path())).expect("offset"),
+            Some(offset),
+            "{layout}: the state is found where that layout kept it"
+        );
+        let store = common::open(common::config(dir.path(), 1_000_000));
+        assert!(*store.state() == expected, "{layout}: the same state");
+        common::close(store);
+        let log = common::retry_lock(|| Log::open(dir.path())).expect("open log");
+        for name in [snapshot::TREE, snapshot::SNAPSHOT_TREE] {
+            let tree = log.sled().open_tree(name).expect("tree");
+            assert!(
+                tree.get(snapshot::STATE_KEY).expect("read").is_none(),
+                "{layout}: no state left in {name}"
+            );
+        }
+        drop(log);
+        assert!(snapshot_file(dir.path()).exists(), "{layout}: a file");
+        let store = common::open(common::config(dir.path(), 1_000_000));
+        assert!(*store.state() == expected, "{layout}: the same state");
+        common::close(store);
+    }
 }

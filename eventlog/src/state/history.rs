@@ -9,9 +9,9 @@
 //!   snapshot (read-only, shared with the snapshot thread);
 //! * the tree: everything up to the last snapshot.
 //!
-//! A snapshot writes the frozen layer *and* the encoded small state (users,
-//! conversations, counters) in one sled batch, so the tree always equals
-//! the state at the snapshot's offset: after a crash the store loads that
+//! A snapshot commits the frozen layer *and* the encoded small state
+//! (users, conversations, counters) at once (`crate::snapshot`), so the
+//! tree always equals the state at the snapshot's offset: after a crash the store loads that
 //! state and replays the log's tail into a fresh `active` layer; nothing
 //! is applied twice, nothing is missing. Without a tree (a `State` built in
 //! a test, a full replay for `verify`) everything stays in `active`.
@@ -29,15 +29,14 @@
 //! `x` id → conv, and `q` conv seq → id (seq cursors now bisect a
 //! conversation's `m` keys: its ids and seqs grow together).
 //!
-//! The snapshot's own values live in a second tree, [`SNAPSHOT_TREE`]:
-//! * `s` → the encoded [`State`](super::State) the records belong to;
-//! * `p` → the layer a snapshot committed and has not finished writing.
-//!
-//! They are megabytes each, and sled rewrites a leaf whole, values and
-//! all, whenever a key lands beside them: kept among the records (`p`
-//! sorts just before the `q` keys) every snapshot rewrote a 12 MB leaf
-//! per record, thousands of times (60 GB of sled blobs in a minute of the
-//! store benchmark).
+//! The snapshot's state and layer are a file of their own
+//! (`crate::snapshot::file`), its commit a second tree, [`SNAPSHOT_TREE`].
+//! Earlier layouts, read once and replaced by the next snapshot, kept the
+//! state (`s`) and the pending layer (`p`) as values: first among the
+//! records (sled rewrites a leaf whole whenever a key lands beside it:
+//! every snapshot rewrote a 12 MB leaf per record, 60 GB of sled blobs in
+//! a minute of the store benchmark), then in the snapshot tree (whose
+//! commit held sled's process-wide batch lock while it wrote them).
 
 use std::collections::BTreeMap;
 use std::ops::Range;
@@ -61,29 +60,36 @@ pub use probe::KeyProbe;
 
 /// The sled tree the history's records live in.
 pub const TREE: &str = "history";
-/// The sled tree of the snapshot's state and pending layer.
+/// The sled tree of the snapshot's commit: which snapshot file is the
+/// latest, and whether its layer's records are written.
 pub const SNAPSHOT_TREE: &str = "history-snapshot";
 
-/// In [`SNAPSHOT_TREE`]: the state of the snapshot.
+/// In [`SNAPSHOT_TREE`], before the snapshot files: the state of the
+/// snapshot (read once, then replaced by a file).
 pub const STATE: &[u8] = b"s";
-/// In [`SNAPSHOT_TREE`]: the layer a snapshot committed (with its state)
-/// and has not finished writing as records yet: see [`Layer::to_record`].
+/// In [`SNAPSHOT_TREE`], before the snapshot files: the layer a snapshot
+/// committed and had not finished writing as records.
 pub const PENDING_LAYER: &[u8] = b"p";
 
-/// The two trees of a history on disk.
+/// The trees of a history on disk, and the directory of its snapshot
+/// files.
 #[derive(Clone)]
 pub struct Trees {
     /// [`TREE`]: messages, indexes, idempotency keys.
     pub records: sled::Tree,
-    /// [`SNAPSHOT_TREE`]: the state and the pending layer.
+    /// [`SNAPSHOT_TREE`]: the snapshot's commit.
     pub snapshot: sled::Tree,
+    /// The snapshot files (`crate::snapshot::file`).
+    pub files: std::path::PathBuf,
 }
 
 impl Trees {
-    pub fn open(db: &sled::Db) -> sled::Result<Trees> {
+    /// The trees in `db`, the snapshot files in `dir` (the data directory).
+    pub fn open(db: &sled::Db, dir: &std::path::Path) -> sled::Result<Trees> {
         Ok(Trees {
             records: db.open_tree(TREE)?,
             snapshot: db.open_tree(SNAPSHOT_TREE)?,
+            files: dir.join(crate::snapshot::file::DIR),
         })
     }
 
@@ -107,7 +113,8 @@ pub enum HistoryError {
 #[derive(Clone, Default)]
 pub struct History {
     tree: Option<sled::Tree>,
-    snapshot_tree: Option<sled::Tree>,
+    /// The snapshot tree and files (`Trees::snapshot`, `Trees::files`).
+    snapshot: Option<(sled::Tree, std::path::PathBuf)>,
     active: Layer,
     frozen: Option<Arc<Layer>>,
     /// Keys found absent from the tree before their command was decided.
@@ -137,7 +144,7 @@ impl History {
     /// state's, as [`super::State`]'s loader ensures).
     pub fn attach(&mut self, trees: Trees) {
         self.tree = Some(trees.records);
-        self.snapshot_tree = Some(trees.snapshot);
+        self.snapshot = Some((trees.snapshot, trees.files));
     }
 
     /// What `Store::enqueue` reads idempotency keys in the tree with,
@@ -151,9 +158,11 @@ impl History {
 
     /// The trees the history is kept in; `None` when it is all in RAM.
     pub fn trees(&self) -> Option<Trees> {
+        let (snapshot, files) = self.snapshot.clone()?;
         Some(Trees {
             records: self.tree.clone()?,
-            snapshot: self.snapshot_tree.clone()?,
+            snapshot,
+            files,
         })
     }
 
@@ -359,7 +368,7 @@ impl History {
         active.keys = self.all_keys().into_iter().collect();
         History {
             tree: None,
-            snapshot_tree: None,
+            snapshot: None,
             active,
             frozen: None,
             hints: KeyHints::default(),

@@ -29,7 +29,7 @@ fn message(id: MessageId, conv: ConvId, seq: Seq) -> Message {
 fn on_disk() -> (tempfile::TempDir, History, Trees) {
     let dir = tempfile::tempdir().unwrap();
     let db = sled::open(dir.path().join("db")).unwrap();
-    let trees = Trees::open(&db).unwrap();
+    let trees = Trees::open(&db, dir.path()).unwrap();
     let mut history = History::default();
     history.attach(trees.clone());
     (dir, history, trees)

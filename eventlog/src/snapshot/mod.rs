@@ -1,22 +1,25 @@
 //! Snapshots, so that a restart replays only the log's tail (issue 12).
 //!
-//! A snapshot lives in sled beside the log: the history's records in the
-//! tree [`TREE`], the snapshot's own values in [`SNAPSHOT_TREE`]. It
-//! commits the history changed since the previous one (messages,
-//! idempotency keys) as one value, and the encoded small state (users,
-//! conversations, counters), in *one* small sled batch of the snapshot
-//! tree, and flushes: the commit point. Then it writes that layer's
-//! records a leaf at a time into the records tree and drops the committed
-//! value. A crash after the commit point leaves the value: the next open
-//! writes its records again (they are final values, so writing twice is
-//! writing once) before anything reads the tree. So the tree always
-//! holds the history and the state of one and the same offset.
+//! A snapshot lives beside the log: the history's records in the sled
+//! tree [`TREE`]; the encoded small state (users, conversations, counters)
+//! and the history changed since the previous snapshot (messages,
+//! idempotency keys, one "layer") in a file of its own ([`file`]); and its
+//! commit in the sled tree [`SNAPSHOT_TREE`]. A snapshot writes and syncs
+//! the file, then commits it: one tiny sled batch naming the file's
+//! generation, flushed. Then it writes the layer's records a leaf at a
+//! time into the records tree and marks the layer done. A crash after the
+//! commit leaves the layer unmarked: the next open writes its records
+//! again (they are final values, so writing twice is writing once) before
+//! anything reads the tree. So the tree always holds the history and the
+//! state of one and the same offset.
 //!
 //! Unlike the single-file snapshot of earlier versions (`snapshot.bin`,
 //! read no more: a directory that has one is migrated by a full replay on
 //! first open), this one is not a cache that can be dropped: the history
-//! lives only here and in the log. A damaged tree is refused with an error
-//! naming it; `vato-admin rebuild` makes it again from the log.
+//! lives only here and in the log. A damaged tree or file is refused with
+//! an error naming it; `vato-admin rebuild` makes them again from the log.
+
+pub mod file;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -26,7 +29,9 @@ use crate::log::{Log, LogError};
 use crate::state::history::{Layer, PENDING_LAYER, STATE};
 use crate::state::State;
 
-pub use crate::state::history::{Trees, SNAPSHOT_TREE, STATE as STATE_KEY, TREE};
+pub use crate::state::history::{
+    Trees, PENDING_LAYER as PENDING_LAYER_KEY, SNAPSHOT_TREE, STATE as STATE_KEY, TREE,
+};
 
 /// The snapshot file of versions before issue 12.
 pub const LEGACY_FILE: &str = "snapshot.bin";
@@ -35,10 +40,19 @@ pub fn legacy_path(dir: &Path) -> PathBuf {
     dir.join(LEGACY_FILE)
 }
 
+/// In [`SNAPSHOT_TREE`]: the generation of the latest snapshot's file
+/// (u64, big-endian): the snapshot's commit.
+pub const FILE_KEY: &[u8] = b"f";
+/// In [`SNAPSHOT_TREE`]: the generation whose layer's records are all
+/// written.
+pub const LAYER_DONE_KEY: &[u8] = b"d";
+
 #[derive(Debug, thiserror::Error)]
 pub enum SnapshotError {
     #[error("the history tree `{SNAPSHOT_TREE}` is damaged ({0}); run `vato-admin rebuild` to make it again from the log")]
     Damaged(String),
+    #[error("the snapshot file {path} is damaged ({reason}); run `vato-admin rebuild` to make it again from the log")]
+    DamagedFile { path: PathBuf, reason: String },
     #[error(transparent)]
     Log(#[from] LogError),
 }
@@ -88,24 +102,34 @@ impl Pending {
         let state = codec::encode(&self.state)
             .map_err(|e| LogError::Layout(format!("unencodable state: {e}")))?;
         let encoded = started.elapsed();
-        let state_bytes = state.len();
         let layer = self
             .layer
             .to_record()
             .map_err(|e| LogError::Layout(format!("unencodable history: {e}")))?;
+        let generation = generation(&self.trees.snapshot)
+            .map_err(|e| LogError::Layout(e.to_string()))?
+            .map_or(1, |g| g + 1);
+        file::write(&self.trees.files, generation, &state, &layer)?;
+        let written = started.elapsed();
+        // The commit: small, so sled's batch lock is held for microseconds
+        // (the values of the layout before the files go with it).
         let mut commit = sled::Batch::default();
-        commit.insert(STATE, state);
-        commit.insert(PENDING_LAYER, layer);
+        commit.insert(FILE_KEY, &generation.to_be_bytes());
+        commit.remove(LAYER_DONE_KEY);
+        commit.remove(STATE);
+        commit.remove(PENDING_LAYER);
         self.trees.snapshot.apply_batch(commit)?;
         self.trees.snapshot.flush()?;
         let committed = started.elapsed();
-        finish_layer(&self.trees, &self.layer)?;
-        drop_from_cache(&self.trees);
+        finish_layer(&self.trees, &self.layer, generation)?;
+        file::remove_others(&self.trees.files, Some(generation));
         tracing::info!(
             messages = self.layer.len(),
-            state_bytes,
+            state_bytes = state.len(),
+            layer_bytes = layer.len(),
             encode_ms = encoded.as_millis() as u64,
-            commit_ms = committed.as_millis() as u64,
+            file_ms = (written - encoded).as_millis() as u64,
+            commit_ms = (committed - written).as_millis() as u64,
             total_ms = started.elapsed().as_millis() as u64,
             "snapshot written"
         );
@@ -113,27 +137,43 @@ impl Pending {
     }
 }
 
-/// The encoded state is megabytes (29 MB with 20,000 users), read once at
-/// start and written once a snapshot: sled's page cache would keep it in
-/// RAM until its LRU reached it, a tenth of the process at 10M messages
-/// (BENCHMARKS.md, #12). Dropped from the cache once read or written; a
-/// failure only leaves it cached.
+/// The generation of the latest committed snapshot file.
+fn generation(tree: &sled::Tree) -> Result<Option<u64>, SnapshotError> {
+    let Some(bytes) = tree.get(FILE_KEY).map_err(LogError::from)? else {
+        return Ok(None);
+    };
+    let bytes: [u8; 8] = bytes.as_ref().try_into().map_err(|_| {
+        SnapshotError::Damaged(format!("a file generation of {} bytes", bytes.len()))
+    })?;
+    Ok(Some(u64::from_be_bytes(bytes)))
+}
+
+/// A state kept in the snapshot tree (the layout before the files) is
+/// megabytes, read once: sled's page cache would keep it in RAM until its
+/// LRU reached it. Dropped from the cache once read; a failure only leaves
+/// it cached.
 fn drop_from_cache(trees: &Trees) {
     if let Err(e) = trees.snapshot.page_out_leaf_of(STATE) {
         tracing::warn!("could not drop the snapshot's state from the cache: {e}");
     }
 }
 
-/// Writes a committed layer's records, then drops the committed value.
-fn finish_layer(trees: &Trees, layer: &Layer) -> Result<(), LogError> {
+/// Writes a committed layer's records, then marks them written.
+fn finish_layer(trees: &Trees, layer: &Layer, generation: u64) -> Result<(), LogError> {
+    write_records(trees, layer)?;
+    trees
+        .snapshot
+        .insert(LAYER_DONE_KEY, &generation.to_be_bytes())?;
+    Ok(())
+}
+
+fn write_records(trees: &Trees, layer: &Layer) -> Result<(), LogError> {
     layer.write_records(&trees.records).map_err(|e| match e {
         crate::state::history::HistoryError::Sled(e) => LogError::Sled(e),
         crate::state::history::HistoryError::Codec(e) => {
             LogError::Layout(format!("unencodable message: {e}"))
         }
-    })?;
-    trees.snapshot.remove(PENDING_LAYER)?;
-    Ok(())
+    })
 }
 
 /// After [`Pending::write`]: on success the frozen history is dropped from
@@ -158,37 +198,81 @@ pub fn write_now(state: &mut State) -> Result<(), LogError> {
     written
 }
 
-/// The state the snapshot tree holds, with the trees attached; `None`
-/// when it holds none (a new directory, or one from before issue 12).
+/// The state the latest snapshot holds, with the trees attached; `None`
+/// when there is none (a new directory, or one from before issue 12).
 pub fn load(trees: &Trees) -> Result<Option<State>, SnapshotError> {
     move_from_records(trees)?;
+    let generation = generation(&trees.snapshot)?;
+    let mut state = match generation {
+        Some(generation) => load_file(trees, generation)?,
+        None => match load_inline(trees)? {
+            Some(state) => state,
+            None => {
+                file::remove_others(&trees.files, None);
+                return Ok(None);
+            }
+        },
+    };
+    file::remove_others(&trees.files, generation);
+    // Indexes derived from `users` are not stored, nor the revoked tokens'
+    // expiry index: rebuilt here.
+    state.rebuild_user_indexes();
+    state.rebuild_token_index();
+    state.rebuild_ringing_index();
+    state.history.attach(trees.clone());
+    Ok(Some(state))
+}
+
+/// The state of snapshot file `generation`; its layer's records written
+/// first if the process died before it marked them so.
+fn load_file(trees: &Trees, generation: u64) -> Result<State, SnapshotError> {
+    let path = file::path(&trees.files, generation);
+    let damaged = |reason: String| SnapshotError::DamagedFile {
+        path: path.clone(),
+        reason,
+    };
+    let contents = file::read(&trees.files, generation).map_err(damaged)?;
+    let state = codec::decode(contents.state()).map_err(|e| damaged(format!("state: {e}")))?;
+    let done = trees.snapshot.get(LAYER_DONE_KEY).map_err(LogError::from)?;
+    if done.as_deref() != Some(&generation.to_be_bytes()[..]) {
+        if let Some(record) = contents.layer() {
+            let layer = Layer::from_record(record).map_err(|e| damaged(format!("layer: {e}")))?;
+            finish_layer(trees, &layer, generation)?;
+            trees.snapshot.flush().map_err(LogError::from)?;
+            tracing::info!(
+                messages = layer.len(),
+                "finished the last snapshot's records"
+            );
+        }
+    }
+    Ok(state)
+}
+
+/// The layout before the snapshot files: the state and a pending layer as
+/// values of the snapshot tree. The next snapshot removes them.
+fn load_inline(trees: &Trees) -> Result<Option<State>, SnapshotError> {
     let Some(bytes) = trees.snapshot.get(STATE).map_err(LogError::from)? else {
         return Ok(None);
     };
-    let mut state: State =
-        codec::decode(&bytes).map_err(|e| SnapshotError::Damaged(e.to_string()))?;
+    let state: State = codec::decode(&bytes).map_err(|e| SnapshotError::Damaged(e.to_string()))?;
     // Our handle on the cached value: released before the leaf leaves the
-    // cache (`drop_from_cache` below), or the value would stay alive.
+    // cache, or the value would stay alive.
     drop(bytes);
-    // A snapshot committed but not finished (the process died while it
-    // wrote its records): finish it before anything reads the tree.
     if let Some(pending) = trees.snapshot.get(PENDING_LAYER).map_err(LogError::from)? {
         let layer = Layer::from_record(&pending)
             .map_err(|e| SnapshotError::Damaged(format!("pending layer: {e}")))?;
-        finish_layer(trees, &layer)?;
+        write_records(trees, &layer)?;
+        trees
+            .snapshot
+            .remove(PENDING_LAYER)
+            .map_err(LogError::from)?;
         trees.snapshot.flush().map_err(LogError::from)?;
         tracing::info!(
             messages = layer.len(),
             "finished the last snapshot's records"
         );
     }
-    // Indexes derived from `users` are not stored, nor the revoked tokens'
-    // expiry index: rebuilt here.
-    state.rebuild_user_indexes();
-    state.rebuild_token_index();
-    state.rebuild_ringing_index();
     drop_from_cache(trees);
-    state.history.attach(trees.clone());
     Ok(Some(state))
 }
 
@@ -220,8 +304,40 @@ fn move_from_records(trees: &Trees) -> Result<(), LogError> {
 /// (`None`: no snapshot). What tests check a clean stop by.
 pub fn stored_offset(dir: &Path) -> Result<Option<u64>, SnapshotError> {
     let log = Log::open(dir)?;
-    let trees = Trees::open(log.sled()).map_err(LogError::from)?;
+    let trees = Trees::open(log.sled(), log.dir()).map_err(LogError::from)?;
     Ok(load(&trees)?.map(|state| state.next_offset))
+}
+
+/// The latest snapshot file of the closed store in `dir` (`None`: no
+/// snapshot, or one from before the files).
+pub fn latest_file(dir: &Path) -> Result<Option<PathBuf>, SnapshotError> {
+    let log = Log::open(dir)?;
+    let trees = Trees::open(log.sled(), log.dir()).map_err(LogError::from)?;
+    Ok(generation(&trees.snapshot)?.map(|g| file::path(&trees.files, g)))
+}
+
+/// Test hook: the encoded state in the latest snapshot file of the closed
+/// store in `dir`.
+#[cfg(feature = "testing")]
+pub fn stored_state(dir: &Path) -> Result<Vec<u8>, SnapshotError> {
+    let log = Log::open(dir)?;
+    let trees = Trees::open(log.sled(), log.dir()).map_err(LogError::from)?;
+    let generation = generation(&trees.snapshot)?
+        .ok_or_else(|| SnapshotError::Damaged("no snapshot file".into()))?;
+    let contents = file::read(&trees.files, generation).map_err(SnapshotError::Damaged)?;
+    Ok(contents.state().to_vec())
+}
+
+/// Test hook: rewrites the latest snapshot file of the closed store in
+/// `dir` with `state` (encoded) and no layer.
+#[cfg(feature = "testing")]
+pub fn replace_state(dir: &Path, state: &[u8]) -> Result<(), SnapshotError> {
+    let log = Log::open(dir)?;
+    let trees = Trees::open(log.sled(), log.dir()).map_err(LogError::from)?;
+    let generation = generation(&trees.snapshot)?
+        .ok_or_else(|| SnapshotError::Damaged("no snapshot file".into()))?;
+    file::write(&trees.files, generation, state, &[]).map_err(LogError::Io)?;
+    Ok(())
 }
 
 /// Test and admin hook: drops the snapshot and history of the closed store
@@ -232,6 +348,7 @@ pub fn discard(dir: &Path) -> Result<(), LogError> {
     log.sled().drop_tree(SNAPSHOT_TREE)?;
     log.sync()?;
     let _ = std::fs::remove_file(legacy_path(dir));
+    file::remove_others(&dir.join(file::DIR), None);
     Ok(())
 }
 
@@ -262,7 +379,7 @@ mod tests {
     fn a_snapshot_holds_the_state_it_was_taken_at() {
         let dir = tempfile::tempdir().unwrap();
         let db = sled::open(dir.path().join("db")).unwrap();
-        let trees = Trees::open(&db).unwrap();
+        let trees = Trees::open(&db, dir.path()).unwrap();
         let mut state = three_in_a_group();
         state.history.attach(trees.clone());
         post(&mut state, 1, "before");
