@@ -94,8 +94,9 @@ fn copy_without_history(state: &mut State) -> State {
 }
 
 impl Pending {
-    /// Encodes the state, writes the snapshot in one batch and makes it
-    /// durable. Then the caller thaws the state's history ([`finish`]),
+    /// Encodes the state and the layer, writes them to a new file and
+    /// commits it (durable once this returns), then writes the layer's
+    /// records. Then the caller thaws the state's history ([`finish`]),
     /// or unfreezes it on an error.
     pub fn write(&self) -> Result<(), LogError> {
         let started = std::time::Instant::now();
