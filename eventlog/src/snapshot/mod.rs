@@ -301,31 +301,44 @@ fn move_from_records(trees: &Trees) -> Result<(), LogError> {
     Ok(())
 }
 
+/// The trees of the closed store in `dir`, with its log (open while they
+/// are used).
+fn closed(dir: &Path) -> Result<(Log, Trees), SnapshotError> {
+    let log = Log::open(dir)?;
+    let trees = Trees::open(log.sled(), log.dir()).map_err(LogError::from)?;
+    Ok((log, trees))
+}
+
 /// The offset the snapshot of the closed store in `dir` was taken at
 /// (`None`: no snapshot). What tests check a clean stop by.
 pub fn stored_offset(dir: &Path) -> Result<Option<u64>, SnapshotError> {
-    let log = Log::open(dir)?;
-    let trees = Trees::open(log.sled(), log.dir()).map_err(LogError::from)?;
+    let (_log, trees) = closed(dir)?;
     Ok(load(&trees)?.map(|state| state.next_offset))
 }
 
 /// The latest snapshot file of the closed store in `dir` (`None`: no
 /// snapshot, or one from before the files).
 pub fn latest_file(dir: &Path) -> Result<Option<PathBuf>, SnapshotError> {
-    let log = Log::open(dir)?;
-    let trees = Trees::open(log.sled(), log.dir()).map_err(LogError::from)?;
+    let (_log, trees) = closed(dir)?;
     Ok(generation(&trees.snapshot)?.map(|g| file::path(&trees.files, g)))
+}
+
+/// The directory of the closed store in `dir`'s snapshot files, and the
+/// latest one's generation (an error when there is none).
+#[cfg(feature = "testing")]
+fn latest_generation(dir: &Path) -> Result<(PathBuf, u64), SnapshotError> {
+    let (_log, trees) = closed(dir)?;
+    let generation = generation(&trees.snapshot)?
+        .ok_or_else(|| SnapshotError::Damaged("no snapshot file".into()))?;
+    Ok((trees.files, generation))
 }
 
 /// Test hook: the encoded state in the latest snapshot file of the closed
 /// store in `dir`.
 #[cfg(feature = "testing")]
 pub fn stored_state(dir: &Path) -> Result<Vec<u8>, SnapshotError> {
-    let log = Log::open(dir)?;
-    let trees = Trees::open(log.sled(), log.dir()).map_err(LogError::from)?;
-    let generation = generation(&trees.snapshot)?
-        .ok_or_else(|| SnapshotError::Damaged("no snapshot file".into()))?;
-    let contents = file::read(&trees.files, generation).map_err(SnapshotError::Damaged)?;
+    let (files, generation) = latest_generation(dir)?;
+    let contents = file::read(&files, generation).map_err(SnapshotError::Damaged)?;
     Ok(contents.state().to_vec())
 }
 
@@ -333,11 +346,8 @@ pub fn stored_state(dir: &Path) -> Result<Vec<u8>, SnapshotError> {
 /// `dir` with `state` (encoded) and no layer.
 #[cfg(feature = "testing")]
 pub fn replace_state(dir: &Path, state: &[u8]) -> Result<(), SnapshotError> {
-    let log = Log::open(dir)?;
-    let trees = Trees::open(log.sled(), log.dir()).map_err(LogError::from)?;
-    let generation = generation(&trees.snapshot)?
-        .ok_or_else(|| SnapshotError::Damaged("no snapshot file".into()))?;
-    file::write(&trees.files, generation, state, &[]).map_err(LogError::Io)?;
+    let (files, generation) = latest_generation(dir)?;
+    file::write(&files, generation, state, &[]).map_err(LogError::Io)?;
     Ok(())
 }
 
