@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # loadtest/restart-bench.sh DATA_DIR SECONDS [KILL|TERM]: how long a
-# restart takes after traffic. Starts target/release/vato-server on
+# restart takes after traffic. Starts $BIN/vato-server (BIN defaults to
+# target/release; vato-load is taken from there too) on
 # DATA_DIR (a directory of `vato-admin generate`, or any), runs vato-load's
 # messaging scenario at 2,000 msg/s (200 users, 10 msg/s each) for SECONDS,
 # stops the server with SIGKILL (default) or SIGTERM, starts it again and
 # prints the seconds until its listening line.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-BIN="$ROOT/target/release"
+BIN="${BIN:-$ROOT/target/release}"
 DIR=$1 SECONDS_OF_LOAD=$2 SIGNAL=${3:-KILL}
 LOG=$(mktemp)
 listening() {
@@ -22,6 +23,7 @@ HOST=$(grep -o "listening on http://[^ ]*" "$LOG" | head -1 | sed "s/listening o
 "$BIN/vato-load" --host "$HOST" --scenarios messaging --users 200 --hatch-rate 50 \
   --run-time "${SECONDS_OF_LOAD}s" --msg-rate 10 2>&1 | grep -o "delivered=[0-9]* lost=[0-9]*" | tail -1
 echo "snapshots=$(grep -c 'snapshot written' "$LOG" || true)"
+echo "sled page-table snapshots (ms): $(grep -o 'page_table_ms=[0-9]*' "$LOG" | cut -d= -f2 | tr '\n' ' ')"
 kill "-$SIGNAL" "$PID"
 wait "$PID" 2>/dev/null || true
 : >"$LOG"

@@ -254,6 +254,10 @@ impl Store {
         self.inner.log.close()?;
         if !self.failed() {
             snapshot::write_now(&mut self.inner.state.write())?;
+            // The snapshot writes sled's page table too, unless a
+            // background one was still being written (then it did not
+            // run): the next open replays sled's log only from here.
+            self.inner.log.write_page_table_snapshot()?;
         }
         Ok(())
     }

@@ -92,3 +92,51 @@ fn a_layer_not_marked_written_is_written_at_the_next_open() {
     let own = log.sled().open_tree(snapshot::SNAPSHOT_TREE).expect("tree");
     assert!(own.get(snapshot::LAYER_DONE_KEY).expect("read").is_some());
 }
+
+/// sled's snapshots of its page table (`snap.<lsn>` in `DATA_DIR/sled`),
+/// newest first.
+fn sled_snapshots(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir.join("sled"))
+        .expect("list")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("snap."))
+        .collect();
+    names.sort();
+    names.reverse();
+    names
+}
+
+#[test]
+fn each_snapshot_writes_sleds_page_table_so_an_open_replays_only_since() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    populated(dir.path(), 10, 1_000_000);
+    let rt = common::runtime();
+    let store = common::open(common::config(dir.path(), 20));
+    // The open wrote sled's snapshot at the log's tip.
+    let at_open = sled_snapshots(dir.path());
+    assert_eq!(at_open.len(), 1, "{at_open:?}");
+    let (users, conv) = common::users_and_group(&rt, &store, &["cy", "dee"]);
+    for i in 0..60 {
+        let post = common::post(users[i % 2], conv, &format!("m {i}"), None, 100 + i as i64);
+        common::submit(&rt, &store, post).expect("post");
+    }
+    // Background snapshots (every 20 events) write a newer one while the
+    // store runs, not only when it closes or opens.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let running = loop {
+        let now = sled_snapshots(dir.path());
+        if now[0] > at_open[0] {
+            break now;
+        }
+        assert!(std::time::Instant::now() < deadline, "still {now:?}");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let expected = store.state().detached();
+    common::close(store);
+    let closed = sled_snapshots(dir.path());
+    assert!(closed[0] >= running[0], "{closed:?} after {running:?}");
+    assert_eq!(closed.len(), 1, "older ones removed: {closed:?}");
+    let store = common::open(common::config(dir.path(), 1_000_000));
+    assert!(*store.state() == expected, "the same state");
+    common::close(store);
+}

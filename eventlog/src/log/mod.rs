@@ -368,6 +368,13 @@ impl Log {
         }
     }
 
+    /// Writes sled's snapshot of its page table now, so that its next
+    /// open replays sled's log only from here (vendor/sled/VATO.md, the
+    /// thirteenth change); `false` if nothing was written since the last.
+    pub fn write_page_table_snapshot(&self) -> Result<bool, LogError> {
+        Ok(self.projection.sled().write_page_table_snapshot(true)?)
+    }
+
     /// Test hook: makes what sled holds now durable (after writing to it
     /// below the API).
     #[doc(hidden)]

@@ -818,6 +818,19 @@ impl Tree {
         self.context.pagecache.flush()
     }
 
+    /// Vato: writes sled's snapshot of its page table now, while the
+    /// database runs, so that the next open replays the log only from
+    /// here instead of from the previous open (upstream writes one only
+    /// when it opens a database). Safe to call at any time from any
+    /// thread (one runs at a time). Unless `force`, it does nothing until
+    /// the log has grown by four times the last one's size since it.
+    /// Returns whether one was written (not when nothing was written
+    /// since the last, or a page being allocated did not appear in time:
+    /// nothing changed). See VATO.md.
+    pub fn write_page_table_snapshot(&self, force: bool) -> Result<bool> {
+        self.context.pagecache.write_page_table_snapshot(force)
+    }
+
     /// Vato: drops the leaf that holds `key` from the page cache, as the
     /// cache's own eviction does (its place on disk is kept; the next
     /// read pulls it again). For a large value read or written once in a
