@@ -9,6 +9,8 @@
 //! (the `child` test below, which does nothing unless the parent set
 //! `VATO_SLED_CHILD_DIR`).
 
+mod common;
+
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -75,16 +77,6 @@ fn write_op(db: &sled::Db, i: u64) {
     }
 }
 
-fn snapshot_files(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .filter(|n| n.starts_with("snap."))
-        .collect();
-    names.sort();
-    names
-}
-
 /// Checks what a reopened database holds: every op up to `acked` (made
 /// durable before it was reported) is there, removals included; ops after
 /// it may or may not be, but batches are whole; nothing else is there.
@@ -145,7 +137,7 @@ fn snapshots_taken_while_writing_reopen_to_everything_written() {
     }
     // This open replays the first one's writes and writes its snapshot.
     let db = Arc::new(open(dir.path()));
-    let at_open = snapshot_files(dir.path());
+    let at_open = common::sled_snapshot_files(dir.path());
     assert_eq!(at_open.len(), 1, "{at_open:?}");
     let stop = Arc::new(AtomicBool::new(false));
     let snapshotter = {
@@ -177,7 +169,7 @@ fn snapshots_taken_while_writing_reopen_to_everything_written() {
         !db.write_page_table_snapshot(true).unwrap(),
         "nothing was written since: no snapshot"
     );
-    let running = snapshot_files(dir.path());
+    let running = common::sled_snapshot_files(dir.path());
     assert_eq!(running.len(), 1, "older snapshots removed: {running:?}");
     assert!(
         running[0] > at_open[0],

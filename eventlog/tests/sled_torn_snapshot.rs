@@ -4,6 +4,8 @@
 //! between leaves a torn `.generating` file; the next open must not read
 //! it (it used to, and failed with `Corruption { at: None }`).
 
+mod common;
+
 use std::path::Path;
 
 /// Opens the database, waiting for the previous handle's lock to go
@@ -19,16 +21,6 @@ fn open(dir: &Path) -> sled::Db {
         }
     }
     panic!("the database stayed locked");
-}
-
-fn snapshot_files(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .filter(|n| n.starts_with("snap."))
-        .collect();
-    names.sort();
-    names
 }
 
 #[test]
@@ -59,7 +51,7 @@ fn a_torn_generating_snapshot_is_not_read_and_goes_at_the_next_open() {
             "key {i}"
         );
     }
-    let left = snapshot_files(dir.path());
+    let left = common::sled_snapshot_files(dir.path());
     assert!(
         left.iter().all(|n| !n.ends_with(".generating")),
         "the open's own snapshot removed the torn files: {left:?}"

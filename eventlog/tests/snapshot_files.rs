@@ -93,15 +93,9 @@ fn a_layer_not_marked_written_is_written_at_the_next_open() {
     assert!(own.get(snapshot::LAYER_DONE_KEY).expect("read").is_some());
 }
 
-/// sled's snapshots of its page table (`snap.<lsn>` in `DATA_DIR/sled`),
-/// newest first.
+/// sled's snapshots of its page table (in `DATA_DIR/sled`), newest first.
 fn sled_snapshots(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(dir.join("sled"))
-        .expect("list")
-        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
-        .filter(|n| n.starts_with("snap."))
-        .collect();
-    names.sort();
+    let mut names = common::sled_snapshot_files(&dir.join("sled"));
     names.reverse();
     names
 }

@@ -83,3 +83,16 @@ pub fn users_and_group(
     );
     (users, conv)
 }
+
+/// The names of sled's page-table snapshots (`snap.<lsn>`, and
+/// `snap.<lsn>.generating` while one is written) in sled's directory
+/// `dir`, oldest first.
+pub fn sled_snapshot_files(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .expect("list sled's directory")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("snap."))
+        .collect();
+    names.sort();
+    names
+}
