@@ -176,6 +176,48 @@ impl IoBuf {
 /// (`write_to_log`; VATO.md, the twelfth change).
 const WRITE_BACK_BYTES: usize = 1 << 20;
 
+/// Vato: writes `data` at `offset` of `file` a `WRITE_BACK_BYTES` piece
+/// at a time, each `pwrite` followed by a `sync_file_range(WAIT_BEFORE |
+/// WRITE | WAIT_AFTER)` of that piece, so that it never queues megabytes
+/// at the device ahead of the WAL's `fdatasync`s. On a kernel without
+/// `sync_file_range` each piece is synced with `fsync` instead. Used by
+/// `write_to_log` (the twelfth change) and by the page-table snapshot's
+/// writer (the thirteenth). VATO.md.
+#[cfg(target_os = "linux")]
+pub(crate) fn pwrite_written_back(
+    file: &std::fs::File,
+    data: &[u8],
+    offset: u64,
+) -> Result<()> {
+    use std::os::unix::io::AsRawFd;
+    let mut done = 0;
+    while done < data.len() {
+        let len = (data.len() - done).min(WRITE_BACK_BYTES);
+        let at = offset + done as u64;
+        pwrite_all(file, &data[done..done + len], at)?;
+        let ret = unsafe {
+            libc::sync_file_range(
+                file.as_raw_fd(),
+                i64::try_from(at).unwrap(),
+                i64::try_from(len).unwrap(),
+                libc::SYNC_FILE_RANGE_WAIT_BEFORE
+                    | libc::SYNC_FILE_RANGE_WRITE
+                    | libc::SYNC_FILE_RANGE_WAIT_AFTER,
+            )
+        };
+        if ret < 0 {
+            let err = std::io::Error::last_os_error();
+            if let Some(libc::ENOSYS) = err.raw_os_error() {
+                file.sync_all()?;
+            } else {
+                return Err(err.into());
+            }
+        }
+        done += len;
+    }
+    Ok(())
+}
+
 #[derive(Debug)]
 pub(crate) struct StabilityIntervals {
     fsynced_ranges: Vec<(Lsn, Lsn)>,
@@ -740,32 +782,7 @@ impl IoBufs {
                 // queued megabytes at the device at once, and the WAL's
                 // `fdatasync` (every acknowledgement) waited behind them.
                 // The same range ends up written and waited for. VATO.md.
-                use std::os::unix::io::AsRawFd;
-                let mut done = 0;
-                while done < total_len {
-                    let len = (total_len - done).min(WRITE_BACK_BYTES);
-                    let at = log_offset + done as u64;
-                    pwrite_all(f, &data[done..done + len], at)?;
-                    let ret = unsafe {
-                        libc::sync_file_range(
-                            f.as_raw_fd(),
-                            i64::try_from(at).unwrap(),
-                            i64::try_from(len).unwrap(),
-                            libc::SYNC_FILE_RANGE_WAIT_BEFORE
-                                | libc::SYNC_FILE_RANGE_WRITE
-                                | libc::SYNC_FILE_RANGE_WAIT_AFTER,
-                        )
-                    };
-                    if ret < 0 {
-                        let err = std::io::Error::last_os_error();
-                        if let Some(libc::ENOSYS) = err.raw_os_error() {
-                            f.sync_all()?;
-                        } else {
-                            return Err(err.into());
-                        }
-                    }
-                    done += len;
-                }
+                pwrite_written_back(f, data, log_offset)?;
             } else {
                 pwrite_all(f, data, log_offset)?;
             }

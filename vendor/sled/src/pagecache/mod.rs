@@ -2214,7 +2214,7 @@ impl PageCache {
                 loop {
                     match self.inner.get(pid, &guard) {
                         Some(view) if !view.cache_infos.is_empty() => {
-                            if let Err(e) = writer.push(&view.to_page_state()) {
+                            if let Err(e) = writer.append(&view.to_page_state()) {
                                 writer.abandon();
                                 return Err(e);
                             }

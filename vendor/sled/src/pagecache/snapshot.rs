@@ -646,11 +646,8 @@ impl SnapshotWriter {
         Ok(writer)
     }
 
-    pub(crate) fn push(&mut self, page: &PageState) -> Result<()> {
-        self.append(page)
-    }
-
-    fn append<T: Serialize>(&mut self, item: &T) -> Result<()> {
+    /// Appends one item (a page's state, or the header's) to the file.
+    pub(crate) fn append<T: Serialize>(&mut self, item: &T) -> Result<()> {
         let at = self.buf.len();
         let size = usize::try_from(item.serialized_size()).unwrap();
         self.buf.resize(at + size, 0);
@@ -672,27 +669,10 @@ impl SnapshotWriter {
 
     /// Writes `buf` as it is (the trailer goes through here unhashed).
     fn write_raw_piece(&mut self) -> Result<()> {
-        pwrite_all(&self.file, &self.buf, self.offset)?;
         #[cfg(target_os = "linux")]
-        {
-            use std::os::unix::io::AsRawFd;
-            let ret = unsafe {
-                libc::sync_file_range(
-                    self.file.as_raw_fd(),
-                    i64::try_from(self.offset).unwrap(),
-                    i64::try_from(self.buf.len()).unwrap(),
-                    libc::SYNC_FILE_RANGE_WAIT_BEFORE
-                        | libc::SYNC_FILE_RANGE_WRITE
-                        | libc::SYNC_FILE_RANGE_WAIT_AFTER,
-                )
-            };
-            if ret < 0 {
-                let err = std::io::Error::last_os_error();
-                if err.raw_os_error() != Some(libc::ENOSYS) {
-                    return Err(err.into());
-                }
-            }
-        }
+        super::iobuf::pwrite_written_back(&self.file, &self.buf, self.offset)?;
+        #[cfg(not(target_os = "linux"))]
+        pwrite_all(&self.file, &self.buf, self.offset)?;
         self.offset += self.buf.len() as u64;
         self.buf.clear();
         Ok(())
