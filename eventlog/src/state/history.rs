@@ -435,7 +435,7 @@ impl History {
         };
         let frozen = Arc::try_unwrap(frozen).unwrap_or_else(|shared| (*shared).clone());
         for (id, m) in frozen.messages {
-            if let std::collections::hash_map::Entry::Vacant(slot) = self.active.messages.entry(id)
+            if let std::collections::btree_map::Entry::Vacant(slot) = self.active.messages.entry(id)
             {
                 self.active.by_conv.insert((m.conv_id, id));
                 slot.insert(m);

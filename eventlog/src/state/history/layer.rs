@@ -2,7 +2,7 @@
 //! active layer, or a frozen one a snapshot writes), and how a snapshot
 //! commits it and writes it as records.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::codec;
 use crate::event::{AttachmentId, ConvId, MessageId, Seq, UserId};
@@ -12,15 +12,30 @@ use super::keys::*;
 use super::{HistoryError, IdempotencyKey};
 
 /// What changed in one stretch of events.
+///
+/// The writer inserts into the active layer, which grows to
+/// `--snapshot-every` messages (50,000) and, when snapshots fall behind a
+/// closed-loop load, to hundreds of thousands. A std hash map doubles by
+/// moving every entry at once: that stopped the writer for 0.1-1 s at a
+/// time (perf of the store benchmark, BENCHMARKS.md #18). So messages are
+/// in a B-tree (their ids grow: each insert lands at its right edge), and
+/// the idempotency keys and attachments in a [`SpreadMap`].
 #[derive(Clone, Default, Debug)]
 pub struct Layer {
-    pub(super) messages: HashMap<MessageId, Message>,
+    pub(super) messages: BTreeMap<MessageId, Message>,
     pub(super) by_conv: BTreeSet<(ConvId, MessageId)>,
     pub(super) by_seq: BTreeMap<(ConvId, Seq), MessageId>,
-    pub(super) keys: HashMap<IdempotencyKey, MessageId>,
+    pub(super) keys: SpreadMap<IdempotencyKey, MessageId>,
     /// The attachments of this layer's messages (derived from them).
-    pub(super) attachments: HashMap<AttachmentId, MessageId>,
+    pub(super) attachments: SpreadMap<AttachmentId, MessageId>,
 }
+
+/// A hash map that moves its entries into a doubled table a few per
+/// insert instead of all at once (griddle). Keyed with std's `RandomState`
+/// (SipHash with a random key): client ids are chosen by clients. A
+/// B-tree of the keys cost the store benchmark 15 % of its appends/s
+/// (string comparisons down a tree of 100,000s of keys).
+pub(super) type SpreadMap<K, V> = griddle::HashMap<K, V, std::collections::hash_map::RandomState>;
 
 impl Layer {
     pub fn is_empty(&self) -> bool {
