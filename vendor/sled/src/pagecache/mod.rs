@@ -2214,10 +2214,7 @@ impl PageCache {
                 loop {
                     match self.inner.get(pid, &guard) {
                         Some(view) if !view.cache_infos.is_empty() => {
-                            if let Err(e) = writer.append(&view.to_page_state()) {
-                                writer.abandon();
-                                return Err(e);
-                            }
+                            writer.append(&view.to_page_state())?;
                             break;
                         }
                         // a page being allocated, not installed yet
@@ -2225,24 +2222,15 @@ impl PageCache {
                             waited += 1;
                             std::thread::yield_now();
                         }
-                        _ => {
-                            writer.abandon();
-                            return Ok(false);
-                        }
+                        // (the writer removes its file when dropped)
+                        _ => return Ok(false),
                     }
                 }
                 pid += 1;
             }
         }
-        let durable = || -> Result<()> {
-            self.log.flush()?;
-            self.config.file.sync_all()?;
-            Ok(())
-        };
-        if let Err(e) = durable() {
-            writer.abandon();
-            return Err(e);
-        }
+        self.log.flush()?;
+        self.config.file.sync_all()?;
         let bytes = writer.finish(&self.config)?;
         *last = (stable, bytes);
         Ok(true)

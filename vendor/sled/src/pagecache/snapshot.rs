@@ -533,17 +533,7 @@ fn write_snapshot(config: &RunningConfig, snapshot: &Snapshot) -> Result<()> {
     let crc32: [u8; 4] = u32_to_arr(crc32(&bytes));
     let len_bytes: [u8; 8] = u64_to_arr(decompressed_len as u64);
 
-    let path_1_suffix =
-        format!("snap.{:016X}.generating", snapshot.stable_lsn.unwrap_or(0));
-
-    let mut path_1 = config.get_path();
-    path_1.push(path_1_suffix);
-
-    let path_2_suffix =
-        format!("snap.{:016X}", snapshot.stable_lsn.unwrap_or(0));
-
-    let mut path_2 = config.get_path();
-    path_2.push(path_2_suffix);
+    let (path_1, path_2) = snapshot_paths(config, snapshot.stable_lsn.unwrap_or(0));
 
     let parent = path_1.parent().unwrap();
     std::fs::create_dir_all(parent)?;
@@ -573,17 +563,35 @@ fn write_snapshot(config: &RunningConfig, snapshot: &Snapshot) -> Result<()> {
 
     trace!("renamed snapshot to {}", path_2.to_string_lossy());
 
-    // clean up any old snapshots
-    let candidates = config.get_snapshot_files()?;
-    for path in candidates {
-        let path_str = path.file_name().unwrap().to_str().unwrap();
-        if !path_2.to_string_lossy().ends_with(&*path_str) {
+    remove_other_snapshots(config, &path_2)?;
+    Ok(())
+}
+
+/// The file a snapshot of `stable_lsn` is written to, and the name it is
+/// renamed to once complete.
+fn snapshot_paths(
+    config: &RunningConfig,
+    stable_lsn: Lsn,
+) -> (std::path::PathBuf, std::path::PathBuf) {
+    let dir = config.get_path();
+    (
+        dir.join(format!("snap.{:016X}.generating", stable_lsn)),
+        dir.join(format!("snap.{:016X}", stable_lsn)),
+    )
+}
+
+/// Removes every snapshot file but `keep` (a failure is only logged).
+fn remove_other_snapshots(
+    config: &RunningConfig,
+    keep: &std::path::Path,
+) -> Result<()> {
+    for path in config.get_snapshot_files()? {
+        if path.file_name() != keep.file_name() {
             debug!("removing old snapshot file {:?}", path);
 
             io_fail!(config, "snap write rm old");
 
             if let Err(e) = std::fs::remove_file(&path) {
-                // TODO should this just be a try return?
                 warn!(
                     "failed to remove old snapshot file, maybe snapshot race? {}",
                     e
@@ -622,11 +630,7 @@ impl SnapshotWriter {
         config: &RunningConfig,
         stable_lsn: Lsn,
     ) -> Result<SnapshotWriter> {
-        let generating = config
-            .get_path()
-            .join(format!("snap.{:016X}.generating", stable_lsn));
-        let finished =
-            config.get_path().join(format!("snap.{:016X}", stable_lsn));
+        let (generating, finished) = snapshot_paths(config, stable_lsn);
         let file = std::fs::OpenOptions::new()
             .write(true)
             .create(true)
@@ -692,18 +696,15 @@ impl SnapshotWriter {
         self.file.sync_all()?;
         std::fs::rename(&self.generating, &self.finished)?;
         std::fs::File::open(config.get_path())?.sync_all()?;
-        for path in config.get_snapshot_files()? {
-            if path.file_name() != self.finished.file_name() {
-                if let Err(e) = std::fs::remove_file(&path) {
-                    warn!("failed to remove old snapshot file {:?}: {}", path, e);
-                }
-            }
-        }
+        remove_other_snapshots(config, &self.finished)?;
         Ok(self.offset)
     }
+}
 
-    /// Gives up: removes the unfinished file.
-    pub(crate) fn abandon(self) {
+impl Drop for SnapshotWriter {
+    /// An unfinished file is removed (after `finish` renamed it, there is
+    /// none left under that name).
+    fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.generating);
     }
 }
