@@ -36,8 +36,33 @@ pub(super) fn segment_numbers(dir: &Path) -> Result<Vec<u64>, WalError> {
     Ok(numbers)
 }
 
-pub(super) fn open_segment(path: &Path) -> std::io::Result<File> {
-    OpenOptions::new().read(true).write(true).open(path)
+/// A segment opened for the writer.
+pub(super) struct Opened {
+    pub(super) file: File,
+    /// Opened with `O_DIRECT` (the file system allowed it): written a
+    /// whole [`super::BLOCK`] at a time (`Wal::append`).
+    pub(super) direct: bool,
+}
+
+/// Opens a segment for the writer, with `O_DIRECT` if `direct` and the
+/// file system takes it, as it is without where it does not (`EINVAL`).
+pub(super) fn open_segment(path: &Path, direct: bool) -> std::io::Result<Opened> {
+    let mut options = OpenOptions::new();
+    options.read(true).write(true);
+    if !direct {
+        return Ok(Opened {
+            file: options.open(path)?,
+            direct: false,
+        });
+    }
+    match options.clone().custom_flags(libc::O_DIRECT).open(path) {
+        Ok(file) => Ok(Opened { file, direct: true }),
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => Ok(Opened {
+            file: options.open(path)?,
+            direct: false,
+        }),
+        Err(e) => Err(e),
+    }
 }
 
 /// Makes segment `number` ready and durable under its name: a recycled
@@ -48,7 +73,8 @@ pub(super) fn prepare(
     number: u64,
     len: u64,
     recycled: Option<u64>,
-) -> std::io::Result<File> {
+    direct: bool,
+) -> std::io::Result<Opened> {
     let path = segment_path(dir, number);
     match recycled {
         Some(old) => std::fs::rename(segment_path(dir, old), &path)?,
@@ -65,7 +91,7 @@ pub(super) fn prepare(
         }
     }
     File::open(dir)?.sync_all()?;
-    open_segment(&path)
+    open_segment(&path, direct)
 }
 
 /// Writes zeros up to `len` (real blocks, not a hole or an unwritten
@@ -85,7 +111,7 @@ pub(super) fn grow_zeroed(file: &mut File, len: u64) -> std::io::Result<()> {
 /// What the writer and the preparer thread share.
 struct Shared {
     /// The segment ready for the writer, once prepared.
-    ready: Option<std::io::Result<(u64, File)>>,
+    ready: Option<std::io::Result<(u64, Opened)>>,
     /// Segments whose records are all checkpointed.
     recyclable: Vec<u64>,
     /// The number the next prepared segment gets.
@@ -106,6 +132,7 @@ impl Preparer {
         segment_bytes: u64,
         first: u64,
         recyclable: Vec<u64>,
+        direct: bool,
     ) -> Preparer {
         let shared = Arc::new((
             Mutex::new(Shared {
@@ -121,14 +148,14 @@ impl Preparer {
             .name("vato-wal-prepare".into())
             .spawn(move || {
                 crate::log::background_thread();
-                prepare_ahead(&dir, segment_bytes, &theirs)
+                prepare_ahead(&dir, segment_bytes, direct, &theirs)
             })
             .ok();
         Preparer { shared, thread }
     }
 
     /// The next segment, waiting for it if the preparer is not done.
-    pub(super) fn take(&self) -> std::io::Result<(u64, File)> {
+    pub(super) fn take(&self) -> std::io::Result<(u64, Opened)> {
         let (lock, ready) = &*self.shared;
         let mut shared = lock.lock();
         loop {
@@ -148,7 +175,7 @@ impl Preparer {
     }
 }
 
-fn prepare_ahead(dir: &Path, segment_bytes: u64, shared: &(Mutex<Shared>, Condvar)) {
+fn prepare_ahead(dir: &Path, segment_bytes: u64, direct: bool, shared: &(Mutex<Shared>, Condvar)) {
     let (lock, ready) = shared;
     loop {
         let (number, recycled) = {
@@ -164,7 +191,8 @@ fn prepare_ahead(dir: &Path, segment_bytes: u64, shared: &(Mutex<Shared>, Condva
             state.recyclable.sort_unstable();
             (number, state.recyclable.pop())
         };
-        let prepared = prepare(dir, number, segment_bytes, recycled).map(|file| (number, file));
+        let prepared =
+            prepare(dir, number, segment_bytes, recycled, direct).map(|file| (number, file));
         let mut state = lock.lock();
         state.ready = Some(prepared);
         ready.notify_all();
