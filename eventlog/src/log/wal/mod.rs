@@ -17,7 +17,8 @@
 //! else: no journal commit on the ack path, and a fresh store does not pay
 //! for growing its files while it serves its first clients.
 //!
-//! Where the file system allows it (ext4, xfs, tmpfs on Linux 6.6+), a
+//! Where the file system allows it (ext4 and xfs; tmpfs too on this
+//! machine's kernel), a
 //! segment is opened with `O_DIRECT`: a group commit writes the
 //! [`BLOCK`]s its record covers straight from the writer's buffer to the
 //! device, the block it starts in rewritten with the bytes already there
@@ -337,28 +338,22 @@ impl Wal {
     /// it grows it first (once, before any record is in it).
     fn roll(&mut self, record: u64) -> Result<(), WalError> {
         let (number, Opened { file, direct }) = self.preparer.take()?;
-        let mut len = file.metadata()?.len();
-        let needed = if direct {
-            record.next_multiple_of(BLOCK)
-        } else {
-            record
+        let mut next = Segment {
+            number,
+            len: file.metadata()?.len(),
+            file,
+            direct,
+            pos: 0,
+            last_lsn: 0,
         };
-        if needed > len {
-            len = record.next_multiple_of(BLOCK);
+        if !next.fits(record) {
+            next.len = record.next_multiple_of(BLOCK);
             // Through the page cache: direct writes need aligned buffers.
             let mut buffered = std::fs::OpenOptions::new()
                 .write(true)
                 .open(segment_path(&self.dir, number))?;
-            grow_zeroed(&mut buffered, len)?;
+            grow_zeroed(&mut buffered, next.len)?;
         }
-        let next = Segment {
-            number,
-            file,
-            direct,
-            pos: 0,
-            len,
-            last_lsn: 0,
-        };
         self.tail.clear();
         let old = std::mem::replace(&mut self.current, next);
         if old.last_lsn > 0 {

@@ -49,20 +49,17 @@ pub(super) struct Opened {
 pub(super) fn open_segment(path: &Path, direct: bool) -> std::io::Result<Opened> {
     let mut options = OpenOptions::new();
     options.read(true).write(true);
-    if !direct {
-        return Ok(Opened {
-            file: options.open(path)?,
-            direct: false,
-        });
+    if direct {
+        match options.clone().custom_flags(libc::O_DIRECT).open(path) {
+            Ok(file) => return Ok(Opened { file, direct: true }),
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {}
+            Err(e) => return Err(e),
+        }
     }
-    match options.clone().custom_flags(libc::O_DIRECT).open(path) {
-        Ok(file) => Ok(Opened { file, direct: true }),
-        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => Ok(Opened {
-            file: options.open(path)?,
-            direct: false,
-        }),
-        Err(e) => Err(e),
-    }
+    Ok(Opened {
+        file: options.open(path)?,
+        direct: false,
+    })
 }
 
 /// Makes segment `number` ready and durable under its name: a recycled
