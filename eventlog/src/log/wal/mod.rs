@@ -102,6 +102,9 @@ struct Segment {
     file: File,
     /// Opened with `O_DIRECT`: written a whole [`BLOCK`] at a time.
     direct: bool,
+    /// Direct: the bytes from the start of the block holding `pos` up to
+    /// it, which the next append writes again (empty otherwise).
+    tail: Vec<u8>,
     /// Where the next record goes.
     pos: u64,
     /// The file's (preallocated) size.
@@ -123,9 +126,6 @@ pub struct Wal {
     /// What one append writes (the record, and around it the rest of the
     /// blocks it touches when direct), reused across appends.
     buf: BlockBuf,
-    /// Direct segments: the bytes from the start of the block holding
-    /// `current.pos` up to it, which the next append writes again.
-    tail: Vec<u8>,
 }
 
 impl Segment {
@@ -191,11 +191,11 @@ impl Wal {
         let scan = scan(dir, &numbers, checkpoint)?;
         let next_number = numbers.last().map_or(0, |n| n + 1);
         let mut recyclable = scan.stale;
-        let mut tail = Vec::new();
         let (current, sealed) = match scan.tail {
             Some((number, end, last_lsn)) => {
                 let path = segment_path(dir, number);
                 let Opened { file, direct } = open_segment(&path, allow_direct)?;
+                let mut tail = Vec::new();
                 if direct {
                     // Read through the page cache: direct reads need
                     // aligned lengths.
@@ -207,6 +207,7 @@ impl Wal {
                     number,
                     file,
                     direct,
+                    tail,
                     pos: end,
                     len,
                     last_lsn,
@@ -229,6 +230,7 @@ impl Wal {
                     len: file.metadata()?.len(),
                     file,
                     direct,
+                    tail: Vec::new(),
                     pos: 0,
                     last_lsn: 0,
                 };
@@ -254,7 +256,6 @@ impl Wal {
             checkpointed: checkpoint,
             preparer,
             buf: BlockBuf::new(0),
-            tail,
         };
         wal.checkpoint(checkpoint);
         Ok((wal, scan.records))
@@ -285,7 +286,7 @@ impl Wal {
         let lsn = self.next_lsn;
         let start = self.current.write_start();
         self.buf.clear();
-        self.buf.extend_from_slice(&self.tail);
+        self.buf.extend_from_slice(&self.current.tail);
         self.buf.extend_from_slice(&len.to_le_bytes());
         self.buf.extend_from_slice(&crc(lsn, payload).to_le_bytes());
         self.buf.extend_from_slice(&lsn.to_le_bytes());
@@ -308,11 +309,11 @@ impl Wal {
         }
         self.current.file.sync_data()?;
         let end = self.current.pos + size;
-        self.tail.clear();
+        self.current.tail.clear();
         if self.current.direct {
             let from = (end - end % BLOCK - start) as usize;
             let to = (end - start) as usize;
-            self.tail.extend_from_slice(&self.buf[from..to]);
+            self.current.tail.extend_from_slice(&self.buf[from..to]);
         }
         self.current.pos = end;
         self.current.last_lsn = lsn;
@@ -343,6 +344,7 @@ impl Wal {
             len: file.metadata()?.len(),
             file,
             direct,
+            tail: Vec::new(),
             pos: 0,
             last_lsn: 0,
         };
@@ -354,7 +356,6 @@ impl Wal {
                 .open(segment_path(&self.dir, number))?;
             grow_zeroed(&mut buffered, next.len)?;
         }
-        self.tail.clear();
         let old = std::mem::replace(&mut self.current, next);
         if old.last_lsn > 0 {
             self.sealed.push((old.number, old.last_lsn));
