@@ -32,6 +32,7 @@ pub mod codec;
 pub mod command;
 pub mod event;
 pub mod log;
+pub mod paced;
 pub mod profile;
 pub mod snapshot;
 pub mod state;

@@ -29,7 +29,6 @@
 //! older than the grace).
 
 use std::collections::HashMap;
-use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -262,11 +261,7 @@ impl Media {
 
     async fn delete(&self, key: &str) -> Result<(), MediaError> {
         match &self.backend {
-            Backend::Files(dir) => match std::fs::remove_file(dir.join(key)) {
-                Ok(()) => Ok(()),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-                Err(e) => Err(error("remove", e)),
-            },
+            Backend::Files(dir) => remove_file(dir, key),
             Backend::Bucket(bucket) => match bucket.delete(key).await {
                 Ok(()) => Ok(()),
                 Err(e) if e.kind() == object_store::DeleteErrorKind::NotFound => Ok(()),
@@ -366,9 +361,38 @@ async fn open_bucket(
     }
 }
 
-/// Writes `bytes` as `dir/key` durably: a temporary file (0600), fsynced,
-/// renamed over, the directory fsynced. An existing `key` is left as it is
-/// (same key, same bytes).
+/// Removes `dir/key`. A file over a megabyte goes at once from its key
+/// (renamed to a temporary name, which the sweep at start removes if a
+/// crash leaves it), and its blocks go back a megabyte at a time in the
+/// background: an attachment of tens of MB freed at once held every
+/// acknowledgement behind the device's discard ([`vato_eventlog::paced`]).
+fn remove_file(dir: &Path, key: &str) -> Result<(), MediaError> {
+    let path = dir.join(key);
+    let removed = match std::fs::metadata(&path) {
+        Ok(meta) if meta.len() > vato_eventlog::paced::STEP => {
+            let doomed = dir.join(format!(".tmp-{:016x}", rand::random::<u64>()));
+            std::fs::rename(&path, &doomed).map(|()| {
+                tokio::task::spawn_blocking(move || {
+                    if let Err(e) = vato_eventlog::paced::remove(&doomed) {
+                        tracing::warn!("removing {}: {e}", doomed.display());
+                    }
+                });
+            })
+        }
+        Ok(_) => std::fs::remove_file(&path),
+        Err(e) => Err(e),
+    };
+    match removed {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(error("remove", e)),
+        _ => Ok(()),
+    }
+}
+
+/// Writes `bytes` as `dir/key` durably: a temporary file (0600), written a
+/// megabyte at a time ([`vato_eventlog::paced`]: an attachment of tens of
+/// MB handed to the device at once held the log's `fdatasync`s behind
+/// it), fsynced, renamed over, the directory fsynced. An existing `key` is
+/// left as it is (same key, same bytes).
 fn write_file(dir: &Path, key: &str, bytes: &[u8]) -> std::io::Result<()> {
     let path = dir.join(key);
     if path.exists() {
@@ -376,13 +400,14 @@ fn write_file(dir: &Path, key: &str, bytes: &[u8]) -> std::io::Result<()> {
     }
     let tmp = dir.join(format!(".tmp-{:016x}", rand::random::<u64>()));
     let written = (|| {
-        let mut file = std::fs::OpenOptions::new()
+        let file = std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
             .mode(0o600)
             .open(&tmp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
+        let mut paced = vato_eventlog::paced::PacedWriter::new(file);
+        paced.write_all(bytes)?;
+        paced.file().sync_all()?;
         std::fs::rename(&tmp, &path)?;
         std::fs::File::open(dir)?.sync_all()
     })();

@@ -19,9 +19,11 @@
 //! before the latest) is removed at the next load.
 
 use std::fs::{DirBuilder, File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+
+use crate::paced::PacedWriter;
 
 /// The directory, in the data directory, of the snapshot files.
 pub const DIR: &str = "snapshots";
@@ -54,55 +56,14 @@ pub fn write(files: &Path, generation: u64, state: &[u8], layer: &[u8]) -> io::R
         .truncate(true)
         .mode(0o600)
         .open(path(files, generation))?;
-    let mut paced = Paced { file, written: 0 };
+    // A megabyte at a time: tens of MB queued at once made the log's
+    // `fdatasync`s wait behind them.
+    let mut paced = PacedWriter::new(file);
     for part in [&header[..], state, layer] {
         paced.write_all(part)?;
     }
-    paced.file.sync_data()?;
+    paced.file().sync_data()?;
     File::open(files)?.sync_all()
-}
-
-/// Bytes a snapshot hands the device at a time.
-const WRITE_AHEAD: usize = 1 << 20;
-
-/// Writes a file [`WRITE_AHEAD`] bytes at a time, each written back
-/// before the next: a file of tens of MB queued at once made the log's
-/// `fdatasync`s wait behind it.
-struct Paced {
-    file: File,
-    written: u64,
-}
-
-impl Paced {
-    fn write_all(&mut self, bytes: &[u8]) -> io::Result<()> {
-        for chunk in bytes.chunks(WRITE_AHEAD) {
-            self.file.write_all(chunk)?;
-            self.write_back(chunk.len() as u64)?;
-        }
-        Ok(())
-    }
-
-    /// `sync_file_range` (Linux): starts the range's writeback and waits
-    /// for it. Not a durability point (`fdatasync` is, at the end).
-    fn write_back(&mut self, len: u64) -> io::Result<()> {
-        let start = self.written;
-        self.written += len;
-        #[cfg(target_os = "linux")]
-        {
-            use std::os::fd::AsRawFd;
-            let flags = libc::SYNC_FILE_RANGE_WAIT_BEFORE
-                | libc::SYNC_FILE_RANGE_WRITE
-                | libc::SYNC_FILE_RANGE_WAIT_AFTER;
-            // SAFETY: a plain syscall on a descriptor we own; no memory.
-            let r = unsafe {
-                libc::sync_file_range(self.file.as_raw_fd(), start as i64, len as i64, flags)
-            };
-            if r != 0 {
-                return Err(io::Error::last_os_error());
-            }
-        }
-        Ok(())
-    }
 }
 
 /// A file read whole: its state and, if its records were not all written,
@@ -153,8 +114,10 @@ pub fn read(files: &Path, generation: u64) -> Result<Contents, String> {
     })
 }
 
-/// Removes every snapshot file but `keep`'s: files no commit names. A
-/// failure is only logged (the file is removed at a later load).
+/// Removes every snapshot file but `keep`'s: files no commit names, a
+/// megabyte at a time ([`crate::paced::remove`]; tens of MB freed at once
+/// held the log's `fdatasync`s). A failure is only logged (the file is
+/// removed at a later load).
 pub fn remove_others(files: &Path, keep: Option<u64>) {
     let entries = match std::fs::read_dir(files) {
         Ok(entries) => entries,
@@ -169,7 +132,7 @@ pub fn remove_others(files: &Path, keep: Option<u64>) {
         let path = entry.path();
         let ours = path.extension().is_some_and(|e| e == "snap");
         if ours && Some(&path) != kept.as_ref() {
-            if let Err(e) = std::fs::remove_file(&path) {
+            if let Err(e) = crate::paced::remove(&path) {
                 tracing::warn!("could not remove {}: {e}", path.display());
             }
         }

@@ -3,8 +3,7 @@
 //! ready ahead of the writer.
 
 use std::fs::{File, OpenOptions};
-use std::io::Write;
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -12,6 +11,7 @@ use std::thread::JoinHandle;
 use parking_lot::{Condvar, Mutex};
 
 use super::{WalError, EXTENSION, TMP_NAME};
+use crate::paced::{self, PacedWriter};
 
 pub(super) fn segment_path(dir: &Path, number: u64) -> PathBuf {
     dir.join(format!("{number:016x}.{EXTENSION}"))
@@ -92,16 +92,19 @@ pub(super) fn prepare(
 }
 
 /// Writes zeros up to `len` (real blocks, not a hole or an unwritten
-/// extent, so later writes change no metadata) and fsyncs the file.
+/// extent, so later writes change no metadata) and fsyncs the file. A
+/// megabyte at a time ([`crate::paced`]): a new 16 MiB segment handed to
+/// the device at once held the WAL's `fdatasync`s behind it for 9-15 ms.
 pub(super) fn grow_zeroed(file: &mut File, len: u64) -> std::io::Result<()> {
-    let zeros = vec![0u8; 1 << 20];
-    let mut at = file.metadata()?.len();
-    while at < len {
-        let n = (len - at).min(zeros.len() as u64) as usize;
-        file.write_all_at(&zeros[..n], at)?;
-        at += n as u64;
+    let zeros = vec![0u8; paced::STEP as usize];
+    let at = file.metadata()?.len();
+    let mut paced = PacedWriter::at(&*file, at);
+    let mut left = len.saturating_sub(at);
+    while left > 0 {
+        let n = left.min(paced::STEP);
+        paced.write_all(&zeros[..n as usize])?;
+        left -= n;
     }
-    file.flush()?;
     file.sync_all()
 }
 

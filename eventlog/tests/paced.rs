@@ -1,0 +1,76 @@
+//! Big files written and removed a megabyte at a time (`vato_eventlog::paced`):
+//! the bytes are the bytes, and a removed file is gone, its name and its
+//! blocks.
+
+use std::fs::OpenOptions;
+use std::io::ErrorKind;
+use std::os::unix::fs::MetadataExt;
+
+use vato_eventlog::paced::{self, PacedWriter, STEP};
+
+/// 3.5 steps of bytes that differ from step to step.
+fn bytes() -> Vec<u8> {
+    (0..(STEP * 7 / 2) as usize)
+        .map(|i| (i % 251) as u8 ^ (i >> 20) as u8)
+        .collect()
+}
+
+#[test]
+fn a_paced_write_holds_every_byte_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("big");
+    let file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&path)
+        .unwrap();
+    let mut paced = PacedWriter::new(file);
+    let (head, tail) = (b"head".as_slice(), bytes());
+    paced.write_all(head).unwrap();
+    paced.write_all(&tail).unwrap();
+    paced.write_all(&[]).unwrap();
+    paced.file().sync_data().unwrap();
+    let read = std::fs::read(&path).unwrap();
+    assert_eq!(read.len(), head.len() + tail.len());
+    assert_eq!(&read[..4], head);
+    assert!(
+        read[4..] == tail[..],
+        "the bytes after the first write differ"
+    );
+}
+
+#[test]
+fn a_paced_removal_frees_the_blocks_and_the_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let (big, small) = (dir.path().join("big"), dir.path().join("small"));
+    std::fs::write(&big, bytes()).unwrap();
+    std::fs::write(&small, b"tiny").unwrap();
+    // Held open, the file's blocks stay in use after the removal unless
+    // the removal itself freed them.
+    let held = std::fs::File::open(&big).unwrap();
+    assert!(held.metadata().unwrap().blocks() * 512 >= STEP * 3);
+
+    paced::remove(&big).unwrap();
+    paced::remove(&small).unwrap();
+
+    assert_eq!(
+        std::fs::metadata(&big).unwrap_err().kind(),
+        ErrorKind::NotFound
+    );
+    assert_eq!(
+        std::fs::metadata(&small).unwrap_err().kind(),
+        ErrorKind::NotFound
+    );
+    let left = held.metadata().unwrap();
+    assert!(
+        left.len() <= STEP && left.blocks() * 512 <= STEP,
+        "shrunk to at most a step before the name went: {} bytes, {} blocks",
+        left.len(),
+        left.blocks()
+    );
+    assert_eq!(
+        paced::remove(&big).unwrap_err().kind(),
+        ErrorKind::NotFound,
+        "a missing file is an error its callers can tell apart"
+    );
+}
