@@ -182,7 +182,14 @@ impl Media {
     /// by JetStream (cluster). The key stays safe from removal while the
     /// returned [`Upload`] lives.
     pub async fn put(self: &Arc<Self>, bytes: Bytes, ext: &str) -> Result<Upload, MediaError> {
-        let key = key_for(&bytes, ext);
+        // Hashed off the async workers: 25 MiB is tens of ms of SHA-256,
+        // and every socket on the worker would wait for it.
+        let key = {
+            let (bytes, ext) = (bytes.clone(), ext.to_owned());
+            tokio::task::spawn_blocking(move || key_for(&bytes, &ext))
+                .await
+                .map_err(|e| error("hash task", e))?
+        };
         *self.in_flight.lock().entry(key.clone()).or_default() += 1;
         let upload = Upload {
             key: key.clone(),
