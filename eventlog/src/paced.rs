@@ -3,20 +3,21 @@
 //! Every acknowledgement waits for the WAL's write and `fdatasync`, on the
 //! same device as the snapshot files, the WAL's new segments and the media
 //! store. A big file handed to the device at once queues the commits in
-//! flight behind it (a 4 KiB write + `fdatasync` probe beside it, on this
-//! machine's disk):
-//! - 16 MiB of a new file written and then synced held the probe for
-//!   7-15 ms; written a megabyte at a time, each piece written back before
-//!   the next, 3-7 ms (the new file's blocks being allocated);
-//! - 32 MiB removed held it for 6-9 ms, 256 MiB for 24-33 ms. On a file
-//!   system mounted with `discard` (this machine's, and many cloud disks')
+//! flight behind it. What a probe doing a group commit's I/O (a 4 KiB
+//! direct write + `fdatasync`, every 0.5 ms) saw as its slowest commit on
+//! this machine's disk (`loadtest/bigfile-probe.py`):
+//! - 32 MiB written into a new file and then synced: 16-23 ms (256 MiB:
+//!   59-65 ms); written a megabyte at a time, each piece written back
+//!   before the next: 0.9-1.3 ms (256 MiB: 1.2-7.3 ms);
+//! - 32 MiB removed: up to 8 ms (256 MiB: 23-36 ms). On a file system
+//!   mounted with `discard` (this machine's, and many cloud disks')
 //!   freeing a file's blocks sends the device a discard of all of them at
-//!   once. Shrunk a megabyte at a time, with a millisecond between steps,
-//!   the probe saw no stall.
+//!   once. Shrunk a megabyte at a time, a millisecond apart: at most
+//!   0.9 ms.
 //!
 //! End to end (BENCHMARKS.md, "Big files a megabyte at a time"): with a
 //! 25 MiB attachment written and removed every 2 s beside 2,000 msg/s,
-//! delivery p99.9 went from 29 to 9 ms.
+//! delivery p99.9 went from 25 to 10 ms (medians of 6 alternated runs).
 
 use std::borrow::Borrow;
 use std::fs::{File, OpenOptions};
