@@ -24,12 +24,12 @@ fn a_paced_write_holds_every_byte_in_order() {
         .create_new(true)
         .open(&path)
         .unwrap();
-    let mut paced = PacedWriter::new(file);
+    let mut paced = PacedWriter::new(&file);
     let (head, tail) = (b"head".as_slice(), bytes());
     paced.write_all(head).unwrap();
     paced.write_all(&tail).unwrap();
     paced.write_all(&[]).unwrap();
-    paced.file().sync_data().unwrap();
+    file.sync_data().unwrap();
     let read = std::fs::read(&path).unwrap();
     assert_eq!(read.len(), head.len() + tail.len());
     assert_eq!(&read[..4], head);

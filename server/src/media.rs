@@ -412,9 +412,8 @@ fn write_file(dir: &Path, key: &str, bytes: &[u8]) -> std::io::Result<()> {
             .create_new(true)
             .mode(0o600)
             .open(&tmp)?;
-        let mut paced = vato_eventlog::paced::PacedWriter::new(file);
-        paced.write_all(bytes)?;
-        paced.file().sync_all()?;
+        vato_eventlog::paced::PacedWriter::new(&file).write_all(bytes)?;
+        file.sync_all()?;
         std::fs::rename(&tmp, &path)?;
         std::fs::File::open(dir)?.sync_all()
     })();

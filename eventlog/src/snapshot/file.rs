@@ -58,11 +58,11 @@ pub fn write(files: &Path, generation: u64, state: &[u8], layer: &[u8]) -> io::R
         .open(path(files, generation))?;
     // A megabyte at a time: tens of MB queued at once made the log's
     // `fdatasync`s wait behind them.
-    let mut paced = PacedWriter::new(file);
+    let mut paced = PacedWriter::new(&file);
     for part in [&header[..], state, layer] {
         paced.write_all(part)?;
     }
-    paced.file().sync_data()?;
+    file.sync_data()?;
     File::open(files)?.sync_all()
 }
 

@@ -351,10 +351,10 @@ impl Wal {
         if !next.fits(record) {
             next.len = record.next_multiple_of(BLOCK);
             // Through the page cache: direct writes need aligned buffers.
-            let mut buffered = std::fs::OpenOptions::new()
+            let buffered = std::fs::OpenOptions::new()
                 .write(true)
                 .open(segment_path(&self.dir, number))?;
-            grow_zeroed(&mut buffered, next.len)?;
+            grow_zeroed(&buffered, next.len)?;
         }
         let old = std::mem::replace(&mut self.current, next);
         if old.last_lsn > 0 {

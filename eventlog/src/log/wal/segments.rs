@@ -77,13 +77,13 @@ pub(super) fn prepare(
         Some(old) => std::fs::rename(segment_path(dir, old), &path)?,
         None => {
             let tmp = dir.join(TMP_NAME);
-            let mut file = OpenOptions::new()
+            let file = OpenOptions::new()
                 .write(true)
                 .create(true)
                 .truncate(true)
                 .mode(0o600)
                 .open(&tmp)?;
-            grow_zeroed(&mut file, len)?;
+            grow_zeroed(&file, len)?;
             std::fs::rename(&tmp, &path)?;
         }
     }
@@ -95,10 +95,10 @@ pub(super) fn prepare(
 /// extent, so later writes change no metadata) and fsyncs the file. A
 /// megabyte at a time ([`crate::paced`]): a new 16 MiB segment handed to
 /// the device at once held the WAL's `fdatasync`s behind it for 9-15 ms.
-pub(super) fn grow_zeroed(file: &mut File, len: u64) -> std::io::Result<()> {
+pub(super) fn grow_zeroed(file: &File, len: u64) -> std::io::Result<()> {
     let zeros = vec![0u8; paced::STEP as usize];
     let at = file.metadata()?.len();
-    let mut paced = PacedWriter::at(&*file, at);
+    let mut paced = PacedWriter::at(file, at);
     let mut left = len.saturating_sub(at);
     while left > 0 {
         let n = left.min(paced::STEP);
