@@ -21,18 +21,18 @@
 
 use std::fs::{File, OpenOptions};
 use std::io;
-use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::time::Duration;
 
-/// Bytes handed to the device, or freed, at a time.
+/// Bytes freed at a time (and written: sled's `WRITE_BACK_BYTES`).
 pub const STEP: u64 = 1 << 20;
 /// The pause between two freed steps: the device serves the log's writes
 /// in it.
 const FREE_PAUSE: Duration = Duration::from_millis(1);
 
-/// Writes a file [`STEP`] bytes at a time, each written back (and waited
-/// for) before the next. Not a durability point: sync the file at the end.
+/// Writes a file a megabyte at a time, each piece written back (and
+/// waited for) before the next. Not a durability point: sync the file at
+/// the end.
 pub struct PacedWriter<'a> {
     file: &'a File,
     /// Where the next bytes go.
@@ -50,34 +50,15 @@ impl<'a> PacedWriter<'a> {
         PacedWriter { file, at: offset }
     }
 
-    /// Writes `bytes` where the last write ended.
+    /// Writes `bytes` where the last write ended: the vendored sled's
+    /// `pwrite_written_back`, which writes sled's own buffers back the
+    /// same way (a megabyte at a time, each piece waited for).
     pub fn write_all(&mut self, bytes: &[u8]) -> io::Result<()> {
-        for chunk in bytes.chunks(STEP as usize) {
-            self.file.write_all_at(chunk, self.at)?;
-            self.write_back(chunk.len() as u64)?;
-        }
-        Ok(())
-    }
-
-    /// `sync_file_range` (Linux): starts the range's writeback and waits
-    /// for it.
-    fn write_back(&mut self, len: u64) -> io::Result<()> {
-        let start = self.at;
-        self.at += len;
         #[cfg(target_os = "linux")]
-        {
-            use std::os::fd::AsRawFd;
-            let flags = libc::SYNC_FILE_RANGE_WAIT_BEFORE
-                | libc::SYNC_FILE_RANGE_WRITE
-                | libc::SYNC_FILE_RANGE_WAIT_AFTER;
-            // SAFETY: a plain syscall on a descriptor we own; no memory.
-            let r = unsafe {
-                libc::sync_file_range(self.file.as_raw_fd(), start as i64, len as i64, flags)
-            };
-            if r != 0 {
-                return Err(io::Error::last_os_error());
-            }
-        }
+        sled::pwrite_written_back(self.file, bytes, self.at).map_err(io::Error::from)?;
+        #[cfg(not(target_os = "linux"))]
+        std::os::unix::fs::FileExt::write_all_at(self.file, bytes, self.at)?;
+        self.at += bytes.len() as u64;
         Ok(())
     }
 }

@@ -251,6 +251,10 @@ pub use self::{
     tree::{CompareAndSwapError, Tree},
 };
 
+/// Vato: see VATO.md, the fourteenth change.
+#[cfg(target_os = "linux")]
+pub use self::pagecache::pwrite_written_back;
+
 use {
     self::{
         arc::Arc,

@@ -181,10 +181,11 @@ const WRITE_BACK_BYTES: usize = 1 << 20;
 /// WRITE | WAIT_AFTER)` of that piece, so that it never queues megabytes
 /// at the device ahead of the WAL's `fdatasync`s. On a kernel without
 /// `sync_file_range` each piece is synced with `fsync` instead. Used by
-/// `write_to_log` (the twelfth change) and by the page-table snapshot's
-/// writer (the thirteenth). VATO.md.
+/// `write_to_log` (the twelfth change), by the page-table snapshot's
+/// writer (the thirteenth), and by Vato's big files
+/// (`vato_eventlog::paced`, the fourteenth). VATO.md.
 #[cfg(target_os = "linux")]
-pub(crate) fn pwrite_written_back(
+pub fn pwrite_written_back(
     file: &std::fs::File,
     data: &[u8],
     offset: u64,

@@ -65,6 +65,11 @@ pub use self::{
     logger::{Log, LogRead},
 };
 
+/// Vato: Vato's big files are written back the way sled's buffers are
+/// (VATO.md, the fourteenth change).
+#[cfg(target_os = "linux")]
+pub use self::iobuf::pwrite_written_back;
+
 /// The offset of a segment. This equals its `LogOffset` (or the offset of any
 /// item contained inside it) divided by the configured `segment_size`.
 pub type SegmentId = usize;
