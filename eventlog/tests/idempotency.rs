@@ -140,6 +140,35 @@ fn concurrent_copies_in_one_batch_make_one_message() {
     common::close(store);
 }
 
+/// Takes the answers that arrived, checking that none arrived before an
+/// answer queued before it: from the last queued to the first, once one
+/// has arrived, every one before it must have arrived too.
+fn take_answers_in_order(
+    queued: &mut [(usize, Option<vato_eventlog::store::Answer>)],
+    replies: &mut [Option<(vato_eventlog::event::MessageId, bool)>],
+) {
+    let mut arrived_later: Option<usize> = None;
+    for (i, answer) in queued.iter_mut().rev() {
+        let Some(receiver) = answer.as_mut() else {
+            continue;
+        };
+        match receiver.try_recv() {
+            Ok(result) => {
+                let applied = result.expect("storage").expect("post");
+                replies[*i] = Some(message_id(&applied.reply));
+                *answer = None;
+                arrived_later.get_or_insert(*i);
+            }
+            Err(tokio::sync::oneshot::error::TryRecvError::Empty) => {
+                if let Some(later) = arrived_later {
+                    panic!("command {later} was answered before command {i}, queued before it");
+                }
+            }
+            Err(e) => panic!("command {i}: {e}"),
+        }
+    }
+}
+
 /// How many messages an answer's events posted.
 fn posts(applied: &vato_eventlog::Applied) -> usize {
     applied
@@ -147,4 +176,53 @@ fn posts(applied: &vato_eventlog::Applied) -> usize {
         .iter()
         .filter(|e| matches!(e.event, vato_eventlog::Event::MessagePosted { .. }))
         .count()
+}
+
+/// Answers leave in the order the commands were queued, across group
+/// commits and snapshots, so a repeat is never answered before its
+/// original is durable. A writer that answers a batch with nothing to
+/// write at once, while the batch before it still syncs (the pipelined
+/// writer tried for #18, BENCHMARKS.md, answered so), fails this test.
+#[test]
+fn answers_leave_in_queue_order_across_group_commits() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rt = common::runtime();
+    let store = common::open(common::config(dir.path(), 300));
+    let (users, conv) = common::users_and_group(&rt, &store, &["ana", "bo"]);
+    let count = 3_000usize;
+    // Commands 3k, 3k+1 and 3k+2 carry one key: an original, two repeats.
+    // Rounds of originals, then their repeats a moment later, so that
+    // batches of repeats alone (nothing to write) follow batches of
+    // originals; the answers so far are checked after each part.
+    let mut queued = Vec::new();
+    let mut replies = vec![None; count];
+    for round in 0..count / 30 {
+        for part in 0..3 {
+            for j in 0..10 {
+                let i = round * 30 + j * 3 + part;
+                let key = format!("k{}", i / 3);
+                let post = common::post(users[0], conv, "x", Some(&key), 100 + i as i64);
+                let answer = rt.block_on(store.enqueue(post, None)).expect("queued");
+                queued.push((i, Some(answer)));
+            }
+            std::thread::sleep(Duration::from_micros(50));
+            take_answers_in_order(&mut queued, &mut replies);
+        }
+    }
+    while replies.iter().any(Option::is_none) {
+        std::thread::sleep(Duration::from_micros(200));
+        take_answers_in_order(&mut queued, &mut replies);
+    }
+    for (i, reply) in replies.iter().enumerate() {
+        let (id, created) = reply.expect("answered");
+        let (original, _) = replies[i - i % 3].expect("answered");
+        assert_eq!(
+            created,
+            i % 3 == 0,
+            "command {i}: only the first of three creates"
+        );
+        assert_eq!(id, original, "command {i} names its key's message");
+    }
+    assert_eq!(posted_with(&store, "k0"), 1);
+    common::close(store);
 }
