@@ -19,16 +19,12 @@
 //! 25 MiB attachment written and removed every 2 s beside 2,000 msg/s,
 //! delivery p99.9 went from 25 to 10 ms (medians of 6 alternated runs).
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io;
 use std::path::Path;
-use std::time::Duration;
 
-/// Bytes freed at a time (and written: sled's `WRITE_BACK_BYTES`).
+/// Bytes written and freed at a time (sled's `WRITE_BACK_BYTES`).
 pub const STEP: u64 = 1 << 20;
-/// The pause between two freed steps: the device serves the log's writes
-/// in it.
-const FREE_PAUSE: Duration = Duration::from_millis(1);
 
 /// Writes a file a megabyte at a time, each piece written back (and
 /// waited for) before the next. Not a durability point: sync the file at
@@ -63,21 +59,15 @@ impl<'a> PacedWriter<'a> {
     }
 }
 
-/// Removes the file at `path`, first shrinking it [`STEP`] at a time with
-/// a pause between steps, so that its blocks go back to the file system
-/// (and, under `discard`, to the device) a megabyte at a time. Takes
-/// [`FREE_PAUSE`] per MiB: call it where nobody waits (a background
-/// thread, `spawn_blocking`). The name stays until the file is empty:
-/// callers remove only names nobody reads, or rename the file to such a
-/// name first. Not durable by itself, as `remove_file` is not.
+/// Removes the file at `path`, first shrinking it [`STEP`] at a time, a
+/// millisecond apart, so that its blocks go back to the file system (and,
+/// under `discard`, to the device) a megabyte at a time: the vendored
+/// sled's `remove_paced`, which removes sled's replaced page-table
+/// snapshots the same way. Takes a millisecond per MiB: call it where
+/// nobody waits (a background thread, `spawn_blocking`). The name stays
+/// until the file is empty: callers remove only names nobody reads, or
+/// rename the file to such a name first. Not durable by itself, as
+/// `remove_file` is not.
 pub fn remove(path: &Path) -> io::Result<()> {
-    let file = OpenOptions::new().write(true).open(path)?;
-    let mut len = file.metadata()?.len();
-    while len > STEP {
-        len -= STEP;
-        file.set_len(len)?;
-        std::thread::sleep(FREE_PAUSE);
-    }
-    drop(file);
-    std::fs::remove_file(path)
+    sled::remove_paced(path)
 }

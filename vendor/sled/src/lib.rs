@@ -254,6 +254,8 @@ pub use self::{
 /// Vato: see VATO.md, the fourteenth change.
 #[cfg(target_os = "linux")]
 pub use self::pagecache::pwrite_written_back;
+/// Vato: see VATO.md, the fifteenth change.
+pub use self::pagecache::remove_paced;
 
 use {
     self::{

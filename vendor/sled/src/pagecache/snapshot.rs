@@ -591,7 +591,8 @@ fn remove_other_snapshots(
 
             io_fail!(config, "snap write rm old");
 
-            if let Err(e) = std::fs::remove_file(&path) {
+            // Vato: a megabyte at a time (VATO.md, the fifteenth change).
+            if let Err(e) = super::remove_paced(&path) {
                 warn!(
                     "failed to remove old snapshot file, maybe snapshot race? {}",
                     e
