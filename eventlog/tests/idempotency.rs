@@ -180,9 +180,9 @@ fn posts(applied: &vato_eventlog::Applied) -> usize {
 
 /// Answers leave in the order the commands were queued, across group
 /// commits and snapshots, so a repeat is never answered before its
-/// original is durable. A writer that answers a batch with nothing to
-/// write at once, while the batch before it still syncs (the pipelined
-/// writer tried for #18, BENCHMARKS.md, answered so), fails this test.
+/// original is durable. Written beside the pipelined writer tried for #18
+/// (BENCHMARKS.md): a variant of it that answered a batch with nothing to
+/// write at once, while the batch before it still synced, failed it.
 #[test]
 fn answers_leave_in_queue_order_across_group_commits() {
     let dir = tempfile::tempdir().expect("tempdir");
