@@ -23,8 +23,9 @@ use std::fs::File;
 use std::io;
 use std::path::Path;
 
-/// Bytes written and freed at a time (sled's `WRITE_BACK_BYTES`).
-pub const STEP: u64 = 1 << 20;
+/// Bytes written and freed at a time: the vendored sled's step, which
+/// [`PacedWriter`] and [`remove`] go by.
+pub const STEP: u64 = sled::WRITE_BACK_BYTES as u64;
 
 /// Writes a file a megabyte at a time, each piece written back (and
 /// waited for) before the next. Not a durability point: sync the file at

@@ -173,8 +173,10 @@ impl IoBuf {
 
 
 /// Vato: how much of a sealed buffer is handed to the device at a time
-/// (`write_to_log`; VATO.md, the twelfth change).
-const WRITE_BACK_BYTES: usize = 1 << 20;
+/// (`write_to_log`; VATO.md, the twelfth change), and of a file removed
+/// by `remove_paced` (the fifteenth). Public: Vato's big files go the same
+/// step (`vato_eventlog::paced::STEP`).
+pub const WRITE_BACK_BYTES: usize = 1 << 20;
 
 /// Vato: writes `data` at `offset` of `file` a `WRITE_BACK_BYTES` piece
 /// at a time, each `pwrite` followed by a `sync_file_range(WAIT_BEFORE |
