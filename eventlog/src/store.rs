@@ -275,7 +275,7 @@ pub fn recover(log: &Log) -> Result<State, StoreError> {
 /// goes.
 pub fn recover_with(log: &Log, snapshot_every: u64) -> Result<State, StoreError> {
     let next = log.next_offset()?;
-    let trees = snapshot::Trees::open(log.sled(), log.dir()).map_err(LogError::from)?;
+    let trees = snapshot::trees(log)?;
     let mut state = match snapshot::load(&trees)? {
         Some(state) if state.next_offset <= next => state,
         loaded => {
@@ -286,7 +286,7 @@ pub fn recover_with(log: &Log, snapshot_every: u64) -> Result<State, StoreError>
                     "snapshot is ahead of the log; replaying the whole log"
                 );
             }
-            trees.clear().map_err(LogError::from)?;
+            trees.clear().map_err(snapshot::history_error)?;
             let mut state = State::default();
             state.history.attach(trees);
             state
@@ -298,8 +298,10 @@ pub fn recover_with(log: &Log, snapshot_every: u64) -> Result<State, StoreError>
         snapshot::write_now(&mut state)?;
         std::fs::remove_file(&legacy).map_err(LogError::Io)?;
         tracing::info!(
-            "migrated: the history is in the `{}` tree, {} removed",
-            snapshot::TREE,
+            "migrated: the history is in {}, {} removed",
+            log.dir()
+                .join(crate::state::history::records::FILE)
+                .display(),
             legacy.display()
         );
     }
@@ -309,8 +311,8 @@ pub fn recover_with(log: &Log, snapshot_every: u64) -> Result<State, StoreError>
 /// Makes the history tree again from the log (`vato-admin rebuild`): what
 /// was in it is dropped first. The log is only read.
 pub fn rebuild_history(log: &Log) -> Result<State, StoreError> {
-    let trees = snapshot::Trees::open(log.sled(), log.dir()).map_err(LogError::from)?;
-    trees.clear().map_err(LogError::from)?;
+    let trees = snapshot::trees(log)?;
+    trees.clear().map_err(snapshot::history_error)?;
     let mut state = State::default();
     state.history.attach(trees);
     replay_with_snapshots(log, &mut state, DEFAULT_SNAPSHOT_EVERY)?;

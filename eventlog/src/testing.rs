@@ -25,7 +25,8 @@ pub fn retry_lock<T, E: std::fmt::Display>(
         match attempt() {
             Err(e)
                 if Instant::now() < deadline
-                    && e.to_string().contains("could not acquire lock") =>
+                    && (e.to_string().contains("could not acquire lock")
+                        || e.to_string().contains("Cannot acquire lock")) =>
             {
                 std::thread::sleep(Duration::from_millis(5));
             }

@@ -413,6 +413,12 @@ fn a_snapshot_of_an_earlier_layout_is_read_and_replaced_by_a_file() {
                 "{layout}: no state left in {name}"
             );
         }
+        let records = snapshot::trees(&log).expect("trees").records;
+        assert!(
+            records.get(snapshot::STATE_KEY).expect("read").is_none(),
+            "{layout}: no state left among the records"
+        );
+        drop(records);
         drop(log);
         assert!(snapshot_file(dir.path()).exists(), "{layout}: a file");
         let store = common::open(common::config(dir.path(), 1_000_000));

@@ -77,9 +77,9 @@ fn a_layer_not_marked_written_is_written_at_the_next_open() {
         own.remove(snapshot::LAYER_DONE_KEY)
             .expect("remove")
             .expect("the layer was marked written");
-        log.sled()
-            .open_tree(snapshot::TREE)
-            .expect("tree")
+        snapshot::trees(&log)
+            .expect("trees")
+            .records
             .clear()
             .expect("clear");
         log.sync().expect("sync");

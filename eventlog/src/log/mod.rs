@@ -382,6 +382,11 @@ impl Log {
         self.projection.sync()
     }
 
+    /// The bound of sled's page cache this log was opened with.
+    pub fn cache_bytes(&self) -> u64 {
+        self.projection.cache_bytes
+    }
+
     /// Test hook: sled itself, to damage the log below its API.
     #[doc(hidden)]
     pub fn sled(&self) -> &sled::Db {

@@ -31,6 +31,9 @@ pub struct Projection {
     /// Files in sled's `blobs/` directory already fsynced (see `sync`).
     pub(super) synced_blobs: Mutex<HashSet<OsString>>,
     pub(super) dir: PathBuf,
+    /// The bound of sled's page cache (and of the history records' cache,
+    /// which the snapshot opens beside the log).
+    pub(super) cache_bytes: u64,
 }
 
 impl Projection {
@@ -61,6 +64,7 @@ impl Projection {
             db,
             synced_blobs: Mutex::new(HashSet::new()),
             dir: dir.to_path_buf(),
+            cache_bytes,
         };
         match log.meta.get(LAYOUT)? {
             Some(layout) if layout == CHUNKED => {

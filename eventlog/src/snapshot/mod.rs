@@ -26,7 +26,7 @@ use std::sync::Arc;
 
 use crate::codec;
 use crate::log::{Log, LogError};
-use crate::state::history::{Layer, PENDING_LAYER, STATE};
+use crate::state::history::{HistoryError, Layer, PENDING_LAYER, STATE};
 use crate::state::State;
 
 pub use crate::state::history::{
@@ -184,12 +184,16 @@ fn finish_layer(trees: &Trees, layer: &Layer, generation: u64) -> Result<(), Log
 }
 
 fn write_records(trees: &Trees, layer: &Layer) -> Result<(), LogError> {
-    layer.write_records(&trees.records).map_err(|e| match e {
-        crate::state::history::HistoryError::Sled(e) => LogError::Sled(e),
-        crate::state::history::HistoryError::Codec(e) => {
-            LogError::Layout(format!("unencodable message: {e}"))
-        }
-    })
+    layer.write_records(&trees.records).map_err(history_error)
+}
+
+/// A history error as the log's (what the store's callers see).
+pub fn history_error(e: HistoryError) -> LogError {
+    match e {
+        HistoryError::Sled(e) => LogError::Sled(e),
+        HistoryError::Codec(e) => LogError::Layout(format!("unencodable message: {e}")),
+        HistoryError::Records(e) => LogError::Layout(e.to_string()),
+    }
 }
 
 /// After [`Pending::write`]: on success the frozen history is dropped from
@@ -297,10 +301,12 @@ fn load_inline(trees: &Trees) -> Result<Option<State>, SnapshotError> {
 /// flushed, before they go from the records; a crash in between leaves
 /// both copies, equal, and the move is done again).
 fn move_from_records(trees: &Trees) -> Result<(), LogError> {
-    let Some(state) = trees.records.get(STATE)? else {
+    let records = &trees.records;
+    let read = |key: &[u8]| records.get(key).map_err(|e| records.error(e));
+    let Some(state) = read(STATE).map_err(layout)? else {
         return Ok(());
     };
-    let pending = trees.records.get(PENDING_LAYER)?;
+    let pending = read(PENDING_LAYER).map_err(layout)?;
     let mut moved = sled::Batch::default();
     moved.insert(STATE, state);
     match pending {
@@ -309,18 +315,33 @@ fn move_from_records(trees: &Trees) -> Result<(), LogError> {
     }
     trees.snapshot.apply_batch(moved)?;
     trees.snapshot.flush()?;
-    trees.records.remove(PENDING_LAYER)?;
-    trees.records.remove(STATE)?;
-    trees.records.flush()?;
+    records
+        .write(|table| {
+            for key in [PENDING_LAYER, STATE] {
+                table.remove(key).map_err(|e| records.error(e))?;
+            }
+            Ok(())
+        })
+        .map_err(layout)?;
     tracing::info!("moved the snapshot to the `{SNAPSHOT_TREE}` tree");
     Ok(())
+}
+
+fn layout(e: crate::state::history::RecordsError) -> LogError {
+    LogError::Layout(e.to_string())
+}
+
+/// The history's trees and records beside `log` (their read cache the
+/// size of the log's).
+pub fn trees(log: &Log) -> Result<Trees, LogError> {
+    Trees::open(log.sled(), log.dir(), log.cache_bytes()).map_err(history_error)
 }
 
 /// The trees of the closed store in `dir`, with its log (open while they
 /// are used).
 fn closed(dir: &Path) -> Result<(Log, Trees), SnapshotError> {
     let log = Log::open(dir)?;
-    let trees = Trees::open(log.sled(), log.dir()).map_err(LogError::from)?;
+    let trees = trees(&log)?;
     Ok((log, trees))
 }
 
@@ -370,7 +391,7 @@ pub fn replace_state(dir: &Path, state: &[u8]) -> Result<(), SnapshotError> {
 /// in `dir`, so that its next open replays (and projects) the whole log.
 pub fn discard(dir: &Path) -> Result<(), LogError> {
     let log = Log::open(dir)?;
-    log.sled().drop_tree(TREE)?;
+    trees(&log)?.clear().map_err(history_error)?;
     log.sled().drop_tree(SNAPSHOT_TREE)?;
     log.sync()?;
     let _ = std::fs::remove_file(legacy_path(dir));
@@ -405,7 +426,7 @@ mod tests {
     fn a_snapshot_holds_the_state_it_was_taken_at() {
         let dir = tempfile::tempdir().unwrap();
         let db = sled::open(dir.path().join("db")).unwrap();
-        let trees = Trees::open(&db, dir.path()).unwrap();
+        let trees = Trees::open(&db, dir.path(), 1 << 20).unwrap();
         let mut state = three_in_a_group();
         state.history.attach(trees.clone());
         post(&mut state, 1, "before");

@@ -50,6 +50,7 @@ use super::model::Message;
 mod keys;
 mod layer;
 mod probe;
+pub mod records;
 #[cfg(test)]
 mod tests;
 
@@ -57,8 +58,10 @@ use keys::*;
 pub use layer::Layer;
 use probe::KeyHints;
 pub use probe::KeyProbe;
+pub use records::{Records, RecordsError};
 
-/// The sled tree the history's records live in.
+/// The sled tree the history's records lived in before they moved to
+/// their own file ([`records::FILE`]); migrated on open.
 pub const TREE: &str = "history";
 /// The sled tree of the snapshot's commit: which snapshot file is the
 /// latest, and whether its layer's records are written.
@@ -75,8 +78,8 @@ pub const PENDING_LAYER: &[u8] = b"p";
 /// files.
 #[derive(Clone)]
 pub struct Trees {
-    /// [`TREE`]: messages, indexes, idempotency keys.
-    pub records: sled::Tree,
+    /// [`records::FILE`]: messages, indexes, idempotency keys.
+    pub records: Records,
     /// [`SNAPSHOT_TREE`]: the snapshot's commit.
     pub snapshot: sled::Tree,
     /// The snapshot files (`crate::snapshot::file`).
@@ -84,19 +87,33 @@ pub struct Trees {
 }
 
 impl Trees {
-    /// The trees in `db`, the snapshot files in `dir` (the data directory).
-    pub fn open(db: &sled::Db, dir: &std::path::Path) -> sled::Result<Trees> {
+    /// The snapshot tree in `db`; the records' file (its read cache
+    /// `cache_bytes`) and the snapshot files in `dir` (the data
+    /// directory). Records still in sled's [`TREE`] (the layout before)
+    /// move to the file first.
+    pub fn open(
+        db: &sled::Db,
+        dir: &std::path::Path,
+        cache_bytes: u64,
+    ) -> Result<Trees, HistoryError> {
+        let records = Records::open(&dir.join(records::FILE), cache_bytes)?;
+        records.migrate_from(db, TREE).map_err(|e| match e {
+            records::MigrateError::Sled(e) => HistoryError::Sled(e),
+            records::MigrateError::Records(e) => HistoryError::Records(e),
+        })?;
         Ok(Trees {
-            records: db.open_tree(TREE)?,
+            records,
             snapshot: db.open_tree(SNAPSHOT_TREE)?,
             files: dir.join(crate::snapshot::file::DIR),
         })
     }
 
     /// Empties both (a full replay follows).
-    pub fn clear(&self) -> sled::Result<()> {
+    pub fn clear(&self) -> Result<(), HistoryError> {
         self.snapshot.clear()?;
-        self.records.clear()
+        self.records
+            .clear()
+            .map_err(|e| HistoryError::Records(self.records.error(e)))
     }
 }
 
@@ -108,11 +125,13 @@ pub enum HistoryError {
     Sled(#[from] sled::Error),
     #[error(transparent)]
     Codec(#[from] codec::CodecError),
+    #[error(transparent)]
+    Records(#[from] RecordsError),
 }
 
 #[derive(Clone, Default)]
 pub struct History {
-    tree: Option<sled::Tree>,
+    tree: Option<Records>,
     /// The snapshot tree and files (`Trees::snapshot`, `Trees::files`).
     snapshot: Option<(sled::Tree, std::path::PathBuf)>,
     active: Layer,
@@ -262,18 +281,22 @@ impl History {
         ];
         if let Some(tree) = &self.tree {
             let range = message_key(conv, ids.start)..message_key(conv, ids.end.max(ids.start));
-            let keys = tree.range(range);
-            let id_of = |item: sled::Result<(sled::IVec, sled::IVec)>| match item {
-                Ok((key, _)) => Some(be_u64(&key[9..])),
-                Err(e) => {
-                    tracing::error!("history tree `{TREE}` unreadable: {e}");
-                    None
+            match tree.range(&range.start[..]..&range.end[..]) {
+                Ok(keys) => {
+                    let id_of = |item: Result<(Vec<u8>, Vec<u8>), redb::StorageError>| match item {
+                        Ok((key, _)) => Some(be_u64(&key[9..])),
+                        Err(e) => {
+                            unreadable(tree, e);
+                            None
+                        }
+                    };
+                    if newest_first {
+                        sources.push(Box::new(keys.rev().map_while(id_of)));
+                    } else {
+                        sources.push(Box::new(keys.map_while(id_of)));
+                    }
                 }
-            };
-            if newest_first {
-                sources.push(Box::new(keys.rev().map_while(id_of)));
-            } else {
-                sources.push(Box::new(keys.map_while(id_of)));
+                Err(e) => unreadable(tree, e),
             }
         }
         Merge::new(sources, newest_first)
@@ -316,7 +339,7 @@ impl History {
     pub fn all_messages(&self) -> BTreeMap<MessageId, Message> {
         let mut all = BTreeMap::new();
         if let Some(tree) = &self.tree {
-            for item in tree.scan_prefix([MESSAGE]) {
+            for item in tree.with_tag(MESSAGE).into_iter().flatten() {
                 let Ok((_, bytes)) = item else { continue };
                 if let Some(m) = decode(&bytes) {
                     all.insert(m.id, m);
@@ -335,7 +358,7 @@ impl History {
     pub fn all_keys(&self) -> BTreeMap<IdempotencyKey, MessageId> {
         let mut all = BTreeMap::new();
         if let Some(tree) = &self.tree {
-            for item in tree.scan_prefix([KEY]) {
+            for item in tree.with_tag(KEY).into_iter().flatten() {
                 let Ok((key, id)) = item else { continue };
                 if key.len() < 17 {
                     continue;

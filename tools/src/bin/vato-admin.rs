@@ -20,7 +20,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use vato_eventlog::log::Log;
-use vato_eventlog::{snapshot, store};
+use vato_eventlog::store;
 
 #[derive(Parser)]
 #[command(
@@ -162,9 +162,10 @@ fn run(cli: Cli) -> Result<ExitCode, BoxError> {
             let log = open_log(&dir)?;
             let state = store::rebuild_history(&log)?;
             println!(
-                "rebuilt {} events; history tree `{}` and snapshot written",
+                "rebuilt {} events; the history's records ({}) and snapshot written",
                 state.next_offset,
-                snapshot::TREE
+                dir.join(vato_eventlog::state::history::records::FILE)
+                    .display()
             );
             Ok(ExitCode::SUCCESS)
         }

@@ -5,7 +5,7 @@ use crate::codec;
 use crate::event::{ConvId, MessageId, Seq, UserId};
 
 use super::super::model::Message;
-use super::TREE;
+use super::records::Records;
 
 pub(super) const MESSAGE: u8 = b'm';
 /// Written before owner blocks (one record per message); still read.
@@ -53,14 +53,19 @@ impl Iterator for Merge<'_> {
     }
 }
 
-pub(super) fn read(tree: &sled::Tree, key: &[u8]) -> Option<sled::IVec> {
+pub(super) fn read(tree: &Records, key: &[u8]) -> Option<Vec<u8>> {
     match tree.get(key) {
         Ok(value) => value,
         Err(e) => {
-            tracing::error!("history tree `{TREE}` unreadable: {e}");
+            unreadable(tree, e);
             None
         }
     }
+}
+
+/// Logs a read of the records that failed (the read then finds nothing).
+pub(super) fn unreadable(tree: &Records, e: impl Into<redb::Error>) {
+    tracing::error!("unreadable: {}", tree.error(e));
 }
 
 pub(super) fn decode(bytes: &[u8]) -> Option<Message> {
@@ -68,7 +73,7 @@ pub(super) fn decode(bytes: &[u8]) -> Option<Message> {
         Ok(m) => Some(m),
         Err(e) => {
             tracing::error!(
-                "history tree `{TREE}` holds a damaged message: {e}; run `vato-admin rebuild`"
+                "the history's records hold a damaged message: {e}; run `vato-admin rebuild`"
             );
             None
         }
@@ -107,7 +112,7 @@ pub(super) fn idempotency_key(sender: UserId, conv: ConvId, client_id: &str) -> 
 
 /// The conversation of message `id`: its owner block, or its `x` record
 /// (written by earlier versions).
-pub(super) fn owner(tree: &sled::Tree, id: MessageId) -> Option<ConvId> {
+pub(super) fn owner(tree: &Records, id: MessageId) -> Option<ConvId> {
     let slot = (id % OWNERS_PER_BLOCK) as usize * 8;
     let in_block = read(tree, &id_key(OWNER_BLOCK, id / OWNERS_PER_BLOCK))
         .filter(|block| block.len() >= slot + 8)
@@ -119,29 +124,29 @@ pub(super) fn owner(tree: &sled::Tree, id: MessageId) -> Option<ConvId> {
 /// The first message of `conv` in the tree whose seq is ≥ `seq`: a
 /// bisection over the conversation's `m` keys (ids and seqs grow
 /// together), one seek and one decode a step.
-pub(super) fn first_at_seq_in(tree: &sled::Tree, conv: ConvId, seq: Seq) -> Option<MessageId> {
+pub(super) fn first_at_seq_in(tree: &Records, conv: ConvId, seq: Seq) -> Option<MessageId> {
     let end_key = message_key(conv, MessageId::MAX);
-    let entry = |item: sled::Result<(sled::IVec, sled::IVec)>| match item {
+    let entry = |item: Result<(Vec<u8>, Vec<u8>), redb::StorageError>| match item {
         Ok((key, value)) => Some((be_u64(&key[9..]), decode(&value)?.seq)),
         Err(e) => {
-            tracing::error!("history tree `{TREE}` unreadable: {e}");
+            unreadable(tree, e);
+            None
+        }
+    };
+    let range = |from: MessageId| match tree.range(&message_key(conv, from)[..]..&end_key[..]) {
+        Ok(entries) => Some(entries),
+        Err(e) => {
+            unreadable(tree, e);
             None
         }
     };
     // The first message at or after id `from`.
-    let first_from = |from: MessageId| {
-        tree.range(message_key(conv, from)..end_key.clone())
-            .next()
-            .and_then(entry)
-    };
+    let first_from = |from: MessageId| range(from)?.next().and_then(entry);
     let (first, first_seq) = first_from(0)?;
     if first_seq >= seq {
         return Some(first);
     }
-    let (last, last_seq) = tree
-        .range(message_key(conv, 0)..end_key.clone())
-        .next_back()
-        .and_then(entry)?;
+    let (last, last_seq) = range(0)?.next_back().and_then(entry)?;
     if last_seq < seq {
         return None;
     }

@@ -68,7 +68,7 @@ impl KeyHints {
 /// Reads a command's idempotency key in the tree ahead of the writer.
 #[derive(Clone)]
 pub struct KeyProbe {
-    pub(super) tree: sled::Tree,
+    pub(super) tree: super::Records,
     pub(super) hints: KeyHints,
 }
 

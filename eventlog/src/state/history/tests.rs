@@ -1,4 +1,4 @@
-//! The history's records in a real sled tree: owner blocks (read-modify-
+//! The history's records in a real redb file: owner blocks (read-modify-
 //! write across snapshots), records of earlier versions, and seq cursors
 //! bisecting a conversation's keys, each against a brute-force answer.
 
@@ -29,7 +29,7 @@ fn message(id: MessageId, conv: ConvId, seq: Seq) -> Message {
 fn on_disk() -> (tempfile::TempDir, History, Trees) {
     let dir = tempfile::tempdir().unwrap();
     let db = sled::open(dir.path().join("db")).unwrap();
-    let trees = Trees::open(&db, dir.path()).unwrap();
+    let trees = Trees::open(&db, dir.path(), 1 << 20).unwrap();
     let mut history = History::default();
     history.attach(trees.clone());
     (dir, history, trees)
@@ -83,7 +83,7 @@ fn messages_are_found_by_id_and_by_seq_across_snapshots_and_blocks() {
     }
     assert_eq!(cold.first_at_seq(10, 0), None);
     // Owner blocks: one record per 64 ids, not one per message.
-    let blocks = trees.records.scan_prefix([b'X']).count();
+    let blocks = trees.records.with_tag(b'X').unwrap().count();
     assert_eq!(blocks, 5);
 }
 
@@ -92,10 +92,16 @@ fn records_of_earlier_versions_are_still_read() {
     let (_dir, history, trees) = on_disk();
     // Written as earlier versions did: the message and its `x` record.
     let m = message(42, 5, 3);
-    let tree = &trees.records;
-    tree.insert(message_key(5, 42), crate::codec::encode(&m).unwrap())
-        .unwrap();
-    tree.insert(id_key(OWNER, 42), &5u64.to_be_bytes()[..])
+    let encoded = crate::codec::encode(&m).unwrap();
+    trees
+        .records
+        .write(|table| {
+            table.insert(&message_key(5, 42)[..], &encoded[..]).unwrap();
+            table
+                .insert(&id_key(OWNER, 42)[..], &5u64.to_be_bytes()[..])
+                .unwrap();
+            Ok::<(), RecordsError>(())
+        })
         .unwrap();
     assert_eq!(history.get(42), Some(m));
     assert_eq!(history.first_at_seq(5, 1), Some(42));
@@ -157,4 +163,34 @@ fn a_probe_hint_holds_only_until_a_thaw() {
         at: 0,
     });
     assert_eq!(history.hints.pending(), hints);
+}
+
+/// A directory of the layout before keeps the records in sled's `history`
+/// tree: the first open copies them to the records' file and drops the
+/// tree; what a history reads is the same.
+#[test]
+fn records_in_the_sled_tree_of_the_layout_before_move_to_their_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = sled::open(dir.path().join("db")).unwrap();
+    let m = message(42, 5, 3);
+    {
+        let old = db.open_tree(TREE).unwrap();
+        old.insert(message_key(5, 42), crate::codec::encode(&m).unwrap())
+            .unwrap();
+        old.insert(id_key(OWNER, 42), &5u64.to_be_bytes()[..])
+            .unwrap();
+        old.insert(idempotency_key(1, 5, "k"), &42u64.to_be_bytes()[..])
+            .unwrap();
+    }
+    let trees = Trees::open(&db, dir.path(), 1 << 20).unwrap();
+    assert!(!db.tree_names().iter().any(|name| name == TREE.as_bytes()));
+    assert_eq!(trees.records.len().unwrap(), 3);
+    let mut history = History::default();
+    history.attach(trees.clone());
+    assert_eq!(history.get(42), Some(m));
+    assert_eq!(history.key(1, 5, "k"), Some(42));
+    // A second open finds nothing more to move and the same records.
+    drop((history, trees));
+    let trees = Trees::open(&db, dir.path(), 1 << 20).unwrap();
+    assert_eq!(trees.records.len().unwrap(), 3);
 }

@@ -1,0 +1,256 @@
+//! The history's records on disk: one redb table in its own file beside
+//! the log (issue 12).
+//!
+//! Until 2026-12-06 the records were a sled tree beside the log. sled keeps
+//! an entry of ~100-130 bytes of RAM for every page it has, whatever its
+//! cache: the history's pages were two thirds of them, so the RSS grew
+//! with every message ever stored (BENCHMARKS.md, "Memory (#12)"). redb's
+//! B-tree keeps its page index on disk; in RAM it holds its cache (bounded
+//! by `--cache-mib`) and its allocator's bitmaps (bits per page).
+//!
+//! Only the snapshot thread writes, one transaction per snapshot (its
+//! layer's records, idempotent: writing a layer twice is writing it once);
+//! readers take a read transaction per read and never wait for it. Every
+//! commit is durable and records redb's allocator state, so an open after
+//! `kill -9` does not walk the whole file (redb's quick repair).
+//!
+//! A directory written by the layout before (records in sled's `history`
+//! tree) is migrated on open: the tree is copied here and committed, then
+//! dropped from sled. A crash in between leaves the tree, and the copy is
+//! made again (the same values).
+
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use redb::{Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
+
+/// The records' file in the data directory.
+pub const FILE: &str = "history.redb";
+
+/// The one table: the key layout of the parent module.
+const TABLE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("history");
+
+/// Entries a migration copies per transaction.
+const COPY_PER_COMMIT: usize = 65_536;
+
+/// A table being written by [`Records::write`].
+pub type Table<'t> = redb::Table<'t, &'static [u8], &'static [u8]>;
+
+/// The records, shared by the history, its probes and the snapshot thread.
+#[derive(Clone)]
+pub struct Records {
+    db: Arc<redb::Database>,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for Records {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Records").field("path", &self.path).finish()
+    }
+}
+
+/// What went wrong with the records' file.
+#[derive(Debug, thiserror::Error)]
+#[error("the history's records {path} ({source}); run `vato-admin rebuild` to make them again from the log")]
+pub struct RecordsError {
+    pub path: PathBuf,
+    #[source]
+    pub source: redb::Error,
+}
+
+impl Records {
+    /// Opens (or creates, private to its user) the records' file `path`,
+    /// with a read cache of `cache_bytes`.
+    pub fn open(path: &Path, cache_bytes: u64) -> Result<Records, RecordsError> {
+        let failed = |e: redb::Error| RecordsError {
+            path: path.to_path_buf(),
+            source: e,
+        };
+        create_private(path).map_err(|e| failed(redb::Error::Io(e)))?;
+        let db = redb::Database::builder()
+            .set_cache_size(cache_bytes as usize)
+            .create(path)
+            .map_err(|e| failed(e.into()))?;
+        let records = Records {
+            db: Arc::new(db),
+            path: path.to_path_buf(),
+        };
+        // The table exists from the first open on: readers need not ask.
+        records.write(|_| Ok::<(), RecordsError>(()))?;
+        Ok(records)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The error a read of this file gives, for the caller to name it.
+    pub fn error(&self, source: impl Into<redb::Error>) -> RecordsError {
+        RecordsError {
+            path: self.path.clone(),
+            source: source.into(),
+        }
+    }
+
+    fn table(&self) -> Result<redb::ReadOnlyTable<&'static [u8], &'static [u8]>, redb::Error> {
+        Ok(self.db.begin_read()?.open_table(TABLE)?)
+    }
+
+    pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, redb::Error> {
+        Ok(self.table()?.get(key)?.map(|v| v.value().to_vec()))
+    }
+
+    /// The entries with keys in `range`, in key order (or reversed), each
+    /// as (key, value); the read transaction lives as long as the
+    /// iterator.
+    pub fn range(&self, range: Range<&[u8]>) -> Result<Entries, redb::Error> {
+        Ok(Entries(self.table()?.range_owned(range)?))
+    }
+
+    /// The entries whose key starts with `tag`.
+    pub fn with_tag(&self, tag: u8) -> Result<Entries, redb::Error> {
+        match tag.checked_add(1) {
+            Some(next) => self.range(&[tag][..]..&[next][..]),
+            None => Ok(Entries(self.table()?.range_owned(&[tag][..]..)?)),
+        }
+    }
+
+    pub fn len(&self) -> Result<u64, redb::Error> {
+        Ok(self.table()?.len()?)
+    }
+
+    pub fn is_empty(&self) -> Result<bool, redb::Error> {
+        Ok(self.len()? == 0)
+    }
+
+    /// Writes in one transaction, durable when this returns (its commit
+    /// records redb's allocator state: an open after a crash then needs no
+    /// walk of the file). An error from `write` aborts it.
+    pub fn write<E: From<RecordsError>>(
+        &self,
+        write: impl FnOnce(&mut Table<'_>) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let mut txn = self.db.begin_write().map_err(|e| self.error(e))?;
+        txn.set_durability(Durability::Immediate)
+            .map_err(|e| self.error(e))?;
+        txn.set_quick_repair(true);
+        {
+            let mut table = txn.open_table(TABLE).map_err(|e| self.error(e))?;
+            write(&mut table)?;
+        }
+        txn.commit().map_err(|e| self.error(e))?;
+        Ok(())
+    }
+
+    /// Removes every record.
+    pub fn clear(&self) -> Result<(), redb::Error> {
+        let mut txn = self.db.begin_write()?;
+        txn.set_quick_repair(true);
+        txn.delete_table(TABLE)?;
+        txn.open_table(TABLE)?;
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// Copies the records of the layout before (sled's tree `tree`) here,
+    /// durably, then drops the tree from sled. Nothing to do when it is
+    /// empty.
+    pub fn migrate_from(&self, db: &sled::Db, tree: &str) -> Result<(), MigrateError> {
+        let old = db.open_tree(tree)?;
+        if old.is_empty() {
+            return Ok(());
+        }
+        let started = std::time::Instant::now();
+        let mut copied = 0usize;
+        let mut entries = old.iter();
+        loop {
+            let mut chunk = Vec::with_capacity(COPY_PER_COMMIT);
+            for entry in entries.by_ref().take(COPY_PER_COMMIT) {
+                chunk.push(entry?);
+            }
+            if chunk.is_empty() {
+                break;
+            }
+            copied += chunk.len();
+            self.write(|table| {
+                for (key, value) in &chunk {
+                    table
+                        .insert(key.as_ref(), value.as_ref())
+                        .map_err(|e| self.error(e))?;
+                }
+                Ok::<(), MigrateError>(())
+            })?;
+        }
+        drop(old);
+        db.drop_tree(tree)?;
+        db.flush()?;
+        tracing::info!(
+            records = copied,
+            ms = started.elapsed().as_millis() as u64,
+            "migrated the history's records from sled's `{tree}` tree to {}",
+            self.path.display()
+        );
+        Ok(())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum MigrateError {
+    #[error(transparent)]
+    Sled(#[from] sled::Error),
+    #[error(transparent)]
+    Records(#[from] RecordsError),
+}
+
+/// The entries of a range (see [`Records::range`]).
+pub struct Entries(redb::OwnedRange<&'static [u8], &'static [u8]>);
+
+type Entry = Result<(Vec<u8>, Vec<u8>), redb::StorageError>;
+
+/// An entry as redb's range yields it.
+type Guarded = (
+    redb::OwnedAccessGuard<&'static [u8]>,
+    redb::OwnedAccessGuard<&'static [u8]>,
+);
+
+fn owned(item: Result<Guarded, redb::StorageError>) -> Entry {
+    item.map(|(k, v)| (k.value().to_vec(), v.value().to_vec()))
+}
+
+impl Iterator for Entries {
+    type Item = Entry;
+
+    fn next(&mut self) -> Option<Entry> {
+        self.0.next().map(owned)
+    }
+}
+
+impl DoubleEndedIterator for Entries {
+    fn next_back(&mut self) -> Option<Entry> {
+        self.0.next_back().map(owned)
+    }
+}
+
+/// Creates `path` readable and writable by its owner only, if it is not
+/// there (redb would create it with the umask's mode), and makes its name
+/// durable (redb's commits sync the file's contents only).
+fn create_private(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Ok(_) => {
+            let dir = path
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(Path::new("."));
+            std::fs::File::open(dir)?.sync_all()
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
+    }
+}
