@@ -49,6 +49,7 @@ use super::model::Message;
 
 mod keys;
 mod layer;
+mod paced_file;
 mod probe;
 pub mod records;
 #[cfg(test)]

@@ -23,6 +23,7 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use super::paced_file::PacedFile;
 use redb::{Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 
 /// The records' file in the data directory.
@@ -67,10 +68,11 @@ impl Records {
             path: path.to_path_buf(),
             source: e,
         };
-        create_private(path).map_err(|e| failed(redb::Error::Io(e)))?;
+        let file = open_private(path).map_err(|e| failed(redb::Error::Io(e)))?;
+        let backend = PacedFile::new(file).map_err(|e| failed(redb::Error::Io(e)))?;
         let db = redb::Database::builder()
             .set_cache_size(cache_bytes as usize)
-            .create(path)
+            .create_with_backend(backend)
             .map_err(|e| failed(e.into()))?;
         let records = Records {
             db: Arc::new(db),
@@ -232,25 +234,34 @@ impl DoubleEndedIterator for Entries {
     }
 }
 
-/// Creates `path` readable and writable by its owner only, if it is not
-/// there (redb would create it with the umask's mode), and makes its name
-/// durable (redb's commits sync the file's contents only).
-fn create_private(path: &Path) -> std::io::Result<()> {
+/// Opens `path` for reading and writing, creating it readable and
+/// writable by its owner only (redb would create it with the umask's
+/// mode) and making a new name durable (redb's commits sync the file's
+/// contents only).
+fn open_private(path: &Path) -> std::io::Result<std::fs::File> {
     use std::os::unix::fs::OpenOptionsExt;
+    let open = || {
+        std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)
+    };
     match std::fs::OpenOptions::new()
+        .read(true)
         .write(true)
         .create_new(true)
         .mode(0o600)
         .open(path)
     {
-        Ok(_) => {
+        Ok(file) => {
             let dir = path
                 .parent()
                 .filter(|p| !p.as_os_str().is_empty())
                 .unwrap_or(Path::new("."));
-            std::fs::File::open(dir)?.sync_all()
+            std::fs::File::open(dir)?.sync_all()?;
+            Ok(file)
         }
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => open(),
         Err(e) => Err(e),
     }
 }
