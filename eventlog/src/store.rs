@@ -311,6 +311,9 @@ pub fn recover_with(log: &Log, snapshot_every: u64) -> Result<State, StoreError>
 /// Makes the history tree again from the log (`vato-admin rebuild`): what
 /// was in it is dropped first. The log is only read.
 pub fn rebuild_history(log: &Log) -> Result<State, StoreError> {
+    // Not opened first: a damaged file may not open at all.
+    crate::state::history::Records::remove(&log.dir().join(crate::state::history::records::FILE))
+        .map_err(LogError::Io)?;
     let trees = snapshot::trees(log)?;
     trees.clear().map_err(snapshot::history_error)?;
     let mut state = State::default();

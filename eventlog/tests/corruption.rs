@@ -343,6 +343,47 @@ fn a_damaged_snapshot_is_refused_naming_its_file_and_rebuild_restores_it() {
     common::close(store);
 }
 
+/// A damaged records file (`history.redb`) is refused with an error
+/// naming it; `vato-admin rebuild` makes it again from the log.
+#[test]
+fn a_damaged_records_file_is_refused_naming_it_and_rebuild_restores_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let expected = populated(dir.path(), 40);
+    let file = dir
+        .path()
+        .join(vato_eventlog::state::history::records::FILE);
+    let good = std::fs::read(&file).expect("read the records file");
+    let damaged: Vec<(&str, Vec<u8>)> = vec![
+        ("garbage", vec![0xAB; 4096]),
+        ("truncated header", good[..100].to_vec()),
+        ("header zeroed", {
+            let mut b = good.clone();
+            b[..512].fill(0);
+            b
+        }),
+    ];
+    for (name, bytes) in damaged {
+        std::fs::write(&file, bytes).expect("damage");
+        let opened = common::retry_lock(|| Store::open(common::config(dir.path(), 1_000_000)));
+        let error = opened.err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(
+            error.contains(&file.display().to_string()) && error.contains("vato-admin rebuild"),
+            "{name}: {error:?}"
+        );
+        {
+            let log = common::retry_lock(|| Log::open(dir.path())).expect("open log");
+            let rebuilt = vato_eventlog::store::rebuild_history(&log).expect("rebuild history");
+            assert!(rebuilt.detached() == expected, "{name}: rebuilt history");
+        }
+        let store = common::open(common::config(dir.path(), 1_000_000));
+        assert!(
+            *store.state() == expected,
+            "{name}: opens on the rebuilt file"
+        );
+        common::close(store);
+    }
+}
+
 /// A damaged commit in the snapshot tree (the file's generation) is
 /// refused naming the tree.
 #[test]

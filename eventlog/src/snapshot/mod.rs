@@ -391,7 +391,8 @@ pub fn replace_state(dir: &Path, state: &[u8]) -> Result<(), SnapshotError> {
 /// in `dir`, so that its next open replays (and projects) the whole log.
 pub fn discard(dir: &Path) -> Result<(), LogError> {
     let log = Log::open(dir)?;
-    trees(&log)?.clear().map_err(history_error)?;
+    crate::state::history::Records::remove(&dir.join(crate::state::history::records::FILE))?;
+    log.sled().drop_tree(TREE)?;
     log.sled().drop_tree(SNAPSHOT_TREE)?;
     log.sync()?;
     let _ = std::fs::remove_file(legacy_path(dir));

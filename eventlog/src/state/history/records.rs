@@ -83,6 +83,16 @@ impl Records {
         Ok(records)
     }
 
+    /// Removes the records' file `path` (a rebuild makes it again from
+    /// the log; what is in it, damaged or not, is not read). Shrunk a
+    /// megabyte at a time, as every big file on the log's device.
+    pub fn remove(path: &Path) -> std::io::Result<()> {
+        match crate::paced::remove(path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            done => done,
+        }
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }
