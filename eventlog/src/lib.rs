@@ -37,6 +37,7 @@ pub mod profile;
 pub mod snapshot;
 pub mod state;
 pub mod store;
+pub mod table_file;
 #[cfg(feature = "testing")]
 pub mod testing;
 

@@ -384,6 +384,51 @@ fn a_damaged_records_file_is_refused_naming_it_and_rebuild_restores_it() {
     }
 }
 
+/// A damaged index file (`log-index.redb`) is refused with an error
+/// naming it; `vato-admin rebuild` (`Log::open_reindexing`) makes it again
+/// from the log's chunks, which it only reads.
+#[test]
+fn a_damaged_index_file_is_refused_naming_it_and_rebuild_restores_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let expected = populated(dir.path(), 40);
+    let file = dir.path().join(log::INDEX_FILE);
+    let conv = *expected
+        .conversations
+        .keys()
+        .next()
+        .expect("a conversation");
+    let pages = |log: &Log| {
+        (
+            log.conv_after(conv, 0, usize::MAX).expect("conv_after"),
+            log.conv_before(conv, u64::MAX, usize::MAX)
+                .expect("conv_before"),
+        )
+    };
+    let before = {
+        let log = common::retry_lock(|| Log::open(dir.path())).expect("open log");
+        pages(&log)
+    };
+    assert!(
+        before.0.len() >= 40,
+        "the conversation's events are indexed: {}",
+        before.0.len()
+    );
+    std::fs::write(&file, vec![0xAB; 4096]).expect("damage");
+    let opened = common::retry_lock(|| Store::open(common::config(dir.path(), 1_000_000)));
+    let error = opened.err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(
+        error.contains(&file.display().to_string()) && error.contains("vato-admin rebuild"),
+        "{error:?}"
+    );
+    {
+        let log = common::retry_lock(|| Log::open_reindexing(dir.path())).expect("reindex");
+        assert!(pages(&log) == before, "the index made again");
+    }
+    let store = common::open(common::config(dir.path(), 1_000_000));
+    assert!(*store.state() == expected, "opens on the new index");
+    common::close(store);
+}
+
 /// A damaged commit in the snapshot tree (the file's generation) is
 /// refused naming the tree.
 #[test]

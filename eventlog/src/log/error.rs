@@ -28,6 +28,9 @@ pub enum LogError {
     OutOfOrder { offset: Offset, previous: Offset },
     #[error("unexpected log layout: {0}")]
     Layout(String),
+    /// The per-conversation index's file (`log-index.redb`).
+    #[error(transparent)]
+    Index(#[from] crate::table_file::TableFileError),
     #[error(transparent)]
     Wal(#[from] super::wal::WalError),
     /// The projector could not write sled: the log takes no more appends.

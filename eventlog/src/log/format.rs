@@ -27,8 +27,17 @@ pub(super) const RUN_LEN: usize = 4096;
 pub(super) const DB_DIR: &str = "sled";
 #[doc(hidden)]
 pub const CHUNKS: &str = "chunks";
+/// The sled tree the per-conversation index was kept in before its own
+/// file ([`INDEX_FILE`]); moved there on open.
 #[doc(hidden)]
 pub const CONV_CHUNKS: &str = "conv_chunks";
+/// The per-conversation index's file in the data directory, and its table.
+pub const INDEX_FILE: &str = "log-index.redb";
+pub(super) const INDEX_TABLE: &str = "conv_chunks";
+/// In the index's table: the offset up to which (exclusive) the index
+/// holds every event of the chunks (u64 BE). The empty key sorts before
+/// every run's key.
+pub(super) const INDEXED: &[u8] = b"";
 #[doc(hidden)]
 pub const META: &str = "meta";
 pub(super) const POSITION: &[u8] = b"position";
@@ -142,12 +151,12 @@ impl RunBuilder {
         self.runs.push((conv, seq, offset.to_be_bytes().to_vec()));
     }
 
-    pub(super) fn into_batch(self) -> sled::Batch {
-        let mut batch = sled::Batch::default();
-        for (conv, first, offsets) in self.runs {
-            batch.insert(&conv_key(conv, first), offsets);
-        }
-        batch
+    /// The runs as (key, offsets) entries of the index.
+    pub(super) fn into_entries(self) -> Vec<([u8; 16], Vec<u8>)> {
+        self.runs
+            .into_iter()
+            .map(|(conv, first, offsets)| (conv_key(conv, first), offsets))
+            .collect()
     }
 }
 

@@ -133,7 +133,9 @@ pub(super) fn migrate(legacy_path: &Path, log: &Projection) -> Result<(), LogErr
 
     // Whatever an interrupted attempt copied: start over.
     log.chunks.clear()?;
-    log.conv_chunks.clear()?;
+    log.index.clear()?;
+    // An interrupted copy by a version that kept the index in sled.
+    log.db.drop_tree(super::format::CONV_CHUNKS)?;
     log.meta.clear()?;
 
     let mut copied = 0u64;
@@ -164,12 +166,13 @@ pub(super) fn migrate(legacy_path: &Path, log: &Projection) -> Result<(), LogErr
         );
         pending += 8;
         if pending >= COPY_BYTES {
-            log.conv_chunks
-                .apply_batch(std::mem::take(&mut runs).into_batch())?;
+            log.write_runs(std::mem::take(&mut runs), 0, true)?;
             pending = 0;
         }
     }
-    log.conv_chunks.apply_batch(runs.into_batch())?;
+    // Complete once every run is in: up to the end of the copied chunks.
+    let end = log.next_offset()?;
+    log.write_runs(runs, end, true)?;
     // Everything copied is durable before `layout` can be.
     log.sync()?;
 
@@ -215,7 +218,13 @@ pub fn write(dir: &Path, batches: &[Vec<Envelope>], position: Option<u64>) -> Re
             }
         }
         let position = position.filter(|_| i + 1 == batches.len());
-        write_together([&events, &by_conv, &meta], &entries, &index, position, None)?;
+        write_together(
+            [&events, &meta],
+            &entries,
+            Some((&by_conv, &index)),
+            position,
+            None,
+        )?;
     }
     db.flush()?;
     Ok(())

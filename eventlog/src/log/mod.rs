@@ -7,7 +7,8 @@
 //!   group commit as one record (one `pwrite`, one `fdatasync`, on the
 //!   writer's thread) and only then is the batch acknowledged.
 //! * **The projection** (`<data dir>/sled`, [`projection`]): the same
-//!   events in sled, in chunks with a per-conversation index, written by
+//!   events in sled, in chunks, with a per-conversation index in a file of
+//!   its own (`<data dir>/log-index.redb`), written by
 //!   the projector thread ([`projector`]) up to
 //!   [`projector::PROJECT_EVERY`] later, many batches per transaction, and made durable by its own flush + fdatasync every
 //!   [`projector::SYNC_EVERY`]; the last WAL record it holds is recorded in
@@ -19,12 +20,14 @@
 //! (the batches acknowledged before a crash and not yet durable in sled)
 //! before anything reads it, so every reader sees every acknowledged event.
 //!
-//! Layout of the projection (one sled database, 8 MiB segments):
+//! Layout of the projection (one sled database, 8 MiB segments, and the
+//! index's redb file):
 //!
 //! | tree          | key                                     | value |
 //! |---------------|-----------------------------------------|-------|
 //! | `chunks`      | first offset of the chunk (u64 BE)      | the entries at that offset and the next ones: `[len: u32 BE][encoded Envelope]`… |
-//! | `conv_chunks` | conv id (u64 BE) ++ first seq (u64 BE)  | the offsets (u64 BE each) of that conversation's seqs first, first+1, … |
+//! | `conv_chunks` (in `log-index.redb`; a sled tree before 2026-12-06, moved on open) | conv id (u64 BE) ++ first seq (u64 BE)  | the offsets (u64 BE each) of that conversation's seqs first, first+1, … |
+//! | `conv_chunks` | the empty key                           | u64 BE: the offset up to which the index holds every event of the chunks; an open indexes the rest |
 //! | `meta`        | `layout`                                | `chunked-1`: the layout above (absent: a migration did not finish) |
 //! | `meta`        | `position`                              | u64 BE: the last command applied from an external sequencer (the cluster's JetStream stream sequence) |
 //! | `meta`        | `wal_lsn`                               | u64 BE: the last WAL record the trees hold |
@@ -61,7 +64,7 @@ mod write;
 
 pub use error::LogError;
 #[doc(hidden)]
-pub use format::{CHUNKS, CONV_CHUNKS, LAYOUT, META};
+pub use format::{CHUNKS, CONV_CHUNKS, INDEX_FILE, LAYOUT, META};
 pub use projection::Projection;
 
 use crate::event::{ConvId, Envelope, Offset, Seq};
@@ -111,6 +114,22 @@ impl Log {
     /// length.
     pub fn open(dir: &Path) -> Result<Log, LogError> {
         Log::open_with(dir, DEFAULT_WAL_SEGMENT_BYTES, DEFAULT_CACHE_BYTES)
+    }
+
+    /// Opens the log in `dir` as [`Log::open`] does; if its index's file
+    /// (`log-index.redb`) does not open, it is removed and made again from
+    /// the chunks (`vato-admin rebuild`; the chunks are only read). sled's
+    /// lock is taken before the index is opened, so this never removes
+    /// the file of a log another process has open.
+    pub fn open_reindexing(dir: &Path) -> Result<Log, LogError> {
+        match Log::open(dir) {
+            Err(LogError::Index(e)) => {
+                tracing::warn!("{e}: making the index again from the log");
+                crate::table_file::TableFile::remove(&dir.join(format::INDEX_FILE))?;
+                Log::open(dir)
+            }
+            opened => opened,
+        }
     }
 
     /// Opens (or creates) the log in `dir`: the projection (migrating a

@@ -1,8 +1,11 @@
-//! The projection of the log into sled: the events in offset order, stored
-//! a group of batches at a time ("chunks"), and a per-conversation index,
-//! written together in one transaction by the projector (off the
-//! acknowledgement path; the WAL made each batch durable first). Its layout
-//! is the table in [`super`].
+//! The projection of the log: the events in offset order, stored a group
+//! of batches at a time ("chunks") in sled, and a per-conversation index
+//! in a redb file of its own (`log-index.redb`, [`crate::table_file`]),
+//! written by the projector (off the acknowledgement path; the WAL made
+//! each batch durable first): the chunks first, then the index. The index
+//! records the offset up to which it is complete; an open indexes again
+//! whatever the chunks hold past it (what a crash before the index's
+//! durable commit lost). Its layout is the table in [`super`].
 //!
 //! Files of this part: this one (opening the database), `format` (the bytes
 //! of the layout), `write` (the one transaction and sled's durable point),
@@ -17,14 +20,23 @@ use std::path::{Path, PathBuf};
 use parking_lot::Mutex;
 
 use super::format::{
-    decode_u64, CHUNKED, CHUNKS, CONV_CHUNKS, DB_DIR, LAYOUT, META, SEGMENT_SIZE, WAL_LSN,
+    decode_u64, RunBuilder, CHUNKED, CHUNKS, CONV_CHUNKS, DB_DIR, INDEXED, INDEX_FILE, INDEX_TABLE,
+    LAYOUT, META, SEGMENT_SIZE, WAL_LSN,
 };
 use super::{legacy, LogError};
+use crate::event::Offset;
+use crate::table_file::TableFile;
+
+/// Index entries a migration copies per commit.
+const COPY_PER_COMMIT: usize = 65_536;
+/// Events indexed per commit when an open indexes the chunks' tail.
+const INDEX_PER_COMMIT: usize = 1 << 20;
 
 pub struct Projection {
     pub(super) db: sled::Db,
     pub(super) chunks: sled::Tree,
-    pub(super) conv_chunks: sled::Tree,
+    /// The per-conversation index ([`INDEX_FILE`]).
+    pub(super) index: TableFile,
     pub(super) meta: sled::Tree,
     /// sled's data file, kept open to fdatasync it after each flush.
     pub(super) data_file: File,
@@ -56,9 +68,10 @@ impl Projection {
             // flusher only adds I/O that nobody waits for.
             .flush_every_ms(None)
             .open()?;
+        let index = TableFile::open(&dir.join(INDEX_FILE), INDEX_TABLE, cache_bytes)?;
         let log = Projection {
             chunks: db.open_tree(CHUNKS)?,
-            conv_chunks: db.open_tree(CONV_CHUNKS)?,
+            index,
             meta: db.open_tree(META)?,
             data_file: File::open(db_path.join("db"))?,
             db,
@@ -85,20 +98,112 @@ impl Projection {
             }
             None => log.initialize()?,
         }
+        log.move_index_from_sled()?;
+        log.index_the_tail()?;
         Ok(log)
+    }
+
+    /// Directories written before the index had its file keep it in
+    /// sled's tree [`CONV_CHUNKS`], complete up to the chunks' end (the
+    /// two were written in one transaction): copied into the file with
+    /// that end, durably, then dropped from sled. A crash in between
+    /// leaves the tree, and the copy is made again (the same values).
+    fn move_index_from_sled(&self) -> Result<(), LogError> {
+        let old = self.db.open_tree(CONV_CHUNKS)?;
+        if old.is_empty() {
+            return Ok(());
+        }
+        let end = self.next_offset()?;
+        let mut entries = old.iter();
+        loop {
+            let chunk: Vec<_> = entries
+                .by_ref()
+                .take(COPY_PER_COMMIT)
+                .collect::<Result<_, _>>()?;
+            let last = chunk.len() < COPY_PER_COMMIT;
+            self.index.write(true, |table| {
+                for (key, value) in &chunk {
+                    table
+                        .insert(key.as_ref(), value.as_ref())
+                        .map_err(|e| self.index.error(e))?;
+                }
+                if last {
+                    table
+                        .insert(INDEXED, &end.to_be_bytes()[..])
+                        .map_err(|e| self.index.error(e))?;
+                }
+                Ok::<(), LogError>(())
+            })?;
+            if last {
+                break;
+            }
+        }
+        drop(old);
+        self.db.drop_tree(CONV_CHUNKS)?;
+        self.sync()?;
+        tracing::info!(
+            "moved the conversation index from sled's `{CONV_CHUNKS}` tree to {}",
+            self.index.path().display()
+        );
+        Ok(())
+    }
+
+    /// The offset up to which the index holds every event of the chunks.
+    pub(super) fn indexed(&self) -> Result<Offset, LogError> {
+        match self.index.get(INDEXED).map_err(|e| self.index.error(e))? {
+            Some(value) => decode_u64(&value),
+            None => Ok(0),
+        }
+    }
+
+    /// Indexes the events the chunks hold past [`Projection::indexed`]
+    /// (after a crash: the index's commits since its last durable one), a
+    /// bounded number of events per commit.
+    fn index_the_tail(&self) -> Result<(), LogError> {
+        let from = self.indexed()?;
+        let end = self.next_offset()?;
+        if from >= end {
+            return Ok(());
+        }
+        let started = std::time::Instant::now();
+        let mut runs = RunBuilder::default();
+        let mut count = 0usize;
+        let mut at = from;
+        for envelope in self.read_from(from) {
+            let envelope = envelope?;
+            if let Some((conv, seq)) = envelope.event.conv_seq() {
+                runs.push(conv, seq, envelope.offset);
+            }
+            at = envelope.offset + 1;
+            count += 1;
+            if count.is_multiple_of(INDEX_PER_COMMIT) {
+                self.write_runs(std::mem::take(&mut runs), at, false)?;
+            }
+        }
+        self.write_runs(runs, at, true)?;
+        tracing::info!(
+            from,
+            to = at,
+            ms = started.elapsed().as_millis() as u64,
+            "indexed the log's tail by conversation"
+        );
+        Ok(())
     }
 
     /// A new database: marks its layout and makes its files' names durable.
     fn initialize(&self) -> Result<(), LogError> {
         // Only a migration writes before `layout` is set, and a migration
         // keeps its source until `layout` is durable.
-        if !self.chunks.is_empty() || !self.conv_chunks.is_empty() || !self.meta.is_empty() {
+        if !self.chunks.is_empty() || !self.meta.is_empty() {
             return Err(LogError::Layout(format!(
                 "{} holds entries but no layout marker, and there is no {} to migrate from",
                 self.dir.join(DB_DIR).display(),
                 legacy::DIR
             )));
         }
+        // The index is derived from the chunks: one left beside a removed
+        // database indexes nothing that is there.
+        self.index.clear()?;
         self.meta.insert(LAYOUT, CHUNKED)?;
         self.sync()?;
         self.sync_directories()
@@ -122,9 +227,10 @@ impl Projection {
         dir.join(DB_DIR).exists() || dir.join(legacy::DIR).exists()
     }
 
-    /// Bytes sled occupies on disk.
+    /// Bytes sled and the index's file occupy on disk.
     pub fn size_on_disk(&self) -> Result<u64, LogError> {
-        Ok(self.db.size_on_disk()?)
+        let index = std::fs::metadata(self.index.path())?.len();
+        Ok(self.db.size_on_disk()? + index)
     }
 
     /// Test hook: sled itself, to damage the log below its API.

@@ -113,20 +113,25 @@ impl Projection {
         limit: usize,
     ) -> Result<Vec<Envelope>, LogError> {
         let want = after.saturating_add(1);
+        let index = &self.index;
+        let failed = |e: redb::StorageError| LogError::from(index.error(e));
         // The run holding `want` may start before it.
-        let start = match self
-            .conv_chunks
-            .range(conv_key(conv, 0)..=conv_key(conv, want))
+        let start = match index
+            .range(&conv_key(conv, 0)[..]..&conv_key(conv, want.saturating_add(1))[..])
+            .map_err(|e| index.error(e))?
             .next_back()
         {
-            Some(item) => item?.0,
-            None => sled::IVec::from(&conv_key(conv, want)),
+            Some(item) => item.map_err(failed)?.0,
+            None => conv_key(conv, want).to_vec(),
         };
         let mut reader = ChunkReader::new(self);
         let mut out = Vec::new();
-        let end = sled::IVec::from(&conv_key(conv, u64::MAX));
-        for item in self.conv_chunks.range(start..=end) {
-            let (key, value) = item?;
+        let end = conv_key(conv, u64::MAX);
+        for item in index
+            .range(&start[..]..&end[..])
+            .map_err(|e| index.error(e))?
+        {
+            let (key, value) = item.map_err(failed)?;
             for (seq, offset) in run_entries(&key, &value)? {
                 if out.len() >= limit {
                     return Ok(out);
@@ -146,14 +151,15 @@ impl Projection {
         before: Seq,
         limit: usize,
     ) -> Result<Vec<Envelope>, LogError> {
+        let index = &self.index;
         let mut reader = ChunkReader::new(self);
         let mut out = Vec::new();
-        for item in self
-            .conv_chunks
-            .range(conv_key(conv, 0)..conv_key(conv, before))
+        for item in index
+            .range(&conv_key(conv, 0)[..]..&conv_key(conv, before)[..])
+            .map_err(|e| index.error(e))?
             .rev()
         {
-            let (key, value) = item?;
+            let (key, value) = item.map_err(|e| index.error(e))?;
             for (seq, offset) in run_entries(&key, &value)?.rev() {
                 if out.len() >= limit {
                     return Ok(out);

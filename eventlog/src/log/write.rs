@@ -16,7 +16,7 @@ use sled::Transactional;
 use crate::event::Offset;
 
 use super::format::{
-    entries, frame, record_frames, ChunkBuilder, RunBuilder, DB_DIR, POSITION, WAL_LSN,
+    entries, frame, record_frames, ChunkBuilder, RunBuilder, DB_DIR, INDEXED, POSITION, WAL_LSN,
 };
 use super::pending::Batch;
 use super::projection::Projection;
@@ -32,9 +32,11 @@ impl Projection {
         };
         let mut chunks = ChunkBuilder::default();
         let mut runs = RunBuilder::default();
+        let mut end = None;
         for batch in batches {
             for (envelope, range) in batch.events.iter().zip(record_frames(&batch.record)) {
                 chunks.push(envelope.offset, &batch.record[range?])?;
+                end = Some(envelope.offset + 1);
                 if let Some((conv, seq)) = envelope.event.conv_seq() {
                     runs.push(conv, seq, envelope.offset);
                 }
@@ -42,19 +44,49 @@ impl Projection {
         }
         let position = batches.iter().rev().find_map(|b| b.position);
         write_together(
-            [&self.chunks, &self.conv_chunks, &self.meta],
+            [&self.chunks, &self.meta],
             &chunks.into_batch(),
-            &runs.into_batch(),
+            None,
             position,
             Some(last.lsn),
-        )
+        )?;
+        // The index after the chunks: a reader that finds a run finds its
+        // events. Durable with the next `sync`; after a crash, `open`
+        // indexes again whatever the chunks hold past `INDEXED`.
+        match end {
+            Some(end) => self.write_runs(runs, end, false),
+            None => Ok(()),
+        }
+    }
+
+    /// Writes `runs` into the index and marks it complete up to `end`.
+    pub(super) fn write_runs(
+        &self,
+        runs: RunBuilder,
+        end: Offset,
+        durable: bool,
+    ) -> Result<(), LogError> {
+        let index = &self.index;
+        index.write(durable, |table| {
+            for (key, offsets) in runs.into_entries() {
+                table
+                    .insert(&key[..], &offsets[..])
+                    .map_err(|e| index.error(e))?;
+            }
+            table
+                .insert(INDEXED, &end.to_be_bytes()[..])
+                .map_err(|e| index.error(e))?;
+            Ok::<(), LogError>(())
+        })
     }
 
     /// Flushes sled and then fsyncs its data file: the durable point.
+    /// Then the index's commits since the last sync are made durable.
     pub fn sync(&self) -> Result<(), LogError> {
         self.db.flush()?;
         self.sync_blobs()?;
         self.data_file.sync_data()?;
+        self.index.sync()?;
         Ok(())
     }
 
@@ -130,21 +162,29 @@ impl Projection {
     }
 }
 
-/// Writes a batch of entries, its index entries and (if given) the
-/// external position and the last WAL record they hold in one sled
-/// transaction over the entry, index and
-/// meta trees: this layout's, and the per-event layout's in [`legacy`].
+/// Writes a batch of entries, (the per-event layout's) its index entries
+/// and (if given) the external position and the last WAL record they hold
+/// in one sled transaction over the entry, index and meta trees: this
+/// layout's (whose index is a file of its own), and the per-event
+/// layout's in [`legacy`].
 pub(super) fn write_together(
-    [entries, index, meta]: [&sled::Tree; 3],
+    [entries, meta]: [&sled::Tree; 2],
     entry_batch: &sled::Batch,
-    index_batch: &sled::Batch,
+    index: Option<(&sled::Tree, &sled::Batch)>,
     position: Option<u64>,
     wal_lsn: Option<u64>,
 ) -> Result<(), LogError> {
+    let (index, index_batch) = match index {
+        Some((tree, batch)) => (tree, Some(batch)),
+        // An unused third tree of the transaction: the meta tree.
+        None => (meta, None),
+    };
     (entries, index, meta)
         .transaction(|(e, i, m)| {
             e.apply_batch(entry_batch)?;
-            i.apply_batch(index_batch)?;
+            if let Some(index_batch) = index_batch {
+                i.apply_batch(index_batch)?;
+            }
             if let Some(position) = position {
                 m.insert(POSITION, &position.to_be_bytes())?;
             }

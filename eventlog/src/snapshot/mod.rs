@@ -316,7 +316,7 @@ fn move_from_records(trees: &Trees) -> Result<(), LogError> {
     trees.snapshot.apply_batch(moved)?;
     trees.snapshot.flush()?;
     records
-        .write(|table| {
+        .write(true, |table| {
             for key in [PENDING_LAYER, STATE] {
                 table.remove(key).map_err(|e| records.error(e))?;
             }

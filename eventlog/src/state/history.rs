@@ -49,17 +49,21 @@ use super::model::Message;
 
 mod keys;
 mod layer;
-mod paced_file;
 mod probe;
-pub mod records;
 #[cfg(test)]
 mod tests;
 
+pub use crate::table_file::{TableFile as Records, TableFileError as RecordsError};
 use keys::*;
 pub use layer::Layer;
 use probe::KeyHints;
 pub use probe::KeyProbe;
-pub use records::{Records, RecordsError};
+
+/// The history's records' file in the data directory, and its table.
+pub mod records {
+    pub const FILE: &str = "history.redb";
+    pub const TABLE: &str = "history";
+}
 
 /// The sled tree the history's records lived in before they moved to
 /// their own file ([`records::FILE`]); migrated on open.
@@ -97,10 +101,10 @@ impl Trees {
         dir: &std::path::Path,
         cache_bytes: u64,
     ) -> Result<Trees, HistoryError> {
-        let records = Records::open(&dir.join(records::FILE), cache_bytes)?;
+        let records = Records::open(&dir.join(records::FILE), records::TABLE, cache_bytes)?;
         records.migrate_from(db, TREE).map_err(|e| match e {
-            records::MigrateError::Sled(e) => HistoryError::Sled(e),
-            records::MigrateError::Records(e) => HistoryError::Records(e),
+            crate::table_file::MigrateError::Sled(e) => HistoryError::Sled(e),
+            crate::table_file::MigrateError::File(e) => HistoryError::Records(e),
         })?;
         Ok(Trees {
             records,
@@ -112,9 +116,7 @@ impl Trees {
     /// Empties both (a full replay follows).
     pub fn clear(&self) -> Result<(), HistoryError> {
         self.snapshot.clear()?;
-        self.records
-            .clear()
-            .map_err(|e| HistoryError::Records(self.records.error(e)))
+        Ok(self.records.clear()?)
     }
 }
 

@@ -106,12 +106,20 @@ type BoxError = Box<dyn std::error::Error>;
 /// longer while sled's last I/O finishes. Still held after that: a server
 /// is running on this directory.
 fn open_log(dir: &std::path::Path) -> Result<Log, BoxError> {
+    open_log_with(dir, Log::open)
+}
+
+/// [`open_log`] with `open` (`Log::open_reindexing` for `rebuild`).
+fn open_log_with(
+    dir: &std::path::Path,
+    open: fn(&std::path::Path) -> Result<Log, vato_eventlog::log::LogError>,
+) -> Result<Log, BoxError> {
     if !Log::exists_in(dir) {
         return Err(format!("{} holds no Vato log", dir.display()).into());
     }
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
     loop {
-        match Log::open(dir) {
+        match open(dir) {
             Err(e) if e.to_string().contains("could not acquire lock") => {
                 if std::time::Instant::now() >= deadline {
                     return Err(format!("{e} (is a server running on {}?)", dir.display()).into());
@@ -159,7 +167,7 @@ fn run(cli: Cli) -> Result<ExitCode, BoxError> {
             }
         }
         Action::Rebuild => {
-            let log = open_log(&dir)?;
+            let log = open_log_with(&dir, Log::open_reindexing)?;
             let state = store::rebuild_history(&log)?;
             println!(
                 "rebuilt {} events; the history's records ({}) and snapshot written",

@@ -604,12 +604,6 @@ impl Node {
         } else if self.data.len() > 16 && self.data.rss() > 16 * 1024 {
             // Vato: leaves of large values split as upstream's did...
             16
-        } else if self.data.rss() <= 4 * 1024 {
-            // ...leaves of tiny records (Vato's per-conversation index,
-            // ~13 bytes a record) up to 256, so that the page table, ~110
-            // bytes of RAM per page whatever the cache, stays small beside
-            // them (VATO.md, the sixteenth change)...
-            256
         } else {
             // ...and leaves of small records hold up to 64 (upstream:
             // 16 for all); see VATO.md.

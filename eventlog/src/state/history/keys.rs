@@ -5,7 +5,7 @@ use crate::codec;
 use crate::event::{ConvId, MessageId, Seq, UserId};
 
 use super::super::model::Message;
-use super::records::Records;
+use super::Records;
 
 pub(super) const MESSAGE: u8 = b'm';
 /// Written before owner blocks (one record per message); still read.

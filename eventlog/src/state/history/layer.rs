@@ -11,7 +11,7 @@ use super::super::model::Message;
 use super::keys::*;
 use redb::ReadableTable;
 
-use super::records::Records;
+use super::Records;
 use super::{HistoryError, IdempotencyKey};
 
 /// What changed in one stretch of events.
@@ -75,7 +75,7 @@ impl Layer {
     /// writing them again after a crash gives the same records.
     pub fn write_records(&self, records: &Records) -> Result<(), HistoryError> {
         let failed = |e: redb::StorageError| records.error(e);
-        records.write(|table| {
+        records.write(true, |table| {
             for (conv, id) in &self.by_conv {
                 let value = codec::encode(&self.messages[id])?;
                 table

@@ -95,7 +95,7 @@ fn records_of_earlier_versions_are_still_read() {
     let encoded = crate::codec::encode(&m).unwrap();
     trees
         .records
-        .write(|table| {
+        .write(true, |table| {
             table.insert(&message_key(5, 42)[..], &encoded[..]).unwrap();
             table
                 .insert(&id_key(OWNER, 42)[..], &5u64.to_be_bytes()[..])

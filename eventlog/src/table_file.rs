@@ -1,70 +1,71 @@
-//! The history's records on disk: one redb table in its own file beside
-//! the log (issue 12).
+//! One redb table in a file of its own, beside the log: the history's
+//! records (`history.redb`, written by snapshots) and the log's
+//! per-conversation index (`log-index.redb`, written by the projector).
 //!
-//! Until 2026-12-06 the records were a sled tree beside the log. sled keeps
-//! an entry of ~100-130 bytes of RAM for every page it has, whatever its
-//! cache: the history's pages were two thirds of them, so the RSS grew
-//! with every message ever stored (BENCHMARKS.md, "Memory (#12)"). redb's
-//! B-tree keeps its page index on disk; in RAM it holds its cache (bounded
-//! by `--cache-mib`) and its allocator's bitmaps (bits per page).
+//! Until 2026-12-06 both were sled trees. sled keeps an entry of ~110
+//! bytes of RAM for every page it has, whatever its cache: these two trees
+//! were nearly all of its pages, so the RSS grew with every message ever
+//! stored (BENCHMARKS.md, "Memory (#12)"). redb's B-tree keeps its page
+//! index on disk; in RAM it holds its cache (bounded by `--cache-mib`) and
+//! its allocator's bitmaps (bits per page).
 //!
-//! Only the snapshot thread writes, one transaction per snapshot (its
-//! layer's records, idempotent: writing a layer twice is writing it once);
-//! readers take a read transaction per read and never wait for it. Every
-//! commit is durable and records redb's allocator state, so an open after
-//! `kill -9` does not walk the whole file (redb's quick repair).
-//!
-//! A directory written by the layout before (records in sled's `history`
-//! tree) is migrated on open: the tree is copied here and committed, then
-//! dropped from sled. A crash in between leaves the tree, and the copy is
-//! made again (the same values).
+//! One thread writes each file; readers take a read transaction per read
+//! and never wait for it. Durable commits record redb's allocator state,
+//! so an open after `kill -9` does not walk the whole file (redb's quick
+//! repair). Writes reach the device a megabyte at a time ([`paced_file`]).
 
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::paced_file::PacedFile;
 use redb::{Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 
-/// The records' file in the data directory.
-pub const FILE: &str = "history.redb";
+mod paced_file;
 
-/// The one table: the key layout of the parent module.
-const TABLE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("history");
+use paced_file::PacedFile;
 
 /// Entries a migration copies per transaction.
 const COPY_PER_COMMIT: usize = 65_536;
 
-/// A table being written by [`Records::write`].
+/// A table being written by [`TableFile::write`].
 pub type Table<'t> = redb::Table<'t, &'static [u8], &'static [u8]>;
 
-/// The records, shared by the history, its probes and the snapshot thread.
+type Definition = TableDefinition<'static, &'static [u8], &'static [u8]>;
+
+/// A table in a file, shared by its writer and its readers.
 #[derive(Clone)]
-pub struct Records {
+pub struct TableFile {
     db: Arc<redb::Database>,
+    table: Definition,
     path: PathBuf,
 }
 
-impl std::fmt::Debug for Records {
+impl std::fmt::Debug for TableFile {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Records").field("path", &self.path).finish()
+        f.debug_struct("TableFile")
+            .field("path", &self.path)
+            .finish()
     }
 }
 
-/// What went wrong with the records' file.
+/// What went wrong with a table's file: it names the file.
 #[derive(Debug, thiserror::Error)]
-#[error("the history's records {path} ({source}); run `vato-admin rebuild` to make them again from the log")]
-pub struct RecordsError {
+#[error("{path} is unreadable or damaged ({source}); run `vato-admin rebuild` to make it again from the log")]
+pub struct TableFileError {
     pub path: PathBuf,
     #[source]
     pub source: redb::Error,
 }
 
-impl Records {
-    /// Opens (or creates, private to its user) the records' file `path`,
-    /// with a read cache of `cache_bytes`.
-    pub fn open(path: &Path, cache_bytes: u64) -> Result<Records, RecordsError> {
-        let failed = |e: redb::Error| RecordsError {
+impl TableFile {
+    /// Opens (or creates, private to its user) the file `path` holding
+    /// table `table`, with a read cache of `cache_bytes`.
+    pub fn open(
+        path: &Path,
+        table: &'static str,
+        cache_bytes: u64,
+    ) -> Result<TableFile, TableFileError> {
+        let failed = |e: redb::Error| TableFileError {
             path: path.to_path_buf(),
             source: e,
         };
@@ -74,18 +75,19 @@ impl Records {
             .set_cache_size(cache_bytes as usize)
             .create_with_backend(backend)
             .map_err(|e| failed(e.into()))?;
-        let records = Records {
+        let file = TableFile {
             db: Arc::new(db),
+            table: TableDefinition::new(table),
             path: path.to_path_buf(),
         };
         // The table exists from the first open on: readers need not ask.
-        records.write(|_| Ok::<(), RecordsError>(()))?;
-        Ok(records)
+        file.write(true, |_| Ok::<(), TableFileError>(()))?;
+        Ok(file)
     }
 
-    /// Removes the records' file `path` (a rebuild makes it again from
-    /// the log; what is in it, damaged or not, is not read). Shrunk a
-    /// megabyte at a time, as every big file on the log's device.
+    /// Removes the file `path` (a rebuild makes it again from the log;
+    /// what is in it, damaged or not, is not read). Shrunk a megabyte at a
+    /// time, as every big file on the log's device.
     pub fn remove(path: &Path) -> std::io::Result<()> {
         match crate::paced::remove(path) {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
@@ -97,16 +99,16 @@ impl Records {
         &self.path
     }
 
-    /// The error a read of this file gives, for the caller to name it.
-    pub fn error(&self, source: impl Into<redb::Error>) -> RecordsError {
-        RecordsError {
+    /// The error a read or write of this file gives, naming it.
+    pub fn error(&self, source: impl Into<redb::Error>) -> TableFileError {
+        TableFileError {
             path: self.path.clone(),
             source: source.into(),
         }
     }
 
     fn table(&self) -> Result<redb::ReadOnlyTable<&'static [u8], &'static [u8]>, redb::Error> {
-        Ok(self.db.begin_read()?.open_table(TABLE)?)
+        Ok(self.db.begin_read()?.open_table(self.table)?)
     }
 
     pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, redb::Error> {
@@ -136,38 +138,52 @@ impl Records {
         Ok(self.len()? == 0)
     }
 
-    /// Writes in one transaction, durable when this returns (its commit
-    /// records redb's allocator state: an open after a crash then needs no
-    /// walk of the file). An error from `write` aborts it.
-    pub fn write<E: From<RecordsError>>(
+    /// Writes in one transaction; an error from `write` aborts it.
+    /// `durable`: durable when this returns, and recording redb's
+    /// allocator state (an open after a crash then needs no walk of the
+    /// file). Otherwise readers see it at once and it becomes durable with
+    /// the next durable commit (a crash before that loses it).
+    pub fn write<E: From<TableFileError>>(
         &self,
+        durable: bool,
         write: impl FnOnce(&mut Table<'_>) -> Result<(), E>,
     ) -> Result<(), E> {
         let mut txn = self.db.begin_write().map_err(|e| self.error(e))?;
-        txn.set_durability(Durability::Immediate)
-            .map_err(|e| self.error(e))?;
-        txn.set_quick_repair(true);
+        if durable {
+            txn.set_durability(Durability::Immediate)
+                .map_err(|e| self.error(e))?;
+            txn.set_quick_repair(true);
+        } else {
+            txn.set_durability(Durability::None)
+                .map_err(|e| self.error(e))?;
+        }
         {
-            let mut table = txn.open_table(TABLE).map_err(|e| self.error(e))?;
+            let mut table = txn.open_table(self.table).map_err(|e| self.error(e))?;
             write(&mut table)?;
         }
         txn.commit().map_err(|e| self.error(e))?;
         Ok(())
     }
 
-    /// Removes every record.
-    pub fn clear(&self) -> Result<(), redb::Error> {
-        let mut txn = self.db.begin_write()?;
+    /// Makes every commit before it durable.
+    pub fn sync(&self) -> Result<(), TableFileError> {
+        self.write(true, |_| Ok(()))
+    }
+
+    /// Removes every entry, durably.
+    pub fn clear(&self) -> Result<(), TableFileError> {
+        let mut txn = self.db.begin_write().map_err(|e| self.error(e))?;
         txn.set_quick_repair(true);
-        txn.delete_table(TABLE)?;
-        txn.open_table(TABLE)?;
-        txn.commit()?;
+        txn.delete_table(self.table).map_err(|e| self.error(e))?;
+        txn.open_table(self.table).map_err(|e| self.error(e))?;
+        txn.commit().map_err(|e| self.error(e))?;
         Ok(())
     }
 
-    /// Copies the records of the layout before (sled's tree `tree`) here,
+    /// Copies the entries of sled's tree `tree` (the layout before) here,
     /// durably, then drops the tree from sled. Nothing to do when it is
-    /// empty.
+    /// empty; a crash in between leaves the tree, and the copy is made
+    /// again (the same values).
     pub fn migrate_from(&self, db: &sled::Db, tree: &str) -> Result<(), MigrateError> {
         let old = db.open_tree(tree)?;
         if old.is_empty() {
@@ -185,7 +201,7 @@ impl Records {
                 break;
             }
             copied += chunk.len();
-            self.write(|table| {
+            self.write(true, |table| {
                 for (key, value) in &chunk {
                     table
                         .insert(key.as_ref(), value.as_ref())
@@ -198,9 +214,9 @@ impl Records {
         db.drop_tree(tree)?;
         db.flush()?;
         tracing::info!(
-            records = copied,
+            entries = copied,
             ms = started.elapsed().as_millis() as u64,
-            "migrated the history's records from sled's `{tree}` tree to {}",
+            "moved sled's `{tree}` tree to {}",
             self.path.display()
         );
         Ok(())
@@ -212,13 +228,13 @@ pub enum MigrateError {
     #[error(transparent)]
     Sled(#[from] sled::Error),
     #[error(transparent)]
-    Records(#[from] RecordsError),
+    File(#[from] TableFileError),
 }
 
-/// The entries of a range (see [`Records::range`]).
+/// The entries of a range (see [`TableFile::range`]).
 pub struct Entries(redb::OwnedRange<&'static [u8], &'static [u8]>);
 
-type Entry = Result<(Vec<u8>, Vec<u8>), redb::StorageError>;
+pub type Entry = Result<(Vec<u8>, Vec<u8>), redb::StorageError>;
 
 /// An entry as redb's range yields it.
 type Guarded = (
