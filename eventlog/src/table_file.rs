@@ -185,8 +185,13 @@ impl TableFile {
     /// empty; a crash in between leaves the tree, and the copy is made
     /// again (the same values).
     pub fn migrate_from(&self, db: &sled::Db, tree: &str) -> Result<(), MigrateError> {
+        if !db.tree_names().iter().any(|n| n == tree.as_bytes()) {
+            return Ok(());
+        }
         let old = db.open_tree(tree)?;
         if old.is_empty() {
+            drop(old);
+            db.drop_tree(tree)?;
             return Ok(());
         }
         let started = std::time::Instant::now();

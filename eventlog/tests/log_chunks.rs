@@ -195,6 +195,29 @@ fn run_case(batches: &[Vec<Spec>], position: Option<u64>) -> Result<(), TestCase
     std::fs::remove_file(dir.path().join(vato_eventlog::log::INDEX_FILE)).expect("remove index");
     let log = common::retry_lock(|| Log::open(dir.path())).expect("reopen without index");
     check(&log, &model)?;
+    // The layout before: the index in sled's `conv_chunks` tree (here a
+    // run of one seq per entry, which readers take as any run), no file.
+    // An open moves it into the file and drops the tree.
+    {
+        let tree = log
+            .sled()
+            .open_tree(vato_eventlog::log::CONV_CHUNKS)
+            .expect("tree");
+        for ((conv, seq), offset) in &model.index {
+            let mut key = conv.to_be_bytes().to_vec();
+            key.extend_from_slice(&seq.to_be_bytes());
+            tree.insert(key, &offset.to_be_bytes()[..]).expect("insert");
+        }
+        log.sync().expect("sync");
+    }
+    drop(log);
+    std::fs::remove_file(dir.path().join(vato_eventlog::log::INDEX_FILE)).expect("remove index");
+    let log = common::retry_lock(|| Log::open(dir.path())).expect("reopen, migrating");
+    check(&log, &model)?;
+    let names = log.sled().tree_names();
+    prop_assert!(!names
+        .iter()
+        .any(|n| n == vato_eventlog::log::CONV_CHUNKS.as_bytes()));
     Ok(())
 }
 

@@ -54,12 +54,13 @@ async fn a_burst_of_logins_leaves_no_memory_behind() {
 /// RSS per stored message, as CI can afford it: 200,000 messages written
 /// by `vato-admin generate`'s code, a server started on them and one on an
 /// empty directory, RSS compared once both are idle. Messages live on disk
-/// (issue 12): 94-95 B each measured here since the records moved from a
-/// sled tree to their own redb file and the log's per-conversation index
-/// got leaves of 256 records (2026-12-06); 128-135 B before, 237 when this
-/// test was written. Most of it is the fixed cost of the caches and the
-/// 4,000 users. The bound (115) sits between today's figure and the one
-/// before; with every message in RAM it was 640-830 B.
+/// (issue 12): 90-95 B each measured here since the records and the log's
+/// per-conversation index moved from sled trees to redb files of their own
+/// (2026-12-06), nearly all of it the fixed cost of the 4,000 users and
+/// the caches (at 10M messages the whole process is 112 MiB); 128-135 B
+/// before, with sled's page table growing with the history, 237 when this
+/// test was written. The bound (115) sits between today's figure and the
+/// one before; with every message in RAM it was 640-830 B.
 #[tokio::test]
 async fn rss_per_stored_message_stays_under_its_bound() {
     const MESSAGES: u64 = 200_000;

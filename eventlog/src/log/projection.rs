@@ -109,8 +109,18 @@ impl Projection {
     /// that end, durably, then dropped from sled. A crash in between
     /// leaves the tree, and the copy is made again (the same values).
     fn move_index_from_sled(&self) -> Result<(), LogError> {
+        if !self
+            .db
+            .tree_names()
+            .iter()
+            .any(|n| n == CONV_CHUNKS.as_bytes())
+        {
+            return Ok(());
+        }
         let old = self.db.open_tree(CONV_CHUNKS)?;
         if old.is_empty() {
+            drop(old);
+            self.db.drop_tree(CONV_CHUNKS)?;
             return Ok(());
         }
         let end = self.next_offset()?;
