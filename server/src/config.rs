@@ -133,9 +133,11 @@ pub struct Config {
           value_parser = clap::value_parser!(u64).range(1..=1024))]
     pub wal_segment_mib: u64,
 
-    /// Memory for each of the two read caches, MiB: the log's (sled's page
-    /// cache: replays, resumes) and the history's (redb's: pages, search).
-    /// Reads beyond them go to the disk (and the kernel's page cache).
+    /// Memory for each of the three read caches, MiB: the log's chunks
+    /// (sled's page cache: replays, resumes), the conversation index's and
+    /// the history's (redb's: resumes, pages, search). Each fills only as
+    /// it is read; reads beyond it go to the disk (and the kernel's page
+    /// cache).
     #[arg(long, env = "VATO_CACHE_MIB", default_value_t = 64,
           value_parser = clap::value_parser!(u64).range(1..=65536))]
     pub cache_mib: u64,
