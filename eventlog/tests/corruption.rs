@@ -261,6 +261,24 @@ fn snapshot_file(dir: &Path) -> std::path::PathBuf {
         .expect("a snapshot file written by close()")
 }
 
+/// Opening the store in `dir` fails with an error holding `needle` and
+/// telling to run `vato-admin rebuild`.
+fn assert_refused(dir: &Path, needle: &str, what: &str) {
+    let opened = common::retry_lock(|| Store::open(common::config(dir, 1_000_000)));
+    let error = opened.err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(
+        error.contains(needle) && error.contains("vato-admin rebuild"),
+        "{what}: {error:?}"
+    );
+}
+
+/// The store in `dir` opens and holds `expected`.
+fn assert_opens_with(dir: &Path, expected: &State, what: &str) {
+    let store = common::open(common::config(dir, 1_000_000));
+    assert!(*store.state() == *expected, "{what}");
+    common::close(store);
+}
+
 #[test]
 fn a_damaged_snapshot_is_refused_naming_its_file_and_rebuild_restores_it() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -289,12 +307,10 @@ fn a_damaged_snapshot_is_refused_naming_its_file_and_rebuild_restores_it() {
             Some(bytes) => std::fs::write(&file, bytes).expect("damage"),
             None => std::fs::remove_file(&file).expect("remove"),
         }
-        let opened = common::retry_lock(|| Store::open(common::config(dir.path(), 1_000_000)));
-        let error = opened.err().map(|e| e.to_string()).unwrap_or_default();
-        assert!(
-            error.contains(&format!("snapshot file {} is damaged", file.display()))
-                && error.contains("vato-admin rebuild"),
-            "{name}: {error:?}"
+        assert_refused(
+            dir.path(),
+            &format!("snapshot file {} is damaged", file.display()),
+            name,
         );
         // The log itself is untouched: a full replay still gives the state.
         assert!(
@@ -364,23 +380,13 @@ fn a_damaged_records_file_is_refused_naming_it_and_rebuild_restores_it() {
     ];
     for (name, bytes) in damaged {
         std::fs::write(&file, bytes).expect("damage");
-        let opened = common::retry_lock(|| Store::open(common::config(dir.path(), 1_000_000)));
-        let error = opened.err().map(|e| e.to_string()).unwrap_or_default();
-        assert!(
-            error.contains(&file.display().to_string()) && error.contains("vato-admin rebuild"),
-            "{name}: {error:?}"
-        );
+        assert_refused(dir.path(), &file.display().to_string(), name);
         {
             let log = common::retry_lock(|| Log::open(dir.path())).expect("open log");
             let rebuilt = vato_eventlog::store::rebuild_history(&log).expect("rebuild history");
             assert!(rebuilt.detached() == expected, "{name}: rebuilt history");
         }
-        let store = common::open(common::config(dir.path(), 1_000_000));
-        assert!(
-            *store.state() == expected,
-            "{name}: opens on the rebuilt file"
-        );
-        common::close(store);
+        assert_opens_with(dir.path(), &expected, name);
     }
 }
 
@@ -414,19 +420,12 @@ fn a_damaged_index_file_is_refused_naming_it_and_rebuild_restores_it() {
         before.0.len()
     );
     std::fs::write(&file, vec![0xAB; 4096]).expect("damage");
-    let opened = common::retry_lock(|| Store::open(common::config(dir.path(), 1_000_000)));
-    let error = opened.err().map(|e| e.to_string()).unwrap_or_default();
-    assert!(
-        error.contains(&file.display().to_string()) && error.contains("vato-admin rebuild"),
-        "{error:?}"
-    );
+    assert_refused(dir.path(), &file.display().to_string(), "index");
     {
         let log = common::retry_lock(|| Log::open_reindexing(dir.path())).expect("reindex");
         assert!(pages(&log) == before, "the index made again");
     }
-    let store = common::open(common::config(dir.path(), 1_000_000));
-    assert!(*store.state() == expected, "opens on the new index");
-    common::close(store);
+    assert_opens_with(dir.path(), &expected, "opens on the new index");
 }
 
 /// A damaged commit in the snapshot tree (the file's generation) is
@@ -442,22 +441,16 @@ fn a_damaged_snapshot_commit_is_refused_naming_its_tree() {
             .expect("insert");
         log.sync().expect("sync");
     }
-    let opened = common::retry_lock(|| Store::open(common::config(dir.path(), 1_000_000)));
-    let error = opened.err().map(|e| e.to_string()).unwrap_or_default();
-    assert!(
-        error.contains(&format!(
-            "history tree `{}` is damaged",
-            snapshot::SNAPSHOT_TREE
-        )) && error.contains("vato-admin rebuild"),
-        "{error:?}"
+    assert_refused(
+        dir.path(),
+        &format!("history tree `{}` is damaged", snapshot::SNAPSHOT_TREE),
+        "commit",
     );
     {
         let log = common::retry_lock(|| Log::open(dir.path())).expect("open log");
         vato_eventlog::store::rebuild_history(&log).expect("rebuild history");
     }
-    let store = common::open(common::config(dir.path(), 1_000_000));
-    assert!(*store.state() == expected, "rebuilt");
-    common::close(store);
+    assert_opens_with(dir.path(), &expected, "rebuilt");
 }
 
 /// The first layout of issue 12 kept the snapshot's state (and a pending

@@ -401,7 +401,8 @@ impl Log {
         self.projection.sync()
     }
 
-    /// The bound of sled's page cache this log was opened with.
+    /// The bound of each read cache this log was opened with (sled's, the
+    /// index's; the history's records are opened with the same).
     pub fn cache_bytes(&self) -> u64 {
         self.projection.cache_bytes
     }

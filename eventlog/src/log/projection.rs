@@ -43,8 +43,8 @@ pub struct Projection {
     /// Files in sled's `blobs/` directory already fsynced (see `sync`).
     pub(super) synced_blobs: Mutex<HashSet<OsString>>,
     pub(super) dir: PathBuf,
-    /// The bound of sled's page cache (and of the history records' cache,
-    /// which the snapshot opens beside the log).
+    /// The bound of each read cache: sled's page cache, the index's, and
+    /// the history records' (which the snapshot opens beside the log).
     pub(super) cache_bytes: u64,
 }
 
