@@ -181,18 +181,24 @@ impl TableFile {
     }
 
     /// Copies the entries of sled's tree `tree` (the layout before) here,
-    /// durably, then drops the tree from sled. Nothing to do when it is
-    /// empty; a crash in between leaves the tree, and the copy is made
-    /// again (the same values).
-    pub fn migrate_from(&self, db: &sled::Db, tree: &str) -> Result<(), MigrateError> {
+    /// durably, then `last` (what the copy completes, in a commit after
+    /// it), then drops the tree from sled; returns the entries copied.
+    /// Nothing to do when the tree is absent or empty; a crash before the
+    /// drop leaves the tree, and the copy is made again (the same values).
+    pub fn migrate_from(
+        &self,
+        db: &sled::Db,
+        tree: &str,
+        last: &[(&[u8], &[u8])],
+    ) -> Result<usize, MigrateError> {
         if !db.tree_names().iter().any(|n| n == tree.as_bytes()) {
-            return Ok(());
+            return Ok(0);
         }
         let old = db.open_tree(tree)?;
         if old.is_empty() {
             drop(old);
             db.drop_tree(tree)?;
-            return Ok(());
+            return Ok(0);
         }
         let started = std::time::Instant::now();
         let mut copied = 0usize;
@@ -215,6 +221,12 @@ impl TableFile {
                 Ok::<(), MigrateError>(())
             })?;
         }
+        self.write(true, |table| {
+            for (key, value) in last {
+                table.insert(*key, *value).map_err(|e| self.error(e))?;
+            }
+            Ok::<(), MigrateError>(())
+        })?;
         drop(old);
         db.drop_tree(tree)?;
         db.flush()?;
@@ -224,7 +236,7 @@ impl TableFile {
             "moved sled's `{tree}` tree to {}",
             self.path.display()
         );
-        Ok(())
+        Ok(copied)
     }
 }
 

@@ -27,8 +27,6 @@ use super::{legacy, LogError};
 use crate::event::Offset;
 use crate::table_file::TableFile;
 
-/// Index entries a migration copies per commit.
-const COPY_PER_COMMIT: usize = 65_536;
 /// Events indexed per commit when an open indexes the chunks' tail.
 const INDEX_PER_COMMIT: usize = 1 << 20;
 
@@ -105,56 +103,20 @@ impl Projection {
 
     /// Directories written before the index had its file keep it in
     /// sled's tree [`CONV_CHUNKS`], complete up to the chunks' end (the
-    /// two were written in one transaction): copied into the file with
-    /// that end, durably, then dropped from sled. A crash in between
-    /// leaves the tree, and the copy is made again (the same values).
+    /// two were written in one transaction): moved into the file, with
+    /// that end as [`INDEXED`].
     fn move_index_from_sled(&self) -> Result<(), LogError> {
-        if !self
-            .db
-            .tree_names()
-            .iter()
-            .any(|n| n == CONV_CHUNKS.as_bytes())
-        {
-            return Ok(());
-        }
-        let old = self.db.open_tree(CONV_CHUNKS)?;
-        if old.is_empty() {
-            drop(old);
-            self.db.drop_tree(CONV_CHUNKS)?;
-            return Ok(());
-        }
-        let end = self.next_offset()?;
-        let mut entries = old.iter();
-        loop {
-            let chunk: Vec<_> = entries
-                .by_ref()
-                .take(COPY_PER_COMMIT)
-                .collect::<Result<_, _>>()?;
-            let last = chunk.len() < COPY_PER_COMMIT;
-            self.index.write(true, |table| {
-                for (key, value) in &chunk {
-                    table
-                        .insert(key.as_ref(), value.as_ref())
-                        .map_err(|e| self.index.error(e))?;
-                }
-                if last {
-                    table
-                        .insert(INDEXED, &end.to_be_bytes()[..])
-                        .map_err(|e| self.index.error(e))?;
-                }
-                Ok::<(), LogError>(())
+        let end = self.next_offset()?.to_be_bytes();
+        let moved = self
+            .index
+            .migrate_from(&self.db, CONV_CHUNKS, &[(INDEXED, &end[..])])
+            .map_err(|e| match e {
+                crate::table_file::MigrateError::Sled(e) => LogError::Sled(e),
+                crate::table_file::MigrateError::File(e) => LogError::Index(e),
             })?;
-            if last {
-                break;
-            }
+        if moved > 0 {
+            self.sync()?;
         }
-        drop(old);
-        self.db.drop_tree(CONV_CHUNKS)?;
-        self.sync()?;
-        tracing::info!(
-            "moved the conversation index from sled's `{CONV_CHUNKS}` tree to {}",
-            self.index.path().display()
-        );
         Ok(())
     }
 

@@ -102,7 +102,7 @@ impl Trees {
         cache_bytes: u64,
     ) -> Result<Trees, HistoryError> {
         let records = Records::open(&dir.join(records::FILE), records::TABLE, cache_bytes)?;
-        records.migrate_from(db, TREE).map_err(|e| match e {
+        records.migrate_from(db, TREE, &[]).map_err(|e| match e {
             crate::table_file::MigrateError::Sled(e) => HistoryError::Sled(e),
             crate::table_file::MigrateError::File(e) => HistoryError::Records(e),
         })?;
