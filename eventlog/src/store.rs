@@ -311,11 +311,18 @@ pub fn recover_with(log: &Log, snapshot_every: u64) -> Result<State, StoreError>
 /// Makes the history tree again from the log (`vato-admin rebuild`): what
 /// was in it is dropped first. The log is only read.
 pub fn rebuild_history(log: &Log) -> Result<State, StoreError> {
-    // Not opened first: a damaged file may not open at all.
+    // The snapshot's commit goes first, durably: from then on no open
+    // reads the records. The records' file is not opened before it is
+    // removed: a damaged file may not open at all.
+    let commit = log
+        .sled()
+        .open_tree(crate::state::history::SNAPSHOT_TREE)
+        .map_err(LogError::from)?;
+    commit.clear().map_err(LogError::from)?;
+    commit.flush().map_err(LogError::from)?;
     crate::state::history::Records::remove(&log.dir().join(crate::state::history::records::FILE))
         .map_err(LogError::Io)?;
     let trees = snapshot::trees(log)?;
-    trees.clear().map_err(snapshot::history_error)?;
     let mut state = State::default();
     state.history.attach(trees);
     replay_with_snapshots(log, &mut state, DEFAULT_SNAPSHOT_EVERY)?;

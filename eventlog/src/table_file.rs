@@ -69,30 +69,50 @@ impl TableFile {
             path: path.to_path_buf(),
             source: e,
         };
-        let file = open_private(path).map_err(|e| failed(redb::Error::Io(e)))?;
-        let backend = PacedFile::new(file).map_err(|e| failed(redb::Error::Io(e)))?;
+        let definition = TableDefinition::new(table);
+        for leftover in [NEW, REMOVED] {
+            remove_leftover(&beside(path, leftover)).map_err(|e| failed(e.into()))?;
+        }
+        let file = match std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)
+        {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                create(path, definition).map_err(failed)?;
+                std::fs::OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .open(path)
+            }
+            opened => opened,
+        }
+        .map_err(|e| failed(e.into()))?;
+        let backend = PacedFile::new(file).map_err(|e| failed(e.into()))?;
         let db = redb::Database::builder()
             .set_cache_size(cache_bytes as usize)
             .create_with_backend(backend)
             .map_err(|e| failed(e.into()))?;
-        let file = TableFile {
+        Ok(TableFile {
             db: Arc::new(db),
-            table: TableDefinition::new(table),
+            table: definition,
             path: path.to_path_buf(),
-        };
-        // The table exists from the first open on: readers need not ask.
-        file.write(true, |_| Ok::<(), TableFileError>(()))?;
-        Ok(file)
+        })
     }
 
     /// Removes the file `path` (a rebuild makes it again from the log;
-    /// what is in it, damaged or not, is not read). Shrunk a megabyte at a
-    /// time, as every big file on the log's device.
+    /// what is in it, damaged or not, is not read). It loses its name
+    /// first, at once, so that a removal killed half-way leaves no
+    /// half-file under it; then it is shrunk a megabyte at a time, as
+    /// every big file on the log's device.
     pub fn remove(path: &Path) -> std::io::Result<()> {
-        match crate::paced::remove(path) {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            done => done,
+        let removed = beside(path, REMOVED);
+        match std::fs::rename(path, &removed) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+            Ok(()) => sync_dir(path)?,
         }
+        remove_leftover(&removed)
     }
 
     pub fn path(&self) -> &Path {
@@ -277,34 +297,60 @@ impl DoubleEndedIterator for Entries {
     }
 }
 
-/// Opens `path` for reading and writing, creating it readable and
-/// writable by its owner only (redb would create it with the umask's
-/// mode) and making a new name durable (redb's commits sync the file's
-/// contents only).
-fn open_private(path: &Path) -> std::io::Result<std::fs::File> {
+/// The name a file has while it is made, and the one it has while it is
+/// removed: never opened as the table.
+const NEW: &str = ".new";
+const REMOVED: &str = ".removed";
+
+/// `path` with `suffix` after its file name.
+fn beside(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(suffix);
+    path.with_file_name(name)
+}
+
+/// Makes the file `path` whole or not at all. redb writes its header and
+/// the empty table under another name (`<path>.new`, readable and
+/// writable by its owner only: redb would create it with the umask's
+/// mode), and the file takes its name once that is durable. A creation
+/// killed half-way leaves only the other name, which the next open
+/// removes; under `path` an open finds a file redb made whole, or none.
+fn create(path: &Path, table: Definition) -> Result<(), redb::Error> {
     use std::os::unix::fs::OpenOptionsExt;
-    let open = || {
-        std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(path)
-    };
-    match std::fs::OpenOptions::new()
+    let new = beside(path, NEW);
+    let file = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
         .create_new(true)
         .mode(0o600)
-        .open(path)
-    {
-        Ok(file) => {
-            let dir = path
-                .parent()
-                .filter(|p| !p.as_os_str().is_empty())
-                .unwrap_or(Path::new("."));
-            std::fs::File::open(dir)?.sync_all()?;
-            Ok(file)
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => open(),
-        Err(e) => Err(e),
+        .open(&new)?;
+    let db = redb::Database::builder().create_with_backend(PacedFile::new(file)?)?;
+    let mut tx = db.begin_write()?;
+    tx.set_quick_repair(true);
+    tx.open_table(table)?;
+    tx.commit()?;
+    drop(db);
+    std::fs::rename(&new, path)?;
+    // redb's commits sync the file's contents only; the name is the
+    // directory's.
+    sync_dir(path)?;
+    Ok(())
+}
+
+/// Removes what a creation or a removal killed half-way left at `path`,
+/// if anything.
+fn remove_leftover(path: &Path) -> std::io::Result<()> {
+    match crate::paced::remove(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        done => done,
     }
+}
+
+/// Makes the names in `path`'s directory durable.
+fn sync_dir(path: &Path) -> std::io::Result<()> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::File::open(dir)?.sync_all()
 }

@@ -359,8 +359,8 @@ fn a_damaged_snapshot_is_refused_naming_its_file_and_rebuild_restores_it() {
     common::close(store);
 }
 
-/// A damaged records file (`history.redb`) is refused with an error
-/// naming it; `vato-admin rebuild` makes it again from the log.
+/// A damaged or missing records file (`history.redb`) is refused with an
+/// error naming it; `vato-admin rebuild` makes it again from the log.
 #[test]
 fn a_damaged_records_file_is_refused_naming_it_and_rebuild_restores_it() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -369,17 +369,25 @@ fn a_damaged_records_file_is_refused_naming_it_and_rebuild_restores_it() {
         .path()
         .join(vato_eventlog::state::history::records::FILE);
     let good = std::fs::read(&file).expect("read the records file");
-    let damaged: Vec<(&str, Vec<u8>)> = vec![
-        ("garbage", vec![0xAB; 4096]),
-        ("truncated header", good[..100].to_vec()),
-        ("header zeroed", {
-            let mut b = good.clone();
-            b[..512].fill(0);
-            b
-        }),
+    let damaged: Vec<(&str, Option<Vec<u8>>)> = vec![
+        // Opening on an empty file in its place would lose the history.
+        ("missing", None),
+        ("garbage", Some(vec![0xAB; 4096])),
+        ("truncated header", Some(good[..100].to_vec())),
+        (
+            "header zeroed",
+            Some({
+                let mut b = good.clone();
+                b[..512].fill(0);
+                b
+            }),
+        ),
     ];
     for (name, bytes) in damaged {
-        std::fs::write(&file, bytes).expect("damage");
+        match bytes {
+            Some(bytes) => std::fs::write(&file, bytes).expect("damage"),
+            None => std::fs::remove_file(&file).expect("remove"),
+        }
         assert_refused(dir.path(), &file.display().to_string(), name);
         {
             let log = common::retry_lock(|| Log::open(dir.path())).expect("open log");
@@ -426,6 +434,52 @@ fn a_damaged_index_file_is_refused_naming_it_and_rebuild_restores_it() {
         assert!(pages(&log) == before, "the index made again");
     }
     assert_opens_with(dir.path(), &expected, "opens on the new index");
+}
+
+/// What a creation or a removal of a table's file killed half-way leaves
+/// (`<file>.new`, `<file>.removed`: the file takes its name only once
+/// redb has made it whole, and loses it before it is shrunk) is never
+/// opened as the file, and the next open removes it.
+#[test]
+fn a_table_file_half_made_or_half_removed_is_not_opened_as_the_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let expected = populated(dir.path(), 40);
+    let index = dir.path().join(log::INDEX_FILE);
+    let records = dir
+        .path()
+        .join(vato_eventlog::state::history::records::FILE);
+    let beside = |file: &Path, suffix: &str| {
+        let mut name = file.as_os_str().to_os_string();
+        name.push(suffix);
+        std::path::PathBuf::from(name)
+    };
+    let leftovers = [
+        beside(&index, ".new"),
+        beside(&index, ".removed"),
+        beside(&records, ".new"),
+        beside(&records, ".removed"),
+    ];
+    // The index killed while it was made (no file under its name yet),
+    // the records with a removal's leftover beside them.
+    std::fs::remove_file(&index).expect("remove the index");
+    for leftover in &leftovers {
+        std::fs::write(leftover, vec![0xAB; 4096]).expect("leftover");
+    }
+    assert_opens_with(dir.path(), &expected, "opens beside the leftovers");
+    for leftover in &leftovers {
+        assert!(!leftover.exists(), "{} removed", leftover.display());
+    }
+    assert!(index.exists(), "the index made again");
+
+    // A removal killed after the rename: the name is free, the next
+    // removal (a rebuild's) finishes it.
+    std::fs::rename(&index, beside(&index, ".removed")).expect("rename");
+    {
+        let log = common::retry_lock(|| Log::open_reindexing(dir.path())).expect("reopen");
+        drop(log);
+    }
+    assert!(!beside(&index, ".removed").exists());
+    assert_opens_with(dir.path(), &expected, "opens on the index made again");
 }
 
 /// A damaged commit in the snapshot tree (the file's generation) is

@@ -391,9 +391,12 @@ pub fn replace_state(dir: &Path, state: &[u8]) -> Result<(), SnapshotError> {
 /// in `dir`, so that its next open replays (and projects) the whole log.
 pub fn discard(dir: &Path) -> Result<(), LogError> {
     let log = Log::open(dir)?;
+    // The commit first: then no open reads the records (see
+    // `store::rebuild_history`).
+    log.sled().drop_tree(SNAPSHOT_TREE)?;
+    log.sync()?;
     crate::state::history::Records::remove(&dir.join(crate::state::history::records::FILE))?;
     log.sled().drop_tree(TREE)?;
-    log.sled().drop_tree(SNAPSHOT_TREE)?;
     log.sync()?;
     let _ = std::fs::remove_file(legacy_path(dir));
     file::remove_others(&dir.join(file::DIR), None);

@@ -101,14 +101,30 @@ impl Trees {
         dir: &std::path::Path,
         cache_bytes: u64,
     ) -> Result<Trees, HistoryError> {
-        let records = Records::open(&dir.join(records::FILE), records::TABLE, cache_bytes)?;
+        let path = dir.join(records::FILE);
+        let snapshot = db.open_tree(SNAPSHOT_TREE)?;
+        let migrating = db.tree_names().iter().any(|n| n == TREE.as_bytes());
+        if !snapshot.is_empty() && !migrating && !path.exists() {
+            // A snapshot's commit whose records are gone (the file
+            // removed by hand, or a rebuild killed half-way): opening on
+            // an empty file would lose the history without a word.
+            return Err(RecordsError {
+                path,
+                source: redb::Error::Io(std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    "missing, and the latest snapshot's records were in it",
+                )),
+            }
+            .into());
+        }
+        let records = Records::open(&path, records::TABLE, cache_bytes)?;
         records.migrate_from(db, TREE, &[]).map_err(|e| match e {
             crate::table_file::MigrateError::Sled(e) => HistoryError::Sled(e),
             crate::table_file::MigrateError::File(e) => HistoryError::Records(e),
         })?;
         Ok(Trees {
             records,
-            snapshot: db.open_tree(SNAPSHOT_TREE)?,
+            snapshot,
             files: dir.join(crate::snapshot::file::DIR),
         })
     }
