@@ -278,7 +278,8 @@ impl Media {
     }
 
     /// Removes every file nothing refers to (and, in embedded mode, the
-    /// temporary files of writes a crash interrupted). Run at start, once
+    /// temporary files of writes and removals a crash interrupted, shrunk
+    /// a megabyte at a time). Run at start, once
     /// the read model is complete; in cluster mode only objects older than
     /// the grace go (another node may be uploading them right now).
     pub async fn sweep(&self) -> Result<usize, MediaError> {
@@ -289,7 +290,17 @@ impl Media {
                 for entry in entries.flatten() {
                     let name = entry.file_name().to_string_lossy().into_owned();
                     if name.starts_with(".tmp-") {
-                        let _ = std::fs::remove_file(entry.path());
+                        // A megabyte at a time, as `remove_file` frees a
+                        // big file: such a leftover may be an attachment's
+                        // tens of MB.
+                        let path = entry.path();
+                        let removed = tokio::task::spawn_blocking(move || {
+                            vato_eventlog::paced::remove(&path).map_err(|e| (path, e))
+                        })
+                        .await;
+                        if let Ok(Err((path, e))) = removed {
+                            tracing::warn!("removing {}: {e}", path.display());
+                        }
                     } else {
                         keys.push(name);
                     }
