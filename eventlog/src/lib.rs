@@ -34,6 +34,7 @@ pub mod event;
 pub mod log;
 pub mod paced;
 pub mod profile;
+pub mod sched;
 pub mod snapshot;
 pub mod state;
 pub mod store;

@@ -44,6 +44,9 @@ pub struct StoreConfig {
     pub wal_segment_bytes: u64,
     /// Bound of the log's page cache in memory (sled's `cache_capacity`).
     pub cache_bytes: u64,
+    /// The time slice the writer's thread asks the kernel for, µs (0: the
+    /// kernel's default); see [`crate::sched`].
+    pub writer_slice_us: u64,
 }
 
 impl StoreConfig {
@@ -55,9 +58,13 @@ impl StoreConfig {
             queue: 65_536,
             wal_segment_bytes: crate::log::DEFAULT_WAL_SEGMENT_BYTES,
             cache_bytes: crate::log::DEFAULT_CACHE_BYTES,
+            writer_slice_us: DEFAULT_WRITER_SLICE_US,
         }
     }
 }
+
+/// The writer's time slice, µs: the shortest the kernel grants.
+pub const DEFAULT_WRITER_SLICE_US: u64 = 100;
 
 /// Events between snapshots: bounds the history held in RAM (about 30 MiB
 /// of messages) and the tail a restart replays.
@@ -154,9 +161,13 @@ impl Store {
             max_batch: config.max_batch.max(1),
             snapshot_every: config.snapshot_every.max(1),
         };
+        let slice_us = config.writer_slice_us;
         let handle = std::thread::Builder::new()
             .name("vato-log-writer".into())
-            .spawn(move || writer.run())
+            .spawn(move || {
+                crate::sched::ask_for_short_slices(slice_us);
+                writer.run()
+            })
             .map_err(LogError::Io)?;
         let store = Store {
             inner: Arc::new(Inner {

@@ -5,6 +5,10 @@
 mod common;
 
 use std::collections::HashMap;
+use std::sync::Mutex;
+
+/// The tests read the threads of this process: one store at a time.
+static ONE_STORE: Mutex<()> = Mutex::new(());
 
 /// (nice, I/O priority class) of every thread of this process, by name.
 fn threads() -> HashMap<String, Vec<(i64, i64)>> {
@@ -33,6 +37,7 @@ fn threads() -> HashMap<String, Vec<(i64, i64)>> {
 
 #[test]
 fn background_threads_run_behind_the_writer() {
+    let _one = ONE_STORE.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().unwrap();
     let store = common::open(common::config(dir.path(), 1_000_000));
     let rt = common::runtime();
@@ -59,4 +64,60 @@ fn background_threads_run_behind_the_writer() {
     assert_eq!(writer[0].0, 0, "the writer keeps the default nice");
     assert_ne!(writer[0].1, IDLE, "the writer keeps its I/O class");
     common::close(store);
+}
+
+/// The slice (ns) the scheduler gives thread `name` of this process, from
+/// `/proc/self/task/*/sched` (`se.slice`, Linux 6.6 and later).
+fn slice_of(name: &str) -> Option<u64> {
+    for task in std::fs::read_dir("/proc/self/task").expect("/proc/self/task") {
+        let path = task.expect("task").path();
+        let Ok(comm) = std::fs::read_to_string(path.join("comm")) else {
+            continue;
+        };
+        if comm.trim() != name {
+            continue;
+        }
+        let sched = std::fs::read_to_string(path.join("sched")).expect("sched");
+        return sched.lines().find_map(|line| {
+            let (key, value) = line.split_once(':')?;
+            (key.trim() == "se.slice").then(|| value.trim().parse().expect("se.slice"))
+        });
+    }
+    panic!("no thread {name}");
+}
+
+/// (major, minor) of the running kernel.
+fn kernel() -> (u32, u32) {
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").expect("osrelease");
+    let mut parts = release.trim().split(['.', '-']);
+    let mut next = || parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+    (next(), next())
+}
+
+/// The writer asks for the slice its configuration names (Linux 6.12 and
+/// later grant it; see `vato_eventlog::sched`); 0 leaves the kernel's.
+#[test]
+fn the_writer_runs_with_the_slice_it_asks_for() {
+    let _one = ONE_STORE.lock().unwrap_or_else(|e| e.into_inner());
+    let granted = kernel() >= (6, 12);
+    for asked_us in [250u64, 0] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = common::config(dir.path(), 1_000_000);
+        config.writer_slice_us = asked_us;
+        let store = common::open(config);
+        // Once it has answered, the writer's thread is named and set.
+        common::users_and_group(&common::runtime(), &store, &["ana", "bo"]);
+        let writer = slice_of("vato-log-writer");
+        let projector = slice_of("vato-projector");
+        if granted {
+            let writer = writer.expect("se.slice");
+            if asked_us == 0 {
+                assert_eq!(Some(writer), projector, "the kernel's default slice");
+            } else {
+                assert_eq!(writer, asked_us * 1000);
+                assert_ne!(Some(writer), projector, "the others keep the default");
+            }
+        }
+        common::close(store);
+    }
 }

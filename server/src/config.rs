@@ -127,6 +127,13 @@ pub struct Config {
     #[arg(long, env = "VATO_SNAPSHOT_EVERY", default_value_t = vato_eventlog::store::DEFAULT_SNAPSHOT_EVERY)]
     pub snapshot_every: u64,
 
+    /// The time slice the log writer's thread asks the kernel for, µs
+    /// (Linux 6.12 and later; 0: the kernel's default). A woken
+    /// thread with a shorter slice preempts the running one, so the writer
+    /// is not kept waiting behind busy socket workers after each fdatasync.
+    #[arg(long, env = "VATO_WRITER_SLICE_US", default_value_t = vato_eventlog::store::DEFAULT_WRITER_SLICE_US)]
+    pub writer_slice_us: u64,
+
     /// Length of each write-ahead-log segment, MiB (preallocated and
     /// zero-filled ahead of use; a few are kept and recycled).
     #[arg(long, env = "VATO_WAL_SEGMENT_MIB", default_value_t = 16,
