@@ -3,8 +3,10 @@
 # batch waits at 2,000 msg/s (BENCHMARKS.md, "The writer's wake-up").
 # Starts SERVER on a fresh directory under DATA_PARENT, runs vato-load's
 # messaging scenario (200 users, 10 msg/s each) for RUN_TIME (60s), and
-#  * scrapes /metrics every 250 ms: per quarter second, the acknowledgements
-#    and the group commits (WAL write + fdatasync) over 2.5 and 5 ms;
+#  * scrapes /metrics every 250 ms: per quarter second, how many of each
+#    over 2.5, 5, 25 and 100 ms: acknowledgements, and their parts (the wait for the
+#    writer, the group commit's decide and apply, its WAL write + fdatasync,
+#    the task's wake-up after it), and the fan-out;
 #  * records 8 s of `perf sched` from 15 s in: the writer thread's
 #    scheduling delays (woken to running), p99, p99.9, max.
 # Needs perf, and target/release/vato-load. Prints the scrape's slow
@@ -27,7 +29,10 @@ for _ in $(seq 100); do grep -q "listening on" "$WORK/server.log" && break; slee
 python3 - "http://127.0.0.1:$METRICS/metrics" "$WORK/scrape.txt" 600 <<'PY' &
 import re, sys, time, urllib.request
 url, out, duration = sys.argv[1], open(sys.argv[2], "w"), float(sys.argv[3])
-NAMES = ("vato_ack_latency_seconds", "vato_group_commit_sync_seconds")
+NAMES = ("vato_ack_latency_seconds", "vato_command_queue_seconds",
+         "vato_group_commit_apply_seconds", "vato_group_commit_sync_seconds",
+         "vato_ack_wake_seconds", "vato_fan_out_latency_seconds")
+SHORT = ("acks", "queue", "apply", "syncs", "wake", "fanout")
 def read():
     text = urllib.request.urlopen(url, timeout=2).read().decode()
     pattern = r'^(%s)_bucket\{le="([^"]+)"\} (\S+)' % "|".join(NAMES)
@@ -40,10 +45,11 @@ while time.time() - start < duration:
     except OSError:
         continue
     parts = []
-    for name, short in zip(NAMES, ("acks", "syncs")):
+    for name, short in zip(NAMES, SHORT):
         d = lambda le: now.get((name, le), 0) - before.get((name, le), 0)
         total = d("+Inf")
-        parts.append(f"{short}={total:.0f} >2.5ms={total - d('0.0025'):.0f} >5ms={total - d('0.005'):.0f}")
+        over = " ".join(f">{ms}ms={total - d(le):.0f}" for ms, le in (("2.5", "0.0025"), ("5", "0.005"), ("25", "0.025"), ("100", "0.1")))
+        parts.append(f"{short}={total:.0f} {over}")
     out.write(time.strftime("%H:%M:%S ", time.gmtime()) + " ".join(parts) + "\n")
     out.flush()
     before = now

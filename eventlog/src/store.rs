@@ -91,12 +91,19 @@ pub struct Applied {
     /// where this command's events are in it.
     batch: Arc<[Envelope]>,
     range: std::ops::Range<usize>,
+    durable_at: Instant,
 }
 
 impl Applied {
     /// The events it appended (none for an idempotent repeat).
     pub fn events(&self) -> &[Envelope] {
         &self.batch[self.range.clone()]
+    }
+
+    /// When the writer sent this answer (its group commit durable): the
+    /// time from here to the task that reads it is the task's wake-up.
+    pub fn durable_at(&self) -> Instant {
+        self.durable_at
     }
 }
 
@@ -120,6 +127,8 @@ struct Request {
     /// batch so a restart resumes right after it.
     position: Option<u64>,
     reply: oneshot::Sender<Result<Result<Applied, Rejection>, StoreError>>,
+    /// When it was queued: its wait for the writer counts from here.
+    queued: Instant,
 }
 
 #[derive(Clone)]
@@ -209,6 +218,7 @@ impl Store {
             command,
             position,
             reply,
+            queued: Instant::now(),
         })
         .await
         .map_err(|_| self.stopped_error())?;
@@ -415,6 +425,8 @@ impl Writer {
         // Created once: recording is then an atomic add, not a look-up.
         let commit_events = metrics::histogram!("vato_group_commit_events");
         let commit_sync = metrics::histogram!("vato_group_commit_sync_seconds");
+        let commit_apply = metrics::histogram!("vato_group_commit_apply_seconds");
+        let queue_wait = metrics::histogram!("vato_command_queue_seconds");
         while let Some(first) = self.rx.blocking_recv() {
             batch.push(first);
             while batch.len() < self.max_batch {
@@ -423,7 +435,16 @@ impl Writer {
                     Err(_) => break,
                 }
             }
+            let dequeued = Instant::now();
+            for request in &batch {
+                queue_wait.record(
+                    dequeued
+                        .saturating_duration_since(request.queued)
+                        .as_secs_f64(),
+                );
+            }
             let (envelopes, outcomes) = self.decide_and_apply(&batch);
+            commit_apply.record(dequeued.elapsed().as_secs_f64());
             let envelopes: Arc<[Envelope]> = envelopes.into();
             let position = batch.iter().filter_map(|r| r.position).max();
             if !envelopes.is_empty() || position.is_some() {
@@ -446,6 +467,7 @@ impl Writer {
                     reply,
                     batch: envelopes.clone(),
                     range,
+                    durable_at,
                 });
                 let _ = request.reply.send(Ok(answer));
             }

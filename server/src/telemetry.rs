@@ -84,6 +84,21 @@ fn describe() {
         "A command from the sequencer's begin to its durable outcome"
     );
     describe_histogram!(
+        "vato_command_queue_seconds",
+        Unit::Seconds,
+        "A command from queued for the store's writer to taken into a group commit"
+    );
+    describe_histogram!(
+        "vato_group_commit_apply_seconds",
+        Unit::Seconds,
+        "One group commit's decide and apply, with its wait for the state's lock"
+    );
+    describe_histogram!(
+        "vato_ack_wake_seconds",
+        Unit::Seconds,
+        "A command from its group commit durable to its task reading the answer"
+    );
+    describe_histogram!(
         "vato_fan_out_latency_seconds",
         Unit::Seconds,
         "A batch from durable to queued on its last member socket"
@@ -182,6 +197,7 @@ const OUT_TYPES: [&str; 14] = [
 /// Handles for the hot paths, created once.
 pub struct Hot {
     pub ack: Histogram,
+    pub ack_wake: Histogram,
     pub fan_out: Histogram,
     pub nats_publish: Histogram,
     frames_in: Vec<Counter>,
@@ -193,6 +209,7 @@ pub fn hot() -> &'static Hot {
         install();
         Hot {
             ack: metrics::histogram!("vato_ack_latency_seconds"),
+            ack_wake: metrics::histogram!("vato_ack_wake_seconds"),
             fan_out: metrics::histogram!("vato_fan_out_latency_seconds"),
             nats_publish: metrics::histogram!("vato_nats_publish_latency_seconds"),
             frames_in: IN_TYPES

@@ -171,6 +171,14 @@ async fn metrics_after_traffic_show_every_series() {
         commits
     );
     assert!(sum(&m, "vato_group_commit_sync_seconds_sum", &[]) > 0.0);
+    // The ack's parts: its wait for the writer, the batch's decide and
+    // apply, and the task's wake-up after the commit.
+    assert!(sum(&m, "vato_command_queue_seconds_count", &[]) >= sent);
+    assert!(sum(&m, "vato_group_commit_apply_seconds_count", &[]) >= commits);
+    assert_eq!(
+        sum(&m, "vato_ack_wake_seconds_count", &[]),
+        sum(&m, "vato_ack_latency_seconds_count", &[])
+    );
     assert!(sum(&m, "vato_probe_latency_seconds_count", &[]) >= 1.0);
     // Counters.
     assert!(sum(&m, "vato_ws_frames_in_total", &[r#"type="message.send""#]) >= WS_SENDS as f64);

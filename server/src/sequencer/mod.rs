@@ -27,9 +27,12 @@ pub use outcome::{Outcome, Pending, Unavailable};
 /// Records a command's outcome in the metrics and passes it on.
 fn observe(begun: Instant, outcome: Result<Outcome, Unavailable>) -> Result<Outcome, Unavailable> {
     match &outcome {
-        Ok(Ok(_)) => crate::telemetry::hot()
-            .ack
-            .record(begun.elapsed().as_secs_f64()),
+        Ok(Ok(applied)) => {
+            let hot = crate::telemetry::hot();
+            hot.ack.record(begun.elapsed().as_secs_f64());
+            hot.ack_wake
+                .record(applied.durable_at().elapsed().as_secs_f64());
+        }
         Ok(Err(rejection)) => {
             metrics::counter!("vato_commands_rejected_total", "reason" => rejection.reason())
                 .increment(1)
