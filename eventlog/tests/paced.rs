@@ -6,11 +6,12 @@ use std::fs::OpenOptions;
 use std::io::ErrorKind;
 use std::os::unix::fs::MetadataExt;
 
-use vato_eventlog::paced::{self, PacedWriter, STEP};
+use vato_eventlog::paced::{self, PacedWriter, PAUSE, REMOVE_STEP, STEP};
 
-/// 3.5 steps of bytes that differ from step to step.
+/// 3.5 removal steps (14 write steps) of bytes that differ from megabyte
+/// to megabyte.
 fn bytes() -> Vec<u8> {
-    (0..(STEP * 7 / 2) as usize)
+    (0..(REMOVE_STEP * 7 / 2) as usize)
         .map(|i| (i % 251) as u8 ^ (i >> 20) as u8)
         .collect()
 }
@@ -39,6 +40,40 @@ fn a_paced_write_holds_every_byte_in_order() {
     );
 }
 
+/// A pause after every step, whether the steps come in one call or in
+/// many: the time between pieces is the WAL's. (A lower bound set by
+/// sleeps, not a speed.)
+#[test]
+fn a_paced_write_pauses_between_its_pieces() {
+    let dir = tempfile::tempdir().unwrap();
+    let bytes = bytes();
+    let pieces = (bytes.len() as u64).div_ceil(STEP) as u32;
+    assert!(pieces >= 8);
+
+    let one = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(dir.path().join("one"))
+        .unwrap();
+    let started = std::time::Instant::now();
+    PacedWriter::new(&one).write_all(&bytes).unwrap();
+    assert!(started.elapsed() >= PAUSE * (pieces - 1));
+
+    let many = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(dir.path().join("many"))
+        .unwrap();
+    let started = std::time::Instant::now();
+    let mut paced = PacedWriter::new(&many);
+    for chunk in bytes.chunks(4096) {
+        paced.write_all(chunk).unwrap();
+    }
+    assert!(started.elapsed() >= PAUSE * (pieces - 1));
+    many.sync_data().unwrap();
+    assert!(std::fs::read(dir.path().join("many")).unwrap() == bytes);
+}
+
 #[test]
 fn a_paced_removal_frees_the_blocks_and_the_name() {
     let dir = tempfile::tempdir().unwrap();
@@ -48,7 +83,7 @@ fn a_paced_removal_frees_the_blocks_and_the_name() {
     // Held open, the file's blocks stay in use after the removal unless
     // the removal itself freed them.
     let held = std::fs::File::open(&big).unwrap();
-    assert!(held.metadata().unwrap().blocks() * 512 >= STEP * 3);
+    assert!(held.metadata().unwrap().blocks() * 512 >= REMOVE_STEP * 3);
 
     paced::remove(&big).unwrap();
     paced::remove(&small).unwrap();
@@ -63,7 +98,7 @@ fn a_paced_removal_frees_the_blocks_and_the_name() {
     );
     let left = held.metadata().unwrap();
     assert!(
-        left.len() <= STEP && left.blocks() * 512 <= STEP,
+        left.len() <= REMOVE_STEP && left.blocks() * 512 <= REMOVE_STEP,
         "shrunk to at most a step before the name went: {} bytes, {} blocks",
         left.len(),
         left.blocks()

@@ -387,7 +387,7 @@ async fn open_bucket(
 fn remove_file(dir: &Path, key: &str) -> Result<(), MediaError> {
     let path = dir.join(key);
     let removed = match std::fs::metadata(&path) {
-        Ok(meta) if meta.len() > vato_eventlog::paced::STEP => {
+        Ok(meta) if meta.len() > vato_eventlog::paced::REMOVE_STEP => {
             let doomed = dir.join(format!(".tmp-{:016x}", rand::random::<u64>()));
             std::fs::rename(&path, &doomed).map(|()| {
                 tokio::task::spawn_blocking(move || {
@@ -407,7 +407,7 @@ fn remove_file(dir: &Path, key: &str) -> Result<(), MediaError> {
 }
 
 /// Writes `bytes` as `dir/key` durably: a temporary file (0600), written a
-/// megabyte at a time ([`vato_eventlog::paced`]: an attachment of tens of
+/// quarter megabyte at a time ([`vato_eventlog::paced`]: an attachment of tens of
 /// MB handed to the device at once held the log's `fdatasync`s behind
 /// it), fsynced, renamed over, the directory fsynced. An existing `key` is
 /// left as it is (same key, same bytes).

@@ -56,7 +56,7 @@ pub fn write(files: &Path, generation: u64, state: &[u8], layer: &[u8]) -> io::R
         .truncate(true)
         .mode(0o600)
         .open(path(files, generation))?;
-    // A megabyte at a time: tens of MB queued at once made the log's
+    // A piece at a time ([`crate::paced`]): tens of MB queued at once made the log's
     // `fdatasync`s wait behind them.
     let mut paced = PacedWriter::new(&file);
     for part in [&header[..], state, layer] {

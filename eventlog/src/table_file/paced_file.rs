@@ -1,5 +1,5 @@
-//! redb's file backend, its writes handed to the device a megabyte at a
-//! time.
+//! redb's file backend, its writes handed to the device a
+//! [`crate::paced::STEP`] at a time, a [`crate::paced::PAUSE`] apart.
 //!
 //! A snapshot's commit writes its layer's pages (tens of MB at 2,000
 //! msg/s) and then syncs the file. Handed to the device at once, that
@@ -7,8 +7,9 @@
 //! (16-23 ms for 32 MiB in `loadtest/bigfile-probe.py`; BENCHMARKS.md,
 //! "Big files a megabyte at a time"). So every [`crate::paced::STEP`]
 //! bytes written, the file's dirty pages are written back and waited
-//! for (`sync_file_range`), as [`crate::paced::PacedWriter`] does for the
-//! snapshot files: the commit's final sync finds at most a megabyte left.
+//! for (`sync_file_range`), and the writer pauses, as
+//! [`crate::paced::PacedWriter`] does for the snapshot files: the commit's
+//! final sync finds at most a step left.
 //! Reads, locks and the rest go to redb's own [`FileBackend`].
 
 use std::fs::File;
@@ -84,6 +85,7 @@ impl StorageBackend for PacedFile {
         if self.unwritten.fetch_add(len, Ordering::Relaxed) + len >= crate::paced::STEP {
             self.unwritten.store(0, Ordering::Relaxed);
             self.write_back()?;
+            std::thread::sleep(crate::paced::PAUSE);
         }
         Ok(())
     }

@@ -255,7 +255,7 @@ pub use self::{
 #[cfg(target_os = "linux")]
 pub use self::pagecache::pwrite_written_back;
 /// Vato: see VATO.md, the fifteenth change.
-pub use self::pagecache::{remove_paced, WRITE_BACK_BYTES};
+pub use self::pagecache::{remove_paced, REMOVE_STEP_BYTES, WRITE_BACK_BYTES, WRITE_BACK_PAUSE};
 
 use {
     self::{

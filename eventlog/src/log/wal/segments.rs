@@ -93,7 +93,7 @@ pub(super) fn prepare(
 
 /// Writes zeros up to `len` (real blocks, not a hole or an unwritten
 /// extent, so later writes change no metadata) and fsyncs the file. A
-/// megabyte at a time ([`crate::paced`]): a new 16 MiB segment handed to
+/// piece at a time ([`crate::paced`]): a new 16 MiB segment handed to
 /// the device at once held the WAL's `fdatasync`s behind it for 9-15 ms.
 pub(super) fn grow_zeroed(file: &File, len: u64) -> std::io::Result<()> {
     let zeros = vec![0u8; paced::STEP as usize];

@@ -173,15 +173,26 @@ impl IoBuf {
 
 
 /// Vato: how much of a sealed buffer is handed to the device at a time
-/// (`write_to_log`; VATO.md, the twelfth change), and of a file removed
-/// by `remove_paced` (the fifteenth). Public: Vato's big files go the same
-/// step (`vato_eventlog::paced::STEP`).
-pub const WRITE_BACK_BYTES: usize = 1 << 20;
+/// (`write_to_log`; VATO.md, the twelfth change, 256 KiB since the
+/// sixteenth). Public: Vato's big files go the same step
+/// (`vato_eventlog::paced::STEP`).
+pub const WRITE_BACK_BYTES: usize = 256 << 10;
+
+/// Vato: the pause between two pieces of `pwrite_written_back` (VATO.md,
+/// the sixteenth change): the device's time between them is the WAL's.
+pub const WRITE_BACK_PAUSE: std::time::Duration =
+    std::time::Duration::from_millis(1);
+
+/// Vato: how much of a file `remove_paced` frees at a time (VATO.md, the
+/// fifteenth change).
+pub const REMOVE_STEP_BYTES: u64 = 1 << 20;
 
 /// Vato: writes `data` at `offset` of `file` a `WRITE_BACK_BYTES` piece
 /// at a time, each `pwrite` followed by a `sync_file_range(WAIT_BEFORE |
-/// WRITE | WAIT_AFTER)` of that piece, so that it never queues megabytes
-/// at the device ahead of the WAL's `fdatasync`s. On a kernel without
+/// WRITE | WAIT_AFTER)` of that piece and, before the next piece, a
+/// `WRITE_BACK_PAUSE`, so that it never queues more than a piece at the
+/// device ahead of the WAL's `fdatasync`s, nor one right after another
+/// (the sixteenth change). On a kernel without
 /// `sync_file_range` each piece is synced with `fsync` instead. Used by
 /// `write_to_log` (the twelfth change), by the page-table snapshot's
 /// writer (the thirteenth), and by Vato's big files
@@ -195,6 +206,9 @@ pub fn pwrite_written_back(
     use std::os::unix::io::AsRawFd;
     let mut done = 0;
     while done < data.len() {
+        if done > 0 {
+            std::thread::sleep(WRITE_BACK_PAUSE);
+        }
         let len = (data.len() - done).min(WRITE_BACK_BYTES);
         let at = offset + done as u64;
         pwrite_all(file, &data[done..done + len], at)?;
@@ -222,7 +236,7 @@ pub fn pwrite_written_back(
 }
 
 /// Vato: removes the file at `path`, first shrinking it a
-/// `WRITE_BACK_BYTES` piece at a time, a millisecond apart, so that its
+/// `REMOVE_STEP_BYTES` piece at a time, a millisecond apart, so that its
 /// blocks go back to the file system (and, on one mounted with `discard`,
 /// to the device) a megabyte at a time rather than all at once ahead of
 /// the WAL's `fdatasync`s. Takes a millisecond per megabyte: for callers
@@ -233,8 +247,8 @@ pub fn pwrite_written_back(
 pub fn remove_paced(path: &std::path::Path) -> std::io::Result<()> {
     let file = std::fs::OpenOptions::new().write(true).open(path)?;
     let mut len = file.metadata()?.len();
-    while len > WRITE_BACK_BYTES as u64 {
-        len -= WRITE_BACK_BYTES as u64;
+    while len > REMOVE_STEP_BYTES {
+        len -= REMOVE_STEP_BYTES;
         file.set_len(len)?;
         std::thread::sleep(std::time::Duration::from_millis(1));
     }

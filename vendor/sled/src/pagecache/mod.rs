@@ -70,7 +70,7 @@ pub use self::{
 #[cfg(target_os = "linux")]
 pub use self::iobuf::pwrite_written_back;
 /// Vato: and removed a megabyte at a time (the fifteenth change).
-pub use self::iobuf::{remove_paced, WRITE_BACK_BYTES};
+pub use self::iobuf::{remove_paced, REMOVE_STEP_BYTES, WRITE_BACK_BYTES, WRITE_BACK_PAUSE};
 
 /// The offset of a segment. This equals its `LogOffset` (or the offset of any
 /// item contained inside it) divided by the configured `segment_size`.
