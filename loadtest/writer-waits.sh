@@ -18,7 +18,10 @@ shift 2
 RUN_TIME=${RUN_TIME:-60s}
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 PORT=$(free_port) METRICS=$(free_port)
-WORK=$(mktemp -d)
+# Our own files (perf's tens of MB above all) on tmpfs: written into the
+# page cache of the log's disk, the kernel writes them back ~30 s later in
+# one burst, and the WAL's fdatasyncs wait 50-200 ms behind it.
+WORK=$(mktemp -d "${TMPFS_DIR:-/dev/shm}/vato-waits.XXXXXX")
 DATA=$(mktemp -d "$PARENT/vato-waits.XXXXXX")
 "$SERVER" --dev --listen "127.0.0.1:$PORT" --metrics-listen "127.0.0.1:$METRICS" \
   --data-dir "$DATA/data" --register-rate 0 --user-msg-rate 0 --user-bytes-rate 0 "$@" \

@@ -48,6 +48,7 @@
 
 use std::path::Path;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex, RwLock};
 
@@ -80,6 +81,9 @@ pub const DEFAULT_WAL_SEGMENT_BYTES: u64 = 16 << 20;
 pub const DEFAULT_CACHE_BYTES: u64 = 64 << 20;
 /// Events the projector may fall behind by before appends wait for it.
 const MAX_PENDING_EVENTS: usize = 1 << 18;
+/// A group commit at least this slow is logged, with where its time went
+/// (every command of it, and every one queued behind it, waited that long).
+const SLOW_COMMIT: Duration = Duration::from_millis(50);
 
 pub struct Log {
     projection: Arc<Projection>,
@@ -216,13 +220,18 @@ impl Log {
             }
             previous = Some(envelope.offset);
         }
+        let started = Instant::now();
         let record = encode_record(&batch, position)?;
+        let encoded = Instant::now();
         let checkpoint = self.wait_for_room()?;
-        let lsn = {
+        let room = Instant::now();
+        let (lsn, times) = {
             let mut wal = self.wal.lock();
             wal.checkpoint(checkpoint);
-            wal.append(&record)?
+            let lsn = wal.append(&record)?;
+            (lsn, wal.last_times())
         };
+        let appended = Instant::now();
         let pending = {
             let mut pending = self.shared.pending.write();
             pending.push(Batch {
@@ -233,6 +242,20 @@ impl Log {
             });
             pending.len_events()
         };
+        let total = started.elapsed();
+        if total >= SLOW_COMMIT {
+            let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+            tracing::warn!(
+                total_ms = ms(total),
+                encode_ms = ms(encoded - started),
+                wait_for_projector_ms = ms(room - encoded),
+                roll_ms = ms(times.roll),
+                write_ms = ms(times.write),
+                fdatasync_ms = ms(times.sync),
+                readers_lock_ms = ms(appended.elapsed()),
+                "slow group commit"
+            );
+        }
         // The projector wakes by itself every `PROJECT_EVERY`; waking it
         // for each batch would cost a thread switch per group commit.
         if pending >= projector::PROJECT_AT_EVENTS {

@@ -49,6 +49,7 @@
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 use aligned_vec::{AVec, ConstAlign};
 
@@ -126,6 +127,21 @@ pub struct Wal {
     /// What one append writes (the record, and around it the rest of the
     /// blocks it touches when direct), reused across appends.
     buf: BlockBuf,
+    /// Where the last append spent its time.
+    last: AppendTimes,
+}
+
+/// Where one append spent its time: for the log's warning about a slow
+/// group commit.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct AppendTimes {
+    /// Moving to the next segment (waiting for the preparer if it was
+    /// not done).
+    pub roll: std::time::Duration,
+    /// The `pwrite`.
+    pub write: std::time::Duration,
+    /// The `fdatasync`.
+    pub sync: std::time::Duration,
 }
 
 impl Segment {
@@ -256,6 +272,7 @@ impl Wal {
             checkpointed: checkpoint,
             preparer,
             buf: BlockBuf::new(0),
+            last: AppendTimes::default(),
         };
         wal.checkpoint(checkpoint);
         Ok((wal, scan.records))
@@ -275,14 +292,21 @@ impl Wal {
         &self.dir
     }
 
+    /// Where the last append spent its time.
+    pub fn last_times(&self) -> AppendTimes {
+        self.last
+    }
+
     /// Appends one record and makes it durable: one `pwrite`, one
     /// `fdatasync`. Returns its LSN.
     pub fn append(&mut self, payload: &[u8]) -> Result<Lsn, WalError> {
         let len = u32::try_from(payload.len()).map_err(|_| WalError::TooLarge(payload.len()))?;
         let size = (HEADER + payload.len()) as u64;
+        let started = Instant::now();
         if !self.current.fits(size) {
             self.roll(size)?;
         }
+        let rolled = Instant::now();
         let lsn = self.next_lsn;
         let start = self.current.write_start();
         self.buf.clear();
@@ -307,7 +331,14 @@ impl Wal {
             }
             written => written?,
         }
+        let written = Instant::now();
         self.current.file.sync_data()?;
+        let synced = Instant::now();
+        self.last = AppendTimes {
+            roll: rolled - started,
+            write: written - rolled,
+            sync: synced - written,
+        };
         let end = self.current.pos + size;
         self.current.tail.clear();
         if self.current.direct {
