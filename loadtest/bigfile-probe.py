@@ -14,36 +14,17 @@ an fdatasync, every 0.5 ms, while the main thread handles a file of MiB
 Prints, per way and round, how long the operation took and the probe's
 slowest commit from its start to 50 ms after its end.
 """
-import ctypes
-import mmap
 import os
 import sys
-import threading
 import time
+
+from commitprobe import CommitProbe, written_back
 
 d = sys.argv[1]
 size = int(sys.argv[2]) << 20 if len(sys.argv) > 2 else 32 << 20
 rounds = int(sys.argv[3]) if len(sys.argv) > 3 else 3
 STEP = 1 << 20
-libc = ctypes.CDLL("libc.so.6", use_errno=True)
-libc.sync_file_range.argtypes = [ctypes.c_int, ctypes.c_longlong, ctypes.c_longlong, ctypes.c_uint]
-SFR_WAIT_WRITE_WAIT = 1 | 2 | 4
-probe_path, victim = os.path.join(d, "probe.tmp"), os.path.join(d, "victim.tmp")
-fd = os.open(probe_path, os.O_RDWR | os.O_CREAT | os.O_DIRECT, 0o600)
-block = mmap.mmap(-1, 4096)
-block.write(b"p" * 4096)
-os.pwrite(fd, block, 0)
-os.fdatasync(fd)
-commits, stop = [], False
-
-
-def probe():
-    while not stop:
-        t = time.perf_counter()
-        os.pwrite(fd, block, 0)
-        os.fdatasync(fd)
-        commits.append((t, time.perf_counter() - t))
-        time.sleep(0.0005)
+victim = os.path.join(d, "victim.tmp")
 
 
 def make_victim():
@@ -52,7 +33,7 @@ def make_victim():
     piece = b"\1" * STEP
     for at in range(0, size, STEP):
         os.pwrite(v, piece, at)
-        libc.sync_file_range(v, at, STEP, SFR_WAIT_WRITE_WAIT)
+        written_back(v, at, STEP)
     os.fsync(v)
     os.close(v)
 
@@ -74,7 +55,7 @@ def write(paced):
     for at in range(0, size, STEP):
         os.pwrite(v, piece, at)
         if paced:
-            libc.sync_file_range(v, at, STEP, SFR_WAIT_WRITE_WAIT)
+            written_back(v, at, STEP)
     os.fsync(v)
     os.close(v)
 
@@ -87,8 +68,7 @@ ways = {
 }
 if os.path.exists(victim):
     free_paced()
-thread = threading.Thread(target=probe)
-thread.start()
+probe = CommitProbe(d, 0.0005)
 try:
     for r in range(rounds):
         for name, (prepare, operation) in ways.items():
@@ -99,14 +79,11 @@ try:
             operation()
             t1 = time.perf_counter()
             time.sleep(0.05)
-            seen = [c for (t, c) in commits if t0 <= t <= t1 + 0.05]
+            seen = probe.between(t0, t1 + 0.05)
             print(f"{name:12} {size >> 20} MiB round {r + 1}: took {1000 * (t1 - t0):6.1f} ms, "
                   f"slowest commit {1000 * max(seen):5.2f} ms of {len(seen)}", flush=True)
             if name.startswith("write"):
                 free_paced()
                 time.sleep(0.3)
 finally:
-    stop = True
-    thread.join()
-    os.close(fd)
-    os.unlink(probe_path)
+    probe.stop()

@@ -12,19 +12,15 @@ the probe's commits meanwhile: their count, p50, p90, p99, max, and how
 many took over 1 ms.
 """
 
-import ctypes
-import mmap
 import os
 import sys
-import threading
 import time
+
+from commitprobe import CommitProbe, written_back
 
 d = sys.argv[1]
 size = (int(sys.argv[2]) if len(sys.argv) > 2 else 16) << 20
 rounds = int(sys.argv[3]) if len(sys.argv) > 3 else 3
-libc = ctypes.CDLL("libc.so.6", use_errno=True)
-libc.sync_file_range.argtypes = [ctypes.c_int, ctypes.c_longlong, ctypes.c_longlong, ctypes.c_uint]
-SFR_WAIT_WRITE_WAIT = 1 | 2 | 4
 # (name, piece bytes, pause after each piece in seconds); a piece of 0: no file
 WAYS = [
     ("1M", 1 << 20, 0),
@@ -34,20 +30,7 @@ WAYS = [
     ("64K+0.25ms", 64 << 10, 0.00025),
     ("none", 0, 0),
 ]
-probe_path, victim = os.path.join(d, "probe.tmp"), os.path.join(d, "victim.tmp")
-fd = os.open(probe_path, os.O_RDWR | os.O_CREAT | os.O_DIRECT, 0o600)
-block = mmap.mmap(-1, 4096)
-block.write(b"p" * 4096)
-commits, stop = [], False
-
-
-def probe():
-    while not stop:
-        t = time.perf_counter()
-        os.pwrite(fd, block, 0)
-        os.fdatasync(fd)
-        commits.append((t, time.perf_counter() - t))
-        time.sleep(0.0003)
+victim = os.path.join(d, "victim.tmp")
 
 
 def write(step, pause):
@@ -55,7 +38,7 @@ def write(step, pause):
     piece = b"\0" * step
     for at in range(0, size, step):
         os.pwrite(v, piece, at)
-        libc.sync_file_range(v, at, step, SFR_WAIT_WRITE_WAIT)
+        written_back(v, at, step)
         if pause:
             time.sleep(pause)
     os.fsync(v)
@@ -74,8 +57,7 @@ def free():
     os.unlink(victim)
 
 
-thread = threading.Thread(target=probe)
-thread.start()
+probe = CommitProbe(d, 0.0003)
 try:
     for r in range(rounds):
         for name, step, pause in WAYS:
@@ -87,7 +69,7 @@ try:
                 time.sleep(0.1)
             t1 = time.perf_counter()
             time.sleep(0.02)
-            seen = sorted(c for (t, c) in commits if t0 <= t <= t1 + 0.02)
+            seen = probe.between(t0, t1 + 0.02)
             n = len(seen)
             ms = lambda q: 1000 * seen[min(n - 1, int(n * q))]
             print(f"{name:11} round {r + 1}: took {1000 * (t1 - t0):6.1f} ms, commits {n}, "
@@ -96,7 +78,4 @@ try:
             if step:
                 free()
 finally:
-    stop = True
-    thread.join()
-    os.close(fd)
-    os.unlink(probe_path)
+    probe.stop()
