@@ -58,7 +58,7 @@ mod segments;
 
 use scan::scan;
 use segments::{
-    grow_zeroed, open_segment, prepare, segment_numbers, segment_path, Opened, Preparer,
+    grow_zeroed, open_segment, prepare, segment_numbers, segment_path, Opened, Preparer, Zeroing,
 };
 
 /// A record's place in the WAL: 1, 2, 3, ... without gaps.
@@ -240,6 +240,7 @@ impl Wal {
                     segment_bytes,
                     recyclable.pop(),
                     allow_direct,
+                    Zeroing::Whole,
                 )?;
                 let current = Segment {
                     number: next_number,
@@ -385,7 +386,7 @@ impl Wal {
             let buffered = std::fs::OpenOptions::new()
                 .write(true)
                 .open(segment_path(&self.dir, number))?;
-            grow_zeroed(&buffered, next.len)?;
+            grow_zeroed(&buffered, next.len, Zeroing::Whole)?;
         }
         let old = std::mem::replace(&mut self.current, next);
         if old.last_lsn > 0 {

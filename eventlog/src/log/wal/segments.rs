@@ -3,7 +3,7 @@
 //! ready ahead of the writer.
 
 use std::fs::{File, OpenOptions};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -62,6 +62,18 @@ pub(super) fn open_segment(path: &Path, direct: bool) -> std::io::Result<Opened>
     })
 }
 
+/// How a new segment's zeros reach the device.
+#[derive(Clone, Copy)]
+pub(super) enum Zeroing {
+    /// A piece at a time, with pauses ([`crate::paced`]): the preparer's
+    /// way, while the writer's commits are in flight on the same device.
+    Paced,
+    /// As fast as the device takes them: on the writer's own thread (an
+    /// open, a record larger than a segment), where no commit is in
+    /// flight and every pause would be the writer's.
+    Whole,
+}
+
 /// Makes segment `number` ready and durable under its name: a recycled
 /// segment renamed (its old records are all at or below the checkpoint),
 /// or a new one zero-filled under a temporary name, fsynced, renamed.
@@ -71,6 +83,7 @@ pub(super) fn prepare(
     len: u64,
     recycled: Option<u64>,
     direct: bool,
+    zeroing: Zeroing,
 ) -> std::io::Result<Opened> {
     let path = segment_path(dir, number);
     match recycled {
@@ -83,7 +96,7 @@ pub(super) fn prepare(
                 .truncate(true)
                 .mode(0o600)
                 .open(&tmp)?;
-            grow_zeroed(&file, len)?;
+            grow_zeroed(&file, len, zeroing)?;
             std::fs::rename(&tmp, &path)?;
         }
     }
@@ -92,18 +105,20 @@ pub(super) fn prepare(
 }
 
 /// Writes zeros up to `len` (real blocks, not a hole or an unwritten
-/// extent, so later writes change no metadata) and fsyncs the file. A
-/// piece at a time ([`crate::paced`]): a new 16 MiB segment handed to
-/// the device at once held the WAL's `fdatasync`s behind it for 9-15 ms.
-pub(super) fn grow_zeroed(file: &File, len: u64) -> std::io::Result<()> {
+/// extent, so later writes change no metadata) and fsyncs the file.
+/// [`Zeroing::Paced`]: a new 16 MiB segment handed to the device at once
+/// held the WAL's `fdatasync`s behind it for 9-15 ms.
+pub(super) fn grow_zeroed(file: &File, len: u64, zeroing: Zeroing) -> std::io::Result<()> {
     let zeros = vec![0u8; paced::STEP as usize];
-    let at = file.metadata()?.len();
+    let mut at = file.metadata()?.len();
     let mut paced = PacedWriter::at(file, at);
-    let mut left = len.saturating_sub(at);
-    while left > 0 {
-        let n = left.min(paced::STEP);
-        paced.write_all(&zeros[..n as usize])?;
-        left -= n;
+    while at < len {
+        let n = (len - at).min(paced::STEP);
+        match zeroing {
+            Zeroing::Paced => paced.write_all(&zeros[..n as usize])?,
+            Zeroing::Whole => file.write_all_at(&zeros[..n as usize], at)?,
+        }
+        at += n;
     }
     file.sync_all()
 }
@@ -191,8 +206,8 @@ fn prepare_ahead(dir: &Path, segment_bytes: u64, direct: bool, shared: &(Mutex<S
             state.recyclable.sort_unstable();
             (number, state.recyclable.pop())
         };
-        let prepared =
-            prepare(dir, number, segment_bytes, recycled, direct).map(|file| (number, file));
+        let prepared = prepare(dir, number, segment_bytes, recycled, direct, Zeroing::Paced)
+            .map(|file| (number, file));
         let mut state = lock.lock();
         state.ready = Some(prepared);
         ready.notify_all();
