@@ -110,15 +110,14 @@ pub(super) fn prepare(
 /// held the WAL's `fdatasync`s behind it for 9-15 ms.
 pub(super) fn grow_zeroed(file: &File, len: u64, zeroing: Zeroing) -> std::io::Result<()> {
     let zeros = vec![0u8; paced::STEP as usize];
-    let mut at = file.metadata()?.len();
-    let mut paced = PacedWriter::at(file, at);
-    while at < len {
-        let n = (len - at).min(paced::STEP);
-        match zeroing {
-            Zeroing::Paced => paced.write_all(&zeros[..n as usize])?,
-            Zeroing::Whole => file.write_all_at(&zeros[..n as usize], at)?,
+    let start = file.metadata()?.len();
+    let mut paced = matches!(zeroing, Zeroing::Paced).then(|| PacedWriter::at(file, start));
+    for at in (start..len).step_by(paced::STEP as usize) {
+        let piece = &zeros[..(len - at).min(paced::STEP) as usize];
+        match &mut paced {
+            Some(paced) => paced.write_all(piece)?,
+            None => file.write_all_at(piece, at)?,
         }
-        at += n;
     }
     file.sync_all()
 }
