@@ -15,6 +15,10 @@
 #                                        one, each on tmpfs and on disk, alternated
 #   loadtest/bench.sh device [BYTES]     the disk alone: BYTES (4096) written in
 #                                        place + fdatasync, per second and p99
+#   loadtest/bench.sh floor RATE         a perfect server on the disk alone
+#                                        (loadtest/wal-floor.py, FLOOR_TIME 10 s):
+#                                        the ack p99 no server can beat there;
+#                                        `disk` and `ab` run it before each disk run
 #
 # Every run starts a fresh `vato-server --dev` on a free port with a fresh data
 # directory under DATA_PARENT (default: $TMPDIR or /tmp), and stops it
@@ -177,6 +181,13 @@ print(f"device dir={d} write={n}B fdatasyncs_per_s={len(lat)/secs:.0f} p50={q(0.
 PY
 }
 
+# floor RATE: loadtest/wal-floor.py on the disk the data would be on.
+floor() {
+  local dir="${DATA_PARENT:-${TMPDIR:-/tmp}}"
+  mkdir -p "$dir"
+  python3 "$ROOT/loadtest/wal-floor.py" "$dir" "$1" "${FLOOR_TIME:-10}" | tee -a "$OUT/bench.txt"
+}
+
 case "${1:-}" in
   sweep)
     shift
@@ -208,6 +219,7 @@ case "${1:-}" in
       DATA_PARENT="${TMPFS_DIR:-/dev/shm}" device 4096
       DATA_PARENT="${TMPFS_DIR:-/dev/shm}" one_rate "$r" "tmpfs-$r-$i"
       DATA_PARENT="$disk_dir" device 4096
+      DATA_PARENT="$disk_dir" floor "$r"
       DATA_PARENT="$disk_dir" one_rate "$r" "disk-$r-$i"
     done
     ;;
@@ -226,6 +238,7 @@ case "${1:-}" in
     esac
     for i in $(seq 1 "$runs"); do
       DATA_PARENT="$disk_dir" device 4096
+      DATA_PARENT="$disk_dir" floor "$r"
       for media in "${media_list[@]}"; do
         DATA_PARENT="$media" SERVER="$old" SERVER_FLAGS="${OLD_FLAGS:-}" LABEL=OLD \
           one_rate "$r" "ab-old-$r-$i"
@@ -258,8 +271,11 @@ case "${1:-}" in
   device)
     device "${2:-4096}"
     ;;
+  floor)
+    floor "${2:?rate}"
+    ;;
   *)
-    sed -n '2,31p' "$0"
+    sed -n '2,35p' "$0"
     exit 2
     ;;
 esac
