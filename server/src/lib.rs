@@ -53,6 +53,7 @@ mod burst;
 mod calls;
 mod clock;
 pub mod config;
+mod disk_check;
 mod error;
 mod google;
 mod hub;
@@ -114,6 +115,7 @@ pub async fn start(config: Config) -> Result<Server, BoxError> {
         tracing::warn!("cluster mode with a generated JWT secret: tokens issued here are refused by other nodes; give every node the same --jwt-secret");
     }
     std::fs::create_dir_all(&config.data_dir)?;
+    disk_check::warn_about_data_dir(&config.data_dir);
     let mut store_config = StoreConfig::new(&config.data_dir);
     store_config.wal_segment_bytes = config.wal_segment_mib << 20;
     store_config.cache_bytes = config.cache_mib << 20;
