@@ -71,10 +71,9 @@ def main():
     def q(values, p):
         return values[min(len(values) - 1, int(p * len(values)))] * 1000
 
-    elapsed = seconds
     print(
-        f"floor dir={directory} rate={rate:.0f} msg/s seconds={elapsed:.0f} "
-        f"syncs_per_s={len(syncs) / elapsed:.0f} sync_p99={q(syncs, 0.99):.2f}ms "
+        f"floor dir={directory} rate={rate:.0f} msg/s seconds={seconds:.0f} "
+        f"syncs_per_s={len(syncs) / seconds:.0f} sync_p99={q(syncs, 0.99):.2f}ms "
         f"p50={q(latencies, 0.5):.2f}ms p99={q(latencies, 0.99):.2f}ms "
         f"p99.9={q(latencies, 0.999):.2f}ms max={latencies[-1] * 1000:.2f}ms"
     )

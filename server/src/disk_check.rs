@@ -149,6 +149,11 @@ pub fn warn_about_data_dir(dir: &Path) {
     let Some(mount) = mount_of(&mountinfo, &dir) else {
         return;
     };
+    // Only the ext family has a journal to look for (tmpfs, xfs, ... have
+    // no block device entry of their own to read, or no need).
+    if !matches!(mount.fs_type.as_str(), "ext2" | "ext3" | "ext4") {
+        return;
+    }
     let Some(journaled) = journaled(&mount.device) else {
         return;
     };
