@@ -1,7 +1,7 @@
 //! One error type for the REST API, mapped to an HTTP status and the
 //! original's DRF-shaped JSON body in one place.
 
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Value};
@@ -29,10 +29,15 @@ pub enum ApiError {
     NotFoundBody(Value),
     /// 503: the log cannot take writes now.
     Unavailable,
-    /// 413: a body past a route's own limit (the avatar upload's).
+    /// 413: a body past a route's own limit (the avatar upload's); the
+    /// answer closes the connection, as the rest is never read.
     PayloadTooLarge,
     /// 500: logged, never shown to the client.
     Internal(String),
+    /// The same answer with `Connection: close`: the request's body was not
+    /// read to its end, so the connection cannot carry another request and
+    /// the client must not send one on it.
+    Closing(Box<ApiError>),
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
@@ -44,6 +49,11 @@ impl ApiError {
 
     pub fn detail(message: &str) -> ApiError {
         ApiError::BadRequest(json!({ "detail": message }))
+    }
+
+    /// This answer, sent before the request's body was read to its end.
+    pub fn closing(self) -> ApiError {
+        ApiError::Closing(Box::new(self))
     }
 }
 
@@ -90,10 +100,14 @@ impl IntoResponse for ApiError {
                 StatusCode::SERVICE_UNAVAILABLE,
                 json!({"detail": "The message log is unavailable; try again."}),
             ),
-            ApiError::PayloadTooLarge => (
-                StatusCode::PAYLOAD_TOO_LARGE,
-                json!({"detail": "Request body too large."}),
-            ),
+            ApiError::PayloadTooLarge => return too_large(),
+            ApiError::Closing(answer) => {
+                let mut response = answer.into_response();
+                response
+                    .headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+                return response;
+            }
             ApiError::Internal(message) => {
                 tracing::error!("internal error: {message}");
                 (
@@ -213,11 +227,18 @@ impl From<Rejection> for ApiError {
 /// API's JSON shape.
 pub async fn json_413(response: Response) -> Response {
     if response.status() == StatusCode::PAYLOAD_TOO_LARGE {
-        return (
-            StatusCode::PAYLOAD_TOO_LARGE,
-            Json(json!({"detail": "Request body too large."})),
-        )
-            .into_response();
+        return too_large();
     }
     response
+}
+
+/// Every 413: the body was not read past its limit, so the connection
+/// closes after the answer, and says so (`Connection: close`).
+fn too_large() -> Response {
+    (
+        StatusCode::PAYLOAD_TOO_LARGE,
+        [(header::CONNECTION, "close")],
+        Json(json!({"detail": "Request body too large."})),
+    )
+        .into_response()
 }

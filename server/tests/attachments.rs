@@ -323,6 +323,9 @@ async fn bad_forms_are_refused_with_no_message_and_no_file_left() {
         if !body.is_null() {
             assert_eq!(resp.body, body, "{name}");
         }
+        // A 400 is answered after the rest of the form was read, on a
+        // connection that stays open; a 413 reads no further and closes.
+        assert_eq!(closes(&resp), status == 413, "{name}: {:?}", resp.headers);
     }
 
     // A body cut off in the middle of a file.
@@ -349,6 +352,7 @@ async fn bad_forms_are_refused_with_no_message_and_no_file_left() {
     // A non-member's files are not even read.
     let outsider = send_form(&cy, conv, &[Part::file("uploaded_files", "a.txt", &small)]).await;
     assert_eq!(outsider.status, 403);
+    assert!(closes(&outsider), "{:?}", outsider.headers);
 
     assert!(ana.history(conv, "").await.is_empty(), "no message");
     wait_for_no_files(&media_dir(data.path())).await;
@@ -390,5 +394,18 @@ async fn a_body_announcing_more_than_the_form_can_hold_is_refused_before_it_is_r
     let answer = String::from_utf8_lossy(&answer[..n]);
     assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
     assert!(answer.contains("Request body too large."), "{answer}");
+    assert!(
+        answer
+            .to_ascii_lowercase()
+            .contains("\r\nconnection: close\r\n"),
+        "{answer}"
+    );
     assert!(ana.history(conv, "").await.is_empty());
+}
+
+/// Whether an answer says its connection closes (`Connection: close`).
+fn closes(resp: &vato_client::rest::Resp) -> bool {
+    resp.headers
+        .get("connection")
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"close"))
 }

@@ -348,9 +348,10 @@ async fn bad_uploads_are_refused_and_leave_nothing_behind() {
         let past_the_bound = body.len() > WHOLE_BODY_BOUND;
         let sent = ana.post_raw(path, &content_type, body).await;
         let resp = match sent {
-            // The server answers as soon as the file passes its limit and
-            // closes without reading the rest (it must not read past its
-            // bound), so a client still writing may see its connection
+            // The server refuses a file past its limit after reading the
+            // rest of the form and dropping it, but never past the
+            // whole-body bound: there it answers and closes with bytes
+            // unread, so a client still writing may see its connection
             // reset before it reads that answer. Only a cut connection is
             // accepted, never a timeout nor another answer, and only for
             // a body past the whole-body bound.
@@ -362,6 +363,13 @@ async fn bad_uploads_are_refused_and_leave_nothing_behind() {
         };
         assert_eq!(resp.status, 400, "{what}: {}", resp.body);
         assert_eq!(resp.body, expected, "{what}");
+        // Read to its end, the connection stays open for the next request;
+        // cut at the bound, the answer says it closes.
+        let closes = resp
+            .headers
+            .get("connection")
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"close"));
+        assert_eq!(closes, past_the_bound, "{what}: {:?}", resp.headers);
     }
 
     // Cut short: the file is all there, the form's end is not.

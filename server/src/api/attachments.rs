@@ -7,7 +7,9 @@
 //! `uploaded_files` with a file name, each at most `--max-upload-bytes`
 //! (413, read no further; a `Content-Length` announcing more than the form
 //! could hold is a 413 before anything is read). The whole body is read
-//! before anything is stored, so a truncated one changes nothing. Then
+//! before anything is stored, so a truncated one changes nothing; after
+//! a 400 the rest of the form is read and dropped, so the client reads
+//! the answer. Then
 //! every file goes to the media store (durable), then one command posts
 //! the message with its attachments (`message.new` carries them). A
 //! refused or failed send leaves no message, and its files are removed
@@ -103,6 +105,19 @@ pub async fn read_form(app: &App, request: Request) -> ApiResult<(Fields, Vec<Fi
     let mut multipart = super::body::multipart_stream(request, whole).ok_or_else(|| {
         ApiError::detail("Multipart form parse error - Invalid boundary in multipart: None")
     })?;
+    match read_parts(app, &mut multipart).await {
+        Ok(form) => Ok(form),
+        Err(refusal) => Err(super::body::refuse(&mut multipart, refusal).await),
+    }
+}
+
+/// Reads the form to its end.
+async fn read_parts(
+    app: &App,
+    multipart: &mut multer::Multipart<'static>,
+) -> ApiResult<(Fields, Vec<File>)> {
+    let config = &app.config;
+    let max_file = config.max_upload_bytes;
     let mut fields = Fields::new();
     let mut files: Vec<File> = Vec::new();
     let mut text_bytes = 0usize;

@@ -6,8 +6,9 @@
 //! WebP told by its bytes, at most `--max-avatar-bytes`. The body is read
 //! as a stream with this route's own limits (the global `--max-body-bytes`
 //! would cut a legal avatar off): the file is refused with a 400 field
-//! error as soon as it passes its limit, and the whole body may be at most
-//! `--max-avatar-bytes` + `--max-body-bytes`. The whole body is read before
+//! error once it passes its limit (the rest of the form is read and
+//! dropped first, so the client reads that answer), and the whole body may
+//! be at most `--max-avatar-bytes` + `--max-body-bytes`. The whole body is read before
 //! anything is stored, so a truncated one changes nothing. Then the file
 //! goes to the media store (durable), then the `AvatarChanged` event; the
 //! replaced file is removed once nothing refers to it.
@@ -17,6 +18,7 @@ use std::sync::Arc;
 use axum::extract::{Request, State};
 use axum::Json;
 use bytes::{Bytes, BytesMut};
+use multer::Multipart;
 use serde_json::{json, Value};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -104,9 +106,26 @@ async fn set_avatar(app: &App, me: UserId, avatar: Option<String>) -> ApiResult<
 /// every refusal is a 400 (413 past the body's own limit).
 async fn read_avatar(app: &App, request: Request) -> ApiResult<(Bytes, &'static str)> {
     let max_file = app.config.max_avatar_bytes;
-    let no_file = || ApiError::BadRequest(json!({ "error": NO_FILE }));
     let whole = (max_file as u64).saturating_add(app.config.max_body_bytes as u64);
     let mut multipart = super::body::multipart_stream(request, whole).ok_or_else(no_file)?;
+    let bytes = match read_file(&mut multipart, max_file).await {
+        Ok(bytes) => bytes.ok_or_else(no_file)?,
+        Err(refusal) => return Err(super::body::refuse(&mut multipart, refusal).await),
+    };
+    let ext =
+        media::image_extension(&bytes).ok_or_else(|| ApiError::field("avatar", NOT_AN_IMAGE))?;
+    Ok((bytes, ext))
+}
+
+fn no_file() -> ApiError {
+    ApiError::BadRequest(json!({ "error": NO_FILE }))
+}
+
+/// Reads the form to its end; the `avatar` file's bytes if it has one.
+async fn read_file(
+    multipart: &mut Multipart<'static>,
+    max_file: usize,
+) -> ApiResult<Option<Bytes>> {
     let mut avatar: Option<Bytes> = None;
     while let Some(mut field) = multipart.next_field().await.map_err(parse_error)? {
         let is_avatar = field.name() == Some("avatar") && field.file_name().is_some();
@@ -129,10 +148,7 @@ async fn read_avatar(app: &App, request: Request) -> ApiResult<(Bytes, &'static 
             avatar = Some(data.freeze());
         }
     }
-    let bytes = avatar.ok_or_else(no_file)?;
-    let ext =
-        media::image_extension(&bytes).ok_or_else(|| ApiError::field("avatar", NOT_AN_IMAGE))?;
-    Ok((bytes, ext))
+    Ok(avatar)
 }
 
 /// A body that is not a whole multipart form: DRF's parse error (413 when

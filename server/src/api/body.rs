@@ -64,3 +64,29 @@ pub fn multipart_stream(
         constraints,
     ))
 }
+
+/// The answer to a refused form. Unless the refusal is a 413 (read no
+/// further, and the answer closes the connection), the rest of the form is read and dropped first, up to its
+/// bound: a server that answers and closes with a request's bytes unread
+/// resets the connection, and the reset can reach the client before it has
+/// read the answer, which it would see as a cut connection. An answer sent
+/// with bytes unread says `Connection: close`, so the client does not send
+/// its next request on a connection the server is closing.
+pub async fn refuse(multipart: &mut multer::Multipart<'static>, refusal: ApiError) -> ApiError {
+    match refusal {
+        ApiError::PayloadTooLarge => refusal,
+        refusal if drain(multipart).await => refusal,
+        refusal => refusal.closing(),
+    }
+}
+
+/// Reads the form's remaining fields; whether it reached the form's end.
+async fn drain(multipart: &mut multer::Multipart<'static>) -> bool {
+    loop {
+        match multipart.next_field().await {
+            Ok(Some(field)) => drop(field),
+            Ok(None) => return true,
+            Err(_) => return false,
+        }
+    }
+}

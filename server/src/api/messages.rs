@@ -248,7 +248,7 @@ async fn send(
     let conv_id = path_id(&cid, NOT_MEMBER).map_err(|_| ApiError::Forbidden(NOT_MEMBER))?;
     let (body, files) = if attachments::is_multipart(request.headers()) {
         // A non-member's files are not even read.
-        member_of(&app.store.state(), conv_id, me)?;
+        member_of(&app.store.state(), conv_id, me).map_err(ApiError::closing)?;
         attachments::read_form(&app, request).await?
     } else {
         let body = axum::body::to_bytes(request.into_body(), app.config.max_body_bytes)
