@@ -4,7 +4,7 @@
 # writes the inode").
 #
 # Starts SERVER on a fresh directory under DATA_PARENT, runs vato-load's
-# messaging scenario at 2,000 msg/s (200 users, 10 msg/s each) for
+# messaging scenario at 200 × MSG_RATE (10) msg/s, 2,000 msg/s, (200 users) for
 # RUN_TIME (60s), and records
 #  * every I/O system call of the server with its duration (`perf trace`),
 #  * every request the block layer issued, by whom (`perf record`);
@@ -12,7 +12,9 @@
 # those during which the writer thread also wrote a metadata block (the
 # file's inode: `WSM` requests) and the rest, and, for each fdatasync of
 # SLOW_MS (3) or more, the server's other I/O that started in the 30 ms
-# before it and was still running within 5 ms of it.
+# before it and was still running within 5 ms of it; and the share of all
+# syncs and of the slow ones during which anyone else (the kernel's
+# writeback included) had a write issued to the block layer.
 # Needs perf and target/release/vato-load; keeps its files (hundreds of
 # MB) on TMPFS_DIR (/dev/shm), never on the disk under test.
 set -euo pipefail
@@ -36,7 +38,7 @@ perf record -q -e block:block_rq_issue -a -o "$WORK/block.data" >/dev/null 2>&1 
 BLOCK=$!
 sleep 1
 "$ROOT/target/release/vato-load" --host "http://127.0.0.1:$PORT" --scenarios messaging \
-  --users 200 --hatch-rate 200 --run-time "$RUN_TIME" --msg-rate 10 --no-print-metrics -q \
+  --users 200 --hatch-rate 200 --run-time "$RUN_TIME" --msg-rate "${MSG_RATE:-10}" --no-print-metrics -q \
   >"$WORK/load.out" 2>&1 || true
 kill -INT "$TRACE" "$BLOCK"
 wait "$TRACE" "$BLOCK" || true
@@ -85,5 +87,33 @@ for start, ms in slow:
     print(f"  {start:.3f} {ms:.2f} ms | " + ("; ".join(
         f"{o[2]} {o[3]} {1000 * (o[0] - start):+.1f} ms ({o[1]:.2f} ms) {o[4]}" for o in near[:4]) or "no other I/O"))
 print(f"of which with no other I/O of the server within 5 ms: {alone}")
+# The block layer's view: requests issued by anyone but the WAL's writer
+# (the server's other threads, the kernel's writeback, other processes)
+# while a sync ran or in the 2 ms before it; flushes (size 0) left out.
+# A cause of slow syncs shows as a larger share among the slow ones.
+foreign = []
+for l in open(block):
+    f = l.split()
+    if len(f) < 8 or "block_rq_issue" not in l or f[0].startswith("vato-log-writ"):
+        continue
+    i = f.index("block:block_rq_issue:")
+    rwbs, size = f[i + 2], f[i + 3]
+    if size != "0" and "W" in rwbs:
+        foreign.append((float(f[2].rstrip(":")), f[0].split("/")[0], rwbs))
+foreign.sort()
+ftimes = [x[0] for x in foreign]
+def near(start, ms):
+    lo, hi = bisect.bisect_left(ftimes, start - 0.002), bisect.bisect_right(ftimes, start + ms / 1000)
+    return foreign[lo:hi]
+share = lambda xs: sum(1 for s in xs if near(*s)) / max(1, len(xs))
+print(f"writes by others in the block layer: {len(foreign)}; "
+      f"share of syncs with one during them (or 2 ms before): all {100 * share(syncs):.1f} %, "
+      f"{slow_ms:g} ms or more {100 * share(slow):.1f} %")
+by = {}
+for s in slow:
+    for _, comm, rwbs in near(*s):
+        by[(comm, rwbs)] = by.get((comm, rwbs), 0) + 1
+print("  beside the slow ones, by whom: " + (", ".join(
+    f"{c} {r} {n}" for (c, r), n in sorted(by.items(), key=lambda kv: -kv[1])[:8]) or "none"))
 PY
 echo "files in $WORK"

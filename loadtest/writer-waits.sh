@@ -2,7 +2,7 @@
 # loadtest/writer-waits.sh SERVER DATA_PARENT [SERVER_FLAGS...]: where a
 # batch waits at 2,000 msg/s (BENCHMARKS.md, "The writer's wake-up").
 # Starts SERVER on a fresh directory under DATA_PARENT, runs vato-load's
-# messaging scenario (200 users, 10 msg/s each) for RUN_TIME (60s), and
+# messaging scenario (200 users, MSG_RATE (10) msg/s each: 2,000 msg/s) for RUN_TIME (60s), and
 #  * scrapes /metrics every 250 ms: per quarter second, how many of each
 #    over 2.5, 5, 25 and 100 ms: acknowledgements, and their parts (the wait for the
 #    writer, the group commit's decide and apply, its WAL write + fdatasync,
@@ -61,7 +61,7 @@ SCRAPER=$!
 ( sleep 15; perf sched record -a -o "$WORK/sched.data" -- sleep 8 >/dev/null 2>&1 ) &
 PERF=$!
 "$ROOT/target/release/vato-load" --host "http://127.0.0.1:$PORT" --scenarios messaging \
-  --users 200 --hatch-rate 200 --run-time "$RUN_TIME" --msg-rate 10 --no-print-metrics -q \
+  --users 200 --hatch-rate 200 --run-time "$RUN_TIME" --msg-rate "${MSG_RATE:-10}" --no-print-metrics -q \
   >"$WORK/load.out" 2>&1 || true
 wait "$PERF"
 kill "$SCRAPER" 2>/dev/null || true
