@@ -9,11 +9,11 @@
 //! could hold is a 413 before anything is read). The whole body is read
 //! before anything is stored, so a truncated one changes nothing; after
 //! a 400 the rest of the form is read and dropped, so the client reads
-//! the answer. Then
-//! every file goes to the media store (durable), then one command posts
-//! the message with its attachments (`message.new` carries them). A
-//! refused or failed send leaves no message, and its files are removed
-//! once nothing refers to them (the media store's [`media::Upload`]).
+//! the answer. Then every file goes to the media store (durable), then
+//! one command posts the message with its attachments (`message.new`
+//! carries them). A refused or failed send leaves no message, and its
+//! files are removed once nothing refers to them (the media store's
+//! [`media::Upload`]).
 //!
 //! **Download.** Members of the attachment's conversation only; every
 //! other case is the same 404 (the original's texts told an unknown id

@@ -7,11 +7,12 @@
 //! as a stream with this route's own limits (the global `--max-body-bytes`
 //! would cut a legal avatar off): the file is refused with a 400 field
 //! error once it passes its limit (the rest of the form is read and
-//! dropped first, so the client reads that answer), and the whole body may
-//! be at most `--max-avatar-bytes` + `--max-body-bytes`. The whole body is read before
-//! anything is stored, so a truncated one changes nothing. Then the file
-//! goes to the media store (durable), then the `AvatarChanged` event; the
-//! replaced file is removed once nothing refers to it.
+//! dropped first, so the client reads that answer), and the whole body
+//! may be at most `--max-avatar-bytes` + `--max-body-bytes`. The whole
+//! body is read before anything is stored, so a truncated one changes
+//! nothing. Then the file goes to the media store (durable), then the
+//! `AvatarChanged` event; the replaced file is removed once nothing
+//! refers to it.
 
 use std::sync::Arc;
 

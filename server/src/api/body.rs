@@ -66,12 +66,13 @@ pub fn multipart_stream(
 }
 
 /// The answer to a refused form. Unless the refusal is a 413 (read no
-/// further, and the answer closes the connection), the rest of the form is read and dropped first, up to its
-/// bound: a server that answers and closes with a request's bytes unread
-/// resets the connection, and the reset can reach the client before it has
-/// read the answer, which it would see as a cut connection. An answer sent
-/// with bytes unread says `Connection: close`, so the client does not send
-/// its next request on a connection the server is closing.
+/// further; that answer closes the connection), the rest of the form is
+/// read and dropped first, up to its bound: a server that answers and
+/// closes with a request's bytes unread resets the connection, and the
+/// reset can reach the client before it has read the answer, which it
+/// would see as a cut connection. An answer sent with bytes unread says
+/// `Connection: close`, so the client does not send its next request on a
+/// connection the server is closing.
 pub async fn refuse(multipart: &mut multer::Multipart<'static>, refusal: ApiError) -> ApiError {
     match refusal {
         ApiError::PayloadTooLarge => refusal,
