@@ -32,6 +32,9 @@
 # loadtest/thresholds.json (p99 delivery <= 50 ms, no error, no loss, no
 # duplicate, no out-of-order). Summary lines are appended to $OUT/bench.txt.
 #
+# SERVER and LOAD name other builds' vato-server and vato-load (an A/B of the
+# client: `LOAD=PATH`).
+#
 # Assumes `cargo build --release -p vato-server -p vato-load`.
 set -euo pipefail
 
@@ -126,7 +129,7 @@ one_load() {
   local a b
   a=($(head -1 /proc/stat))
   local TIMEFORMAT='%U %S'
-  { time "$BIN/vato-load" --host "http://127.0.0.1:$PORT" --scenarios messaging \
+  { time "${LOAD:-$BIN/vato-load}" --host "http://127.0.0.1:$PORT" --scenarios messaging \
     --users "$USERS" --hatch-rate "$HATCH_RATE" --run-time "$RUN_TIME" --msg-rate "$per" \
     --report-file "$OUT/$tag.html" --report-file "$OUT/$tag.json" \
     --no-print-metrics -q >"$OUT/$tag.out" 2>&1 ; } 2>"$OUT/$tag.time" || rc=$?
