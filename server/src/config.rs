@@ -134,6 +134,14 @@ pub struct Config {
     #[arg(long, env = "VATO_WRITER_SLICE_US", default_value_t = vato_eventlog::store::DEFAULT_WRITER_SLICE_US)]
     pub writer_slice_us: u64,
 
+    /// When the log is busy (its last group commit took four commands or
+    /// more), the writer waits this long, µs, for more before deciding the
+    /// next commit: fewer, larger commits, each paying one device write and
+    /// one cache flush (0: never waits).
+    #[arg(long, env = "VATO_GROUP_COMMIT_GATHER_US", default_value_t = vato_eventlog::store::DEFAULT_GATHER_US,
+          value_parser = clap::value_parser!(u64).range(0..=10_000))]
+    pub group_commit_gather_us: u64,
+
     /// Length of each write-ahead-log segment, MiB (preallocated and
     /// zero-filled ahead of use; a few are kept and recycled).
     #[arg(long, env = "VATO_WAL_SEGMENT_MIB", default_value_t = 16,

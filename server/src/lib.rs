@@ -121,6 +121,7 @@ pub async fn start(config: Config) -> Result<Server, BoxError> {
     store_config.cache_bytes = config.cache_mib << 20;
     store_config.snapshot_every = config.snapshot_every;
     store_config.writer_slice_us = config.writer_slice_us;
+    store_config.gather_us = config.group_commit_gather_us;
     let (store, committed) = Store::open(store_config)?;
     let hub = Arc::new(Hub::new(&store.state()));
     supervise::spawn_critical(
