@@ -17,40 +17,21 @@ fn after_a_busy_commit_the_writer_gathers_unless_told_not_to() {
         config.gather_us = gather_us;
         let store = common::open(config);
         let (users, conv) = common::users_and_group(&rt, &store, &["ana", "bo"]);
-        let workers = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .expect("runtime");
+        let workers = common::workers();
         let post = |text: &str, at: i64| {
             let store = store.clone();
             let command = common::post(users[0], conv, text, None, at);
             workers.spawn(async move { store.submit(command).await })
         };
 
-        // A busy commit: the writer takes one post and blocks on the state's
-        // lock, held here, while GATHER_AFTER more queue up; they are the
-        // next group commit, all of them.
-        let guard = store.state();
-        let blocker = post("first", 10);
-        std::thread::sleep(Duration::from_millis(50));
-        let busy: Vec<_> = (0..GATHER_AFTER as i64)
-            .map(|i| post("busy", 11 + i))
+        // A busy commit: GATHER_AFTER posts in one group commit.
+        let busy = (0..GATHER_AFTER as i64)
+            .map(|i| common::post(users[0], conv, "busy", None, 11 + i))
             .collect();
-        std::thread::sleep(Duration::from_millis(100));
-        drop(guard);
-        let busy = workers.block_on(async {
-            blocker
-                .await
-                .expect("task")
-                .expect("storage")
-                .expect("post");
-            let mut answers = Vec::new();
-            for handle in busy {
-                answers.push(handle.await.expect("task").expect("storage").expect("post"));
-            }
-            answers
-        });
+        let first = common::post(users[0], conv, "first", None, 10);
+        let (first, busy) = common::submit_together(&workers, &store, first, busy);
+        first.expect("post");
+        let busy: Vec<_> = busy.into_iter().map(|r| r.expect("post")).collect();
         let per_post = busy[0].events().len();
         assert_eq!(busy[0].group_commit_events(), GATHER_AFTER * per_post);
 

@@ -88,45 +88,16 @@ fn concurrent_copies_in_one_batch_make_one_message() {
     let (users, conv) = common::users_and_group(&rt, &store, &["ana", "bo"]);
 
     // Worker threads run the submitters while this thread holds the lock.
-    let workers = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let copies = 32;
-    // Hold a read lock so the writer, once it has taken its next batch (the
-    // unrelated post), blocks before deciding it; meanwhile every copy
-    // queues up, and the batch after that holds all of them.
-    let guard = store.state();
-    let blocker = {
-        let (store, post) = (
-            store.clone(),
-            common::post(users[1], conv, "unrelated", None, 1),
-        );
-        workers.spawn(async move { store.submit(post).await })
-    };
-    std::thread::sleep(Duration::from_millis(50));
-    let handles: Vec<_> = (0..copies)
-        .map(|i| {
-            let store = store.clone();
-            let post = common::post(users[0], conv, "once", Some("dup"), 100 + i);
-            workers.spawn(async move { store.submit(post).await })
-        })
+    let workers = common::workers();
+    // The unrelated post is taken first; every copy queues up behind it
+    // and the batch after that holds all of them.
+    let copies = (0..32)
+        .map(|i| common::post(users[0], conv, "once", Some("dup"), 100 + i))
         .collect();
-    std::thread::sleep(Duration::from_millis(100));
-    drop(guard);
-    let replies = workers.block_on(async {
-        blocker
-            .await
-            .expect("task")
-            .expect("storage")
-            .expect("post");
-        let mut replies = Vec::new();
-        for handle in handles {
-            replies.push(handle.await.expect("task").expect("storage").expect("post"));
-        }
-        replies
-    });
+    let unrelated = common::post(users[1], conv, "unrelated", None, 1);
+    let (unrelated, replies) = common::submit_together(&workers, &store, unrelated, copies);
+    unrelated.expect("post");
+    let replies: Vec<_> = replies.into_iter().map(|r| r.expect("post")).collect();
 
     let created: Vec<_> = replies.iter().filter(|a| message_id(&a.reply).1).collect();
     assert_eq!(created.len(), 1, "exactly one copy creates the message");

@@ -17,6 +17,16 @@ pub fn runtime() -> tokio::runtime::Runtime {
         .expect("tokio runtime")
 }
 
+/// Two worker threads: they run submitters while the test's own thread
+/// holds the state's lock ([`submit_together`]).
+pub fn workers() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+}
+
 pub fn config(dir: &Path, snapshot_every: u64) -> StoreConfig {
     let mut config = StoreConfig::new(dir);
     config.snapshot_every = snapshot_every;
@@ -57,6 +67,36 @@ pub fn submit(
     command: Command,
 ) -> Result<Applied, Rejection> {
     rt.block_on(store.submit(command)).expect("storage error")
+}
+
+/// Submits `first`, then `rest` while the writer, having taken `first`,
+/// waits for the state's lock, held here: `rest` queue up behind it and
+/// make the next group commit, all of them. `workers` (a multi-threaded
+/// runtime) runs the submitters. Returns the answers, `rest`'s in order.
+pub fn submit_together(
+    workers: &tokio::runtime::Runtime,
+    store: &Store,
+    first: Command,
+    rest: Vec<Command>,
+) -> (Result<Applied, Rejection>, Vec<Result<Applied, Rejection>>) {
+    let submit = |command: Command| {
+        let store = store.clone();
+        workers.spawn(async move { store.submit(command).await })
+    };
+    let guard = store.state();
+    let first = submit(first);
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    let rest: Vec<_> = rest.into_iter().map(submit).collect();
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    drop(guard);
+    workers.block_on(async {
+        let first = first.await.expect("task").expect("storage error");
+        let mut answers = Vec::new();
+        for handle in rest {
+            answers.push(handle.await.expect("task").expect("storage error"));
+        }
+        (first, answers)
+    })
 }
 
 /// Registers users `names` and creates one group of all of them, owned by
