@@ -58,7 +58,7 @@ impl Layer {
     /// record first: a copy of the whole layer (50,000 messages at the
     /// default) was a fifth of the snapshot thread's CPU at 16,000 msg/s,
     /// and the server's peak RSS is ~6 MB lower without it (BENCHMARKS.md,
-    /// "A snapshot's copy of its layer").
+    /// "Where the two cores go at 16,000 msg/s").
     pub fn to_record(&self) -> Result<Vec<u8>, codec::CodecError> {
         let record = LayerRecordRef {
             messages: self.messages.values().collect(),
