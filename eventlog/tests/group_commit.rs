@@ -19,9 +19,11 @@ fn after_a_busy_commit_the_writer_gathers_unless_told_not_to() {
         let (users, conv) = common::users_and_group(&rt, &store, &["ana", "bo"]);
         let workers = common::workers();
         let post = |text: &str, at: i64| {
-            let store = store.clone();
-            let command = common::post(users[0], conv, text, None, at);
-            workers.spawn(async move { store.submit(command).await })
+            common::spawn_submit(
+                &workers,
+                &store,
+                common::post(users[0], conv, text, None, at),
+            )
         };
 
         // A busy commit: GATHER_AFTER posts in one group commit.

@@ -420,11 +420,7 @@ impl History {
     // ---- writes (apply only) -------------------------------------------
 
     pub fn insert(&mut self, message: Message) {
-        self.active.by_conv.insert((message.conv_id, message.id));
-        self.active
-            .by_seq
-            .insert((message.conv_id, message.seq), message.id);
-        self.active.messages.insert(message.id, message);
+        self.active.insert(message);
     }
 
     pub fn insert_key(&mut self, sender: UserId, conv: ConvId, client_id: &str, id: MessageId) {

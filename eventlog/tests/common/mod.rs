@@ -6,7 +6,7 @@
 
 use std::path::Path;
 
-use vato_eventlog::{Applied, Command, ConvId, Rejection, Store, StoreConfig, UserId};
+use vato_eventlog::{Applied, Command, ConvId, Rejection, Store, StoreConfig, StoreError, UserId};
 
 pub use vato_eventlog::testing::*;
 
@@ -69,6 +69,16 @@ pub fn submit(
     rt.block_on(store.submit(command)).expect("storage error")
 }
 
+/// Submits `command` from a task on `workers`; its answer is the task's.
+pub fn spawn_submit(
+    workers: &tokio::runtime::Runtime,
+    store: &Store,
+    command: Command,
+) -> tokio::task::JoinHandle<Result<Result<Applied, Rejection>, StoreError>> {
+    let store = store.clone();
+    workers.spawn(async move { store.submit(command).await })
+}
+
 /// Submits `first`, then `rest` while the writer, having taken `first`,
 /// waits for the state's lock, held here: `rest` queue up behind it and
 /// make the next group commit, all of them. `workers` (a multi-threaded
@@ -79,10 +89,7 @@ pub fn submit_together(
     first: Command,
     rest: Vec<Command>,
 ) -> (Result<Applied, Rejection>, Vec<Result<Applied, Rejection>>) {
-    let submit = |command: Command| {
-        let store = store.clone();
-        workers.spawn(async move { store.submit(command).await })
-    };
+    let submit = |command| spawn_submit(workers, store, command);
     let guard = store.state();
     let first = submit(first);
     std::thread::sleep(std::time::Duration::from_millis(50));

@@ -139,15 +139,21 @@ impl Layer {
         }
     }
 
+    /// Adds message `m`, new to this layer, with its places in the
+    /// layer's indexes.
+    pub(super) fn insert(&mut self, m: Message) {
+        self.by_conv.insert((m.conv_id, m.id));
+        self.by_seq.insert((m.conv_id, m.seq), m.id);
+        self.messages.insert(m.id, m);
+    }
+
     /// The layer [`Layer::to_record`] made.
     pub fn from_record(bytes: &[u8]) -> Result<Layer, codec::CodecError> {
         let record: LayerRecord = codec::decode(bytes)?;
         let mut layer = Layer::default();
         for m in record.messages {
-            layer.by_conv.insert((m.conv_id, m.id));
-            layer.by_seq.insert((m.conv_id, m.seq), m.id);
             layer.note_attachments(&m);
-            layer.messages.insert(m.id, m);
+            layer.insert(m);
         }
         for (sender, conv, client_id, id) in record.keys {
             layer.keys.insert((sender, conv, client_id), id);
@@ -195,10 +201,8 @@ mod tests {
                 reactions: Vec::new(),
                 attachments: Vec::new(),
             };
-            layer.by_conv.insert((m.conv_id, m.id));
-            layer.by_seq.insert((m.conv_id, m.seq), m.id);
             layer.keys.insert((1, m.conv_id, format!("c{id}")), id);
-            layer.messages.insert(m.id, m);
+            layer.insert(m);
         }
         let owned = LayerRecord {
             messages: layer.messages.values().cloned().collect(),
