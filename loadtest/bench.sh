@@ -126,6 +126,9 @@ one_rate() {
 one_load() {
   local total="$1" tag="$2" quiet="$3" per rc=0
   per="$(python3 -c "print($total / $USERS)")"
+  # The server's log so far: the snapshots of this run are the ones after.
+  local logged
+  logged="$(wc -l <"$OUT/server.log")"
   local a b
   a=($(head -1 /proc/stat))
   local TIMEFORMAT='%U %S'
@@ -153,9 +156,14 @@ server=${st[11]}+${st[12]}
 busy=$ticks-$idle-$steal
 print(f'client_cpu={100*client/$ticks:.0f}% server_cpu={100*server/$ticks:.0f}% foreign_cpu={100*max(0,busy-client-server)/$ticks:.0f}% steal={100*$steal/$ticks:.0f}%')
 ")"
+  # The CPU of each snapshot the server wrote during the run (`cpu_ms` of
+  # its `snapshot written` line; "none" from a build without it).
+  local snaps
+  snaps="$(tail -n "+$((logged + 1))" "$OUT/server.log" | grep 'snapshot written' |
+    grep -oE ' cpu_ms=[0-9]+' | cut -d= -f2 | paste -sd/ - || true)"
   local line
   line="$(grep -E '^vato-load: delivered=' "$OUT/$tag.out" || echo "vato-load: no summary (exit $rc)")"
-  echo "${LABEL:+$LABEL }target=$total msg/s users=$USERS per_user=$per data=${DATA_PARENT:-${TMPDIR:-/tmp}} idle_before=$quiet% $cpu exit=$rc server $mem | $line" | tee -a "$OUT/bench.txt"
+  echo "${LABEL:+$LABEL }target=$total msg/s users=$USERS per_user=$per data=${DATA_PARENT:-${TMPDIR:-/tmp}} idle_before=$quiet% $cpu exit=$rc server $mem snapshot_cpu_ms=${snaps:-none} | $line" | tee -a "$OUT/bench.txt"
 }
 
 # device BYTES: the floor under every ack on the disk the data would be on:
