@@ -41,9 +41,30 @@ pub fn encode_into<T: Serialize>(out: &mut Vec<u8>, value: &T) -> Result<(), Cod
         out.truncate(start);
         return Err(CodecError::Encode(e.to_string()));
     }
-    let crc = crc32fast::hash(&out[start + HEADER..]);
-    out[start + 1..start + HEADER].copy_from_slice(&crc.to_le_bytes());
+    frame_finish(&mut out[start..]);
     Ok(())
+}
+
+/// An entry whose payload, MessagePack, the caller appends itself, then
+/// seals with [`frame_finish`]: for a payload assembled from parts
+/// encoded once (a snapshot's layer).
+pub fn frame_start() -> Vec<u8> {
+    vec![FORMAT_V1, 0, 0, 0, 0]
+}
+
+/// Writes the checksum of `entry`'s payload into its header.
+pub fn frame_finish(entry: &mut [u8]) {
+    let crc = crc32fast::hash(&entry[HEADER..]);
+    entry[1..HEADER].copy_from_slice(&crc.to_le_bytes());
+}
+
+/// Appends to `out` the entry of `payload`, MessagePack encoded already:
+/// what [`encode`] gives for the value `payload` encodes.
+pub fn frame(out: &mut Vec<u8>, payload: &[u8]) {
+    let start = out.len();
+    out.extend_from_slice(&[FORMAT_V1, 0, 0, 0, 0]);
+    out.extend_from_slice(payload);
+    frame_finish(&mut out[start..]);
 }
 
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {

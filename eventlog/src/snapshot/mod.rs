@@ -26,7 +26,7 @@ use std::sync::Arc;
 
 use crate::codec;
 use crate::log::{Log, LogError};
-use crate::state::history::{HistoryError, Layer, PENDING_LAYER, STATE};
+use crate::state::history::{EncodedLayer, HistoryError, Layer, PENDING_LAYER, STATE};
 use crate::state::State;
 
 pub use crate::state::history::{
@@ -106,12 +106,12 @@ impl Pending {
         let encoded = started.elapsed();
         let layer = self
             .layer
-            .to_record()
+            .encode()
             .map_err(|e| LogError::Layout(format!("unencodable history: {e}")))?;
         let generation = generation(&self.trees.snapshot)
             .map_err(|e| LogError::Layout(e.to_string()))?
             .map_or(1, |g| g + 1);
-        file::write(&self.trees.files, generation, &state, &layer)?;
+        file::write(&self.trees.files, generation, &state, layer.record())?;
         let written = started.elapsed();
         // The commit: small, so sled's batch lock is held for microseconds
         // (the values of the layout before the files go with it).
@@ -124,7 +124,7 @@ impl Pending {
         self.trees.snapshot.flush()?;
         let committed = started.elapsed();
         let cpu_committed = thread_cpu();
-        finish_layer(&self.trees, &self.layer, generation)?;
+        finish_layer(&self.trees, &self.layer, &layer, generation)?;
         file::remove_others(&self.trees.files, Some(generation));
         let layered = started.elapsed();
         let cpu_layered = thread_cpu();
@@ -143,7 +143,7 @@ impl Pending {
         tracing::info!(
             messages = self.layer.len(),
             state_bytes = state.len(),
-            layer_bytes = layer.len(),
+            layer_bytes = layer.record().len(),
             encode_ms = encoded.as_millis() as u64,
             file_ms = (written - encoded).as_millis() as u64,
             commit_ms = (committed - written).as_millis() as u64,
@@ -196,9 +196,17 @@ fn drop_from_cache(trees: &Trees) {
     }
 }
 
-/// Writes a committed layer's records, then marks them written.
-fn finish_layer(trees: &Trees, layer: &Layer, generation: u64) -> Result<(), LogError> {
-    write_records(trees, layer)?;
+/// Writes a committed layer's records (`encoded` is its
+/// [`Layer::encode`]), then marks them written.
+fn finish_layer(
+    trees: &Trees,
+    layer: &Layer,
+    encoded: &EncodedLayer,
+    generation: u64,
+) -> Result<(), LogError> {
+    layer
+        .write_encoded(&trees.records, encoded)
+        .map_err(history_error)?;
     trees
         .snapshot
         .insert(LAYER_DONE_KEY, &generation.to_be_bytes())?;
@@ -279,7 +287,10 @@ fn load_file(trees: &Trees, generation: u64) -> Result<State, SnapshotError> {
     if done.as_deref() != Some(&generation.to_be_bytes()[..]) {
         if let Some(record) = contents.layer() {
             let layer = Layer::from_record(record).map_err(|e| damaged(format!("layer: {e}")))?;
-            finish_layer(trees, &layer, generation)?;
+            let encoded = layer
+                .encode()
+                .map_err(|e| LogError::Layout(format!("unencodable history: {e}")))?;
+            finish_layer(trees, &layer, &encoded, generation)?;
             trees.snapshot.flush().map_err(LogError::from)?;
             tracing::info!(
                 messages = layer.len(),

@@ -55,7 +55,7 @@ mod tests;
 
 pub use crate::table_file::{TableFile as Records, TableFileError as RecordsError};
 use keys::*;
-pub use layer::Layer;
+pub use layer::{EncodedLayer, Layer};
 use probe::KeyHints;
 pub use probe::KeyProbe;
 

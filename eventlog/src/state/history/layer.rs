@@ -3,6 +3,7 @@
 //! commits it and writes it as records.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Range;
 
 use crate::codec;
 use crate::event::{AttachmentId, ConvId, MessageId, Seq, UserId};
@@ -53,22 +54,51 @@ impl Layer {
     /// batch, beside its state. (A sled batch holds a process-wide lock
     /// that stops every other read and write of sled while it is applied:
     /// 50,000 messages as records held it for 2-3 s.)
-    ///
-    /// The messages are encoded where they are, not cloned into the
-    /// record first: a copy of the whole layer (50,000 messages at the
-    /// default) was a fifth of the snapshot thread's CPU at 16,000 msg/s,
-    /// and the server's peak RSS is ~6 MB lower without it (BENCHMARKS.md,
-    /// "Where the two cores go at 16,000 msg/s").
     pub fn to_record(&self) -> Result<Vec<u8>, codec::CodecError> {
-        let record = LayerRecordRef {
-            messages: self.messages.values().collect(),
-            keys: self
-                .keys
-                .iter()
-                .map(|((sender, conv, client_id), id)| (*sender, *conv, client_id.as_str(), *id))
-                .collect(),
-        };
-        codec::encode(&record)
+        Ok(self.encode()?.record)
+    }
+
+    /// The layer encoded once, for both what a snapshot writes: its record
+    /// ([`Layer::to_record`]) and its messages' records
+    /// ([`Layer::write_encoded`]).
+    ///
+    /// A message is encoded where it is, not cloned first (a copy of the
+    /// whole layer was a fifth of the snapshot thread's CPU at 16,000
+    /// msg/s, BENCHMARKS.md, "Where the two cores go at 16,000 msg/s"),
+    /// and only once: its MessagePack is at once an element of the
+    /// record's message array and the payload of its own record. Encoded
+    /// twice, they were 28 % of the snapshot thread's samples (`perf`,
+    /// 8,000 msg/s); encoded once, a snapshot of 50,000 messages takes
+    /// 260 ms of CPU instead of 310 on tmpfs and 312 instead of 376 on
+    /// disk (medians of 9, `cpu_ms` in its `snapshot written` line;
+    /// BENCHMARKS.md, "A snapshot's CPU").
+    pub fn encode(&self) -> Result<EncodedLayer, codec::CodecError> {
+        let failed = |e: String| codec::CodecError::Encode(e);
+        // The record is the codec's frame around the MessagePack of
+        // `LayerRecord` (a struct is an array of its fields).
+        let mut record = codec::frame_start();
+        rmp::encode::write_array_len(&mut record, 2).map_err(|e| failed(e.to_string()))?;
+        rmp::encode::write_array_len(&mut record, self.messages.len() as u32)
+            .map_err(|e| failed(e.to_string()))?;
+        let mut messages = Vec::with_capacity(self.messages.len());
+        for m in self.messages.values() {
+            let start = record.len();
+            rmp_serde::encode::write(&mut record, m).map_err(|e| failed(e.to_string()))?;
+            messages.push((m.conv_id, m.id, start..record.len()));
+        }
+        let keys: Vec<(UserId, ConvId, &str, MessageId)> = self
+            .keys
+            .iter()
+            .map(|((sender, conv, client_id), id)| (*sender, *conv, client_id.as_str(), *id))
+            .collect();
+        rmp_serde::encode::write(&mut record, &keys).map_err(|e| failed(e.to_string()))?;
+        codec::frame_finish(&mut record);
+        Ok(EncodedLayer { record, messages })
+    }
+
+    /// Writes the layer's records into `records` ([`Layer::write_encoded`]).
+    pub fn write_records(&self, records: &Records) -> Result<(), HistoryError> {
+        self.write_encoded(records, &self.encode()?)
     }
 
     /// Writes the layer's records into `records`, in one durable
@@ -76,30 +106,39 @@ impl Layer {
     /// land in the same leaf (ids grow, a conversation's keys are
     /// adjacent), so a history far larger than the cache is written
     /// without reading a random page per record (hash order fell to 6,900
-    /// msg/s at 4M stored messages in sled).
+    /// msg/s at 4M stored messages in sled). `encoded` is this layer's
+    /// [`Layer::encode`].
     /// Idempotent: every record is the final value at the snapshot, so
     /// writing them again after a crash gives the same records.
-    pub fn write_records(&self, records: &Records) -> Result<(), HistoryError> {
+    pub fn write_encoded(
+        &self,
+        records: &Records,
+        encoded: &EncodedLayer,
+    ) -> Result<(), HistoryError> {
         let failed = |e: redb::StorageError| records.error(e);
+        let mut by_conv: Vec<&(ConvId, MessageId, Range<usize>)> =
+            encoded.messages.iter().collect();
+        by_conv.sort_unstable_by_key(|(conv, id, _)| (*conv, *id));
         records.write(true, |table| {
-            for (conv, id) in &self.by_conv {
-                let value = codec::encode(&self.messages[id])?;
+            let mut value = Vec::new();
+            for (conv, id, payload) in by_conv {
+                value.clear();
+                codec::frame(&mut value, &encoded.record[payload.clone()]);
                 table
                     .insert(&message_key(*conv, *id)[..], &value[..])
                     .map_err(failed)?;
             }
-            let mut ids: Vec<(MessageId, ConvId)> =
-                self.messages.values().map(|m| (m.id, m.conv_id)).collect();
-            ids.sort_unstable();
-            for block in ids.chunk_by(|a, b| a.0 / OWNERS_PER_BLOCK == b.0 / OWNERS_PER_BLOCK) {
-                let key = id_key(OWNER_BLOCK, block[0].0 / OWNERS_PER_BLOCK);
+            // `encoded.messages` is in id order.
+            let ids = &encoded.messages;
+            for block in ids.chunk_by(|a, b| a.1 / OWNERS_PER_BLOCK == b.1 / OWNERS_PER_BLOCK) {
+                let key = id_key(OWNER_BLOCK, block[0].1 / OWNERS_PER_BLOCK);
                 let mut value = table
                     .get(&key[..])
                     .map_err(failed)?
                     .map(|v| v.value().to_vec())
                     .unwrap_or_default();
                 value.resize(OWNERS_PER_BLOCK as usize * 8, 0);
-                for (id, conv) in block {
+                for (conv, id, _) in block {
                     let slot = (id % OWNERS_PER_BLOCK) as usize * 8;
                     value[slot..slot + 8].copy_from_slice(&conv.to_be_bytes());
                 }
@@ -169,22 +208,30 @@ struct LayerRecord {
     keys: Vec<(UserId, ConvId, String, MessageId)>,
 }
 
-/// [`LayerRecord`] borrowing the layer: the same fields in the same
-/// order, so the same bytes.
-#[derive(serde::Serialize)]
-struct LayerRecordRef<'a> {
-    messages: Vec<&'a Message>,
-    keys: Vec<(UserId, ConvId, &'a str, MessageId)>,
+/// A layer encoded once ([`Layer::encode`]).
+pub struct EncodedLayer {
+    /// The layer's record: the codec's frame around a [`LayerRecord`].
+    record: Vec<u8>,
+    /// Each message's conversation, id and MessagePack (where it is in
+    /// `record`), in id order.
+    messages: Vec<(ConvId, MessageId, Range<usize>)>,
+}
+
+impl EncodedLayer {
+    /// The layer's record ([`Layer::to_record`]).
+    pub fn record(&self) -> &[u8] {
+        &self.record
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn the_borrowed_record_is_the_owned_ones_bytes_and_reads_back() {
+    /// A layer of `n` messages in two conversations, each with a key.
+    fn layer_of(n: u64) -> Layer {
         let mut layer = Layer::default();
-        for id in 1..=5u64 {
+        for id in 1..=n {
             let m = Message {
                 id,
                 conv_id: 10 + id % 2,
@@ -204,21 +251,48 @@ mod tests {
             layer.keys.insert((1, m.conv_id, format!("c{id}")), id);
             layer.insert(m);
         }
-        let owned = LayerRecord {
-            messages: layer.messages.values().cloned().collect(),
-            keys: layer
-                .keys
-                .iter()
-                .map(|((s, c, k), id)| (*s, *c, k.clone(), *id))
-                .collect(),
-        };
-        let bytes = layer.to_record().unwrap();
-        assert_eq!(bytes, codec::encode(&owned).unwrap());
-        let back = Layer::from_record(&bytes).unwrap();
-        assert_eq!(back.messages, layer.messages);
-        assert_eq!(back.by_conv, layer.by_conv);
-        assert_eq!(back.by_seq, layer.by_seq);
-        assert_eq!(back.keys.len(), 5);
-        assert_eq!(back.keys.get(&(1, 11, "c3".to_string())), Some(&3));
+        layer
+    }
+
+    /// The record assembled from the messages' encodings is the bytes of
+    /// the owned record encoded whole (5 and 20 messages: MessagePack's
+    /// short and 16-bit array lengths), and reads back.
+    #[test]
+    fn the_assembled_record_is_the_owned_ones_bytes_and_reads_back() {
+        for n in [5, 20] {
+            let layer = layer_of(n);
+            let owned = LayerRecord {
+                messages: layer.messages.values().cloned().collect(),
+                keys: layer
+                    .keys
+                    .iter()
+                    .map(|((s, c, k), id)| (*s, *c, k.clone(), *id))
+                    .collect(),
+            };
+            let bytes = layer.to_record().unwrap();
+            assert_eq!(bytes, codec::encode(&owned).unwrap(), "{n} messages");
+            let back = Layer::from_record(&bytes).unwrap();
+            assert_eq!(back.messages, layer.messages);
+            assert_eq!(back.by_conv, layer.by_conv);
+            assert_eq!(back.by_seq, layer.by_seq);
+            assert_eq!(back.keys.len(), n as usize);
+            assert_eq!(back.keys.get(&(1, 11, "c3".to_string())), Some(&3));
+        }
+    }
+
+    /// Each message's record is what `codec::encode` gives for it: the
+    /// records written from the layer's one encoding read as before.
+    #[test]
+    fn a_message_record_is_its_own_encoding() {
+        let layer = layer_of(20);
+        let encoded = layer.encode().unwrap();
+        assert_eq!(encoded.messages.len(), 20);
+        for (conv, id, payload) in &encoded.messages {
+            let m = &layer.messages[id];
+            assert_eq!(m.conv_id, *conv);
+            let mut value = Vec::new();
+            codec::frame(&mut value, &encoded.record[payload.clone()]);
+            assert_eq!(value, codec::encode(m).unwrap(), "message {id}");
+        }
     }
 }
