@@ -11,6 +11,8 @@ use serde::{de::DeserializeOwned, Serialize};
 /// The encoding written today: MessagePack of the serde types in this crate.
 pub const FORMAT_V1: u8 = 1;
 const HEADER: usize = 5;
+/// An entry's header before its payload's checksum is known.
+const UNSEALED: [u8; HEADER] = [FORMAT_V1, 0, 0, 0, 0];
 
 #[derive(Debug, thiserror::Error)]
 pub enum CodecError {
@@ -36,7 +38,7 @@ pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, CodecError> {
 /// (the WAL record) without a buffer of their own each.
 pub fn encode_into<T: Serialize>(out: &mut Vec<u8>, value: &T) -> Result<(), CodecError> {
     let start = out.len();
-    out.extend_from_slice(&[FORMAT_V1, 0, 0, 0, 0]);
+    out.extend_from_slice(&UNSEALED);
     if let Err(e) = rmp_serde::encode::write(out, value) {
         out.truncate(start);
         return Err(CodecError::Encode(e.to_string()));
@@ -49,7 +51,7 @@ pub fn encode_into<T: Serialize>(out: &mut Vec<u8>, value: &T) -> Result<(), Cod
 /// seals with [`frame_finish`]: for a payload assembled from parts
 /// encoded once (a snapshot's layer).
 pub fn frame_start() -> Vec<u8> {
-    vec![FORMAT_V1, 0, 0, 0, 0]
+    UNSEALED.to_vec()
 }
 
 /// Writes the checksum of `entry`'s payload into its header.
@@ -62,7 +64,7 @@ pub fn frame_finish(entry: &mut [u8]) {
 /// what [`encode`] gives for the value `payload` encodes.
 pub fn frame(out: &mut Vec<u8>, payload: &[u8]) {
     let start = out.len();
-    out.extend_from_slice(&[FORMAT_V1, 0, 0, 0, 0]);
+    out.extend_from_slice(&UNSEALED);
     out.extend_from_slice(payload);
     frame_finish(&mut out[start..]);
 }

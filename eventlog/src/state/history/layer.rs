@@ -50,16 +50,9 @@ impl Layer {
         self.messages.len()
     }
 
-    /// The layer as one value: what a snapshot commits, in one small sled
-    /// batch, beside its state. (A sled batch holds a process-wide lock
-    /// that stops every other read and write of sled while it is applied:
-    /// 50,000 messages as records held it for 2-3 s.)
-    pub fn to_record(&self) -> Result<Vec<u8>, codec::CodecError> {
-        Ok(self.encode()?.record)
-    }
-
-    /// The layer encoded once, for both what a snapshot writes: its record
-    /// ([`Layer::to_record`]) and its messages' records
+    /// The layer encoded once, for both what a snapshot writes: the layer
+    /// as one value, its record ([`EncodedLayer::record`]), which the
+    /// snapshot commits in its file, and its messages' records
     /// ([`Layer::write_encoded`]).
     ///
     /// A message is encoded where it is, not cloned first (a copy of the
@@ -186,7 +179,7 @@ impl Layer {
         self.messages.insert(m.id, m);
     }
 
-    /// The layer [`Layer::to_record`] made.
+    /// The layer whose [`EncodedLayer::record`] `bytes` are.
     pub fn from_record(bytes: &[u8]) -> Result<Layer, codec::CodecError> {
         let record: LayerRecord = codec::decode(bytes)?;
         let mut layer = Layer::default();
@@ -218,7 +211,12 @@ pub struct EncodedLayer {
 }
 
 impl EncodedLayer {
-    /// The layer's record ([`Layer::to_record`]).
+    /// The layer as one value, what a snapshot commits in its file
+    /// beside its state ([`Layer::from_record`] reads it back). (It was a
+    /// value in one small sled batch before the files: a sled batch holds
+    /// a process-wide lock that stops every other read and write of sled
+    /// while it is applied, and 50,000 messages as records held it for
+    /// 2-3 s.)
     pub fn record(&self) -> &[u8] {
         &self.record
     }
@@ -269,7 +267,7 @@ mod tests {
                     .map(|((s, c, k), id)| (*s, *c, k.clone(), *id))
                     .collect(),
             };
-            let bytes = layer.to_record().unwrap();
+            let bytes = layer.encode().unwrap().record().to_vec();
             assert_eq!(bytes, codec::encode(&owned).unwrap(), "{n} messages");
             let back = Layer::from_record(&bytes).unwrap();
             assert_eq!(back.messages, layer.messages);
