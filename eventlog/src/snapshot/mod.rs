@@ -124,7 +124,7 @@ impl Pending {
         self.trees.snapshot.flush()?;
         let committed = started.elapsed();
         let cpu_committed = thread_cpu();
-        finish_layer(&self.trees, &self.layer, &layer, generation)?;
+        finish_layer(&self.trees, &layer, generation)?;
         file::remove_others(&self.trees.files, Some(generation));
         let layered = started.elapsed();
         let cpu_layered = thread_cpu();
@@ -196,17 +196,9 @@ fn drop_from_cache(trees: &Trees) {
     }
 }
 
-/// Writes a committed layer's records (`encoded` is its
-/// [`Layer::encode`]), then marks them written.
-fn finish_layer(
-    trees: &Trees,
-    layer: &Layer,
-    encoded: &EncodedLayer,
-    generation: u64,
-) -> Result<(), LogError> {
-    layer
-        .write_encoded(&trees.records, encoded)
-        .map_err(history_error)?;
+/// Writes a committed layer's records, then marks them written.
+fn finish_layer(trees: &Trees, layer: &EncodedLayer, generation: u64) -> Result<(), LogError> {
+    layer.write_records(&trees.records).map_err(history_error)?;
     trees
         .snapshot
         .insert(LAYER_DONE_KEY, &generation.to_be_bytes())?;
@@ -290,7 +282,7 @@ fn load_file(trees: &Trees, generation: u64) -> Result<State, SnapshotError> {
             let encoded = layer
                 .encode()
                 .map_err(|e| LogError::Layout(format!("unencodable history: {e}")))?;
-            finish_layer(trees, &layer, &encoded, generation)?;
+            finish_layer(trees, &encoded, generation)?;
             trees.snapshot.flush().map_err(LogError::from)?;
             tracing::info!(
                 messages = layer.len(),

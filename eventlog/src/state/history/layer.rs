@@ -53,7 +53,7 @@ impl Layer {
     /// The layer encoded once, for both what a snapshot writes: the layer
     /// as one value, its record ([`EncodedLayer::record`]), which the
     /// snapshot commits in its file, and its messages' records
-    /// ([`Layer::write_encoded`]).
+    /// ([`EncodedLayer::write_records`]).
     ///
     /// A message is encoded where it is, not cloned first (a copy of the
     /// whole layer was a fifth of the snapshot thread's CPU at 16,000
@@ -65,18 +65,18 @@ impl Layer {
     /// 260 ms of CPU instead of 310 on tmpfs and 312 instead of 376 on
     /// disk (medians of 9, `cpu_ms` in its `snapshot written` line;
     /// BENCHMARKS.md, "A snapshot's CPU").
-    pub fn encode(&self) -> Result<EncodedLayer, codec::CodecError> {
-        let failed = |e: String| codec::CodecError::Encode(e);
+    pub fn encode(&self) -> Result<EncodedLayer<'_>, codec::CodecError> {
+        let failed = |e: &dyn std::fmt::Display| codec::CodecError::Encode(e.to_string());
         // The record is the codec's frame around the MessagePack of
         // `LayerRecord` (a struct is an array of its fields).
         let mut record = codec::frame_start();
-        rmp::encode::write_array_len(&mut record, 2).map_err(|e| failed(e.to_string()))?;
+        rmp::encode::write_array_len(&mut record, 2).map_err(|e| failed(&e))?;
         rmp::encode::write_array_len(&mut record, self.messages.len() as u32)
-            .map_err(|e| failed(e.to_string()))?;
+            .map_err(|e| failed(&e))?;
         let mut messages = Vec::with_capacity(self.messages.len());
         for m in self.messages.values() {
             let start = record.len();
-            rmp_serde::encode::write(&mut record, m).map_err(|e| failed(e.to_string()))?;
+            rmp_serde::encode::write(&mut record, m).map_err(|e| failed(&e))?;
             messages.push((m.conv_id, m.id, start..record.len()));
         }
         let keys: Vec<(UserId, ConvId, &str, MessageId)> = self
@@ -84,85 +84,19 @@ impl Layer {
             .iter()
             .map(|((sender, conv, client_id), id)| (*sender, *conv, client_id.as_str(), *id))
             .collect();
-        rmp_serde::encode::write(&mut record, &keys).map_err(|e| failed(e.to_string()))?;
+        rmp_serde::encode::write(&mut record, &keys).map_err(|e| failed(&e))?;
         codec::frame_finish(&mut record);
-        Ok(EncodedLayer { record, messages })
-    }
-
-    /// Writes the layer's records into `records` ([`Layer::write_encoded`]).
-    pub fn write_records(&self, records: &Records) -> Result<(), HistoryError> {
-        self.write_encoded(records, &self.encode()?)
-    }
-
-    /// Writes the layer's records into `records`, in one durable
-    /// transaction, in key order, each kind in turn: consecutive inserts
-    /// land in the same leaf (ids grow, a conversation's keys are
-    /// adjacent), so a history far larger than the cache is written
-    /// without reading a random page per record (hash order fell to 6,900
-    /// msg/s at 4M stored messages in sled). `encoded` is this layer's
-    /// [`Layer::encode`].
-    /// Idempotent: every record is the final value at the snapshot, so
-    /// writing them again after a crash gives the same records.
-    pub fn write_encoded(
-        &self,
-        records: &Records,
-        encoded: &EncodedLayer,
-    ) -> Result<(), HistoryError> {
-        let failed = |e: redb::StorageError| records.error(e);
-        let mut by_conv: Vec<&(ConvId, MessageId, Range<usize>)> =
-            encoded.messages.iter().collect();
-        by_conv.sort_unstable_by_key(|(conv, id, _)| (*conv, *id));
-        records.write(true, |table| {
-            let mut value = Vec::new();
-            for (conv, id, payload) in by_conv {
-                value.clear();
-                codec::frame(&mut value, &encoded.record[payload.clone()]);
-                table
-                    .insert(&message_key(*conv, *id)[..], &value[..])
-                    .map_err(failed)?;
-            }
-            // `encoded.messages` is in id order.
-            let ids = &encoded.messages;
-            for block in ids.chunk_by(|a, b| a.1 / OWNERS_PER_BLOCK == b.1 / OWNERS_PER_BLOCK) {
-                let key = id_key(OWNER_BLOCK, block[0].1 / OWNERS_PER_BLOCK);
-                let mut value = table
-                    .get(&key[..])
-                    .map_err(failed)?
-                    .map(|v| v.value().to_vec())
-                    .unwrap_or_default();
-                value.resize(OWNERS_PER_BLOCK as usize * 8, 0);
-                for (conv, id, _) in block {
-                    let slot = (id % OWNERS_PER_BLOCK) as usize * 8;
-                    value[slot..slot + 8].copy_from_slice(&conv.to_be_bytes());
-                }
-                table.insert(&key[..], &value[..]).map_err(failed)?;
-            }
-            let mut keys: Vec<(Vec<u8>, MessageId)> = self
-                .keys
-                .iter()
-                .map(|((sender, conv, client_id), id)| {
-                    (idempotency_key(*sender, *conv, client_id), *id)
-                })
-                .collect();
-            keys.sort_unstable();
-            for (key, id) in keys {
-                table
-                    .insert(&key[..], &id.to_be_bytes()[..])
-                    .map_err(failed)?;
-            }
-            let mut attachments: Vec<(AttachmentId, MessageId)> =
-                self.attachments.iter().map(|(a, m)| (*a, *m)).collect();
-            attachments.sort_unstable();
-            for (attachment, message) in attachments {
-                table
-                    .insert(
-                        &id_key(ATTACHMENT, attachment)[..],
-                        &message.to_be_bytes()[..],
-                    )
-                    .map_err(failed)?;
-            }
-            Ok(())
+        Ok(EncodedLayer {
+            layer: self,
+            record,
+            messages,
         })
+    }
+
+    /// Writes the layer's records into `records`
+    /// ([`EncodedLayer::write_records`]).
+    pub fn write_records(&self, records: &Records) -> Result<(), HistoryError> {
+        self.encode()?.write_records(records)
     }
 
     pub(super) fn note_attachments(&mut self, m: &Message) {
@@ -202,7 +136,9 @@ struct LayerRecord {
 }
 
 /// A layer encoded once ([`Layer::encode`]).
-pub struct EncodedLayer {
+pub struct EncodedLayer<'a> {
+    /// The layer encoded (its keys and attachments are written from it).
+    layer: &'a Layer,
     /// The layer's record: the codec's frame around a [`LayerRecord`].
     record: Vec<u8>,
     /// Each message's conversation, id and MessagePack (where it is in
@@ -210,7 +146,7 @@ pub struct EncodedLayer {
     messages: Vec<(ConvId, MessageId, Range<usize>)>,
 }
 
-impl EncodedLayer {
+impl EncodedLayer<'_> {
     /// The layer as one value, what a snapshot commits in its file
     /// beside its state ([`Layer::from_record`] reads it back). (It was a
     /// value in one small sled batch before the files: a sled batch holds
@@ -219,6 +155,76 @@ impl EncodedLayer {
     /// 2-3 s.)
     pub fn record(&self) -> &[u8] {
         &self.record
+    }
+
+    /// Writes the layer's records into `records`, in one durable
+    /// transaction, in key order, each kind in turn: consecutive inserts
+    /// land in the same leaf (ids grow, a conversation's keys are
+    /// adjacent), so a history far larger than the cache is written
+    /// without reading a random page per record (hash order fell to 6,900
+    /// msg/s at 4M stored messages in sled).
+    /// Idempotent: every record is the final value at the snapshot, so
+    /// writing them again after a crash gives the same records.
+    pub fn write_records(&self, records: &Records) -> Result<(), HistoryError> {
+        let failed = |e: redb::StorageError| records.error(e);
+        let mut by_conv: Vec<&(ConvId, MessageId, Range<usize>)> = self.messages.iter().collect();
+        by_conv.sort_unstable_by_key(|(conv, id, _)| (*conv, *id));
+        records.write(true, |table| {
+            let mut value = Vec::new();
+            for (conv, id, payload) in by_conv {
+                value.clear();
+                codec::frame(&mut value, &self.record[payload.clone()]);
+                table
+                    .insert(&message_key(*conv, *id)[..], &value[..])
+                    .map_err(failed)?;
+            }
+            // `self.messages` is in id order.
+            let ids = &self.messages;
+            for block in ids.chunk_by(|a, b| a.1 / OWNERS_PER_BLOCK == b.1 / OWNERS_PER_BLOCK) {
+                let key = id_key(OWNER_BLOCK, block[0].1 / OWNERS_PER_BLOCK);
+                let mut value = table
+                    .get(&key[..])
+                    .map_err(failed)?
+                    .map(|v| v.value().to_vec())
+                    .unwrap_or_default();
+                value.resize(OWNERS_PER_BLOCK as usize * 8, 0);
+                for (conv, id, _) in block {
+                    let slot = (id % OWNERS_PER_BLOCK) as usize * 8;
+                    value[slot..slot + 8].copy_from_slice(&conv.to_be_bytes());
+                }
+                table.insert(&key[..], &value[..]).map_err(failed)?;
+            }
+            let mut keys: Vec<(Vec<u8>, MessageId)> = self
+                .layer
+                .keys
+                .iter()
+                .map(|((sender, conv, client_id), id)| {
+                    (idempotency_key(*sender, *conv, client_id), *id)
+                })
+                .collect();
+            keys.sort_unstable();
+            for (key, id) in keys {
+                table
+                    .insert(&key[..], &id.to_be_bytes()[..])
+                    .map_err(failed)?;
+            }
+            let mut attachments: Vec<(AttachmentId, MessageId)> = self
+                .layer
+                .attachments
+                .iter()
+                .map(|(a, m)| (*a, *m))
+                .collect();
+            attachments.sort_unstable();
+            for (attachment, message) in attachments {
+                table
+                    .insert(
+                        &id_key(ATTACHMENT, attachment)[..],
+                        &message.to_be_bytes()[..],
+                    )
+                    .map_err(failed)?;
+            }
+            Ok(())
+        })
     }
 }
 
