@@ -30,7 +30,11 @@
 # scenario: USERS (200) users in USERS/2 pairs, each sending RATE/USERS msg/s on
 # an open-loop schedule for RUN_TIME (30s) once all are connected, judged by
 # loadtest/thresholds.json (p99 delivery <= 50 ms, no error, no loss, no
-# duplicate, no out-of-order). Summary lines are appended to $OUT/bench.txt.
+# duplicate, no out-of-order). Summary lines are appended to $OUT/bench.txt;
+# beside the client's figures a run's line gives the machine's CPU by
+# process, the server's peak RSS, each snapshot's CPU and wall time
+# (snapshot_cpu_ms=, snapshot_ms=) and what the server wrote to the device
+# during the run (server_write_mb=, 0 on tmpfs).
 #
 # SERVER and LOAD name other builds' vato-server and vato-load (an A/B of the
 # client: `LOAD=PATH`).
@@ -129,14 +133,16 @@ one_load() {
   # The server's log so far: the snapshots of this run are the ones after.
   local logged
   logged="$(wc -l <"$OUT/server.log")"
-  local a b
+  local a b io_before io_after
   a=($(head -1 /proc/stat))
+  io_before="$(written_bytes)"
   local TIMEFORMAT='%U %S'
   { time "${LOAD:-$BIN/vato-load}" --host "http://127.0.0.1:$PORT" --scenarios messaging \
     --users "$USERS" --hatch-rate "$HATCH_RATE" --run-time "$RUN_TIME" --msg-rate "$per" \
     --report-file "$OUT/$tag.html" --report-file "$OUT/$tag.json" \
     --no-print-metrics -q >"$OUT/$tag.out" 2>&1 ; } 2>"$OUT/$tag.time" || rc=$?
   b=($(head -1 /proc/stat))
+  io_after="$(written_bytes)"
   local mem st
   mem="$(grep -E '^VmHWM' "/proc/$SERVER_PID/status" | tr -s ' \t' ' ')"
   st=($(sed 's/.*) //' "/proc/$SERVER_PID/stat"))
@@ -158,12 +164,25 @@ print(f'client_cpu={100*client/$ticks:.0f}% server_cpu={100*server/$ticks:.0f}% 
 ")"
   # The CPU of each snapshot the server wrote during the run (`cpu_ms` of
   # its `snapshot written` line; "none" from a build without it).
-  local snaps
+  # And its wall time (`total_ms`).
+  local snaps walls
   snaps="$(tail -n "+$((logged + 1))" "$OUT/server.log" | grep 'snapshot written' |
     grep -oE ' cpu_ms=[0-9]+' | cut -d= -f2 | paste -sd/ - || true)"
+  walls="$(tail -n "+$((logged + 1))" "$OUT/server.log" | grep 'snapshot written' |
+    grep -oE ' total_ms=[0-9]+' | cut -d= -f2 | paste -sd/ - || true)"
+  # What the server sent to the device during the run (`write_bytes` of
+  # /proc/PID/io: 0 on tmpfs), in MB.
+  local written
+  written="$(( (io_after - io_before) / 1000000 ))"
   local line
   line="$(grep -E '^vato-load: delivered=' "$OUT/$tag.out" || echo "vato-load: no summary (exit $rc)")"
-  echo "${LABEL:+$LABEL }target=$total msg/s users=$USERS per_user=$per data=${DATA_PARENT:-${TMPDIR:-/tmp}} idle_before=$quiet% $cpu exit=$rc server $mem snapshot_cpu_ms=${snaps:-none} | $line" | tee -a "$OUT/bench.txt"
+  echo "${LABEL:+$LABEL }target=$total msg/s users=$USERS per_user=$per data=${DATA_PARENT:-${TMPDIR:-/tmp}} idle_before=$quiet% $cpu exit=$rc server $mem snapshot_cpu_ms=${snaps:-none} snapshot_ms=${walls:-none} server_write_mb=$written | $line" | tee -a "$OUT/bench.txt"
+}
+
+# written_bytes: the bytes the running server has caused to be written to
+# the device so far.
+written_bytes() {
+  grep -E '^write_bytes:' "/proc/$SERVER_PID/io" | cut -d' ' -f2
 }
 
 # device BYTES: the floor under every ack on the disk the data would be on:
@@ -286,7 +305,7 @@ case "${1:-}" in
     floor "${2:?rate}"
     ;;
   *)
-    sed -n '2,35p' "$0"
+    sed -n '2,/^# Assumes/p' "$0"
     exit 2
     ;;
 esac

@@ -13,6 +13,17 @@
 //! anything reads the tree. So the tree always holds the history and the
 //! state of one and the same offset.
 //!
+//! Why the records come after the commit, though the layer is then on the
+//! disk twice (in the file and as records): records written first would
+//! be ahead of the committed state after a crash between the two, and the
+//! replay of the log's tail reads a message's previous state from the
+//! history as it applies an event (a delete lowers the unread counts only
+//! for a message not deleted yet; a reaction toggles). Applied against a
+//! record that already holds its outcome, the event does nothing, or the
+//! opposite: tried on 2026-12-07, a test of that crash found an unread
+//! count one too high after a replayed delete (BENCHMARKS.md, "Records
+//! before the file, tried and dropped").
+//!
 //! Unlike the single-file snapshot of earlier versions (`snapshot.bin`,
 //! read no more: a directory that has one is migrated by a full replay on
 //! first open), this one is not a cache that can be dropped: the history
