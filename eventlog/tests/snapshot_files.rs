@@ -93,6 +93,61 @@ fn a_layer_not_marked_written_is_written_at_the_next_open() {
     assert!(own.get(snapshot::LAYER_DONE_KEY).expect("read").is_some());
 }
 
+/// The records in `dir`'s `history.redb` (the store closed).
+fn records(dir: &Path) -> u64 {
+    let log = common::retry_lock(|| Log::open(dir)).expect("open log");
+    let trees = snapshot::trees(&log).expect("trees");
+    trees.records.len().expect("count")
+}
+
+/// A snapshot changes the records only after its commit: one that fails
+/// before it (here its file cannot be written) leaves them as they were.
+/// Records ahead of the committed state would make the next open's replay
+/// apply events against their own outcome (`snapshot`'s module doc).
+#[test]
+fn a_snapshot_that_fails_before_its_commit_leaves_the_records_alone() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    populated(dir.path(), 40, 1_000_000);
+    let before = records(dir.path());
+
+    let rt = common::runtime();
+    let store = common::open(common::config(dir.path(), 1_000_000));
+    // No snapshot file can be written now: a file where their directory was.
+    let files = dir.path().join(snapshot::file::DIR);
+    let away = dir.path().join("snapshots-away");
+    std::fs::rename(&files, &away).expect("move the directory away");
+    std::fs::write(&files, b"not a directory").expect("block it");
+    let ana = store.state().user_by_name("ana").expect("ana").id;
+    let conv = store
+        .state()
+        .conversations_of(ana)
+        .next()
+        .expect("a group")
+        .id;
+    for i in 0..20 {
+        let post = common::post(ana, conv, &format!("later {i}"), None, 200 + i);
+        common::submit(&rt, &store, post).expect("post");
+    }
+    let expected = store.state().detached();
+    assert!(
+        store.close().is_err(),
+        "the close's snapshot cannot be written"
+    );
+    drop(store);
+    assert_eq!(records(dir.path()), before, "the records are as they were");
+
+    // The directory back: the open replays the 20 messages.
+    std::fs::remove_file(&files).expect("unblock");
+    std::fs::rename(&away, &files).expect("move the directory back");
+    let store = common::open(common::config(dir.path(), 1_000_000));
+    assert!(
+        *store.state() == expected,
+        "the state before the failed close"
+    );
+    common::close(store);
+    assert!(records(dir.path()) > before, "the next snapshot wrote them");
+}
+
 /// sled's snapshots of its page table (in `DATA_DIR/sled`), newest first.
 fn sled_snapshots(dir: &Path) -> Vec<String> {
     let mut names = common::sled_snapshot_files(&dir.join("sled"));

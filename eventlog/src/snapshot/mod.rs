@@ -22,7 +22,9 @@
 //! record that already holds its outcome, the event does nothing, or the
 //! opposite: tried on 2026-12-07, a test of that crash found an unread
 //! count one too high after a replayed delete (BENCHMARKS.md, "Records
-//! before the file, tried and dropped").
+//! before the file, tried and dropped"). `tests/snapshot_files.rs` keeps
+//! the order: a snapshot that fails before its commit leaves the records
+//! as they were.
 //!
 //! Unlike the single-file snapshot of earlier versions (`snapshot.bin`,
 //! read no more: a directory that has one is migrated by a full replay on
