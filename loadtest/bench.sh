@@ -162,14 +162,11 @@ server=${st[11]}+${st[12]}
 busy=$ticks-$idle-$steal
 print(f'client_cpu={100*client/$ticks:.0f}% server_cpu={100*server/$ticks:.0f}% foreign_cpu={100*max(0,busy-client-server)/$ticks:.0f}% steal={100*$steal/$ticks:.0f}%')
 ")"
-  # The CPU of each snapshot the server wrote during the run (`cpu_ms` of
-  # its `snapshot written` line; "none" from a build without it).
-  # And its wall time (`total_ms`).
+  # The CPU and the wall time of each snapshot the server wrote during the
+  # run ("none" from a build without them).
   local snaps walls
-  snaps="$(tail -n "+$((logged + 1))" "$OUT/server.log" | grep 'snapshot written' |
-    grep -oE ' cpu_ms=[0-9]+' | cut -d= -f2 | paste -sd/ - || true)"
-  walls="$(tail -n "+$((logged + 1))" "$OUT/server.log" | grep 'snapshot written' |
-    grep -oE ' total_ms=[0-9]+' | cut -d= -f2 | paste -sd/ - || true)"
+  snaps="$(snapshot_field "$logged" cpu_ms)"
+  walls="$(snapshot_field "$logged" total_ms)"
   # What the server sent to the device during the run (`write_bytes` of
   # /proc/PID/io: 0 on tmpfs), in MB.
   local written
@@ -177,6 +174,13 @@ print(f'client_cpu={100*client/$ticks:.0f}% server_cpu={100*server/$ticks:.0f}% 
   local line
   line="$(grep -E '^vato-load: delivered=' "$OUT/$tag.out" || echo "vato-load: no summary (exit $rc)")"
   echo "${LABEL:+$LABEL }target=$total msg/s users=$USERS per_user=$per data=${DATA_PARENT:-${TMPDIR:-/tmp}} idle_before=$quiet% $cpu exit=$rc server $mem snapshot_cpu_ms=${snaps:-none} snapshot_ms=${walls:-none} server_write_mb=$written | $line" | tee -a "$OUT/bench.txt"
+}
+
+# snapshot_field LINES FIELD: FIELD of each `snapshot written` line of the
+# server's log after its first LINES lines, as a/b/c.
+snapshot_field() {
+  tail -n "+$(($1 + 1))" "$OUT/server.log" | grep 'snapshot written' |
+    grep -oE " $2=[0-9]+" | cut -d= -f2 | paste -sd/ - || true
 }
 
 # written_bytes: the bytes the running server has caused to be written to
