@@ -33,8 +33,10 @@
 # duplicate, no out-of-order). Summary lines are appended to $OUT/bench.txt;
 # beside the client's figures a run's line gives the machine's CPU by
 # process, the server's peak RSS, each snapshot's CPU and wall time
-# (snapshot_cpu_ms=, snapshot_ms=) and what the server wrote to the device
-# during the run (server_write_mb=, 0 on tmpfs).
+# (snapshot_cpu_ms=, snapshot_ms=), what the server wrote to the device
+# during the run (server_write_mb=, 0 on tmpfs) and of it what its threads
+# that exited during the run wrote (exited_threads_write_mb=: the snapshot
+# threads). Each run's server log is kept as $OUT/TAG.server.log.
 #
 # SERVER and LOAD name other builds' vato-server and vato-load (an A/B of the
 # client: `LOAD=PATH`).
@@ -133,9 +135,10 @@ one_load() {
   # The server's log so far: the snapshots of this run are the ones after.
   local logged
   logged="$(wc -l <"$OUT/server.log")"
-  local a b io_before io_after
+  local a b io_before io_after exited_before exited_after
   a=($(head -1 /proc/stat))
   io_before="$(written_bytes)"
+  exited_before="$(written_by_exited_threads)"
   local TIMEFORMAT='%U %S'
   { time "${LOAD:-$BIN/vato-load}" --host "http://127.0.0.1:$PORT" --scenarios messaging \
     --users "$USERS" --hatch-rate "$HATCH_RATE" --run-time "$RUN_TIME" --msg-rate "$per" \
@@ -143,6 +146,7 @@ one_load() {
     --no-print-metrics -q >"$OUT/$tag.out" 2>&1 ; } 2>"$OUT/$tag.time" || rc=$?
   b=($(head -1 /proc/stat))
   io_after="$(written_bytes)"
+  exited_after="$(written_by_exited_threads)"
   local mem st
   mem="$(grep -E '^VmHWM' "/proc/$SERVER_PID/status" | tr -s ' \t' ' ')"
   st=($(sed 's/.*) //' "/proc/$SERVER_PID/stat"))
@@ -169,11 +173,15 @@ print(f'client_cpu={100*client/$ticks:.0f}% server_cpu={100*server/$ticks:.0f}% 
   walls="$(snapshot_field "$logged" total_ms)"
   # What the server sent to the device during the run (`write_bytes` of
   # /proc/PID/io: 0 on tmpfs), in MB.
-  local written
+  # Of it, what threads that have exited wrote (the snapshot threads: one
+  # per snapshot, gone when it is written; the others are alive).
+  local written exited
   written="$(( (io_after - io_before) / 1000000 ))"
+  exited="$(( (exited_after - exited_before) / 1000000 ))"
+  cp "$OUT/server.log" "$OUT/$tag.server.log"
   local line
   line="$(grep -E '^vato-load: delivered=' "$OUT/$tag.out" || echo "vato-load: no summary (exit $rc)")"
-  echo "${LABEL:+$LABEL }target=$total msg/s users=$USERS per_user=$per data=${DATA_PARENT:-${TMPDIR:-/tmp}} idle_before=$quiet% $cpu exit=$rc server $mem snapshot_cpu_ms=${snaps:-none} snapshot_ms=${walls:-none} server_write_mb=$written | $line" | tee -a "$OUT/bench.txt"
+  echo "${LABEL:+$LABEL }target=$total msg/s users=$USERS per_user=$per data=${DATA_PARENT:-${TMPDIR:-/tmp}} idle_before=$quiet% $cpu exit=$rc server $mem snapshot_cpu_ms=${snaps:-none} snapshot_ms=${walls:-none} server_write_mb=$written exited_threads_write_mb=$exited | $line" | tee -a "$OUT/bench.txt"
 }
 
 # snapshot_field LINES FIELD: FIELD of each `snapshot written` line of the
@@ -187,6 +195,16 @@ snapshot_field() {
 # the device so far.
 written_bytes() {
   grep -E '^write_bytes:' "/proc/$SERVER_PID/io" | cut -d' ' -f2
+}
+
+# written_by_exited_threads: of written_bytes, what its threads that have
+# exited wrote (the process's count keeps theirs; its live threads' are
+# listed under task/).
+written_by_exited_threads() {
+  local total live
+  total="$(written_bytes)"
+  live="$(cat "/proc/$SERVER_PID"/task/*/io 2>/dev/null | awk '/^write_bytes:/ { s += $2 } END { print s + 0 }')"
+  echo $(( total - live ))
 }
 
 # device BYTES: the floor under every ack on the disk the data would be on:

@@ -37,6 +37,9 @@ type Definition = TableDefinition<'static, &'static [u8], &'static [u8]>;
 pub struct TableFile {
     db: Arc<redb::Database>,
     table: Definition,
+    /// A second table in the same file, committed with the first
+    /// ([`TableFile::with_side_table`]).
+    side: Option<Definition>,
     path: PathBuf,
 }
 
@@ -96,8 +99,17 @@ impl TableFile {
         Ok(TableFile {
             db: Arc::new(db),
             table: definition,
+            side: None,
             path: path.to_path_buf(),
         })
+    }
+
+    /// Gives the file a second table, `name`, for what must commit at
+    /// once with the first ([`TableFile::write_both`]); it is made by its
+    /// first write, and [`TableFile::clear`] empties it too.
+    pub fn with_side_table(mut self, name: &'static str) -> TableFile {
+        self.side = Some(TableDefinition::new(name));
+        self
     }
 
     /// Removes the file `path` (a rebuild makes it again from the log;
@@ -150,6 +162,20 @@ impl TableFile {
         }
     }
 
+    /// The value of `key` in the side table ([`TableFile::with_side_table`]);
+    /// `None` also when the table was never written.
+    pub fn get_side(&self, key: &[u8]) -> Result<Option<Vec<u8>>, redb::Error> {
+        let Some(side) = self.side else {
+            return Ok(None);
+        };
+        let table = match self.db.begin_read()?.open_table(side) {
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+            opened => opened?,
+        };
+        let value = table.get(key)?.map(|v| v.value().to_vec());
+        Ok(value)
+    }
+
     pub fn len(&self) -> Result<u64, redb::Error> {
         Ok(self.table()?.len()?)
     }
@@ -168,6 +194,37 @@ impl TableFile {
         durable: bool,
         write: impl FnOnce(&mut Table<'_>) -> Result<(), E>,
     ) -> Result<(), E> {
+        self.transaction(durable, |txn| {
+            let mut table = txn.open_table(self.table).map_err(|e| self.error(e))?;
+            write(&mut table)
+        })
+    }
+
+    /// [`TableFile::write`] of the table and the side table
+    /// ([`TableFile::with_side_table`]) in one transaction: both commit,
+    /// or neither.
+    pub fn write_both<E: From<TableFileError>>(
+        &self,
+        durable: bool,
+        write: impl FnOnce(&mut Table<'_>, &mut Table<'_>) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let side = self.side.ok_or_else(|| {
+            self.error(redb::Error::Io(std::io::Error::other(
+                "the file was opened without a side table",
+            )))
+        })?;
+        self.transaction(durable, |txn| {
+            let mut table = txn.open_table(self.table).map_err(|e| self.error(e))?;
+            let mut side = txn.open_table(side).map_err(|e| self.error(e))?;
+            write(&mut table, &mut side)
+        })
+    }
+
+    fn transaction<E: From<TableFileError>>(
+        &self,
+        durable: bool,
+        write: impl FnOnce(&redb::WriteTransaction) -> Result<(), E>,
+    ) -> Result<(), E> {
         let mut txn = self.db.begin_write().map_err(|e| self.error(e))?;
         if durable {
             txn.set_durability(Durability::Immediate)
@@ -177,10 +234,7 @@ impl TableFile {
             txn.set_durability(Durability::None)
                 .map_err(|e| self.error(e))?;
         }
-        {
-            let mut table = txn.open_table(self.table).map_err(|e| self.error(e))?;
-            write(&mut table)?;
-        }
+        write(&txn)?;
         txn.commit().map_err(|e| self.error(e))?;
         Ok(())
     }
@@ -190,11 +244,14 @@ impl TableFile {
         self.write(true, |_| Ok(()))
     }
 
-    /// Removes every entry, durably.
+    /// Removes every entry (the side table's too), durably.
     pub fn clear(&self) -> Result<(), TableFileError> {
         let mut txn = self.db.begin_write().map_err(|e| self.error(e))?;
         txn.set_quick_repair(true);
         txn.delete_table(self.table).map_err(|e| self.error(e))?;
+        if let Some(side) = self.side {
+            txn.delete_table(side).map_err(|e| self.error(e))?;
+        }
         txn.open_table(self.table).map_err(|e| self.error(e))?;
         txn.commit().map_err(|e| self.error(e))?;
         Ok(())

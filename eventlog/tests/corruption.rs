@@ -257,8 +257,13 @@ fn damage_in_the_tail_after_a_snapshot_is_found_on_open() {
 /// The latest snapshot file of the closed store in `dir`.
 fn snapshot_file(dir: &Path) -> std::path::PathBuf {
     common::retry_lock(|| snapshot::latest_file(dir))
-        .expect("read the snapshot tree")
+        .expect("read the snapshot's commit")
         .expect("a snapshot file written by close()")
+}
+
+/// The state in the latest snapshot file of the closed store in `dir`.
+fn stored_state(dir: &Path) -> Vec<u8> {
+    common::retry_lock(|| snapshot::stored_state(dir)).expect("read the state")
 }
 
 /// Opening the store in `dir` fails with an error holding `needle` and
@@ -482,12 +487,14 @@ fn a_table_file_half_made_or_half_removed_is_not_opened_as_the_file() {
     assert_opens_with(dir.path(), &expected, "opens on the index made again");
 }
 
-/// A damaged commit in the snapshot tree (the file's generation) is
-/// refused naming the tree.
+/// A damaged commit in the snapshot tree (the layout before: the file's
+/// generation) is refused naming the tree; so is a tree that says the
+/// state is in the records' file when it is not.
 #[test]
 fn a_damaged_snapshot_commit_is_refused_naming_its_tree() {
     let dir = tempfile::tempdir().expect("tempdir");
     let expected = populated(dir.path(), 10);
+    common::retry_lock(|| snapshot::to_file_layout(dir.path(), false)).expect("file layout");
     {
         let log = common::retry_lock(|| Log::open(dir.path())).expect("open log");
         let tree = log.sled().open_tree(snapshot::SNAPSHOT_TREE).expect("tree");
@@ -505,19 +512,60 @@ fn a_damaged_snapshot_commit_is_refused_naming_its_tree() {
         vato_eventlog::store::rebuild_history(&log).expect("rebuild history");
     }
     assert_opens_with(dir.path(), &expected, "rebuilt");
+
+    // A commit in the records' file that is not a generation, and none
+    // where sled's tree says there is one: refused, not replayed into an
+    // empty history.
+    let file = dir
+        .path()
+        .join(vato_eventlog::state::history::records::FILE);
+    let commit = |value: Option<&[u8]>| {
+        let log = common::retry_lock(|| Log::open(dir.path())).expect("open log");
+        let trees = snapshot::trees(&log).expect("trees");
+        trees
+            .records
+            .write_both(true, |_, side| {
+                match value {
+                    Some(value) => side.insert(snapshot::FILE_KEY, value).map(|_| ()),
+                    None => side.remove(snapshot::FILE_KEY).map(|_| ()),
+                }
+                .map_err(|e| trees.records.error(e))
+            })
+            .expect("write the commit");
+    };
+    commit(Some(&[1u8, 2, 3][..]));
+    assert_refused(
+        dir.path(),
+        &format!("commit in {} is damaged (a file generation", file.display()),
+        "a damaged commit",
+    );
+    commit(None);
+    assert_refused(
+        dir.path(),
+        &format!("commit in {} is damaged (no commit", file.display()),
+        "no commit",
+    );
+    {
+        let log = common::retry_lock(|| Log::open(dir.path())).expect("open log");
+        vato_eventlog::store::rebuild_history(&log).expect("rebuild history");
+    }
+    assert_opens_with(dir.path(), &expected, "rebuilt again");
 }
 
 /// The first layout of issue 12 kept the snapshot's state (and a pending
 /// layer) among the records in the `history` tree, the second as values
 /// of the snapshot tree; an open reads either and serves the same state,
-/// and the next snapshot writes a file and drops the old values.
+/// and the next snapshot commits it in the records' file and drops the
+/// old values.
 #[test]
-fn a_snapshot_of_an_earlier_layout_is_read_and_replaced_by_a_file() {
+fn a_snapshot_of_an_earlier_layout_is_read_and_replaced() {
     for layout in [snapshot::TREE, snapshot::SNAPSHOT_TREE] {
         let dir = tempfile::tempdir().expect("tempdir");
         let expected = populated(dir.path(), 30);
         let offset = expected.next_offset;
-        let state = common::retry_lock(|| snapshot::stored_state(dir.path())).expect("state");
+        let state = stored_state(dir.path());
+        // Out of the records' file (into a file, removed below).
+        common::retry_lock(|| snapshot::to_file_layout(dir.path(), false)).expect("move");
         {
             let log = common::retry_lock(|| Log::open(dir.path())).expect("open log");
             let own = log
@@ -553,7 +601,15 @@ fn a_snapshot_of_an_earlier_layout_is_read_and_replaced_by_a_file() {
         );
         drop(records);
         drop(log);
-        assert!(snapshot_file(dir.path()).exists(), "{layout}: a file");
+        assert!(
+            !stored_state(dir.path()).is_empty(),
+            "{layout}: in the records' file"
+        );
+        assert_eq!(
+            common::retry_lock(|| snapshot::stored_offset(dir.path())).expect("offset"),
+            Some(offset),
+            "{layout}"
+        );
         let store = common::open(common::config(dir.path(), 1_000_000));
         assert!(*store.state() == expected, "{layout}: the same state");
         common::close(store);

@@ -1,6 +1,7 @@
-//! The snapshot's file (`snapshot::file`): written private, only the
-//! latest kept, a stray one removed, and a layer whose records a crash
-//! left unwritten written at the next open.
+//! The snapshot's state file: written private, only the latest kept, a
+//! stray one removed, committed with the records in the records' file; a
+//! file of the layout before read and replaced, and its layer written at
+//! the next open when a crash left it unwritten.
 
 mod common;
 
@@ -39,8 +40,25 @@ fn mode(path: &Path) -> u32 {
     std::fs::metadata(path).expect("stat").permissions().mode() & 0o777
 }
 
+/// The keys of the closed store in `dir`'s snapshot tree.
+fn snapshot_tree_keys(dir: &Path) -> Vec<Vec<u8>> {
+    let log = common::retry_lock(|| Log::open(dir)).expect("open log");
+    let own = log.sled().open_tree(snapshot::SNAPSHOT_TREE).expect("tree");
+    own.iter()
+        .keys()
+        .map(|k| k.expect("key").to_vec())
+        .collect()
+}
+
+/// The records in `dir`'s `history.redb` (the store closed).
+fn records(dir: &Path) -> u64 {
+    let log = common::retry_lock(|| Log::open(dir)).expect("open log");
+    let trees = snapshot::trees(&log).expect("trees");
+    trees.records.len().expect("count")
+}
+
 #[test]
-fn snapshot_files_are_private_and_only_the_latest_is_kept() {
+fn the_state_file_is_private_only_the_latest_is_kept_and_the_records_commit_it() {
     let dir = tempfile::tempdir().expect("tempdir");
     let expected = populated(dir.path(), 60, 10);
     let latest = common::retry_lock(|| snapshot::latest_file(dir.path()))
@@ -54,6 +72,21 @@ fn snapshot_files_are_private_and_only_the_latest_is_kept() {
     );
     assert_eq!(mode(&latest), 0o600);
     assert_eq!(mode(&dir.path().join(snapshot::file::DIR)), 0o700);
+    assert_eq!(
+        snapshot_tree_keys(dir.path()),
+        vec![snapshot::IN_RECORDS_KEY.to_vec()],
+        "sled's tree only says where the commit is"
+    );
+    assert!(records(dir.path()) >= 60, "the messages are records");
+    let file_bytes = std::fs::metadata(&latest).expect("stat").len();
+    let state_bytes = common::retry_lock(|| snapshot::stored_state(dir.path()))
+        .expect("state")
+        .len() as u64;
+    assert_eq!(
+        file_bytes,
+        24 + state_bytes,
+        "the file holds the state alone"
+    );
 
     // A snapshot killed before its commit leaves a file nobody names.
     let files = dir.path().join(snapshot::file::DIR);
@@ -65,39 +98,60 @@ fn snapshot_files_are_private_and_only_the_latest_is_kept() {
     common::close(store);
 }
 
+/// A directory of the layout before (the file holding the layer too,
+/// committed in the snapshot tree) opens on that file; the next snapshot
+/// commits in the records' file and removes the old file.
 #[test]
-fn a_layer_not_marked_written_is_written_at_the_next_open() {
+fn a_snapshot_file_of_the_layout_before_is_read_and_replaced() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let expected = populated(dir.path(), 60, 10);
+    let file = common::retry_lock(|| snapshot::to_file_layout(dir.path(), false)).expect("file");
+    let name = file.file_name().unwrap().to_string_lossy().into_owned();
+    assert_eq!(
+        snapshot_tree_keys(dir.path()),
+        vec![
+            snapshot::LAYER_DONE_KEY.to_vec(),
+            snapshot::FILE_KEY.to_vec()
+        ]
+    );
+
+    let store = common::open(common::config(dir.path(), 1_000_000));
+    assert!(*store.state() == expected, "the same state, from the file");
+    assert_eq!(snapshot_files(dir.path()), vec![name.clone()]);
+    common::close(store);
+
+    let now = snapshot_files(dir.path());
+    assert_eq!(now.len(), 1, "{now:?}");
+    assert!(now[0] > name, "a newer file: {now:?}");
+    assert_eq!(
+        snapshot_tree_keys(dir.path()),
+        vec![snapshot::IN_RECORDS_KEY.to_vec()],
+        "the old commit is gone"
+    );
+    let store = common::open(common::config(dir.path(), 1_000_000));
+    assert!(
+        *store.state() == expected,
+        "the same state, committed in the records"
+    );
+    common::close(store);
+}
+
+/// The layout before could crash between the file's commit and its
+/// layer's records: the next open writes them from the file.
+#[test]
+fn a_file_layer_not_marked_written_is_written_at_the_next_open() {
     let dir = tempfile::tempdir().expect("tempdir");
     // One snapshot (close's): its layer is the whole history.
     let expected = populated(dir.path(), 40, 1_000_000);
-    {
-        // What a crash between the commit and the records leaves.
-        let log = common::retry_lock(|| Log::open(dir.path())).expect("open log");
-        let own = log.sled().open_tree(snapshot::SNAPSHOT_TREE).expect("tree");
-        own.remove(snapshot::LAYER_DONE_KEY)
-            .expect("remove")
-            .expect("the layer was marked written");
-        snapshot::trees(&log)
-            .expect("trees")
-            .records
-            .clear()
-            .expect("clear");
-        log.sync().expect("sync");
-    }
+    common::retry_lock(|| snapshot::to_file_layout(dir.path(), true)).expect("file");
+    assert_eq!(records(dir.path()), 0, "what the crash left");
     let store = common::open(common::config(dir.path(), 1_000_000));
     assert!(*store.state() == expected, "the records are written again");
-    drop(store);
-    // Marked written now: a second open finds them without the file's layer.
-    let log = common::retry_lock(|| Log::open(dir.path())).expect("open log");
-    let own = log.sled().open_tree(snapshot::SNAPSHOT_TREE).expect("tree");
-    assert!(own.get(snapshot::LAYER_DONE_KEY).expect("read").is_some());
-}
-
-/// The records in `dir`'s `history.redb` (the store closed).
-fn records(dir: &Path) -> u64 {
-    let log = common::retry_lock(|| Log::open(dir)).expect("open log");
-    let trees = snapshot::trees(&log).expect("trees");
-    trees.records.len().expect("count")
+    common::close(store);
+    assert!(records(dir.path()) >= 40);
+    let store = common::open(common::config(dir.path(), 1_000_000));
+    assert!(*store.state() == expected, "committed in the records");
+    common::close(store);
 }
 
 /// A snapshot changes the records only after its commit: one that fails
@@ -165,20 +219,25 @@ fn each_snapshot_writes_sleds_page_table_so_an_open_replays_only_since() {
     let at_open = sled_snapshots(dir.path());
     assert_eq!(at_open.len(), 1, "{at_open:?}");
     let (users, conv) = common::users_and_group(&rt, &store, &["cy", "dee"]);
-    for i in 0..60 {
-        let post = common::post(users[i % 2], conv, &format!("m {i}"), None, 100 + i as i64);
-        common::submit(&rt, &store, post).expect("post");
-    }
     // Background snapshots (every 20 events) write a newer one while the
-    // store runs, not only when it closes or opens.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    // store runs, not only when it closes or opens, once sled's log has
+    // grown (the projector makes it durable every 2 s): messages keep
+    // coming until one has.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let mut sent = 0;
     let running = loop {
+        for _ in 0..20 {
+            let text = format!("m {sent}");
+            let post = common::post(users[sent % 2], conv, &text, None, 100 + sent as i64);
+            common::submit(&rt, &store, post).expect("post");
+            sent += 1;
+        }
         let now = sled_snapshots(dir.path());
         if now[0] > at_open[0] {
             break now;
         }
         assert!(std::time::Instant::now() < deadline, "still {now:?}");
-        std::thread::sleep(std::time::Duration::from_millis(20));
+        std::thread::sleep(std::time::Duration::from_millis(250));
     };
     let expected = store.state().detached();
     common::close(store);

@@ -1,5 +1,9 @@
-//! The snapshot's file: the encoded state and the frozen layer a snapshot
-//! commits, written and synced before the commit, outside any sled lock.
+//! The snapshot's file: the encoded state a snapshot commits, written and
+//! synced before the commit, outside any lock of sled's or redb's. Until
+//! 2026-12-07 it held the frozen layer too, committed by a sled batch;
+//! now the layer's records and the commit are one transaction of the
+//! records' file (`super`'s module doc), and a file of that layout is
+//! read (and migrated).
 //!
 //! They were values in the snapshot tree until this file. sled's
 //! `apply_batch` holds a process-wide write lock while it serializes and

@@ -1,36 +1,41 @@
 //! Snapshots, so that a restart replays only the log's tail (issue 12).
 //!
-//! A snapshot lives beside the log: the history's records in the sled
-//! tree [`TREE`]; the encoded small state (users, conversations, counters)
-//! and the history changed since the previous snapshot (messages,
-//! idempotency keys, one "layer") in a file of its own ([`file`]); and its
-//! commit in the sled tree [`SNAPSHOT_TREE`]. A snapshot writes and syncs
-//! the file, then commits it: one tiny sled batch naming the file's
-//! generation, flushed. Then it writes the layer's records a leaf at a
-//! time into the records tree and marks the layer done. A crash after the
-//! commit leaves the layer unmarked: the next open writes its records
-//! again (they are final values, so writing twice is writing once) before
-//! anything reads the tree. So the tree always holds the history and the
-//! state of one and the same offset.
+//! A snapshot writes the encoded small state (users, conversations,
+//! counters) in a file of its own ([`file`]), new for each snapshot,
+//! written and synced; then, in one durable redb transaction of the
+//! history's records' file (`history.redb`), the history changed since
+//! the previous snapshot (messages, idempotency keys: one "layer") as
+//! records, and the file's generation as the value [`FILE_KEY`] of a
+//! second table ([`STATE_TABLE`](crate::state::history::records::STATE_TABLE)).
+//! That transaction is the snapshot's commit: the records and the state
+//! they belong to become durable at once, so a crash at any point leaves
+//! the snapshot before or the one after, never records ahead of the
+//! committed state or behind it. A file no commit names (a snapshot killed
+//! before its commit, the one before the latest) is removed at the next
+//! snapshot or load. The sled tree [`SNAPSHOT_TREE`] only says, once,
+//! that the commit is in `history.redb`: an open then refuses a missing
+//! `history.redb` instead of replaying the whole log into a new one.
 //!
-//! Why the records come after the commit, though the layer is then on the
-//! disk twice (in the file and as records): records written first would
-//! be ahead of the committed state after a crash between the two, and the
-//! replay of the log's tail reads a message's previous state from the
-//! history as it applies an event (a delete lowers the unread counts only
-//! for a message not deleted yet; a reaction toggles). Applied against a
-//! record that already holds its outcome, the event does nothing, or the
-//! opposite: tried on 2026-12-07, a test of that crash found an unread
-//! count one too high after a replayed delete (BENCHMARKS.md, "Records
-//! before the file, tried and dropped"). `tests/snapshot_files.rs` keeps
-//! the order: a snapshot that fails before its commit leaves the records
-//! as they were.
+//! Until 2026-12-07 the file held the layer too, committed by a sled
+//! batch, and the layer's records were written after that commit: each
+//! message reached the disk twice (5.8 MB of file for 50,000 messages,
+//! BENCHMARKS.md, "The commit in the records' transaction"). The records
+//! could not go first: after a crash between them and the commit they
+//! would be ahead of the committed state, and the replay of the log's
+//! tail reads a message's previous state from the history as it applies
+//! an event (a delete lowers the unread counts only for a message not
+//! deleted yet; a reaction toggles); a test of that crash found an unread
+//! count one too high ("Records before the file, tried and dropped"). The
+//! state stays out of redb: as a 29 MB value (20,000 users) it doubled
+//! what a snapshot wrote and its CPU (same section).
 //!
-//! Unlike the single-file snapshot of earlier versions (`snapshot.bin`,
-//! read no more: a directory that has one is migrated by a full replay on
-//! first open), this one is not a cache that can be dropped: the history
-//! lives only here and in the log. A damaged tree or file is refused with
-//! an error naming it; `vato-admin rebuild` makes them again from the log.
+//! A directory of the layouts before is read as it was (the file and its
+//! sled commit, its layer's records written first if a crash left them
+//! unwritten; before the files, the state as a value of a sled tree) and
+//! the next snapshot replaces it. This is not a cache that can be dropped:
+//! the history lives only here and in the log. A damaged file or commit
+//! is refused with an error naming it; `vato-admin rebuild` makes them
+//! again from the log.
 
 pub mod file;
 
@@ -53,11 +58,15 @@ pub fn legacy_path(dir: &Path) -> PathBuf {
     dir.join(LEGACY_FILE)
 }
 
-/// In [`SNAPSHOT_TREE`]: the generation of the latest snapshot's file
-/// (u64, big-endian): the snapshot's commit.
+/// In [`SNAPSHOT_TREE`]: the snapshot is in the records' file (its state
+/// in [`STATE_TABLE`](crate::state::history::records::STATE_TABLE)). Written once, after the first snapshot
+/// there, with the keys of the layouts before removed.
+pub const IN_RECORDS_KEY: &[u8] = b"r";
+/// In [`SNAPSHOT_TREE`], the layout with snapshot files: the generation
+/// of the latest snapshot's file (u64, big-endian), its commit.
 pub const FILE_KEY: &[u8] = b"f";
-/// In [`SNAPSHOT_TREE`]: the generation whose layer's records are all
-/// written.
+/// In [`SNAPSHOT_TREE`], the layout with snapshot files: the generation
+/// whose layer's records are all written.
 pub const LAYER_DONE_KEY: &[u8] = b"d";
 
 #[derive(Debug, thiserror::Error)]
@@ -66,6 +75,8 @@ pub enum SnapshotError {
     Damaged(String),
     #[error("the snapshot file {path} is damaged ({reason}); run `vato-admin rebuild` to make it again from the log")]
     DamagedFile { path: PathBuf, reason: String },
+    #[error("the snapshot's commit in {path} is damaged ({reason}); run `vato-admin rebuild` to make it again from the log")]
+    DamagedCommit { path: PathBuf, reason: String },
     #[error(transparent)]
     Log(#[from] LogError),
 }
@@ -107,45 +118,41 @@ fn copy_without_history(state: &mut State) -> State {
 }
 
 impl Pending {
-    /// Encodes the state and the layer, writes them to a new file and
-    /// commits it (durable once this returns), then writes the layer's
-    /// records. Then the caller thaws the state's history ([`finish`]),
-    /// or unfreezes it on an error.
+    /// Encodes the state and the layer, writes the state's file, then
+    /// commits: the layer's records and the file's generation in one
+    /// durable transaction of the records' file. Then the caller thaws the
+    /// state's history ([`finish`]), or unfreezes it on an error.
     pub fn write(&self) -> Result<(), LogError> {
         let started = std::time::Instant::now();
         let cpu_started = thread_cpu();
         let state = codec::encode(&self.state)
             .map_err(|e| LogError::Layout(format!("unencodable state: {e}")))?;
-        let encoded = started.elapsed();
         let layer = self
             .layer
             .encode()
             .map_err(|e| LogError::Layout(format!("unencodable history: {e}")))?;
-        let generation = generation(&self.trees.snapshot)
+        let encoded = started.elapsed();
+        // Past every generation either layout has committed: a new file.
+        let generation = committed_generation(&self.trees)
             .map_err(|e| LogError::Layout(e.to_string()))?
+            .max(generation(&self.trees.snapshot).map_err(|e| LogError::Layout(e.to_string()))?)
             .map_or(1, |g| g + 1);
-        file::write(&self.trees.files, generation, &state, layer.record())?;
+        file::write(&self.trees.files, generation, &state, &[])?;
         let written = started.elapsed();
-        // The commit: small, so sled's batch lock is held for microseconds
-        // (the values of the layout before the files go with it).
-        let mut commit = sled::Batch::default();
-        commit.insert(FILE_KEY, &generation.to_be_bytes());
-        commit.remove(LAYER_DONE_KEY);
-        commit.remove(STATE);
-        commit.remove(PENDING_LAYER);
-        self.trees.snapshot.apply_batch(commit)?;
-        self.trees.snapshot.flush()?;
+        let cpu_written = thread_cpu();
+        layer
+            .commit_with(&self.trees.records, FILE_KEY, &generation.to_be_bytes())
+            .map_err(history_error)?;
         let committed = started.elapsed();
         let cpu_committed = thread_cpu();
-        finish_layer(&self.trees, &layer, generation)?;
+        mark_in_records(&self.trees)?;
         file::remove_others(&self.trees.files, Some(generation));
-        let layered = started.elapsed();
-        let cpu_layered = thread_cpu();
         // sled's own snapshot of its page table, so that the next open
         // replays sled's log from here rather than from the previous open
         // (vendor/sled/VATO.md, the thirteenth change), once sled's log
         // has grown by four times its size since the last. Only time is
         // at stake: on an error the next open replays more.
+        let page_table_started = started.elapsed();
         let page_table = match self.trees.snapshot.write_page_table_snapshot(false) {
             Ok(written) => written,
             Err(e) => {
@@ -159,18 +166,37 @@ impl Pending {
             layer_bytes = layer.record().len(),
             encode_ms = encoded.as_millis() as u64,
             file_ms = (written - encoded).as_millis() as u64,
-            commit_ms = (committed - written).as_millis() as u64,
-            records_ms = (layered - committed).as_millis() as u64,
+            records_ms = (committed - written).as_millis() as u64,
             page_table,
-            page_table_ms = (started.elapsed() - layered).as_millis() as u64,
+            page_table_ms = (started.elapsed() - page_table_started).as_millis() as u64,
             total_ms = started.elapsed().as_millis() as u64,
-            file_cpu_ms = cpu_committed.saturating_sub(cpu_started).as_millis() as u64,
-            records_cpu_ms = cpu_layered.saturating_sub(cpu_committed).as_millis() as u64,
+            file_cpu_ms = cpu_written.saturating_sub(cpu_started).as_millis() as u64,
+            records_cpu_ms = cpu_committed.saturating_sub(cpu_written).as_millis() as u64,
             cpu_ms = thread_cpu().saturating_sub(cpu_started).as_millis() as u64,
             "snapshot written"
         );
         Ok(())
     }
+}
+
+/// After the first commit in the records' file: [`SNAPSHOT_TREE`] says
+/// so, and the commits of the layouts before go (a crash before that
+/// leaves them, older than the commit in the records, which an open reads
+/// first). Nothing to do after that.
+fn mark_in_records(trees: &Trees) -> Result<(), LogError> {
+    let only_the_mark =
+        trees.snapshot.get(IN_RECORDS_KEY)?.is_some() && trees.snapshot.iter().keys().count() == 1;
+    if only_the_mark {
+        return Ok(());
+    }
+    let mut mark = sled::Batch::default();
+    mark.insert(IN_RECORDS_KEY, &[1u8][..]);
+    for key in [FILE_KEY, LAYER_DONE_KEY, STATE, PENDING_LAYER] {
+        mark.remove(key);
+    }
+    trees.snapshot.apply_batch(mark)?;
+    trees.snapshot.flush()?;
+    Ok(())
 }
 
 /// The CPU time this thread has used: a snapshot's log line says how much
@@ -188,7 +214,29 @@ fn thread_cpu() -> std::time::Duration {
     std::time::Duration::new(now.tv_sec as u64, now.tv_nsec as u32)
 }
 
-/// The generation of the latest committed snapshot file.
+/// The generation of the snapshot file the records' file commits, if it
+/// commits one.
+fn committed_generation(trees: &Trees) -> Result<Option<u64>, SnapshotError> {
+    let records = &trees.records;
+    let damaged = |reason: String| SnapshotError::DamagedCommit {
+        path: records.path().to_path_buf(),
+        reason,
+    };
+    let Some(bytes) = records
+        .get_side(FILE_KEY)
+        .map_err(|e| layout(records.error(e)))?
+    else {
+        return Ok(None);
+    };
+    let bytes: [u8; 8] = bytes
+        .as_slice()
+        .try_into()
+        .map_err(|_| damaged(format!("a file generation of {} bytes", bytes.len())))?;
+    Ok(Some(u64::from_be_bytes(bytes)))
+}
+
+/// The generation of the latest snapshot file the layout before
+/// committed in [`SNAPSHOT_TREE`].
 fn generation(tree: &sled::Tree) -> Result<Option<u64>, SnapshotError> {
     let Some(bytes) = tree.get(FILE_KEY).map_err(LogError::from)? else {
         return Ok(None);
@@ -257,18 +305,27 @@ pub fn write_now(state: &mut State) -> Result<(), LogError> {
 /// when there is none (a new directory, or one from before issue 12).
 pub fn load(trees: &Trees) -> Result<Option<State>, SnapshotError> {
     move_from_records(trees)?;
-    let generation = generation(&trees.snapshot)?;
-    let mut state = match generation {
-        Some(generation) => load_file(trees, generation)?,
-        None => match load_inline(trees)? {
-            Some(state) => state,
-            None => {
-                file::remove_others(&trees.files, None);
-                return Ok(None);
-            }
-        },
+    let mut state = match load_from_records(trees)? {
+        Some((state, generation)) => {
+            file::remove_others(&trees.files, Some(generation));
+            state
+        }
+        None => {
+            let generation = generation(&trees.snapshot)?;
+            let state = match generation {
+                Some(generation) => load_file(trees, generation)?,
+                None => match load_inline(trees)? {
+                    Some(state) => state,
+                    None => {
+                        file::remove_others(&trees.files, None);
+                        return Ok(None);
+                    }
+                },
+            };
+            file::remove_others(&trees.files, generation);
+            state
+        }
     };
-    file::remove_others(&trees.files, generation);
     // Indexes derived from `users` are not stored, nor the revoked tokens'
     // expiry index: rebuilt here.
     state.rebuild_user_indexes();
@@ -276,6 +333,37 @@ pub fn load(trees: &Trees) -> Result<Option<State>, SnapshotError> {
     state.rebuild_ringing_index();
     state.history.attach(trees.clone());
     Ok(Some(state))
+}
+
+/// The state of the file the records' file commits, and its generation;
+/// `None` when it commits none (an error when [`SNAPSHOT_TREE`] says it
+/// does).
+fn load_from_records(trees: &Trees) -> Result<Option<(State, u64)>, SnapshotError> {
+    let Some(generation) = committed_generation(trees)? else {
+        if trees
+            .snapshot
+            .get(IN_RECORDS_KEY)
+            .map_err(LogError::from)?
+            .is_some()
+        {
+            return Err(SnapshotError::DamagedCommit {
+                path: trees.records.path().to_path_buf(),
+                reason: "no commit, and the history tree says it is there".into(),
+            });
+        }
+        return Ok(None);
+    };
+    let path = file::path(&trees.files, generation);
+    let damaged = |reason: String| SnapshotError::DamagedFile {
+        path: path.clone(),
+        reason,
+    };
+    let contents = file::read(&trees.files, generation).map_err(damaged)?;
+    if contents.layer().is_some() {
+        return Err(damaged("a layer, where its records are committed".into()));
+    }
+    let state = codec::decode(contents.state()).map_err(|e| damaged(format!("state: {e}")))?;
+    Ok(Some((state, generation)))
 }
 
 /// The state of snapshot file `generation`; its layer's records written
@@ -394,16 +482,17 @@ pub fn stored_offset(dir: &Path) -> Result<Option<u64>, SnapshotError> {
 /// snapshot, or one from before the files).
 pub fn latest_file(dir: &Path) -> Result<Option<PathBuf>, SnapshotError> {
     let (_log, trees) = closed(dir)?;
-    Ok(generation(&trees.snapshot)?.map(|g| file::path(&trees.files, g)))
+    let generation = committed_generation(&trees)?.or(generation(&trees.snapshot)?);
+    Ok(generation.map(|g| file::path(&trees.files, g)))
 }
 
 /// The directory of the closed store in `dir`'s snapshot files, and the
-/// latest one's generation (an error when there is none).
+/// generation its records' file commits (an error when there is none).
 #[cfg(feature = "testing")]
-fn latest_generation(dir: &Path) -> Result<(PathBuf, u64), SnapshotError> {
+fn committed_file(dir: &Path) -> Result<(PathBuf, u64), SnapshotError> {
     let (_log, trees) = closed(dir)?;
-    let generation = generation(&trees.snapshot)?
-        .ok_or_else(|| SnapshotError::Damaged("no snapshot file".into()))?;
+    let generation = committed_generation(&trees)?
+        .ok_or_else(|| SnapshotError::Damaged("no snapshot committed in the records".into()))?;
     Ok((trees.files, generation))
 }
 
@@ -411,18 +500,67 @@ fn latest_generation(dir: &Path) -> Result<(PathBuf, u64), SnapshotError> {
 /// store in `dir`.
 #[cfg(feature = "testing")]
 pub fn stored_state(dir: &Path) -> Result<Vec<u8>, SnapshotError> {
-    let (files, generation) = latest_generation(dir)?;
+    let (files, generation) = committed_file(dir)?;
     let contents = file::read(&files, generation).map_err(SnapshotError::Damaged)?;
     Ok(contents.state().to_vec())
 }
 
 /// Test hook: rewrites the latest snapshot file of the closed store in
-/// `dir` with `state` (encoded) and no layer.
+/// `dir` with `state` (encoded).
 #[cfg(feature = "testing")]
 pub fn replace_state(dir: &Path, state: &[u8]) -> Result<(), SnapshotError> {
-    let (files, generation) = latest_generation(dir)?;
+    let (files, generation) = committed_file(dir)?;
     file::write(&files, generation, state, &[]).map_err(LogError::Io)?;
     Ok(())
+}
+
+/// Test hook: turns the snapshot of the closed store in `dir` (a clean
+/// stop's) into the layout before 2026-12-07, its file committed in
+/// [`SNAPSHOT_TREE`] and holding the layer too, as that layout left it;
+/// when `crashed`, as its crash between the commit and the records did:
+/// the layer (here the whole history) not marked written, the records
+/// empty. Returns the file's path.
+#[cfg(feature = "testing")]
+pub fn to_file_layout(dir: &Path, crashed: bool) -> Result<PathBuf, SnapshotError> {
+    let (log, trees) = closed(dir)?;
+    let generation = committed_generation(&trees)?
+        .ok_or_else(|| SnapshotError::Damaged("no snapshot committed in the records".into()))?;
+    let state = file::read(&trees.files, generation)
+        .map_err(SnapshotError::Damaged)?
+        .state()
+        .to_vec();
+    // Everything is in the log: replayed with no trees, the whole history
+    // is one layer in RAM.
+    let mut full = State::default();
+    crate::store::replay_into(&log, &mut full).map_err(|e| LogError::Layout(e.to_string()))?;
+    let layer = full
+        .history
+        .active_layer()
+        .encode()
+        .map_err(|e| LogError::Layout(e.to_string()))?;
+    file::write(&trees.files, generation, &state, layer.record()).map_err(LogError::Io)?;
+    if crashed {
+        trees.records.clear().map_err(layout)?;
+    } else {
+        trees
+            .records
+            .write_both(true, |_, side| {
+                side.remove(FILE_KEY).map_err(|e| trees.records.error(e))?;
+                Ok::<(), crate::table_file::TableFileError>(())
+            })
+            .map_err(layout)?;
+    }
+    let mut commit = sled::Batch::default();
+    commit.remove(IN_RECORDS_KEY);
+    commit.insert(FILE_KEY, &generation.to_be_bytes());
+    if crashed {
+        commit.remove(LAYER_DONE_KEY);
+    } else {
+        commit.insert(LAYER_DONE_KEY, &generation.to_be_bytes());
+    }
+    trees.snapshot.apply_batch(commit).map_err(LogError::from)?;
+    trees.snapshot.flush().map_err(LogError::from)?;
+    Ok(file::path(&trees.files, generation))
 }
 
 /// Test and admin hook: drops the snapshot and history of the closed store

@@ -29,10 +29,13 @@
 //! `x` id → conv, and `q` conv seq → id (seq cursors now bisect a
 //! conversation's `m` keys: its ids and seqs grow together).
 //!
-//! The snapshot's state and layer are a file of their own
-//! (`crate::snapshot::file`), its commit a second tree, [`SNAPSHOT_TREE`].
-//! Earlier layouts, read once and replaced by the next snapshot, kept the
-//! state (`s`) and the pending layer (`p`) as values: first among the
+//! The snapshot's state is a file of its own (`crate::snapshot::file`),
+//! committed by a value of a second table in the records' file
+//! ([`records::STATE_TABLE`]), in the transaction that writes the
+//! snapshot's records. Earlier layouts, read once and replaced by the
+//! next snapshot, kept the state and the layer in the file, committed in
+//! the sled tree [`SNAPSHOT_TREE`], and before that the state (`s`) and
+//! the pending layer (`p`) as values: first among the
 //! records (sled rewrites a leaf whole whenever a key lands beside it:
 //! every snapshot rewrote a 12 MB leaf per record, 60 GB of sled blobs in
 //! a minute of the store benchmark), then in the snapshot tree (whose
@@ -63,13 +66,21 @@ pub use probe::KeyProbe;
 pub mod records {
     pub const FILE: &str = "history.redb";
     pub const TABLE: &str = "history";
+    /// The snapshot's commit, in the same file: the generation of the
+    /// file that holds the state at the snapshot's offset
+    /// (`crate::snapshot::file`), written in the transaction that writes
+    /// the snapshot's records ([`super::EncodedLayer::commit_with`]).
+    pub const STATE_TABLE: &str = "snapshot";
 }
 
 /// The sled tree the history's records lived in before they moved to
 /// their own file ([`records::FILE`]); migrated on open.
 pub const TREE: &str = "history";
-/// The sled tree of the snapshot's commit: which snapshot file is the
-/// latest, and whether its layer's records are written.
+/// The sled tree that says the snapshot is committed in [`records::FILE`]
+/// (so that an open refuses a missing file rather than replay the whole
+/// log into a new one). In the layouts before, the snapshot's commit:
+/// which snapshot file is the latest, and whether its layer's records
+/// are written.
 pub const SNAPSHOT_TREE: &str = "history-snapshot";
 
 /// In [`SNAPSHOT_TREE`], before the snapshot files: the state of the
@@ -117,7 +128,8 @@ impl Trees {
             }
             .into());
         }
-        let records = Records::open(&path, records::TABLE, cache_bytes)?;
+        let records = Records::open(&path, records::TABLE, cache_bytes)?
+            .with_side_table(records::STATE_TABLE);
         records.migrate_from(db, TREE, &[]).map_err(|e| match e {
             crate::table_file::MigrateError::Sled(e) => HistoryError::Sled(e),
             crate::table_file::MigrateError::File(e) => HistoryError::Records(e),
@@ -202,6 +214,13 @@ impl History {
             snapshot,
             files,
         })
+    }
+
+    /// What changed since the last freeze (with no trees: the whole
+    /// history).
+    #[cfg(feature = "testing")]
+    pub fn active_layer(&self) -> &Layer {
+        &self.active
     }
 
     // ---- reads ---------------------------------------------------------

@@ -14,6 +14,7 @@ use redb::ReadableTable;
 
 use super::Records;
 use super::{HistoryError, IdempotencyKey};
+use crate::table_file::Table;
 
 /// What changed in one stretch of events.
 ///
@@ -166,10 +167,32 @@ impl EncodedLayer<'_> {
     /// Idempotent: every record is the final value at the snapshot, so
     /// writing them again after a crash gives the same records.
     pub fn write_records(&self, records: &Records) -> Result<(), HistoryError> {
+        records.write(true, |table| self.insert_records(records, table))
+    }
+
+    /// Writes the layer's records ([`EncodedLayer::write_records`]) and,
+    /// in the same durable transaction, `value` under `key` in the side
+    /// table ([`super::records::STATE_TABLE`]): a snapshot's commit, which
+    /// names its state's file. The records and the commit become durable
+    /// at once.
+    pub fn commit_with(
+        &self,
+        records: &Records,
+        key: &[u8],
+        value: &[u8],
+    ) -> Result<(), HistoryError> {
+        records.write_both(true, |table, side| {
+            self.insert_records(records, table)?;
+            side.insert(key, value).map_err(|e| records.error(e))?;
+            Ok(())
+        })
+    }
+
+    fn insert_records(&self, records: &Records, table: &mut Table<'_>) -> Result<(), HistoryError> {
         let failed = |e: redb::StorageError| records.error(e);
         let mut by_conv: Vec<&(ConvId, MessageId, Range<usize>)> = self.messages.iter().collect();
         by_conv.sort_unstable_by_key(|(conv, id, _)| (*conv, *id));
-        records.write(true, |table| {
+        {
             let mut value = Vec::new();
             for (conv, id, payload) in by_conv {
                 value.clear();
@@ -224,7 +247,7 @@ impl EncodedLayer<'_> {
                     .map_err(failed)?;
             }
             Ok(())
-        })
+        }
     }
 }
 
