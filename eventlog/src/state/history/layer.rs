@@ -188,66 +188,66 @@ impl EncodedLayer<'_> {
         })
     }
 
+    /// The layer's records, inserted into `table` in the order
+    /// [`EncodedLayer::write_records`] gives.
     fn insert_records(&self, records: &Records, table: &mut Table<'_>) -> Result<(), HistoryError> {
         let failed = |e: redb::StorageError| records.error(e);
         let mut by_conv: Vec<&(ConvId, MessageId, Range<usize>)> = self.messages.iter().collect();
         by_conv.sort_unstable_by_key(|(conv, id, _)| (*conv, *id));
-        {
-            let mut value = Vec::new();
-            for (conv, id, payload) in by_conv {
-                value.clear();
-                codec::frame(&mut value, &self.record[payload.clone()]);
-                table
-                    .insert(&message_key(*conv, *id)[..], &value[..])
-                    .map_err(failed)?;
-            }
-            // `self.messages` is in id order.
-            let ids = &self.messages;
-            for block in ids.chunk_by(|a, b| a.1 / OWNERS_PER_BLOCK == b.1 / OWNERS_PER_BLOCK) {
-                let key = id_key(OWNER_BLOCK, block[0].1 / OWNERS_PER_BLOCK);
-                let mut value = table
-                    .get(&key[..])
-                    .map_err(failed)?
-                    .map(|v| v.value().to_vec())
-                    .unwrap_or_default();
-                value.resize(OWNERS_PER_BLOCK as usize * 8, 0);
-                for (conv, id, _) in block {
-                    let slot = (id % OWNERS_PER_BLOCK) as usize * 8;
-                    value[slot..slot + 8].copy_from_slice(&conv.to_be_bytes());
-                }
-                table.insert(&key[..], &value[..]).map_err(failed)?;
-            }
-            let mut keys: Vec<(Vec<u8>, MessageId)> = self
-                .layer
-                .keys
-                .iter()
-                .map(|((sender, conv, client_id), id)| {
-                    (idempotency_key(*sender, *conv, client_id), *id)
-                })
-                .collect();
-            keys.sort_unstable();
-            for (key, id) in keys {
-                table
-                    .insert(&key[..], &id.to_be_bytes()[..])
-                    .map_err(failed)?;
-            }
-            let mut attachments: Vec<(AttachmentId, MessageId)> = self
-                .layer
-                .attachments
-                .iter()
-                .map(|(a, m)| (*a, *m))
-                .collect();
-            attachments.sort_unstable();
-            for (attachment, message) in attachments {
-                table
-                    .insert(
-                        &id_key(ATTACHMENT, attachment)[..],
-                        &message.to_be_bytes()[..],
-                    )
-                    .map_err(failed)?;
-            }
-            Ok(())
+        let mut value = Vec::new();
+        for (conv, id, payload) in by_conv {
+            value.clear();
+            codec::frame(&mut value, &self.record[payload.clone()]);
+            table
+                .insert(&message_key(*conv, *id)[..], &value[..])
+                .map_err(failed)?;
         }
+        // `self.messages` is in id order.
+        let ids = &self.messages;
+        for block in ids.chunk_by(|a, b| a.1 / OWNERS_PER_BLOCK == b.1 / OWNERS_PER_BLOCK) {
+            let key = id_key(OWNER_BLOCK, block[0].1 / OWNERS_PER_BLOCK);
+            let mut value = table
+                .get(&key[..])
+                .map_err(failed)?
+                .map(|v| v.value().to_vec())
+                .unwrap_or_default();
+            value.resize(OWNERS_PER_BLOCK as usize * 8, 0);
+            for (conv, id, _) in block {
+                let slot = (id % OWNERS_PER_BLOCK) as usize * 8;
+                value[slot..slot + 8].copy_from_slice(&conv.to_be_bytes());
+            }
+            table.insert(&key[..], &value[..]).map_err(failed)?;
+        }
+        let mut keys: Vec<(Vec<u8>, MessageId)> = self
+            .layer
+            .keys
+            .iter()
+            .map(|((sender, conv, client_id), id)| {
+                (idempotency_key(*sender, *conv, client_id), *id)
+            })
+            .collect();
+        keys.sort_unstable();
+        for (key, id) in keys {
+            table
+                .insert(&key[..], &id.to_be_bytes()[..])
+                .map_err(failed)?;
+        }
+        let mut attachments: Vec<(AttachmentId, MessageId)> = self
+            .layer
+            .attachments
+            .iter()
+            .map(|(a, m)| (*a, *m))
+            .collect();
+        attachments.sort_unstable();
+        for (attachment, message) in attachments {
+            table
+                .insert(
+                    &id_key(ATTACHMENT, attachment)[..],
+                    &message.to_be_bytes()[..],
+                )
+                .map_err(failed)?;
+        }
+        Ok(())
     }
 }
 
