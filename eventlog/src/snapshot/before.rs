@@ -5,7 +5,9 @@
 //! as values of a sled tree or among the records. Each is read once; the
 //! next snapshot commits in the records' file.
 
-use super::{file, history_error, layout, SnapshotError, FILE_KEY, LAYER_DONE_KEY};
+use super::{
+    decode_generation, file, history_error, layout, SnapshotError, FILE_KEY, LAYER_DONE_KEY,
+};
 use crate::codec;
 use crate::log::LogError;
 use crate::state::history::{EncodedLayer, Layer, Trees, PENDING_LAYER, SNAPSHOT_TREE, STATE};
@@ -17,10 +19,9 @@ pub(super) fn generation(tree: &sled::Tree) -> Result<Option<u64>, SnapshotError
     let Some(bytes) = tree.get(FILE_KEY).map_err(LogError::from)? else {
         return Ok(None);
     };
-    let bytes: [u8; 8] = bytes.as_ref().try_into().map_err(|_| {
-        SnapshotError::Damaged(format!("a file generation of {} bytes", bytes.len()))
-    })?;
-    Ok(Some(u64::from_be_bytes(bytes)))
+    decode_generation(&bytes)
+        .map(Some)
+        .map_err(SnapshotError::Damaged)
 }
 
 /// A state kept in the snapshot tree (the layout before the files) is

@@ -230,11 +230,16 @@ fn committed_generation(trees: &Trees) -> Result<Option<u64>, SnapshotError> {
     else {
         return Ok(None);
     };
+    decode_generation(&bytes).map(Some).map_err(damaged)
+}
+
+/// A file generation as either layout commits it: 8 bytes, big-endian;
+/// otherwise why it is damaged.
+fn decode_generation(bytes: &[u8]) -> Result<u64, String> {
     let bytes: [u8; 8] = bytes
-        .as_slice()
         .try_into()
-        .map_err(|_| damaged(format!("a file generation of {} bytes", bytes.len())))?;
-    Ok(Some(u64::from_be_bytes(bytes)))
+        .map_err(|_| format!("a file generation of {} bytes", bytes.len()))?;
+    Ok(u64::from_be_bytes(bytes))
 }
 
 /// A history error as the log's (what the store's callers see).
