@@ -33,10 +33,17 @@
 # duplicate, no out-of-order). Summary lines are appended to $OUT/bench.txt;
 # beside the client's figures a run's line gives the machine's CPU by
 # process, the server's peak RSS, each snapshot's CPU and wall time
-# (snapshot_cpu_ms=, snapshot_ms=), what the server wrote to the device
-# during the run (server_write_mb=, 0 on tmpfs) and of it what its threads
-# that exited during the run wrote (exited_threads_write_mb=: the snapshot
-# threads). Each run's server log is kept as $OUT/TAG.server.log.
+# (snapshot_cpu_ms=, snapshot_ms=), what the device under the data
+# directory wrote during the run (device_write_mb=, from its
+# /sys/class/block/DEV/stat: every process's writes, none on tmpfs), and
+# the kernel's count of what the server wrote (server_write_mb=, 0 on tmpfs)
+# and of it what its threads that exited during the run wrote
+# (exited_threads_write_mb=: the snapshot threads). The last two are
+# `write_bytes` of /proc/PID/io, counted when a page is dirtied: a write
+# into a page the cache holds in a large folio (a file copied whole, as
+# SEED_DIR's) counts the whole folio, so with SEED_DIR they can be several
+# times what reached the device (BENCHMARKS.md, "What a snapshot writes").
+# Each run's server log is kept as $OUT/TAG.server.log.
 #
 # SERVER and LOAD name other builds' vato-server and vato-load (an A/B of the
 # client: `LOAD=PATH`).
@@ -135,8 +142,9 @@ one_load() {
   # The server's log so far: the snapshots of this run are the ones after.
   local logged
   logged="$(wc -l <"$OUT/server.log")"
-  local a b io_before io_after exited_before exited_after
+  local a b io_before io_after exited_before exited_after device_before device_after
   a=($(head -1 /proc/stat))
+  device_before="$(device_written_bytes)"
   io_before="$(written_bytes)"
   exited_before="$(written_by_exited_threads)"
   local TIMEFORMAT='%U %S'
@@ -145,6 +153,7 @@ one_load() {
     --report-file "$OUT/$tag.html" --report-file "$OUT/$tag.json" \
     --no-print-metrics -q >"$OUT/$tag.out" 2>&1 ; } 2>"$OUT/$tag.time" || rc=$?
   b=($(head -1 /proc/stat))
+  device_after="$(device_written_bytes)"
   io_after="$(written_bytes)"
   exited_after="$(written_by_exited_threads)"
   local mem st
@@ -175,13 +184,14 @@ print(f'client_cpu={100*client/$ticks:.0f}% server_cpu={100*server/$ticks:.0f}% 
   # /proc/PID/io: 0 on tmpfs), in MB.
   # Of it, what threads that have exited wrote (the snapshot threads: one
   # per snapshot, gone when it is written; the others are alive).
-  local written exited
+  local device_written written exited
+  device_written="$(( (device_after - device_before) / 1000000 ))"
   written="$(( (io_after - io_before) / 1000000 ))"
   exited="$(( (exited_after - exited_before) / 1000000 ))"
   cp "$OUT/server.log" "$OUT/$tag.server.log"
   local line
   line="$(grep -E '^vato-load: delivered=' "$OUT/$tag.out" || echo "vato-load: no summary (exit $rc)")"
-  echo "${LABEL:+$LABEL }target=$total msg/s users=$USERS per_user=$per data=${DATA_PARENT:-${TMPDIR:-/tmp}} idle_before=$quiet% $cpu exit=$rc server $mem snapshot_cpu_ms=${snaps:-none} snapshot_ms=${walls:-none} server_write_mb=$written exited_threads_write_mb=$exited | $line" | tee -a "$OUT/bench.txt"
+  echo "${LABEL:+$LABEL }target=$total msg/s users=$USERS per_user=$per data=${DATA_PARENT:-${TMPDIR:-/tmp}} idle_before=$quiet% $cpu exit=$rc server $mem snapshot_cpu_ms=${snaps:-none} snapshot_ms=${walls:-none} device_write_mb=$device_written server_write_mb=$written exited_threads_write_mb=$exited | $line" | tee -a "$OUT/bench.txt"
 }
 
 # snapshot_field LINES FIELD: FIELD of each `snapshot written` line of the
@@ -195,6 +205,21 @@ snapshot_field() {
 # the device so far.
 written_bytes() {
   grep -E '^write_bytes:' "/proc/$SERVER_PID/io" | cut -d' ' -f2
+}
+
+# device_written_bytes: the bytes the block device under the running
+# server's data directory has written since it started (sectors written,
+# field 7 of its stat), whoever wrote them; 0 where there is no such device
+# (tmpfs).
+device_written_bytes() {
+  local source stat
+  source="$(findmnt -no SOURCE -T "$DATA" 2>/dev/null || true)"
+  stat="/sys/class/block/$(basename "${source:-none}")/stat"
+  if [[ "$source" == /dev/* && -r "$stat" ]]; then
+    awk '{ print $7 * 512 }' "$stat"
+  else
+    echo 0
+  fi
 }
 
 # written_by_exited_threads: of written_bytes, what its threads that have
