@@ -180,9 +180,10 @@ print(f'client_cpu={100*client/$ticks:.0f}% server_cpu={100*server/$ticks:.0f}% 
   local snaps walls
   snaps="$(snapshot_field "$logged" cpu_ms)"
   walls="$(snapshot_field "$logged" total_ms)"
-  # What the server sent to the device during the run (`write_bytes` of
-  # /proc/PID/io: 0 on tmpfs), in MB.
-  # Of it, what threads that have exited wrote (the snapshot threads: one
+  # What the device under the data directory wrote during the run, in MB;
+  # the kernel's count of what the server wrote (`write_bytes` of
+  # /proc/PID/io: 0 on tmpfs; a large folio counts whole, the header above)
+  # and of it what threads that have exited wrote (the snapshot threads: one
   # per snapshot, gone when it is written; the others are alive).
   local device_written written exited
   device_written="$(( (device_after - device_before) / 1000000 ))"
@@ -201,16 +202,16 @@ snapshot_field() {
     grep -oE " $2=[0-9]+" | cut -d= -f2 | paste -sd/ - || true
 }
 
-# written_bytes: the bytes the running server has caused to be written to
-# the device so far.
+# written_bytes: the bytes the kernel counts as written by the running
+# server so far (its pages dirtied, a large folio whole).
 written_bytes() {
   grep -E '^write_bytes:' "/proc/$SERVER_PID/io" | cut -d' ' -f2
 }
 
 # device_written_bytes: the bytes the block device under the running
-# server's data directory has written since it started (sectors written,
-# field 7 of its stat), whoever wrote them; 0 where there is no such device
-# (tmpfs).
+# server's data directory has written since the machine booted (sectors
+# written, field 7 of its stat), whoever wrote them; 0 where there is no
+# such device (tmpfs).
 device_written_bytes() {
   local source stat
   source="$(findmnt -no SOURCE -T "$DATA" 2>/dev/null || true)"
