@@ -35,7 +35,7 @@
 # process, the server's peak RSS, each snapshot's CPU and wall time
 # (snapshot_cpu_ms=, snapshot_ms=), what the device under the data
 # directory wrote during the run (device_write_mb=, from its
-# /sys/class/block/DEV/stat: every process's writes, none on tmpfs), and
+# /sys/dev/block/MAJ:MIN/stat: every process's writes, none on tmpfs), and
 # the kernel's count of what the server wrote (server_write_mb=, 0 on tmpfs)
 # and of it what its threads that exited during the run wrote
 # (exited_threads_write_mb=: the snapshot threads). The last two are
@@ -210,13 +210,14 @@ written_bytes() {
 
 # device_written_bytes: the bytes the block device under the running
 # server's data directory has written since the machine booted (sectors
-# written, field 7 of its stat), whoever wrote them; 0 where there is no
-# such device (tmpfs).
+# written, field 7 of its stat, found by the mount's device number: a
+# disk, a partition or a device-mapper volume alike), whoever wrote them;
+# 0 where there is no such device (tmpfs).
 device_written_bytes() {
-  local source stat
-  source="$(findmnt -no SOURCE -T "$DATA" 2>/dev/null || true)"
-  stat="/sys/class/block/$(basename "${source:-none}")/stat"
-  if [[ "$source" == /dev/* && -r "$stat" ]]; then
+  local dev stat
+  dev="$(findmnt -no MAJ:MIN -T "$DATA" 2>/dev/null | head -1 | tr -d ' ' || true)"
+  stat="/sys/dev/block/${dev:-none}/stat"
+  if [[ -r "$stat" ]]; then
     awk '{ print $7 * 512 }' "$stat"
   else
     echo 0
